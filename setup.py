@@ -1,0 +1,32 @@
+"""tfhash: deep hashing for image retrieval in TensorFlow/Keras."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="tfhash",
+    version="0.1.0",
+    description=(
+        "Learn compact binary codes for image retrieval (LSDH and related deep "
+        "hashing methods) with TensorFlow/Keras, and score them with an exact "
+        "NumPy Hamming evaluator."
+    ),
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["tfhash", "tfhash.*"]),
+    install_requires=[
+        "tensorflow>=2.16",
+        "keras>=3.0",
+        "tensorflow-datasets>=4.9",
+        "numpy>=2.0",  # np.bitwise_count for Hamming distances
+        "scipy>=1.10",
+        "absl-py>=1.0",
+        # load_digits ships its images inside the wheel: the quickstart trains
+        # on real data with no download.
+        "scikit-learn>=1.3",
+    ],
+    extras_require={
+        "plots": ["matplotlib>=3.7"],
+        "test": ["pytest>=7", "hypothesis>=6", "matplotlib>=3.7", "pillow>=9"],
+    },
+)
