@@ -26,8 +26,19 @@ class HashingLayer(keras.layers.Layer):
     precision policy, so that relaxed codes, distances and losses are float32
     (a K-wide dense layer costs nothing next to the backbone).
 
+    The paper trains the hashing layer with 10 times the learning rate of the
+    layers before it. ``learning_rate_multiplier`` does this inside the layer,
+    whatever the training loop: the forward pass uses ``W`` and ``v`` exactly,
+    and the backward pass multiplies their gradients by the factor. Under SGD
+    (with or without momentum), the paper's optimizer and tfhash's default, that
+    is exactly a ``learning_rate_multiplier`` times larger learning rate.
+    Adaptive optimizers (Adam) normalise gradient scale away, so there the
+    multiplier has (almost) no effect.
+
     Args:
         bits: K, the code length.
+        learning_rate_multiplier: factor on the gradients of ``W`` and ``v``
+            (the paper: 10; 1 disables it).
         kernel_initializer, bias_initializer, kernel_regularizer: as in
             ``keras.layers.Dense``.
         **kwargs: base ``keras.layers.Layer`` arguments (``name``, ``dtype``…).
@@ -43,6 +54,7 @@ class HashingLayer(keras.layers.Layer):
     def __init__(
         self,
         bits,
+        learning_rate_multiplier=1.0,
         kernel_initializer="glorot_uniform",
         bias_initializer="zeros",
         kernel_regularizer=None,
@@ -53,6 +65,11 @@ class HashingLayer(keras.layers.Layer):
         if int(bits) < 1:
             raise ValueError(f"bits must be at least 1, got {bits}")
         self.bits = int(bits)
+        if learning_rate_multiplier <= 0:
+            raise ValueError(
+                f"learning_rate_multiplier must be positive, got {learning_rate_multiplier}"
+            )
+        self.learning_rate_multiplier = float(learning_rate_multiplier)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.bias_initializer = keras.initializers.get(bias_initializer)
         self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
@@ -69,7 +86,9 @@ class HashingLayer(keras.layers.Layer):
         )
 
     def call(self, inputs):
-        return ops.tanh(ops.matmul(inputs, self.kernel) + self.bias)
+        kernel = _scale_gradient(self.kernel, self.learning_rate_multiplier)
+        bias = _scale_gradient(self.bias, self.learning_rate_multiplier)
+        return ops.tanh(ops.matmul(inputs, kernel) + bias)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (self.bits,)
@@ -78,11 +97,20 @@ class HashingLayer(keras.layers.Layer):
         config = super().get_config()
         config.update(
             bits=self.bits,
+            learning_rate_multiplier=self.learning_rate_multiplier,
             kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
             bias_initializer=keras.initializers.serialize(self.bias_initializer),
             kernel_regularizer=keras.regularizers.serialize(self.kernel_regularizer),
         )
         return config
+
+
+def _scale_gradient(x, factor):
+    """Identity forward (exactly: ``x − x = 0``), gradient multiplied by ``factor``."""
+    if factor == 1.0:
+        return x
+    x = ops.convert_to_tensor(x)
+    return x + (factor - 1.0) * (x - ops.stop_gradient(x))
 
 
 def sign(h, dtype="float32"):

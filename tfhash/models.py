@@ -1,0 +1,86 @@
+"""The trainable hashing network: backbone → hashing layer, raw pixels in, relaxed codes out.
+
+    images float32 [B, S, S, 3] in [0, 255]
+      └─ backbone (normalisation inside)  → features [B, d]
+           └─ HashingLayer (Eq. 4, tanh)  → h float32 [B, K] in (−1, 1)
+
+Binary codes are ``sign(h)`` (Eq. 5), computed outside the model (``tfhash.layers.sign``)
+or inside the exported serving graph.
+"""
+
+import keras
+from keras import ops
+
+from tfhash.backbones import build_backbone
+from tfhash.layers import HashingLayer
+
+
+@keras.saving.register_keras_serializable(package="tfhash")
+class HashingModel(keras.Model):
+    """A Keras model whose loss may report its terms, each logged during training.
+
+    A loss with a ``terms(y_true, y_pred)`` method (every ``tfhash.losses`` class)
+    returns a dict of scalars: the weighted total under ``"loss"`` and each term
+    under its own name (``"semantic"``, ``"quantization"``, ``"isometric"``).
+    ``compute_loss`` — Keras's hook between the forward pass and the gradients —
+    trains on the total and updates one running mean per term, so every term
+    appears in the progress bar, the History and TensorBoard. A plain Keras loss
+    works as usual.
+
+    Build one with :func:`build_model`, or like any functional model::
+
+        model = HashingModel(inputs, HashingLayer(48)(features))
+        model.compile(optimizer="sgd", loss=tfhash.losses.get("lsdh"))
+    """
+
+    def compile(self, *args, **kwargs):
+        super().compile(*args, **kwargs)
+        self._term_trackers = {
+            name: keras.metrics.Mean(name=name) for name in _term_names(self.loss)
+        }
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        trackers = getattr(self, "_term_trackers", None)
+        if not trackers:
+            return super().compute_loss(x, y, y_pred, sample_weight, training)
+        terms = self.loss.terms(y, y_pred)
+        for name, tracker in trackers.items():
+            tracker.update_state(terms[name])
+        loss = terms["loss"]
+        if self.losses:  # weight regularisers of the layers
+            loss = loss + ops.cast(ops.sum(self.losses), loss.dtype)
+        return loss
+
+
+def _term_names(loss):
+    """The names of the terms a loss reports (all but the total), in its order."""
+    if not hasattr(loss, "terms"):
+        return []
+    # Two items of one class and one of another, with random codes: every term is defined.
+    names = loss.terms(
+        ops.convert_to_tensor([0, 0, 1]), keras.random.uniform((3, 2), -1.0, 1.0, seed=0)
+    )
+    return [name for name in names if name != "loss"]
+
+
+def build_model(backbone="resnet_small", bits=48, image_size=32, weights="none",
+                head_learning_rate_multiplier=10.0):
+    """Builds the hashing network for ``backbone`` with a ``bits``-bit hashing layer.
+
+    Args:
+        backbone: a name from ``tfhash.backbones.BACKBONES``.
+        bits: K, the code length.
+        image_size: side S of the square input images.
+        weights: ``"none"``, ``"imagenet"`` or a local weights file for the backbone.
+        head_learning_rate_multiplier: the hashing layer's learning rate relative to
+            the backbone's (the LSDH paper: 10).
+
+    Returns:
+        A :class:`HashingModel` with input ``images`` (float32 ``[B, S, S, 3]``,
+        raw ``[0, 255]`` RGB) and output the relaxed codes ``h`` (float32 ``[B, K]``).
+    """
+    features = build_backbone(backbone, image_size, weights)
+    images = keras.Input((image_size, image_size, 3), name="images")
+    h = HashingLayer(bits, learning_rate_multiplier=head_learning_rate_multiplier,
+                     name="hashing")(features(images))
+    return HashingModel(images, h, name=f"{backbone}_{bits}bits")
