@@ -1,0 +1,105 @@
+"""Backbones and the hashing model: shapes, weights files, saving, per-term logging."""
+
+import keras
+import numpy as np
+import pytest
+
+from tfhash import backbones
+from tfhash.errors import UsageError
+from tfhash.layers import HashingLayer
+from tfhash.models import HashingModel, build_model
+
+
+@pytest.fixture(scope="module")
+def images():
+    return np.random.default_rng(0).uniform(0, 255, size=(6, 32, 32, 3)).astype("float32")
+
+
+def test_small_resnet_maps_raw_pixels_to_relaxed_codes(images):
+    model = build_model("resnet_small", bits=12, image_size=32)
+    assert isinstance(model, HashingModel)
+    assert 0.6e6 < model.count_params() < 0.8e6
+    h = keras.ops.convert_to_numpy(model(images))
+    assert h.shape == (6, 12) and h.dtype == np.float32 and np.all(np.abs(h) < 1)
+
+
+def test_keras_file_round_trip_gives_the_same_codes(images, tmp_path):
+    model = build_model("resnet_small", bits=8, image_size=32)
+    model.save(tmp_path / "m.keras")
+    restored = keras.saving.load_model(tmp_path / "m.keras")
+    assert isinstance(restored, HashingModel)
+    np.testing.assert_array_equal(restored.predict(images, verbose=0),
+                                  model.predict(images, verbose=0))
+
+
+def test_local_weights_file_is_loaded(images, tmp_path):
+    source = backbones.build_backbone("resnet_small", 32)
+    path = str(tmp_path / "backbone.weights.h5")
+    source.save_weights(path)
+    loaded = backbones.build_backbone("resnet_small", 32, weights=path)
+    np.testing.assert_array_equal(loaded.predict(images, verbose=0),
+                                  source.predict(images, verbose=0))
+
+
+def test_keras_application_backbone_loads_a_local_weights_file(tmp_path):
+    source = backbones.build_backbone("mobilenetv3", 32)
+    path = str(tmp_path / "mnv3.weights.h5")
+    source.save_weights(path)
+    loaded = backbones.build_backbone("mobilenetv3", 32, weights=path)
+    for a, b in zip(source.get_weights(), loaded.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("name,size,features", [("resnet50", 32, 2048),
+                                                ("mobilenetv3", 32, 960)])
+def test_keras_applications_backbones(name, size, features):
+    model = build_model(name, bits=16, image_size=size)
+    assert model.layers[1].output.shape[-1] == features
+    assert model.output.shape[-1] == 16
+
+
+def test_vgg16_uses_fc7_at_224():
+    backbone = backbones.build_backbone("vgg16", 224)
+    assert backbone.output.shape[-1] == 4096
+    with pytest.raises(UsageError, match="--image_size=224"):
+        backbones.build_backbone("vgg16", 32)
+
+
+@pytest.mark.parametrize("name,weights,message", [
+    ("alexnet", "none", "unknown backbone"),
+    ("resnet_small", "imagenet", "no ImageNet weights"),
+    ("resnet_small", "/nonexistent/w.h5", "does not exist"),
+])
+def test_backbone_errors_name_the_problem(name, weights, message):
+    with pytest.raises(UsageError, match=message):
+        backbones.build_backbone(name, 32, weights)
+
+
+def test_imagenet_download_failure_says_how_to_proceed(monkeypatch):
+    def offline(*args, **kwargs):
+        raise OSError("no network")
+    monkeypatch.setattr(keras.applications, "ResNet50", offline)
+    with pytest.raises(UsageError, match="--weights=<path>.*--weights=none"):
+        backbones.build_backbone("resnet50", 32, "imagenet")
+
+
+class _TwoTermLoss(keras.losses.Loss):
+    def terms(self, y_true, y_pred):
+        square = keras.ops.mean(y_pred ** 2)
+        absolute = keras.ops.mean(keras.ops.abs(y_pred))
+        return {"loss": square + 2.0 * absolute, "square": square, "absolute": absolute}
+
+    def call(self, y_true, y_pred):
+        return self.terms(y_true, y_pred)["loss"]
+
+
+def test_every_loss_term_is_logged_as_its_own_metric(images):
+    inputs = keras.Input((32, 32, 3))  # no BatchNorm: fit and predict compute the same h
+    model = HashingModel(inputs, HashingLayer(4)(keras.layers.GlobalAveragePooling2D()(inputs)))
+    model.compile(optimizer=keras.optimizers.SGD(0.0), loss=_TwoTermLoss())
+    history = model.fit(images, np.arange(6) % 2, batch_size=6, epochs=1, verbose=0).history
+    h = model.predict(images, verbose=0)
+    square, absolute = np.mean(h ** 2), np.mean(np.abs(h))
+    assert history["square"][0] == pytest.approx(square, rel=1e-4)
+    assert history["absolute"][0] == pytest.approx(absolute, rel=1e-4)
+    assert history["loss"][0] == pytest.approx(square + 2 * absolute, rel=1e-4)
