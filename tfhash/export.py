@@ -1,0 +1,92 @@
+r"""Exports a trained run for TensorFlow Serving: ``python -m tfhash.export``.
+
+    python -m tfhash.export --run_dir=runs/cifar10_48 --export_dir=models/cifar10_48
+
+loads ``run_dir/checkpoints/best.keras`` (the checkpoint with the best
+validation MAP) and writes a SavedModel into ``export_dir/<version>/``, the next
+free integer version unless ``--version`` is given. The SavedModel has two
+signatures, ``serving_default`` (float32 pixels ``images`` [B, S, S, 3] in
+[0, 255]) and ``encode_images`` (encoded JPEG/PNG files ``image_bytes`` [B]),
+each returning ``codes`` int8 ±1 [B, K], ``packed`` uint8 [B, ⌈K/8⌉] and
+``embedding`` float32 [B, K]; see :mod:`tfhash.serving`.
+
+Every training method exports the same way: the checkpoint is loaded without
+its training configuration (loss, optimizer), which serving does not need.
+"""
+
+import json
+import os
+import sys
+
+from absl import app, flags
+
+from tfhash.errors import UsageError, exit_on_usage_error
+
+flags.DEFINE_string("run_dir", None, "Training run directory (written by python -m "
+                    "tfhash.train); its checkpoints/best.keras is exported.")
+flags.DEFINE_string("export_dir", None, "Base directory of the exported model, the "
+                    "--model_base_path of tensorflow_model_server; versions go in integer "
+                    "subdirectories.")
+flags.DEFINE_integer("version", None, "Version number of the export; default: one more than "
+                     "the highest version already in --export_dir (1 for a new one).")
+
+FLAGS = flags.FLAGS
+
+
+def checkpoint_path(run_dir):
+    """The checkpoint of ``run_dir`` to export; a :class:`UsageError` naming what is missing."""
+    if not run_dir:
+        raise UsageError("--run_dir is required: a training run directory")
+    if not os.path.isdir(run_dir):
+        raise UsageError(f"--run_dir={run_dir} is not a directory; pass a training run "
+                         "directory written by python -m tfhash.train")
+    path = os.path.join(run_dir, "checkpoints", "best.keras")
+    if not os.path.isfile(path):
+        raise UsageError(f"no checkpoint at {path}; train the run first (python -m tfhash.train "
+                         f"--run_dir={run_dir}) or pass the directory of a trained run")
+    return path
+
+
+def export_run(run_dir, export_dir, version=None):
+    """Exports the best checkpoint of ``run_dir``; returns the written version directory."""
+    path = checkpoint_path(run_dir)
+    if not export_dir:
+        raise UsageError("--export_dir is required: the base directory of the exported model")
+
+    import keras  # Heavy imports after the cheap checks above.
+
+    import tfhash.models  # noqa: F401  (registers HashingModel for load_model)
+    from tfhash import serving
+
+    model = keras.saving.load_model(path, compile=False)
+    return serving.export_model(model, export_dir, version)
+
+
+@exit_on_usage_error
+def main(argv):
+    if len(argv) > 1:
+        raise UsageError(f"unexpected arguments {argv[1:]}: every setting is a --flag")
+    version_dir = export_run(FLAGS.run_dir, FLAGS.export_dir, FLAGS.version)
+    flags_path = os.path.join(FLAGS.run_dir, "flags.json")
+    if os.path.isfile(flags_path):
+        with open(flags_path) as f:
+            run = json.load(f)
+        summary = ", ".join(f"{k}={run[k]}" for k in ("method", "backbone", "bits", "image_size",
+                                                       "dataset") if k in run)
+        print(f"{FLAGS.run_dir} ({summary})")
+    print(f"exported to {version_dir}\n"
+          f"serve it: tensorflow_model_server --rest_api_port=8501 --model_name=tfhash "
+          f"--model_base_path={os.path.abspath(FLAGS.export_dir)}")
+
+
+def parse_flags(argv):
+    """absl's parser, with a one-line message and exit code 2 for flag errors."""
+    try:
+        return FLAGS(argv)
+    except flags.Error as e:
+        print(f"error: {e}; see --help for the flags", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    app.run(main, flags_parser=parse_flags)
