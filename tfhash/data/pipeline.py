@@ -1,0 +1,334 @@
+"""tf.data pipelines: one decode function, class-balanced training batches, ordered eval batches.
+
+Images enter a model as float32 ``[B, S, S, 3]`` RGB pixels in ``[0, 255]``.
+
+* :func:`decode_image` is the one decode+resize function, used for image files, for
+  encoded bytes and (through the same resize) for in-memory arrays; the SavedModel
+  export calls it too, so serving sees exactly the pixels training saw.
+* :func:`train_dataset` yields endless class-balanced batches: ``P = batch_size //
+  images_per_class`` classes (labels, for multi-label data), ``images_per_class`` images
+  each, so every image has positives in its batch (the quadruplets of LSDH Eq. 8
+  exist). Training images are decoded once (in parallel) into a uint8 table held in
+  memory (``n x S x S x 3`` bytes: 5,000 CIFAR images at 32x32 are 15 MB, at 224x224
+  750 MB); a batch is then a gather from that table plus a CIFAR-style augmentation,
+  all TF ops driven by stateless random numbers keyed on ``(seed, step)``: the same
+  seed gives the same batches.
+* :func:`eval_dataset` yields the given images once, in order, without augmentation.
+"""
+
+import re
+
+import numpy as np
+import tensorflow as tf
+
+from tfhash.errors import UsageError
+
+# File/byte sources whose decoded evaluation images fit in this many bytes are decoded once
+# and kept; larger ones (e.g. a NUS-WIDE database at 224x224) are decoded on every pass.
+EVAL_CACHE_BYTES = 2 << 30
+
+_DECODE_CHUNK = 512
+
+
+def _fit(images, image_size):
+    """uint8 ``[..., H, W, 3]`` -> uint8 ``[..., S, S, 3]``.
+
+    Unchanged when ``H == W == S``; otherwise antialiased bilinear resampling (aspect
+    ratio not kept) rounded back to uint8, so that decoded pixels are the same whether
+    they are cached as uint8 or computed on the fly.
+    """
+
+    def resample():
+        resized = tf.image.resize(images, (image_size, image_size), method="bilinear",
+                                  antialias=True)
+        return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
+
+    height, width = images.shape[-3], images.shape[-2]
+    if height is not None and width is not None:
+        return images if height == width == image_size else resample()
+    shape = tf.shape(images)
+    same = tf.logical_and(tf.equal(shape[-3], image_size), tf.equal(shape[-2], image_size))
+    fitted = tf.cond(same, lambda: images, resample)
+    return tf.ensure_shape(fitted, images.shape[:-3] + (image_size, image_size, 3))
+
+
+def decode_image(image_bytes, image_size):
+    """Decodes one JPEG/PNG/BMP/GIF/WebP image to float32 ``[S, S, 3]`` RGB in ``[0, 255]``.
+
+    Grey images are repeated to RGB, alpha is dropped; an image of another size is
+    resized with antialiased bilinear resampling and rounded to whole pixel values
+    (the same resize as in-memory arrays get).
+
+    Args:
+        image_bytes: a scalar ``tf.string`` tensor holding the encoded image.
+        image_size: ``S``, a Python int.
+
+    Returns:
+        float32 tensor ``[S, S, 3]``.
+
+    Example:
+
+    >>> png = tf.io.encode_png(tf.zeros((10, 20, 1), tf.uint8))
+    >>> decode_image(png, 32).shape
+    TensorShape([32, 32, 3])
+    """
+    image = tf.io.decode_image(image_bytes, channels=3, dtype=tf.uint8,
+                               expand_animations=False)
+    return tf.cast(_fit(image, image_size), tf.float32)
+
+
+def _check_indices(collection, indices):
+    indices = np.asarray(indices, np.int64).reshape(-1)
+    if len(indices) == 0:
+        raise UsageError(f"no images selected from {collection.name}; the split part is empty")
+    if indices.min() < 0 or indices.max() >= len(collection):
+        raise UsageError(f"image indices must lie in [0, {len(collection)}) for "
+                         f"{collection.name}, got [{indices.min()}, {indices.max()}]")
+    return indices
+
+
+def _label_tensor(collection, indices):
+    """int64 ``[n]`` class ids or float32 ``[n, C]`` multi-hot rows."""
+    labels = collection.labels[indices]
+    return tf.constant(labels.astype(np.float32 if collection.multi_label else np.int64))
+
+
+def _encoded_source(collection, indices):
+    """(strings, reader): file paths read by ``tf.io.read_file``, or encoded bytes as they are."""
+    if collection.files is not None:
+        return tf.constant(collection.files[indices]), tf.io.read_file
+    return tf.constant(list(collection.encoded[indices]), tf.string), tf.identity
+
+
+def _decoded_stream(collection, indices, image_size):
+    """A dataset of uint8 ``[S, S, 3]`` images decoded in parallel, in index order."""
+    strings, read = _encoded_source(collection, indices)
+
+    def load(string):
+        image = tf.io.decode_image(read(string), channels=3, dtype=tf.uint8,
+                                   expand_animations=False)
+        return _fit(image, image_size)
+
+    return tf.data.Dataset.from_tensor_slices(strings).map(
+        load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
+def _first_unreadable(collection, indices, image_size):
+    """The item that fails to decode (looked for only after a decode error)."""
+    strings, read = _encoded_source(collection, indices)
+    for position, string in enumerate(strings):
+        try:
+            decode_image(read(string), image_size)
+        except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError) as e:
+            where = (collection.files[indices[position]] if collection.files is not None
+                     else collection.item_ids[indices[position]])
+            # TF prefixes "{{function_node …}}" and appends "[Op:DecodeImage] …".
+            reason = re.sub(r"\{\{.*?\}\}|\[Op:.*", "", e.message).strip() or "unreadable"
+            return where, reason.splitlines()[0]
+    return None, None
+
+
+def decode_table(collection, indices, image_size):
+    """uint8 ``[n, S, S, 3]``: the images at ``indices``, decoded (or resized) once.
+
+    Raises:
+        UsageError: an unreadable or corrupt image file; the message names it.
+    """
+    indices = _check_indices(collection, indices)
+    if collection.pixels is not None:
+        return np.concatenate([
+            _fit(tf.constant(collection.pixels[chunk]), image_size).numpy()
+            for chunk in np.array_split(indices, max(1, len(indices) // 4096))])
+    table = np.empty((len(indices), image_size, image_size, 3), np.uint8)
+    stream = _decoded_stream(collection, indices, image_size).batch(_DECODE_CHUNK)
+    start = 0
+    try:
+        for batch in stream:
+            table[start:start + len(batch)] = batch.numpy()
+            start += len(batch)
+    except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError) as e:
+        chunk = indices[start:start + _DECODE_CHUNK]
+        where, reason = _first_unreadable(collection, chunk, image_size)
+        if where is None:
+            raise
+        raise UsageError(f"cannot decode image {where} ({reason}); replace or remove that "
+                         "file") from e
+    return table
+
+
+def eval_dataset(collection, indices, image_size, batch_size):
+    """A finite dataset of ``(images, labels)`` batches over ``indices``, in order.
+
+    Args:
+        collection: a :class:`Collection`.
+        indices: int indices into the collection (a split part).
+        image_size: ``S``.
+        batch_size: images per batch (the last batch may be smaller).
+
+    Returns:
+        ``tf.data.Dataset`` of ``(float32 [B, S, S, 3] in [0, 255], labels)`` with labels
+        int64 ``[B]`` (single-label) or float32 multi-hot ``[B, C]``.
+    """
+    indices = _check_indices(collection, indices)
+    labels = _label_tensor(collection, indices)
+    if collection.pixels is not None:
+        pixels = tf.constant(collection.pixels)
+        positions = tf.constant(indices)
+
+        def batch_from_pixels(rows):
+            images = _fit(tf.gather(pixels, tf.gather(positions, rows)), image_size)
+            return tf.cast(images, tf.float32), tf.gather(labels, rows)
+
+        ds = tf.data.Dataset.range(len(indices)).batch(batch_size).map(batch_from_pixels)
+    elif len(indices) * image_size * image_size * 3 <= EVAL_CACHE_BYTES:
+        table = tf.constant(decode_table(collection, indices, image_size))
+        ds = tf.data.Dataset.range(len(indices)).batch(batch_size).map(
+            lambda rows: (tf.cast(tf.gather(table, rows), tf.float32),
+                          tf.gather(labels, rows)))
+    else:
+        images = _decoded_stream(collection, indices, image_size).map(
+            lambda image: tf.cast(image, tf.float32))
+        ds = tf.data.Dataset.zip(images, tf.data.Dataset.from_tensor_slices(labels))
+        ds = ds.batch(batch_size)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def _balanced_groups(collection, indices, batch_size, images_per_class):
+    """Validates the batch shape; returns (members [C, max_count], counts [C], groups)."""
+    if images_per_class < 2:
+        raise UsageError(f"--images_per_class must be at least 2 so every image has a "
+                         f"positive in its batch, got {images_per_class}")
+    if batch_size % images_per_class:
+        raise UsageError(f"--batch_size={batch_size} is not a multiple of "
+                         f"--images_per_class={images_per_class}")
+    groups = batch_size // images_per_class
+    if groups < 2:
+        raise UsageError(f"--batch_size={batch_size} with --images_per_class="
+                         f"{images_per_class} gives one class per batch, so no negatives; "
+                         "use a batch of at least two classes")
+    membership = collection.membership(indices)
+    counts = membership.sum(axis=0)
+    eligible = int((counts >= images_per_class).sum())
+    kind = "labels" if collection.multi_label else "classes"
+    if eligible < groups:
+        raise UsageError(
+            f"a batch of {batch_size} with {images_per_class} images per class needs {groups} "
+            f"{kind} with at least {images_per_class} training images, but {collection.name} "
+            f"has {eligible}; lower --images_per_class or --batch_size")
+    members = np.zeros((membership.shape[1], max(1, counts.max())), np.int32)
+    for c in range(membership.shape[1]):
+        rows = np.flatnonzero(membership[:, c])
+        members[c, :len(rows)] = rows
+    return members, counts, groups
+
+
+def _sample_positions(seed, members, counts, num_images, groups, images_per_class):
+    """Positions (rows of the training table) of one balanced batch, as pure TF ops.
+
+    Draws ``groups`` distinct labels uniformly among those carried by at least
+    ``images_per_class`` training images, then for each label ``images_per_class``
+    distinct images carrying it, uniformly among those not yet in the batch. For
+    multi-label data an image carrying two chosen labels is taken twice only when a
+    label has too few other images left.
+
+    Args:
+        seed: stateless seed, int64 ``[2]``.
+        members: int32 ``[C, M]``; row ``c`` lists the table rows carrying label ``c``,
+            padded after its ``counts[c]`` entries.
+        counts: int ``[C]``.
+        num_images: rows in the training table.
+    """
+    num_labels, max_count = members.shape
+    seeds = tf.random.experimental.stateless_split(seed, groups + 1)
+    eligible = tf.cast(counts >= images_per_class, tf.float32)
+    # Uniform scores in [0, 1) lifted by 2 for eligible labels: top_k picks eligible ones.
+    label_score = tf.random.stateless_uniform([num_labels], seeds[0]) + 2.0 * eligible
+    chosen = tf.math.top_k(label_score, groups).indices
+    in_batch = tf.zeros([num_images], tf.bool)
+    picks = []
+    for g in range(groups):
+        row = tf.gather(members, chosen[g])
+        valid = tf.range(max_count) < tf.gather(counts, chosen[g])
+        fresh = tf.logical_and(valid, tf.logical_not(tf.gather(in_batch, row)))
+        # Fresh images score in [2, 3), images already in the batch in [1, 2), padding [0, 1).
+        score = (tf.random.stateless_uniform([max_count], seeds[g + 1])
+                 + tf.cast(valid, tf.float32) + tf.cast(fresh, tf.float32))
+        pick = tf.gather(row, tf.math.top_k(score, images_per_class).indices)
+        in_batch = tf.tensor_scatter_nd_update(in_batch, pick[:, None],
+                                               tf.ones([images_per_class], tf.bool))
+        picks.append(pick)
+    return tf.concat(picks, 0)
+
+
+def _augment(images, seed):
+    """CIFAR-style augmentation of uint8 ``[B, S, S, 3]``: zero-pad by ``S // 8`` (4 pixels
+    at 32x32), crop ``S x S`` at a random offset, flip left-right with probability 1/2."""
+    batch, size = tf.shape(images)[0], images.shape[1]
+    pad = max(1, size // 8)
+    crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+    padded = tf.pad(images, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
+    offsets = tf.random.stateless_uniform([batch, 2], crop_seed, minval=0, maxval=2 * pad + 1,
+                                          dtype=tf.int32)
+    rows = offsets[:, :1] + tf.range(size)[None, :]
+    cols = offsets[:, 1:] + tf.range(size)[None, :]
+    cropped = tf.gather(tf.gather(padded, rows, axis=1, batch_dims=1), cols, axis=2,
+                        batch_dims=1)
+    flip = tf.random.stateless_uniform([batch], flip_seed) < 0.5
+    return tf.where(flip[:, None, None, None], tf.reverse(cropped, axis=[2]), cropped)
+
+
+def train_dataset(collection, indices, image_size, batch_size, images_per_class, augment=True,
+                  seed=0):
+    """An endless dataset of class-balanced ``(images, labels)`` training batches.
+
+    Each batch holds ``P = batch_size // images_per_class`` distinct classes with
+    ``images_per_class`` images each, so every image has at least
+    ``images_per_class - 1`` positives and ``(P - 1) * images_per_class`` negatives in its
+    batch. For multi-label data the batch is label-balanced: ``P`` labels, then
+    ``images_per_class`` images carrying each. Classes are drawn uniformly (among those
+    with enough training images), images uniformly within a class.
+
+    Args:
+        collection: a :class:`Collection`.
+        indices: the training images (``split.train``).
+        image_size: ``S``.
+        batch_size: ``B``, a multiple of ``images_per_class``.
+        images_per_class: images per class (or label) in a batch, at least 2.
+        augment: random crop with zero padding and horizontal flip.
+        seed: batch ``t`` depends only on ``(seed, t)``.
+
+    Returns:
+        ``tf.data.Dataset`` of ``(float32 [B, S, S, 3] in [0, 255], labels)``, labels
+        int64 ``[B]`` or float32 multi-hot ``[B, C]``.
+
+    Raises:
+        UsageError: an impossible batch shape (``images_per_class < 2``, ``batch_size`` not
+            a multiple of it, fewer than two classes per batch, or fewer classes with
+            ``images_per_class`` training images than a batch needs) or an unreadable image.
+
+    Example::
+
+        ds = train_dataset(collection, split.train, 32, batch_size=64, images_per_class=8)
+        images, labels = next(iter(ds))   # 8 classes x 8 images
+    """
+    indices = _check_indices(collection, indices)
+    members, counts, groups = _balanced_groups(collection, indices, batch_size,
+                                               images_per_class)
+    labels = _label_tensor(collection, indices)
+    table = tf.constant(decode_table(collection, indices, image_size))
+    members, counts = tf.constant(members), tf.constant(counts, tf.int32)
+
+    def make_batch(step):
+        batch_seed = tf.stack([tf.constant(seed, tf.int64), step])
+        sample_seed, augment_seed = tf.unstack(
+            tf.random.experimental.stateless_split(batch_seed, 2))
+        positions = _sample_positions(sample_seed, members, counts, len(indices), groups,
+                                      images_per_class)
+        images = tf.gather(table, positions)
+        if augment:
+            images = _augment(images, augment_seed)
+        return tf.cast(images, tf.float32), tf.gather(labels, positions)
+
+    return (tf.data.Dataset.counter()
+            .map(make_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+            .prefetch(tf.data.AUTOTUNE))

@@ -1,0 +1,328 @@
+"""Evaluation protocols as named presets, and the seeded splits they draw.
+
+A protocol says how many query and training images to draw and which metrics the
+papers report with it. :func:`make_split` draws, for a seed:
+
+1. **queries** — per class, in total, or as a fraction of the collection;
+2. **database** — every image that is not a query;
+3. **the training draw** — from the database, per class, in total or as a fraction;
+4. **val** — ``val_fraction`` of the training draw, uniformly at random, held out of
+   ``train``: training picks its best checkpoint on it, never on the queries;
+5. **unlabeled** — database images outside the training draw (what unsupervised and
+   semi-supervised methods may use besides ``train``).
+
+Per-class draws go through the classes in label order and, for each class ``c``,
+draw the protocol's number of not-yet-chosen images that carry ``c``. For single-label
+data that is plain stratified sampling; for multi-label data (NUS-WIDE: "100 queries
+per concept") an image with several concepts is drawn at most once, so the draw has
+exactly ``C x per_class`` images, each concept carried by at least ``per_class`` of them.
+
+===============  ===============================  ===========================  ===========
+preset           queries                          training draw (from the db)  MAP
+===============  ===============================  ===========================  ===========
+``cifar10``      1,000 per class (LSDH)           500 per class                MAP@ALL
+``cifar10-dhn``  100 per class (DHN, HashNet)     500 per class                MAP@ALL
+``cifar20``      100 per class                    500 per class                MAP@ALL
+``sun397-29``    1,000 in total                   5,000 in total               MAP@ALL
+``nuswide21``    100 per concept                  500 per concept              MAP@5000
+``digits``       30 per class                     100 per class                MAP@ALL
+``fraction``     10% (``fraction:query=Q``)       all (``train=T``: a fraction)  MAP@ALL
+===============  ===============================  ===========================  ===========
+"""
+
+import dataclasses
+import json
+import os
+
+import numpy as np
+
+from tfhash.errors import UsageError
+
+SAMPLINGS = ("per_class", "total", "fraction")
+
+
+@dataclasses.dataclass(frozen=True)
+class Protocol:
+    """A named split recipe and the metric settings its papers report with.
+
+    Args:
+        name: the preset name (``--protocol``).
+        sampling: ``"per_class"`` (``queries``/``train`` images per class, drawn
+            class by class), ``"total"`` (that many images in all) or ``"fraction"``
+            (``queries`` of the collection, ``train`` of the remaining database).
+        queries: the number (or fraction) of query images.
+        train: the number (or fraction) of training images, drawn from the database.
+        map_top_k: MAP over the top ``k`` returned items; ``None`` ranks the whole
+            database (MAP@ALL).
+        precision_at_k: cut-offs for precision@k (LSDH reports precision@500 and
+            precision@k curves).
+        hamming_radius: radius of the hash-lookup precision (LSDH: precision@R=2).
+        description: where the preset comes from.
+    """
+
+    name: str
+    sampling: str
+    queries: float
+    train: float
+    map_top_k: int | None = None
+    precision_at_k: tuple = (100, 500, 1000)
+    hamming_radius: int = 2
+    description: str = ""
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, config):
+        config = dict(config)
+        config["precision_at_k"] = tuple(config["precision_at_k"])
+        return cls(**config)
+
+
+PROTOCOLS = {
+    p.name: p
+    for p in (
+        Protocol("cifar10", "per_class", 1000, 500,
+                 description="LSDH: 1,000 queries per class, 500 training images per class "
+                             "from the rest"),
+        Protocol("cifar10-dhn", "per_class", 100, 500,
+                 description="DHN/HashNet: 100 queries per class, 500 training images per "
+                             "class from the rest"),
+        Protocol("cifar20", "per_class", 100, 500,
+                 description="LSDH: 100 queries per superclass, 500 training images per "
+                             "superclass from the rest"),
+        Protocol("sun397-29", "total", 1000, 5000,
+                 description="LSDH: 1,000 queries, 5,000 training images from the rest"),
+        Protocol("nuswide21", "per_class", 100, 500, map_top_k=5000,
+                 description="LSDH: 100 queries per concept, 500 training images per "
+                             "concept from the rest, MAP@5000"),
+        Protocol("digits", "per_class", 30, 100,
+                 description="quickstart: 30 queries per class, 100 training images per "
+                             "class from the rest"),
+    )
+}
+
+_FRACTION_DEFAULTS = {"query": 0.1, "train": 1.0}
+
+
+def get_protocol(name):
+    """The :class:`Protocol` called ``name``.
+
+    ``name`` is a preset of :data:`PROTOCOLS` or ``fraction`` with optional settings,
+    ``fraction:query=0.2,train=0.5`` (defaults ``query=0.1``: 10% of the images are
+    queries; ``train=1.0``: every non-query image is a training image).
+
+    Example:
+
+    >>> get_protocol("nuswide21").map_top_k
+    5000
+    >>> get_protocol("fraction:query=0.2").queries
+    0.2
+    """
+    if isinstance(name, Protocol):
+        return name
+    if name in PROTOCOLS:
+        return PROTOCOLS[name]
+    if name == "fraction" or str(name).startswith("fraction:"):
+        return _fraction_protocol(name)
+    raise UsageError(f"unknown protocol {name!r}; choose --protocol from "
+                     f"{', '.join(PROTOCOLS)}, fraction or fraction:query=Q,train=T")
+
+
+def _fraction_protocol(name):
+    settings = dict(_FRACTION_DEFAULTS)
+    _, _, options = name.partition(":")
+    for option in filter(None, options.split(",")):
+        key, _, value = option.partition("=")
+        try:
+            number = float(value)
+        except ValueError:
+            number = float("nan")
+        if key not in settings or not 0 < number <= 1 or (key == "query" and number == 1):
+            raise UsageError(f"bad --protocol={name}: write fraction:query=Q,train=T with "
+                             "0 < Q < 1 and 0 < T <= 1")
+        settings[key] = number
+    return Protocol(f"fraction:query={settings['query']:g},train={settings['train']:g}",
+                    "fraction", settings["query"], settings["train"],
+                    description="a fraction of the images as queries, a fraction of the rest "
+                                "for training")
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Split:
+    """Index arrays (int64, sorted) into a :class:`Collection`, drawn by :func:`make_split`.
+
+    Attributes:
+        train: training images (the training draw minus ``val``).
+        val: held-out training images for checkpoint selection.
+        query: query images, used only for the final report.
+        database: every non-query image (it includes ``train``, ``val`` and ``unlabeled``).
+        unlabeled: database images outside the training draw.
+        protocol: the :class:`Protocol` (its metric settings travel with the split).
+        seed, val_fraction: how the split was drawn.
+        collection: ``{"name", "size", "fingerprint"}`` of the collection it indexes.
+    """
+
+    train: np.ndarray
+    val: np.ndarray
+    query: np.ndarray
+    database: np.ndarray
+    unlabeled: np.ndarray
+    protocol: Protocol
+    seed: int
+    val_fraction: float
+    collection: dict
+
+    _PARTS = ("train", "val", "query", "database", "unlabeled")
+
+    def __post_init__(self):
+        for part in self._PARTS:
+            object.__setattr__(self, part, np.asarray(getattr(self, part), np.int64))
+        self._check()
+
+    def _check(self):
+        size = self.collection["size"]
+        for part in self._PARTS:
+            indices = getattr(self, part)
+            if indices.ndim != 1 or (len(indices) and (indices.min() < 0 or
+                                                      indices.max() >= size)):
+                raise UsageError(f"split part {part} holds indices outside [0, {size}); the "
+                                 "split files are damaged: delete them and draw a new split")
+            if len(np.unique(indices)) != len(indices):
+                raise UsageError(f"split part {part} repeats indices; the split files are "
+                                 "damaged: delete them and draw a new split")
+        expected_db = np.setdiff1d(np.arange(size), self.query)
+        checks = [
+            (np.intersect1d(self.query, np.concatenate([self.train, self.val])).size == 0,
+             "queries overlap the training or validation images"),
+            (np.intersect1d(self.train, self.val).size == 0, "train and val overlap"),
+            (np.array_equal(np.sort(self.database), expected_db),
+             "the database is not the complement of the queries"),
+            (np.array_equal(np.union1d(np.union1d(self.train, self.val), self.unlabeled),
+                            np.sort(self.database)) and
+             np.intersect1d(self.unlabeled, np.concatenate([self.train, self.val])).size == 0,
+             "train, val and unlabeled do not partition the database"),
+        ]
+        for ok, problem in checks:
+            if not ok:
+                raise UsageError(f"inconsistent split: {problem}; delete the split files and "
+                                 "draw a new split")
+
+    def save(self, directory):
+        """Writes ``train.npy``, ``val.npy``, ``query.npy``, ``database.npy``, ``unlabeled.npy``
+        and ``protocol.json`` (the protocol, seed, val_fraction and collection fingerprint)."""
+        os.makedirs(directory, exist_ok=True)
+        for part in self._PARTS:
+            np.save(os.path.join(directory, f"{part}.npy"), getattr(self, part))
+        meta = {"protocol": self.protocol.to_dict(), "seed": self.seed,
+                "val_fraction": self.val_fraction, "collection": self.collection}
+        with open(os.path.join(directory, "protocol.json"), "w") as f:
+            json.dump(meta, f, indent=2)
+
+    @classmethod
+    def load(cls, directory, collection=None):
+        """Reads a split written by :meth:`save`; checks it against ``collection`` if given.
+
+        Raises:
+            UsageError: missing files, inconsistent parts, or a split made for another
+                collection (different size, item ids or labels).
+        """
+        meta_path = os.path.join(directory, "protocol.json")
+        paths = [meta_path] + [os.path.join(directory, f"{p}.npy") for p in cls._PARTS]
+        missing = [os.path.basename(p) for p in paths if not os.path.isfile(p)]
+        if missing:
+            raise UsageError(f"no complete split in {directory} (missing {', '.join(missing)}); "
+                             "draw one with data.make_split or start a new run directory")
+        with open(meta_path) as f:
+            meta = json.load(f)
+        parts = {p: np.load(os.path.join(directory, f"{p}.npy")) for p in cls._PARTS}
+        split = cls(protocol=Protocol.from_dict(meta["protocol"]), seed=meta["seed"],
+                    val_fraction=meta["val_fraction"], collection=meta["collection"], **parts)
+        if collection is not None:
+            made_for = split.collection
+            here = _describe(collection)
+            if (made_for["size"], made_for["fingerprint"]) != (here["size"],
+                                                                here["fingerprint"]):
+                raise UsageError(
+                    f"the split in {directory} was made for {made_for['name']} "
+                    f"({made_for['size']} images, fingerprint {made_for['fingerprint']}), not "
+                    f"this {here['name']} ({here['size']} images, fingerprint "
+                    f"{here['fingerprint']}); pass the same --dataset/--data_dir or start a new "
+                    "run directory")
+        return split
+
+
+def _describe(collection):
+    return {"name": collection.name, "size": len(collection),
+            "fingerprint": collection.fingerprint()}
+
+
+def make_split(collection, protocol, seed=0, val_fraction=0.1):
+    """Draws the query/database/train/val/unlabeled split of ``protocol`` for ``seed``.
+
+    Args:
+        collection: a :class:`Collection`.
+        protocol: a preset name (see :func:`get_protocol`) or a :class:`Protocol`.
+        seed: the same seed gives the same indices.
+        val_fraction: the part of the training draw held out for validation, in [0, 1).
+
+    Returns:
+        A :class:`Split`.
+
+    Raises:
+        UsageError: unknown protocol, a bad ``val_fraction``, or a collection too small
+            for the protocol (the message names the numbers).
+
+    Example:
+
+    >>> split = make_split(load_collection("digits"), "digits", seed=0)
+    >>> len(split.query), len(split.train) + len(split.val)
+    (300, 1000)
+    """
+    protocol = get_protocol(protocol)
+    if not 0 <= val_fraction < 1:
+        raise UsageError(f"--val_fraction must be in [0, 1), got {val_fraction}")
+    rng = np.random.default_rng(seed)
+    membership = collection.membership()
+    everything = np.ones(len(collection), bool)
+    query = _draw(protocol, "queries", protocol.queries, membership, everything, rng,
+                  collection)
+    database = np.setdiff1d(np.arange(len(collection)), query)
+    in_database = np.zeros(len(collection), bool)
+    in_database[database] = True
+    drawn = _draw(protocol, "training images", protocol.train, membership, in_database, rng,
+                  collection)
+    n_val = int(round(val_fraction * len(drawn)))
+    if n_val >= len(drawn):
+        raise UsageError(f"--val_fraction={val_fraction} leaves no training images out of "
+                         f"{len(drawn)}; lower it")
+    val = np.sort(rng.choice(drawn, n_val, replace=False))
+    return Split(
+        train=np.setdiff1d(drawn, val), val=val, query=query, database=database,
+        unlabeled=np.setdiff1d(database, drawn), protocol=protocol, seed=int(seed),
+        val_fraction=float(val_fraction), collection=_describe(collection))
+
+
+def _draw(protocol, what, amount, membership, available, rng, collection):
+    """Sorted indices of ``amount`` images (per class, in total or a fraction) from ``available``."""
+    pool = np.flatnonzero(available)
+    if protocol.sampling == "per_class":
+        per_class = int(amount)
+        chosen = np.zeros(len(available), bool)
+        for c, name in enumerate(collection.class_names):
+            candidates = np.flatnonzero(membership[:, c] & available & ~chosen)
+            if len(candidates) < per_class:
+                raise UsageError(
+                    f"protocol {protocol.name} needs {per_class} {what} of class {name!r} but "
+                    f"only {len(candidates)} are left ({int(membership[:, c].sum())} images carry "
+                    f"it in {collection.name}); use --protocol=fraction for a collection this "
+                    "small")
+            chosen[rng.choice(candidates, per_class, replace=False)] = True
+        return np.flatnonzero(chosen)
+    count = int(amount) if protocol.sampling == "total" else int(round(amount * len(pool)))
+    if count > len(pool) or count < 1:
+        raise UsageError(
+            f"protocol {protocol.name} needs {count} {what} but {len(pool)} images are "
+            f"available in {collection.name} ({len(available)} in all); use a larger collection "
+            "or a smaller --protocol=fraction:query=Q,train=T")
+    return np.sort(rng.choice(pool, count, replace=False))
