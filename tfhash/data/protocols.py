@@ -312,8 +312,9 @@ def _draw(protocol, what, amount, membership, available, rng, collection):
         for c, name in enumerate(collection.class_names):
             candidates = np.flatnonzero(membership[:, c] & available & ~chosen)
             if len(candidates) < per_class:
+                of = "carrying label" if collection.multi_label else "of class"
                 raise UsageError(
-                    f"protocol {protocol.name} needs {per_class} {what} of class {name!r} but "
+                    f"protocol {protocol.name} needs {per_class} {what} {of} {name!r} but "
                     f"only {len(candidates)} are left ({int(membership[:, c].sum())} images carry "
                     f"it in {collection.name}); use --protocol=fraction for a collection this "
                     "small")
