@@ -15,7 +15,7 @@ See docs/data.md for the datasets, the list-file format and the protocols.
 """
 
 from tfhash.data.collection import Collection
-from tfhash.data.pipeline import decode_image, decode_table, eval_dataset, train_dataset
+from tfhash.data.pipeline import decode_image, eval_dataset, train_dataset
 from tfhash.data.protocols import PROTOCOLS, Protocol, Split, get_protocol, make_split
 from tfhash.data.sources import DATASETS, NUSWIDE21_CONCEPTS, load_collection
 
@@ -27,7 +27,6 @@ __all__ = [
     "Protocol",
     "Split",
     "decode_image",
-    "decode_table",
     "eval_dataset",
     "get_protocol",
     "load_collection",

@@ -7,8 +7,8 @@ Images enter a model as float32 ``[B, S, S, 3]`` RGB pixels in ``[0, 255]``.
   export calls it too, so serving sees exactly the pixels training saw.
 * :func:`train_dataset` yields endless class-balanced batches: ``P = batch_size //
   images_per_class`` classes (labels, for multi-label data), ``images_per_class`` images
-  each, so every image has positives in its batch (the quadruplets of LSDH Eq. 8
-  exist). Training images are decoded once (in parallel) into a uint8 table held in
+  each, so every image has positives in its batch (with ``images_per_class >= 3`` every
+  anchor has the two positives and the negatives of an LSDH quadruplet, Eq. 6). Training images are decoded once (in parallel) into a uint8 table held in
   memory (``n x S x S x 3`` bytes: 5,000 CIFAR images at 32x32 are 15 MB, at 224x224
   750 MB); a batch is then a gather from that table plus a CIFAR-style augmentation,
   all TF ops driven by stateless random numbers keyed on ``(seed, step)``: the same
@@ -128,7 +128,7 @@ def _first_unreadable(collection, indices, image_size):
     return None, None
 
 
-def decode_table(collection, indices, image_size):
+def _decode_table(collection, indices, image_size):
     """uint8 ``[n, S, S, 3]``: the images at ``indices``, decoded (or resized) once.
 
     Raises:
@@ -136,9 +136,9 @@ def decode_table(collection, indices, image_size):
     """
     indices = _check_indices(collection, indices)
     if collection.pixels is not None:
-        return np.concatenate([
-            _fit(tf.constant(collection.pixels[chunk]), image_size).numpy()
-            for chunk in np.array_split(indices, max(1, len(indices) // 4096))])
+        chunks = np.array_split(indices, max(1, len(indices) // 4096))
+        return np.concatenate([np.asarray(_fit(collection.pixels[chunk], image_size))
+                               for chunk in chunks])
     table = np.empty((len(indices), image_size, image_size, 3), np.uint8)
     stream = _decoded_stream(collection, indices, image_size).batch(_DECODE_CHUNK)
     start = 0
@@ -181,7 +181,7 @@ def eval_dataset(collection, indices, image_size, batch_size):
 
         ds = tf.data.Dataset.range(len(indices)).batch(batch_size).map(batch_from_pixels)
     elif len(indices) * image_size * image_size * 3 <= EVAL_CACHE_BYTES:
-        table = tf.constant(decode_table(collection, indices, image_size))
+        table = tf.constant(_decode_table(collection, indices, image_size))
         ds = tf.data.Dataset.range(len(indices)).batch(batch_size).map(
             lambda rows: (tf.cast(tf.gather(table, rows), tf.float32),
                           tf.gather(labels, rows)))
@@ -315,7 +315,7 @@ def train_dataset(collection, indices, image_size, batch_size, images_per_class,
     members, counts, groups = _balanced_groups(collection, indices, batch_size,
                                                images_per_class)
     labels = _label_tensor(collection, indices)
-    table = tf.constant(decode_table(collection, indices, image_size))
+    table = tf.constant(_decode_table(collection, indices, image_size))
     members, counts = tf.constant(members), tf.constant(counts, tf.int32)
 
     def make_batch(step):
