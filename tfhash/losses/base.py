@@ -1,0 +1,249 @@
+"""Base classes of the tfhash losses.
+
+* :class:`HashingLoss`: any batch loss on relaxed codes that reports its terms.
+* :class:`RankingLoss`: a margin ranking loss on tuples mined inside the batch,
+  plus LSDH's Hamming-isometric quantization over the pairs those tuples use.
+  LSDH and the triplet baseline are small subclasses of it.
+"""
+
+import math
+
+import keras
+import tensorflow as tf
+
+from tfhash.errors import UsageError
+from tfhash.losses.mining import validate_mining
+from tfhash.losses.pairwise import is_multi_label, label_similarity, squared_distances
+from tfhash.losses.quantization import hamming_isometric, pair_mask
+
+# The paper's settings (LSDH, Section IV-C), in squared-Euclidean units on h ∈ (−1, 1)^K.
+# Margin: on binary codes squared distances are multiples of 4 (one bit), so any
+# margin in (0, 4] asks exactly what Eq. 6's Hamming margin of 1 asks: one bit
+# between a positive and a negative pair; 1 is the paper's relaxed value (Eq. 8).
+DEFAULT_MARGIN = 1.0
+DEFAULT_QUANTIZATION_WEIGHT = 0.8  # λ
+SINGLE_LABEL_ISOMETRIC_WEIGHT = 0.25  # μ for class-id labels
+MULTI_LABEL_ISOMETRIC_WEIGHT = 0.75  # μ for multi-hot labels
+# Tuples per anchor for "random" mining: about the number of negatives of an anchor
+# in a 128-image batch of 8 classes × 16, so each step reaches most of them (~3 MB).
+DEFAULT_PER_ANCHOR = 128
+
+
+class HashingLoss(keras.losses.Loss):
+    """Base class of the tfhash losses: a batch loss on relaxed codes with named terms.
+
+    A hashing loss looks at the whole batch (its pairs, triplets, quadruplets),
+    so it returns one scalar per batch rather than one value per sample. It
+    computes in float32 whatever the mixed precision policy.
+
+    Subclasses implement :meth:`terms` and may override :meth:`similarity`.
+    ``call`` returns ``terms(...)["loss"]``; Keras's reductions leave a scalar
+    unchanged, so any ``reduction`` works. Sample weights are not supported
+    (there is no per-sample loss to weight): pass ``sample_weight=None``.
+
+    Args:
+        name: the loss's name.
+        reduction: passed to ``keras.losses.Loss``; no effect on a scalar.
+    """
+
+    def __init__(self, name=None, reduction="sum_over_batch_size"):
+        super().__init__(name=name, reduction=reduction, dtype="float32")
+
+    def similarity(self, y_true):
+        """Hook: which items of the batch are relevant to each other.
+
+        Args:
+            y_true: the batch's labels: class ids ``[B]`` / ``[B, 1]`` or
+                multi-hot ``[B, C]``, any numeric dtype.
+
+        Returns:
+            Boolean ``[B, B]``, symmetric. The default shares-a-label rule is
+            :func:`tfhash.losses.pairwise.label_similarity`; override it for
+            another notion of relevance (e.g. a Jaccard threshold).
+        """
+        return label_similarity(y_true)
+
+    def terms(self, y_true, y_pred):
+        """The loss and its terms on one batch.
+
+        Returns:
+            dict of scalar float32 tensors: the weighted total under ``"loss"``
+            and each unweighted term under its own name.
+        """
+        raise NotImplementedError
+
+    def call(self, y_true, y_pred):
+        return self.terms(y_true, y_pred)["loss"]
+
+
+class RankingLoss(HashingLoss):
+    """Margin ranking on mined tuples + Hamming-isometric quantization (LSDH Eq. 15).
+
+    On a batch of relaxed codes ``h`` (float32 ``[B, K]``, in ``(−1, 1)``) with
+    labels ``y``, :meth:`terms` computes
+
+    * ``similarity = self.similarity(y)`` and one matrix of squared distances
+      ``d[i, j] = |h_i − h_j|²``;
+    * ``tuples = self.mine(similarity)``: int32 ``[Q, T]``;
+    * ``"semantic"``: the mean over the Q tuples of
+      ``self.tuple_loss(d, similarity, tuples)`` (0 when Q = 0);
+    * over the distinct pairs ``(i, j)`` that the tuples use (the columns in
+      ``self.pairs``), the means of the two parts of ``Q_Ham`` (Eq. 11):
+      ``"quantization"`` = mean of ``|h_i − b_i|₁ + |h_j − b_j|₁`` and
+      ``"isometric"`` = mean of ``| |h_i − h_j|² − |b_i − b_j|² |``, with
+      ``b = sign(h)`` a constant (0 when no pair is used);
+    * ``"loss" = semantic + λ · (quantization + μ · isometric)``.
+
+    Eq. 15 sums over quadruplets and pairs; tfhash averages instead, so that the
+    loss and a good learning rate do not depend on the batch size or on the
+    mining mode. The sums are ``Q ·`` semantic and ``P ·`` the pair means.
+
+    Subclasses set ``pairs`` and implement :meth:`mine` and :meth:`tuple_loss`;
+    :meth:`similarity` is the hook for another notion of relevance.
+
+    Args:
+        margin: m > 0, in squared-Euclidean units on ``h`` (the distances lie in
+            ``[0, 4K]`` and one flipped bit moves a binary distance by 4).
+            Default 1.0, the paper's: once codes are binary, any m in (0, 4]
+            demands one bit of separation, which is Eq. 6's Hamming margin.
+        quantization_weight: λ ≥ 0 (paper: 0.8).
+        isometric_weight: μ ≥ 0, or ``None`` for the paper's value for the
+            batch's label type: 0.25 for class ids (``[B]``, ``[B, 1]``), 0.75
+            for multi-hot ``[B, C]`` (one-hot included: pass μ explicitly, or
+            class ids, to get 0.25 for single-label data stored one-hot).
+        mining: ``"random"`` (default: at most N tuples per anchor, about
+            ``210 · B · N`` bytes, also under XLA) or ``"all"`` (every valid
+            tuple: about ``210 · B · C(M−1, 2) · (B − M)`` bytes for P × M
+            batches, 300 MB at B = 128, M = 16; cannot be XLA-compiled, see
+            :attr:`supports_jit`). See :mod:`tfhash.losses.mining`.
+        quadruplets_per_anchor: N ≥ 1, tuples per anchor for ``"random"``
+            (default 128: about the 112 negatives of an anchor in a batch of
+            8 classes × 16 images, so each step reaches most of them, for
+            16,384 quadruplets and a few ms per batch of 128 instead of 1.5 M).
+        seed: int or ``None`` (random), seeds ``"random"`` mining; a new sample
+            is drawn at every call.
+        name, reduction: as :class:`HashingLoss`.
+    """
+
+    pairs = ()  # column pairs of a tuple whose distances tuple_loss uses
+
+    def __init__(
+        self,
+        margin=DEFAULT_MARGIN,
+        quantization_weight=DEFAULT_QUANTIZATION_WEIGHT,
+        isometric_weight=None,
+        mining="random",
+        quadruplets_per_anchor=DEFAULT_PER_ANCHOR,
+        seed=None,
+        name=None,
+        reduction="sum_over_batch_size",
+    ):
+        super().__init__(name=name, reduction=reduction)
+        self.margin = _number("margin", margin, positive=True)
+        self.quantization_weight = _number("quantization_weight", quantization_weight)
+        self.isometric_weight = (
+            None if isometric_weight is None else _number("isometric_weight", isometric_weight)
+        )
+        validate_mining(mining, quadruplets_per_anchor)
+        self.mining = mining
+        self.quadruplets_per_anchor = quadruplets_per_anchor
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise UsageError(f"seed must be an integer or None, got {seed!r}")
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    @property
+    def supports_jit(self):
+        """Whether a train step with this loss can be XLA-compiled.
+
+        ``"all"`` mining makes a data-dependent number of tuples, which XLA
+        cannot compile: train with ``model.compile(..., jit_compile=False)``.
+        """
+        return self.mining != "all"
+
+    def mine(self, similarity):
+        """Hook: the tuples of a batch, int32 ``[Q, T]`` batch indices."""
+        raise NotImplementedError
+
+    def tuple_loss(self, distances, similarity, tuples):
+        """Hook: the ranking loss of each tuple, ``[Q]``.
+
+        Args:
+            distances: ``[B, B]`` squared distances of the relaxed codes.
+            similarity: boolean ``[B, B]`` from :meth:`similarity`.
+            tuples: int32 ``[Q, T]`` from :meth:`mine`.
+        """
+        raise NotImplementedError
+
+    def isometric_weight_for(self, y_true):
+        """μ for a batch with these labels: the set value, or the paper's for their type."""
+        if self.isometric_weight is not None:
+            return self.isometric_weight
+        if is_multi_label(tf.convert_to_tensor(y_true)):
+            return MULTI_LABEL_ISOMETRIC_WEIGHT
+        return SINGLE_LABEL_ISOMETRIC_WEIGHT
+
+    def terms(self, y_true, y_pred):
+        """``{"loss", "semantic", "quantization", "isometric"}`` on one batch.
+
+        Args:
+            y_true: class ids ``[B]`` / ``[B, 1]`` or multi-hot ``[B, C]``.
+            y_pred: relaxed codes ``[B, K]``, any float dtype (cast to float32).
+        """
+        h = tf.cast(y_pred, tf.float32)
+        if h.shape.rank != 2:
+            raise UsageError(f"y_pred must be relaxed codes [B, K], got shape {h.shape}")
+        y_true = tf.convert_to_tensor(y_true)
+        isometric_weight = self.isometric_weight_for(y_true)
+        similarity = self.similarity(y_true)
+        distances = squared_distances(h)
+        tuples = self.mine(similarity)
+        semantic = _mean(self.tuple_loss(distances, similarity, tuples))
+        used = pair_mask(tuples, self.pairs, tf.shape(h)[0])
+        num_pairs = tf.maximum(tf.reduce_sum(used), 1.0)
+        l1, isometric = hamming_isometric(h, distances)
+        quantization = tf.reduce_sum(used * l1) / num_pairs
+        isometric = tf.reduce_sum(used * isometric) / num_pairs
+        loss = semantic + self.quantization_weight * (quantization + isometric_weight * isometric)
+        return {
+            "loss": loss,
+            "semantic": semantic,
+            "quantization": quantization,
+            "isometric": isometric,
+        }
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            margin=self.margin,
+            quantization_weight=self.quantization_weight,
+            isometric_weight=self.isometric_weight,
+            mining=self.mining,
+            quadruplets_per_anchor=self.quadruplets_per_anchor,
+            seed=self.seed,
+        )
+        return config
+
+
+def gather_pairs(matrix, rows, cols):
+    """``matrix[rows[q], cols[q]]`` for every q: one entry of a ``[B, B]`` matrix per tuple."""
+    return tf.gather_nd(matrix, tf.stack([rows, cols], axis=1))
+
+
+def _mean(values):
+    """Mean of a ``[Q]`` tensor, 0 (with zero gradient) when ``Q = 0``."""
+    return tf.reduce_sum(values) / tf.maximum(tf.cast(tf.size(values), values.dtype), 1.0)
+
+
+def _number(name, value, positive=False):
+    """``value`` as a finite float, positive or non-negative; else ``UsageError``."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if isinstance(value, bool) or not math.isfinite(number) or number < 0 or (
+        positive and number == 0
+    ):
+        kind = "positive" if positive else "non-negative"
+        raise UsageError(f"{name} must be a finite {kind} number, got {value!r}")
+    return number
