@@ -262,19 +262,22 @@ def _sample_positions(seed, members, counts, num_images, groups, images_per_clas
 
 def _augment(images, seed):
     """CIFAR-style augmentation of uint8 ``[B, S, S, 3]``: zero-pad by ``S // 8`` (4 pixels
-    at 32x32), crop ``S x S`` at a random offset, flip left-right with probability 1/2."""
+    at 32x32), crop ``S x S`` at a random offset, flip left-right with probability 1/2.
+
+    The crop is two batched gathers (rows, then columns); a flipped image reads its
+    columns in reverse order, so flipping costs nothing extra.
+    """
     batch, size = tf.shape(images)[0], images.shape[1]
     pad = max(1, size // 8)
     crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
     padded = tf.pad(images, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
     offsets = tf.random.stateless_uniform([batch, 2], crop_seed, minval=0, maxval=2 * pad + 1,
                                           dtype=tf.int32)
-    rows = offsets[:, :1] + tf.range(size)[None, :]
-    cols = offsets[:, 1:] + tf.range(size)[None, :]
-    cropped = tf.gather(tf.gather(padded, rows, axis=1, batch_dims=1), cols, axis=2,
-                        batch_dims=1)
-    flip = tf.random.stateless_uniform([batch], flip_seed) < 0.5
-    return tf.where(flip[:, None, None, None], tf.reverse(cropped, axis=[2]), cropped)
+    flip = tf.random.stateless_uniform([batch, 1], flip_seed) < 0.5
+    steps = tf.range(size)[None, :]
+    rows = offsets[:, :1] + steps
+    cols = offsets[:, 1:] + tf.where(flip, size - 1 - steps, steps)
+    return tf.gather(tf.gather(padded, rows, axis=1, batch_dims=1), cols, axis=2, batch_dims=1)
 
 
 def train_dataset(collection, indices, image_size, batch_size, images_per_class, augment=True,
