@@ -24,9 +24,17 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from tensorflow.core.framework import tensor_pb2
-from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from tfhash import data, models, serving
+
+try:
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+except ImportError:  # the gRPC side of the client needs tensorflow-serving-api
+    predict_pb2 = prediction_service_pb2_grpc = None
+
+needs_serving_api = pytest.mark.skipif(
+    predict_pb2 is None, reason="the gRPC client needs tensorflow-serving-api (pip install "
+    "tensorflow-serving-api)")
 
 BITS = 20
 SIZE = 32
@@ -211,6 +219,7 @@ def grpc_server(signatures):
     server.stop(None)
 
 
+@needs_serving_api
 def test_grpc_request_fields(files):
     request = predict_pb2.PredictRequest.FromString(
         client.grpc_request(files, "tfhash").SerializeToString())
@@ -223,6 +232,7 @@ def test_grpc_request_fields(files):
     assert list(tensor.string_val) == files
 
 
+@needs_serving_api
 def test_grpc_round_trip(grpc_server, model, files):
     target, requests = grpc_server
     outputs = client.encode_grpc(files, target, "tfhash")
@@ -231,12 +241,14 @@ def test_grpc_round_trip(grpc_server, model, files):
     assert_outputs_equal(outputs, expected_outputs(model, files))
 
 
+@needs_serving_api
 def test_grpc_errors_carry_the_server_message(grpc_server):
     target, _ = grpc_server
     with pytest.raises(client.ServingError, match="(?s)INVALID_ARGUMENT: .*Unknown image file format"):
         client.encode_grpc([b"not an image"], target, "tfhash")
 
 
+@needs_serving_api
 def test_parse_grpc_response_reads_tensor_content_too(signatures, model, files):
     outputs = run_signature(signatures, "encode_images", {"image_bytes": files})
     response = predict_pb2.PredictResponse()
@@ -248,6 +260,7 @@ def test_parse_grpc_response_reads_tensor_content_too(signatures, model, files):
 
 # --- The command line.
 
+@needs_serving_api
 def test_cli_prints_packed_codes_per_file(rest_server, grpc_server, model, files, tmp_path,
                                           capsys):
     paths = []

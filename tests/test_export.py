@@ -85,6 +85,7 @@ def test_export_writes_version_one_in_the_serving_layout(version_dir):
     assert os.path.basename(version_dir) == "1"
     assert os.path.isfile(os.path.join(version_dir, "saved_model.pb"))
     assert os.listdir(os.path.dirname(version_dir)) == ["1"]  # no partial directory left
+    assert serving.next_version(os.path.dirname(version_dir)) == 2
 
 
 def test_serving_default_matches_the_keras_model(loaded, model, images):
@@ -193,20 +194,25 @@ def test_outputs_keep_their_dtypes_under_mixed_precision(policy, images, tmp_pat
     assert_outputs_equal(signature(images=tf.constant(images)), h)
 
 
-def test_versions_count_up_and_ignore_other_names(model, tmp_path):
+def test_versions_are_the_integer_directories(tmp_path):
+    for name in ["1", "7", "notes", ".partial-9", "10"]:
+        (tmp_path / name).mkdir()
+    (tmp_path / "7" / "saved_model.pb").write_bytes(b"")
+    assert serving.versions(str(tmp_path)) == [1, 7, 10]
+    assert serving.next_version(str(tmp_path)) == 11
+    assert serving.next_version(str(tmp_path / "new")) == 1
+    assert serving.resolve_version_dir(str(tmp_path / "7")) == str(tmp_path / "7")
+    assert serving.resolve_version_dir(str(tmp_path)) == str(tmp_path / "10")
+
+
+def test_explicit_versions(model, tmp_path):
     export_dir = str(tmp_path / "m")
-    assert serving.export_model(model, export_dir) == os.path.join(export_dir, "1")
-    os.makedirs(os.path.join(export_dir, "notes"))
-    assert serving.export_model(model, export_dir, version=7) == os.path.join(export_dir, "7")
-    assert serving.export_model(model, export_dir) == os.path.join(export_dir, "8")
-    assert serving.versions(export_dir) == [1, 7, 8]
-    assert serving.resolve_version_dir(export_dir) == os.path.join(export_dir, "8")
-    assert serving.resolve_version_dir(os.path.join(export_dir, "7")) == os.path.join(export_dir,
-                                                                                        "7")
-    with pytest.raises(UsageError, match=r"m/7 already exists; omit --version"):
-        serving.export_model(model, export_dir, version=7)
     with pytest.raises(UsageError, match="--version must be a positive integer, got 0"):
         serving.export_model(model, export_dir, version=0)
+    assert serving.export_model(model, export_dir, version=5) == os.path.join(export_dir, "5")
+    with pytest.raises(UsageError, match=r"m/5 already exists; omit --version"):
+        serving.export_model(model, export_dir, version=5)
+    assert serving.versions(export_dir) == [5]
 
 
 def test_export_dir_that_is_a_file_is_refused(model, tmp_path):
@@ -234,10 +240,8 @@ def write_run_dir(run_dir, model, method):
     model.save(os.path.join(run_dir, "checkpoints", "best.keras"))
 
 
-@pytest.mark.parametrize("method", ["lsdh", "lsdh_l1", "triplet"])
-def test_every_method_exports(method, images, tmp_path):
-    keras.utils.set_random_seed(1)
-    model = models.build_model("resnet_small", bits=BITS, image_size=SIZE)
+@pytest.mark.parametrize("method", sorted(losses.METHODS))
+def test_every_method_exports(method, model, images, tmp_path):
     write_run_dir(str(tmp_path / "run"), model, method)
     version_dir = export_run(str(tmp_path / "run"), str(tmp_path / "models"))
     signature = tf.saved_model.load(version_dir).signatures["serving_default"]
@@ -277,3 +281,12 @@ def test_cli_usage_errors_are_one_line(tmp_path):
         f"error: no checkpoint at {tmp_path / 'run' / 'checkpoints' / 'best.keras'}; train the "
         f"run first (python -m tfhash.train --run_dir={tmp_path / 'run'}) or pass the directory "
         "of a trained run"]
+
+    (tmp_path / "run" / "checkpoints").mkdir()
+    (tmp_path / "run" / "checkpoints" / "best.keras").write_bytes(b"")
+    (tmp_path / "models").write_text("a file")
+    result = run_cli(f"--run_dir={tmp_path / 'run'}", f"--export_dir={tmp_path / 'models'}")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"error: --export_dir {tmp_path / 'models'} is a file; pass a directory (created if "
+        "missing)"]

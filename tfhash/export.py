@@ -20,6 +20,7 @@ import sys
 
 from absl import app, flags
 
+from tfhash import serving
 from tfhash.errors import UsageError, exit_on_usage_error
 
 flags.DEFINE_string("run_dir", None, "Training run directory (written by python -m "
@@ -52,11 +53,11 @@ def export_run(run_dir, export_dir, version=None):
     path = checkpoint_path(run_dir)
     if not export_dir:
         raise UsageError("--export_dir is required: the base directory of the exported model")
+    serving.new_version_dir(export_dir, version)  # its errors before the slow imports
 
-    import keras  # Heavy imports after the cheap checks above.
+    import keras
 
     import tfhash.models  # noqa: F401  (registers HashingModel for load_model)
-    from tfhash import serving
 
     model = keras.saving.load_model(path, compile=False)
     return serving.export_model(model, export_dir, version)

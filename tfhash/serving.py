@@ -35,16 +35,15 @@ Example::
     version_dir = export_model(model, "models/cifar10")      # models/cifar10/1
     encode = tf.saved_model.load(version_dir).signatures["serving_default"]
     packed = encode(images=tf.zeros([2, 32, 32, 3]))["packed"]   # uint8 [2, 6]
+
+TensorFlow is imported by the functions that need it, so the command lines can
+check their paths (:func:`resolve_version_dir`, :func:`next_version`) before
+paying for it.
 """
 
 import os
 
-import keras
-import tensorflow as tf
-
-from tfhash import data
 from tfhash.errors import UsageError
-from tfhash.layers import sign
 
 IMAGES_SIGNATURE = "serving_default"
 BYTES_SIGNATURE = "encode_images"
@@ -55,6 +54,8 @@ _BIT_WEIGHTS = (128, 64, 32, 16, 8, 4, 2, 1)
 
 def pack_codes(codes):
     """Packs ±1 codes [B, K] into uint8 [B, ⌈K/8⌉], exactly as ``np.packbits(codes > 0, axis=1)``."""
+    import tensorflow as tf
+
     k = codes.shape[-1]  # static: the shapes of the outputs are part of the signatures
     bits = tf.pad(tf.cast(codes > 0, tf.int32), [[0, 0], [0, -k % 8]])
     groups = tf.reshape(bits, [-1, (k + 7) // 8, 8])
@@ -63,6 +64,10 @@ def pack_codes(codes):
 
 def serving_outputs(h):
     """The signature outputs for relaxed codes ``h``: embedding, codes and packed codes."""
+    import tensorflow as tf
+
+    from tfhash.layers import sign
+
     h = tf.cast(h, tf.float32)
     codes = sign(h, "int8")
     return {"embedding": h, "codes": codes, "packed": pack_codes(codes)}
@@ -94,20 +99,13 @@ def export_model(model, export_dir, version=None):
     Returns:
         The path of the written version directory.
     """
-    if os.path.exists(export_dir) and not os.path.isdir(export_dir):
-        raise UsageError(
-            f"--export_dir {export_dir} is a file; pass a directory (created if missing)"
-        )
-    if version is None:
-        version = next_version(export_dir)
-    elif int(version) < 1:
-        raise UsageError(f"--version must be a positive integer, got {version}")
-    version_dir = os.path.join(export_dir, str(int(version)))
-    if os.path.exists(version_dir):
-        raise UsageError(
-            f"{version_dir} already exists; omit --version to write the next free one"
-        )
+    version_dir = new_version_dir(export_dir, version)
     size = image_size_of(model)
+
+    import keras
+    import tensorflow as tf
+
+    from tfhash import data
 
     def encode_pixels(images):
         images = tf.ensure_shape(tf.identity(images, name="images"), [None, size, size, 3])
@@ -134,11 +132,33 @@ def export_model(model, export_dir, version=None):
         encode_bytes,
         input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")],
     )
-    partial_dir = os.path.join(export_dir, f".partial-{int(version)}")
+    partial_dir = os.path.join(export_dir, ".partial-" + os.path.basename(version_dir))
     if os.path.exists(partial_dir):
         tf.io.gfile.rmtree(partial_dir)
     archive.write_out(partial_dir, verbose=False)
     os.rename(partial_dir, version_dir)
+    return version_dir
+
+
+def new_version_dir(export_dir, version=None):
+    """``export_dir/<version>`` for a new export; the next free version by default.
+
+    Raises:
+        UsageError: ``export_dir`` is a file, ``version`` is not positive or already exists.
+    """
+    if os.path.exists(export_dir) and not os.path.isdir(export_dir):
+        raise UsageError(
+            f"--export_dir {export_dir} is a file; pass a directory (created if missing)"
+        )
+    if version is None:
+        version = next_version(export_dir)
+    elif int(version) < 1:
+        raise UsageError(f"--version must be a positive integer, got {version}")
+    version_dir = os.path.join(export_dir, str(int(version)))
+    if os.path.exists(version_dir):
+        raise UsageError(
+            f"{version_dir} already exists; omit --version to write the next free one"
+        )
     return version_dir
 
 

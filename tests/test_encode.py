@@ -1,0 +1,144 @@
+"""python -m tfhash.encode: a collection through an exported model into packed codes on disk."""
+
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfhash import data, evaluation, models, serving
+from tfhash.encode import encode_collection
+from tfhash.errors import UsageError
+
+BITS = 12
+SIZE = 32
+
+
+@pytest.fixture(scope="module")
+def model():
+    keras.utils.set_random_seed(7)
+    return models.build_model("resnet_small", bits=BITS, image_size=SIZE)
+
+
+@pytest.fixture(scope="module")
+def export_dir(model, tmp_path_factory):
+    export_dir = str(tmp_path_factory.mktemp("models") / "tfhash")
+    serving.export_model(model, export_dir)
+    return export_dir
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    """An image folder root/<class>/<image>: 2 classes, PNG and JPEG files of several sizes."""
+    root = tmp_path_factory.mktemp("folder")
+    rng = np.random.default_rng(8)
+    for cls, names in [("cat", ["0.png", "1.jpg", "2.png"]), ("dog", ["0.jpg", "1.png"])]:
+        (root / cls).mkdir()
+        for name in names:
+            pixels = rng.integers(0, 256, (rng.integers(20, 50), rng.integers(20, 50), 3),
+                                  dtype=np.uint8)
+            encode = tf.io.encode_png if name.endswith(".png") else tf.io.encode_jpeg
+            (root / cls / name).write_bytes(encode(pixels).numpy())
+    return root
+
+
+def expected_packed(model, paths):
+    """Packed codes of image files, from the Keras model on the training decode."""
+    images = np.stack([data.decode_image(open(p, "rb").read(), SIZE) for p in paths])
+    h = model.predict(images, verbose=0)
+    return np.packbits(np.where(h >= 0, 1, -1) > 0, axis=1)
+
+
+def test_encodes_an_image_folder(model, export_dir, folder, tmp_path):
+    result = encode_collection(export_dir, str(folder), str(tmp_path / "codes"), batch_size=2,
+                               verbose=False)
+    item_ids = ["cat/0.png", "cat/1.jpg", "cat/2.png", "dog/0.jpg", "dog/1.png"]
+    expected = {
+        "codes": expected_packed(model, [folder / i for i in item_ids]),
+        "labels": np.array([0, 0, 0, 1, 1]),
+        "item_ids": np.array(item_ids),
+    }
+    assert result["bits"] == BITS
+    assert result["prefix"] == str(tmp_path / "codes" / "all")
+    for key, value in expected.items():
+        saved = np.load(tmp_path / "codes" / f"all_{key}.npy")
+        np.testing.assert_array_equal(saved, value, err_msg=key)
+    assert np.load(tmp_path / "codes" / "all_codes.npy").dtype == np.uint8
+
+
+def test_encodes_a_list_file_subset_with_multi_hot_labels(model, export_dir, folder, tmp_path):
+    lines = ["cat/0.png 1 0 1", "cat/1.jpg 0 1 0", "dog/0.jpg 1 1 0", "dog/1.png 0 0 1"]
+    list_file = folder / "list.txt"
+    list_file.write_text("\n".join(lines) + "\n")
+    np.save(tmp_path / "query.npy", np.array([3, 0], np.int64))
+    result = encode_collection(export_dir, str(list_file), str(tmp_path / "codes"),
+                               indices=str(tmp_path / "query.npy"), verbose=False)
+    assert result["prefix"] == str(tmp_path / "codes" / "query")
+    np.testing.assert_array_equal(np.load(tmp_path / "codes" / "query_item_ids.npy"),
+                                  ["dog/1.png", "cat/0.png"])
+    np.testing.assert_array_equal(np.load(tmp_path / "codes" / "query_labels.npy"),
+                                  [[0, 0, 1], [1, 0, 1]])
+    np.testing.assert_array_equal(np.load(tmp_path / "codes" / "query_codes.npy"),
+                                  expected_packed(model, [folder / "dog/1.png",
+                                                          folder / "cat/0.png"]))
+
+
+def test_codes_score_like_the_models_codes(model, export_dir, tmp_path):
+    """Query and database encoded from a dataset name score exactly as the Keras model's codes."""
+    np.save(tmp_path / "query.npy", np.arange(0, 12))
+    np.save(tmp_path / "database.npy", np.arange(12, 60))
+    for part in ("query", "database"):
+        encode_collection(export_dir, "digits", str(tmp_path / "codes"),
+                          indices=str(tmp_path / f"{part}.npy"), verbose=False)
+    saved = {name: np.load(tmp_path / "codes" / f"{name}.npy") for name in
+             ["query_codes", "query_labels", "database_codes", "database_labels"]}
+    report = evaluation.evaluate_codes(saved["query_codes"], saved["query_labels"],
+                                       saved["database_codes"], saved["database_labels"],
+                                       bits=BITS, metrics=["map"])
+
+    digits = data.load_collection("digits")
+    images = np.concatenate([x for x, _ in data.eval_dataset(digits, np.arange(60), SIZE, 60)])
+    codes = np.where(model.predict(images, verbose=0) >= 0, 1, -1)
+    reference = evaluation.evaluate_codes(codes[:12], digits.labels[:12], codes[12:60],
+                                          digits.labels[12:60], metrics=["map"])
+    np.testing.assert_array_equal(saved["query_labels"], digits.labels[:12])
+    assert report["map"] == reference["map"]
+
+
+def test_bad_arguments_are_usage_errors(export_dir, folder, tmp_path):
+    out = str(tmp_path / "codes")
+    with pytest.raises(UsageError, match=r"no SavedModel in .*; export one"):
+        encode_collection(str(tmp_path), str(folder), out)
+    with pytest.raises(UsageError, match=r"--indices=.*missing.npy does not exist"):
+        encode_collection(export_dir, str(folder), out, indices=str(tmp_path / "missing.npy"))
+    np.save(tmp_path / "far.npy", np.array([0, 5]))
+    with pytest.raises(UsageError, match=r"--indices=.*far.npy holds indices outside \[0, 5\)"):
+        encode_collection(export_dir, str(folder), out, indices=str(tmp_path / "far.npy"))
+    (tmp_path / "file").write_text("")
+    with pytest.raises(UsageError, match=r"--out=.*file is a file; pass a directory"):
+        encode_collection(export_dir, str(folder), str(tmp_path / "file"))
+    with pytest.raises(UsageError, match="--data is required"):
+        encode_collection(export_dir, "", out)
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "tfhash.encode", *args], capture_output=True,
+                          text=True, timeout=300, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+
+
+def test_cli(export_dir, folder, tmp_path):
+    result = run_cli(f"--model={export_dir}", f"--data={folder}", f"--out={tmp_path}",
+                     "--name=db")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"5 images → {BITS}-bit packed codes: {tmp_path / 'db'}_{{codes,labels," \
+           "item_ids}.npy" in result.stdout
+    assert np.load(tmp_path / "db_codes.npy").shape == (5, 2)
+
+    result = run_cli(f"--model={tmp_path}", f"--data={folder}", f"--out={tmp_path}")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"error: no SavedModel in {tmp_path} (no saved_model.pb and no integer version "
+        "directories); export one with python -m tfhash.export"]
