@@ -14,7 +14,8 @@ def single_label(per_class, name="toy"):
     """A collection of ``sum(per_class)`` 1x1 images with ``per_class[c]`` images of class c."""
     labels = np.repeat(np.arange(len(per_class)), per_class)
     labels = np.random.default_rng(1).permutation(labels)
-    return data.Collection(name, labels=labels, class_names=[f"c{c}" for c in range(len(per_class))],
+    class_names = [f"c{c}" for c in range(len(per_class))]
+    return data.Collection(name, labels=labels, class_names=class_names,
                            item_ids=np.array([f"{name}/{i}" for i in range(len(labels))]),
                            pixels=np.zeros((len(labels), 1, 1, 3), np.uint8))
 

@@ -109,7 +109,7 @@ class Collection:
         return self.labels.ndim == 2
 
     def membership(self, indices=None):
-        """bool ``[n, C]``: entry ``(i, c)`` is True iff image ``indices[i]`` carries label ``c``."""
+        """bool ``[n, C]``: entry ``(i, c)`` is True iff image ``indices[i]`` carries label c."""
         labels = self.labels if indices is None else self.labels[indices]
         if self.multi_label:
             return labels.astype(bool)

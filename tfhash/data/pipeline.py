@@ -8,11 +8,12 @@ Images enter a model as float32 ``[B, S, S, 3]`` RGB pixels in ``[0, 255]``.
 * :func:`train_dataset` yields endless class-balanced batches: ``P = batch_size //
   images_per_class`` classes (labels, for multi-label data), ``images_per_class`` images
   each, so every image has positives in its batch (with ``images_per_class >= 3`` every
-  anchor has the two positives and the negatives of an LSDH quadruplet, Eq. 6). Training images are decoded once (in parallel) into a uint8 table held in
-  memory (``n x S x S x 3`` bytes: 5,000 CIFAR images at 32x32 are 15 MB, at 224x224
-  750 MB); a batch is then a gather from that table plus a CIFAR-style augmentation,
-  all TF ops driven by stateless random numbers keyed on ``(seed, step)``: the same
-  seed gives the same batches.
+  anchor has the two positives and the negatives of an LSDH quadruplet, Eq. 6).
+  Training images are decoded once (in parallel) into a uint8 table held in memory
+  (``n x S x S x 3`` bytes: 5,000 CIFAR images at 32x32 are 15 MB, at 224x224 750 MB);
+  a batch is then a gather from that table plus a CIFAR-style augmentation, all TF
+  ops driven by stateless random numbers keyed on ``(seed, step)``: the same seed
+  gives the same batches.
 * :func:`eval_dataset` yields the given images once, in order, without augmentation.
 """
 
@@ -80,7 +81,8 @@ def decode_image(image_bytes, image_size):
 def _check_indices(collection, indices):
     indices = np.asarray(indices, np.int64).reshape(-1)
     if len(indices) == 0:
-        raise UsageError(f"no images selected from {collection.name}; the split part is empty")
+        raise UsageError(f"no images selected from {collection.name}: the split part is empty "
+                         "(e.g. val with --val_fraction=0); choose a split that has some")
     if indices.min() < 0 or indices.max() >= len(collection):
         raise UsageError(f"image indices must lie in [0, {len(collection)}) for "
                          f"{collection.name}, got [{indices.min()}, {indices.max()}]")
@@ -172,11 +174,10 @@ def eval_dataset(collection, indices, image_size, batch_size):
     indices = _check_indices(collection, indices)
     labels = _label_tensor(collection, indices)
     if collection.pixels is not None:
-        pixels = tf.constant(collection.pixels)
-        positions = tf.constant(indices)
+        pixels = tf.constant(collection.pixels[indices])  # resized batch by batch
 
         def batch_from_pixels(rows):
-            images = _fit(tf.gather(pixels, tf.gather(positions, rows)), image_size)
+            images = _fit(tf.gather(pixels, rows), image_size)
             return tf.cast(images, tf.float32), tf.gather(labels, rows)
 
         ds = tf.data.Dataset.range(len(indices)).batch(batch_size).map(batch_from_pixels)

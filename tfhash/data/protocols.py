@@ -304,7 +304,7 @@ def make_split(collection, protocol, seed=0, val_fraction=0.1):
 
 
 def _draw(protocol, what, amount, membership, available, rng, collection):
-    """Sorted indices of ``amount`` images (per class, in total or a fraction) from ``available``."""
+    """Sorted indices of ``amount`` images (per class, in all, or a fraction) from ``available``."""
     pool = np.flatnonzero(available)
     if protocol.sampling == "per_class":
         per_class = int(amount)
