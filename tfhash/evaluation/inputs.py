@@ -47,8 +47,8 @@ def _unpacked_bits(block, name, lows):
     bad = rest[~(zeros | minus_ones)]
     if bad.size:
         raise UsageError(
-            f"{name} must be binary (±1 or 0/1) but contains {bad.flat[0]!r}; binarise relaxed "
-            "codes with np.where(h >= 0, 1, -1), or pass bits= for packed uint8 codes")
+            f"{name} must be binary (±1 or 0/1) but contains {bad.flat[0].item()!r}; binarise "
+            "relaxed codes with np.where(h >= 0, 1, -1), or pass bits= for packed uint8 codes")
     lows.update([0] if zeros.any() else [])
     lows.update([-1] if minus_ones.any() else [])
     if len(lows) > 1:

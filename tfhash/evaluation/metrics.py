@@ -182,7 +182,7 @@ def _ranked_average_precision(ranked, k, num_relevant, denominator):
     top = ranked[:, :k]
     if top.dtype == bool:
         # Only the relevant ranks matter: the t-th relevant item at rank i adds t / i.
-        rows, columns = np.nonzero(top)
+        rows, columns = np.divmod(np.flatnonzero(top), top.shape[1])
         hits = np.bincount(rows, minlength=len(top))
         t = np.arange(1, len(rows) + 1) - np.repeat(np.cumsum(hits) - hits, hits)
         numerator = np.bincount(rows, t / (columns + 1.0), minlength=len(top))

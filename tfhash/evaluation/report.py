@@ -152,13 +152,14 @@ def _mean_over_queries(queries, space, relevance, metrics, conventions):
             batch.groups = batch.bins if hamming else ties_lib.sorted_groups(
                 distances, relevant, gains)
         elif ranking_metrics:
-            order = np.stack([
-                ties_lib.rank(distances[i], depth, ties_lib.tie_key(
+            batch.ranked_relevant = np.empty((len(distances), depth), bool)
+            batch.ranked_gains = np.empty((len(distances), depth)) if graded else None
+            for i, row in enumerate(distances):
+                order = ties_lib.rank(row, depth, ties_lib.tie_key(
                     conventions.ties, relevant[i], None if gains is None else gains[i]))
-                for i in range(len(distances))])
-            batch.ranked_relevant = np.take_along_axis(relevant, order, 1)
-            if graded:
-                batch.ranked_gains = np.take_along_axis(gains, order, 1)
+                np.take(relevant[i], order, out=batch.ranked_relevant[i])
+                if graded:
+                    np.take(gains[i], order, out=batch.ranked_gains[i])
         if ndcg:
             batch.ideal_gains = _ideal_gains(gains, ideal_depth)
             batch.discount_sums = discount_sums

@@ -1,0 +1,156 @@
+r"""Score binary codes from ``.npy`` files: ``python -m tfhash.evaluate``.
+
+    python -m tfhash.evaluate --query_codes=q.npy --query_labels=ql.npy \
+        --db_codes=d.npy --db_labels=dl.npy \
+        --metrics=map,map@1000,p@k,p@r2,pr --ties=average --out=report/
+
+writes ``report/metrics.json`` (the report of
+:func:`tfhash.evaluation.evaluate_codes`) and PNG plots: the precision–recall
+curve over Hamming radii and the precision@k curve. Given codes of several
+lengths (comma-separated ``--query_codes`` and ``--db_codes``, paired in order,
+sharing the label files), ``metrics.json`` holds ``{"reports": [...]}``, one per
+length, and two more plots show precision within radius 2 and MAP against the
+number of bits (the LSDH paper's Fig. 5).
+
+Imports NumPy, SciPy and absl only (matplotlib for plots); never TensorFlow.
+See ``docs/evaluation.md``.
+"""
+
+import json
+import os
+import sys
+
+import numpy as np
+from absl import app, flags
+
+from tfhash import evaluation
+from tfhash.errors import UsageError, exit_on_usage_error
+from tfhash.evaluation import conventions, distances
+
+FLAGS = flags.FLAGS
+
+flags.DEFINE_list("query_codes", None, "Query codes .npy: [Q, K] ±1 or 0/1, or packed uint8 "
+                  "with --bits. Several files (comma-separated) score several code lengths.")
+flags.DEFINE_list("db_codes", None, "Database codes .npy, one per --query_codes file, in the same "
+                  "order.")
+flags.DEFINE_string("query_labels", None, "Query labels .npy: class ids [Q] or multi-hot [Q, C].")
+flags.DEFINE_string("db_labels", None, "Database labels .npy: class ids [N] or multi-hot [N, C].")
+flags.DEFINE_list("bits", [], "Code length of packed uint8 codes, one per code file (0 for a file "
+                  "of ±1 or 0/1 codes); leave unset when no file is packed.")
+flags.DEFINE_list("metrics", list(evaluation.DEFAULT_METRICS), "Metrics: map, map@K, wap, wap@K, "
+                  "ndcg@K, acg@K, p@k (precision/recall@k curves), p@rR (hash lookup within "
+                  "radius R), pr (precision-recall over radii).")
+flags.DEFINE_integer("top_k", None, "Cut-off of map, wap, ndcg, acg written without @K; unset: "
+                     "the whole ranking.")
+flags.DEFINE_enum("ties", "average", evaluation.TIE_POLICIES, "Order of items at equal distance: "
+                  "average (exact expected value over all orders), index (database order), "
+                  "optimistic (relevant first), pessimistic (relevant last).")
+flags.DEFINE_enum("ap_denominator", "min_r_k", conventions.AP_DENOMINATORS, "AP@k divided by "
+                  "min(R, k) or by the relevant items in the top k.")
+flags.DEFINE_enum("empty_queries", "skip", conventions.EMPTY_POLICIES, "Queries with no relevant "
+                  "database item: left out of AP, recall and NDCG (skip) or counted as 0 (zero).")
+flags.DEFINE_enum("empty_ball", "zero", conventions.EMPTY_POLICIES, "Hash lookups with nothing "
+                  "within the radius: precision 0 (zero) or left out (skip).")
+flags.DEFINE_enum("gain", "shared", conventions.GAINS, "Graded relevance of ndcg, acg and wap: "
+                  "number of shared labels, or their Jaccard similarity.")
+flags.DEFINE_enum("preset", None, list(conventions.PRESETS), "Conventions of widely used code: "
+                  "deephash = --ties=index --ap_denominator=relevant_in_top_k "
+                  "--empty_queries=zero.")
+flags.DEFINE_enum("distance", "hamming", distances.DISTANCES, "hamming for binary codes; "
+                  "euclidean or cosine to rank real-valued embeddings (e.g. relaxed codes).")
+flags.DEFINE_string("out", None, "Output directory (created if missing).")
+flags.DEFINE_boolean("plots", True, "Write PNG plots (needs matplotlib).")
+
+_CONVENTION_FLAGS = ("ties", "ap_denominator", "empty_queries", "empty_ball", "gain")
+
+
+def _load(path, flag):
+    if not os.path.isfile(path):
+        raise UsageError(f"--{flag}: no such file {path!r}")
+    try:
+        return np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as e:
+        raise UsageError(f"--{flag}: {path!r} is not a readable .npy array ({e})") from None
+
+
+def _conventions():
+    """The convention flags, with --preset filling in those not given explicitly."""
+    values = {name: FLAGS[name].value for name in _CONVENTION_FLAGS}
+    if FLAGS.preset:
+        for name, value in conventions.PRESETS[FLAGS.preset].items():
+            if FLAGS[name].present and FLAGS[name].value != value:
+                raise UsageError(f"--preset={FLAGS.preset} sets --{name}={value}; drop "
+                                 f"--{name}={FLAGS[name].value} or the preset")
+            values[name] = value
+    return values
+
+
+def _code_files():
+    for name in ("query_codes", "db_codes", "query_labels", "db_labels", "out"):
+        if not FLAGS[name].value:
+            raise UsageError(f"--{name} is required; see --help")
+    if len(FLAGS.query_codes) != len(FLAGS.db_codes):
+        raise UsageError(f"{len(FLAGS.query_codes)} --query_codes files but {len(FLAGS.db_codes)} "
+                         "--db_codes files; give one database file per query file")
+    if FLAGS.bits and len(FLAGS.bits) != len(FLAGS.query_codes):
+        raise UsageError(f"--bits has {len(FLAGS.bits)} values for {len(FLAGS.query_codes)} code "
+                         "files; give one per file, or none for unpacked codes")
+    try:
+        bits = [int(b) or None for b in FLAGS.bits] or [None] * len(FLAGS.query_codes)
+    except ValueError:
+        raise UsageError(f"--bits must be integers, got {FLAGS.bits}") from None
+    return list(zip(FLAGS.query_codes, FLAGS.db_codes, bits))
+
+
+def _summary(report):
+    data = report["data"]
+    size = f"{data['bits']} bits" if "bits" in data else f"{data['dimensions']} dimensions"
+    scalars = [f"{k}={v:.4f}" for k, v in report.items() if isinstance(v, float)]
+    lookups = [f"{k} precision={v['precision']:.4f}" for k, v in report.items()
+               if k.startswith("p@r") and v["precision"] is not None]
+    return f"{size}: " + ", ".join(scalars + lookups)
+
+
+@exit_on_usage_error
+def main(argv):
+    if len(argv) > 1:
+        raise UsageError(f"unexpected arguments {argv[1:]}: every setting is a --flag")
+    files = _code_files()
+    settings = _conventions()
+    if FLAGS.plots:
+        from tfhash.evaluation import plots
+        plots.require_matplotlib()  # before minutes of scoring, not after
+    query_labels = _load(FLAGS.query_labels, "query_labels")
+    db_labels = _load(FLAGS.db_labels, "db_labels")
+    reports = []
+    for query_path, db_path, bits in files:
+        try:
+            report = evaluation.evaluate_codes(
+                _load(query_path, "query_codes"), query_labels, _load(db_path, "db_codes"),
+                db_labels, metrics=FLAGS.metrics, top_k=FLAGS.top_k, distance=FLAGS.distance,
+                bits=bits, **settings)
+        except UsageError as e:
+            raise UsageError(f"{query_path} against {db_path}: {e}") from None
+        print(_summary(report))
+        reports.append(report)
+    os.makedirs(FLAGS.out, exist_ok=True)
+    path = os.path.join(FLAGS.out, "metrics.json")
+    with open(path, "w") as f:
+        json.dump(reports[0] if len(reports) == 1 else {"reports": reports}, f, indent=2)
+    written = [path]
+    if FLAGS.plots:
+        written += plots.save_plots(reports, FLAGS.out)
+    print("wrote " + ", ".join(written))
+
+
+def parse_flags(argv):
+    """absl's parser, with a one-line message and exit code 2 for flag errors."""
+    try:
+        return FLAGS(argv)
+    except flags.Error as e:
+        print(f"error: {e}; see --help for the flags", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    app.run(main, flags_parser=parse_flags)
