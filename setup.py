@@ -21,6 +21,8 @@ setup(
         "numpy>=2.0",  # np.bitwise_count for Hamming distances
         "scipy>=1.10",
         "absl-py>=1.0",
+        # TensorFlow >= 2.20 no longer installs it; the run directory's logs/ are TensorBoard's.
+        "tensorboard>=2.16",
         # load_digits ships its images inside the wheel: the quickstart trains
         # on real data with no download.
         "scikit-learn>=1.3",

@@ -1,5 +1,7 @@
 """Backbones and the hashing model: shapes, weights files, saving, per-term logging."""
 
+import warnings
+
 import keras
 import numpy as np
 import pytest
@@ -103,3 +105,17 @@ def test_every_loss_term_is_logged_as_its_own_metric(images):
     assert history["square"][0] == pytest.approx(square, rel=1e-4)
     assert history["absolute"][0] == pytest.approx(absolute, rel=1e-4)
     assert history["loss"][0] == pytest.approx(square + 2 * absolute, rel=1e-4)
+
+
+def test_a_reloaded_model_is_compiled_with_its_loss_and_term_trackers(images, tmp_path):
+    model = build_model("resnet_small", bits=4, image_size=32)
+    model.compile(optimizer=keras.optimizers.SGD(0.01), loss=_TwoTermLoss())
+    model.fit(images, np.arange(6) % 2, batch_size=6, epochs=1, verbose=0)
+    model.save(tmp_path / "m.keras")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # Keras warns when it cannot compile a loaded model
+        restored = keras.saving.load_model(tmp_path / "m.keras",
+                                           custom_objects={"_TwoTermLoss": _TwoTermLoss})
+    assert restored.compiled and isinstance(restored.loss, _TwoTermLoss)
+    history = restored.fit(images, np.arange(6) % 2, batch_size=6, epochs=1, verbose=0).history
+    assert {"loss", "square", "absolute"} <= set(history)

@@ -11,6 +11,7 @@ or inside the exported serving graph.
 import keras
 from keras import ops
 
+from tfhash import losses  # noqa: F401  registers the losses saved models are compiled with
 from tfhash.backbones import build_backbone
 from tfhash.layers import HashingLayer
 
@@ -34,10 +35,22 @@ class HashingModel(keras.Model):
     """
 
     def compile(self, *args, **kwargs):
+        loss = kwargs.get("loss", args[1] if len(args) > 1 else None)
+        if not getattr(loss, "supports_jit", True):
+            # e.g. mining="all": the number of quadruplets depends on the labels, which XLA
+            # cannot compile; Keras's default jit_compile="auto" would turn XLA on on a GPU.
+            kwargs["jit_compile"] = False
         super().compile(*args, **kwargs)
         self._term_trackers = {
             name: keras.metrics.Mean(name=name) for name in _term_names(self.loss)
         }
+
+    def compile_from_config(self, config):
+        # Keras skips compiling a loaded model whose class overrides compile(); ours only adds
+        # the term trackers, so compiling from the saved config is safe.
+        self.compile(**keras.saving.deserialize_keras_object(config))
+        if self.built:
+            self.optimizer.build(self.trainable_variables)
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         trackers = getattr(self, "_term_trackers", None)
