@@ -22,7 +22,7 @@ used at training time.
 import os
 import sys
 
-from absl import app, flags
+from absl import app, flags, logging
 
 from tfhash import serving
 from tfhash.errors import UsageError, exit_on_usage_error
@@ -127,6 +127,8 @@ def encode_collection(model, data, out, data_dir=None, indices=None, name=None,
 def main(argv):
     if len(argv) > 1:
         raise UsageError(f"unexpected arguments {argv[1:]}: every setting is a --flag")
+    if not FLAGS["verbosity"].present:  # TensorFlow's INFO lines about saving and loading
+        logging.set_verbosity(logging.WARNING)
     result = encode_collection(FLAGS.model, FLAGS.data, FLAGS.out, FLAGS.data_dir,
                                FLAGS.indices, FLAGS.name, FLAGS.batch_size)
     print(f"{len(result['codes'])} images → {result['bits']}-bit packed codes: "

@@ -18,7 +18,7 @@ import json
 import os
 import sys
 
-from absl import app, flags
+from absl import app, flags, logging
 
 from tfhash import serving
 from tfhash.errors import UsageError, exit_on_usage_error
@@ -67,6 +67,8 @@ def export_run(run_dir, export_dir, version=None):
 def main(argv):
     if len(argv) > 1:
         raise UsageError(f"unexpected arguments {argv[1:]}: every setting is a --flag")
+    if not FLAGS["verbosity"].present:  # TensorFlow's INFO lines about saving and loading
+        logging.set_verbosity(logging.WARNING)
     version_dir = export_run(FLAGS.run_dir, FLAGS.export_dir, FLAGS.version)
     flags_path = os.path.join(FLAGS.run_dir, "flags.json")
     if os.path.isfile(flags_path):
