@@ -113,10 +113,10 @@ def reference(query_codes, query_labels, db_codes, db_labels, *, ties, k, radius
             return [gains[i] for i in order]
 
         for cut, suffix in [(n, ""), (k, f"@{k}")]:
-            add("map" + suffix, mean(lambda o: average_precision(binary(o), cut, r, ap_denominator)),
-                empty_queries)
-            add("wap" + suffix, mean(lambda o: average_precision(graded(o), cut, r, ap_denominator)),
-                empty_queries)
+            add("map" + suffix,
+                mean(lambda o: average_precision(binary(o), cut, r, ap_denominator)), empty_queries)
+            add("wap" + suffix,
+                mean(lambda o: average_precision(graded(o), cut, r, ap_denominator)), empty_queries)
             add("ndcg" + suffix, mean(lambda o: ndcg(graded(o), cut, gains)), empty_queries)
             add("acg" + suffix, mean(lambda o: sum(graded(o)[:cut]) / cut), None)
         for cut in range(1, n + 1):

@@ -29,7 +29,7 @@ def _check_matrix(array, name):
     if array.shape[0] == 0:
         raise UsageError(f"{name} is empty (shape {array.shape}); give at least one item")
     if array.shape[1] == 0:
-        raise UsageError(f"{name} has zero columns (shape {array.shape}); codes need at least 1 bit")
+        raise UsageError(f"{name} has zero columns (shape {array.shape}); codes need 1+ bits")
     return array
 
 

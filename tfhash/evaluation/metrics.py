@@ -102,7 +102,7 @@ class RetrievalMetric:
     needs_hamming = False
 
     def check(self, num_items, bits):
-        """Raises ``UsageError`` if the metric cannot be computed (``bits`` is None for embeddings)."""
+        """Raises ``UsageError`` if the metric cannot be computed (bits: None for embeddings)."""
 
     def ranking_depth(self, num_items):
         """How many top ranks an explicit ranking must hold for this metric (0: none)."""
@@ -317,7 +317,10 @@ class PrecisionRecallCurve(_HammingMetric):
 
 
 class NormalizedDCG(_CutoffMetric):
-    """NDCG@k with graded gains: ``DCG@k / IDCG@k``, ``DCG@k = Σ_{i≤k} (2^{g_i} - 1) / log2(i + 1)``.
+    """NDCG@k with graded gains: ``DCG@k / IDCG@k``.
+
+    ``DCG@k = Σ_{i≤k} (2^{g_i} - 1) / log2(i + 1)``, and IDCG@k is the DCG@k of
+    the gains sorted in decreasing order.
 
     Undefined (``empty_queries``) for a query with no relevant item.
     """

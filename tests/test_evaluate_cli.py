@@ -1,0 +1,158 @@
+"""``python -m tfhash.evaluate``: the report and plots it writes, and its error paths (exit 2)."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tfhash import evaluation
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """Class-structured codes of 16 and 48 bits (the 32-bit ones packed), and class ids."""
+    root = tmp_path_factory.mktemp("codes")
+    rng = np.random.default_rng(0)
+    centres = rng.random((5, 48)) < 0.5
+    labels = rng.integers(0, 5, 260)
+    codes = np.where(centres[labels] ^ (rng.random((260, 48)) < 0.15), 1, -1).astype(np.int8)
+    arrays = {"q48": codes[:30], "d48": codes[30:], "q16": codes[:30, :16],
+              "d16": codes[30:, :16], "q32": np.packbits(codes[:30, :32] > 0, axis=1),
+              "d32": np.packbits(codes[30:, :32] > 0, axis=1), "ql": labels[:30],
+              "dl": labels[30:], "relaxed": codes[:30] * 0.9}
+    paths = {}
+    for name, array in arrays.items():
+        paths[name] = str(root / f"{name}.npy")
+        np.save(paths[name], array)
+    paths["arrays"] = arrays
+    paths["not_npy"] = str(root / "notes.txt")
+    with open(paths["not_npy"], "w") as f:
+        f.write("not an array")
+    return paths
+
+
+def run(*args, python_prefix=None):
+    code = [sys.executable] + (["-c", python_prefix] if python_prefix
+                               else ["-m", "tfhash.evaluate"])
+    return subprocess.run(code + list(args), capture_output=True, text=True)
+
+
+def base_args(files, out, q="q48", d="d48"):
+    return [f"--query_codes={files[q]}", f"--db_codes={files[d]}",
+            f"--query_labels={files['ql']}", f"--db_labels={files['dl']}", f"--out={out}"]
+
+
+def test_writes_the_report_and_plots(files, tmp_path):
+    out = tmp_path / "report"
+    result = run(*base_args(files, out), "--metrics=map,map@100,p@k,p@r2,pr", "--ties=average")
+    assert result.returncode == 0, result.stderr
+    assert "48 bits: map=" in result.stdout
+    report = json.loads((out / "metrics.json").read_text())
+    a = files["arrays"]
+    expected = evaluation.evaluate_codes(a["q48"], a["ql"], a["d48"], a["dl"],
+                                         metrics=["map", "map@100", "p@k", "p@r2", "pr"])
+    assert report == json.loads(json.dumps(expected))
+    assert report["conventions"]["ties"] == "average"
+    for name in ["pr_curve.png", "precision_at_k.png"]:
+        assert (out / name).read_bytes()[:8] == PNG_MAGIC
+    assert not (out / "map_vs_bits.png").exists()
+
+
+def test_several_code_lengths_give_one_report_each_and_the_plots_against_bits(files, tmp_path):
+    out = tmp_path / "report"
+    result = run(f"--query_codes={files['q16']},{files['q32']},{files['q48']}",
+                 f"--db_codes={files['d16']},{files['d32']},{files['d48']}", "--bits=0,32,0",
+                 f"--query_labels={files['ql']}", f"--db_labels={files['dl']}", f"--out={out}",
+                 "--metrics=map,map@50,p@r2,pr,p@k")
+    assert result.returncode == 0, result.stderr
+    reports = json.loads((out / "metrics.json").read_text())["reports"]
+    assert [r["data"]["bits"] for r in reports] == [16, 32, 48]
+    a = files["arrays"]
+    packed = evaluation.evaluate_codes(a["q32"], a["ql"], a["d32"], a["dl"], bits=32,
+                                       metrics=["map"])
+    assert reports[1]["map"] == pytest.approx(packed["map"], abs=1e-15)
+    for name in ["pr_curve.png", "precision_at_k.png", "precision_radius2_vs_bits.png",
+                 "map_vs_bits.png"]:
+        assert (out / name).read_bytes()[:8] == PNG_MAGIC, name
+
+
+def test_preset_sets_the_conventions(files, tmp_path):
+    result = run(*base_args(files, tmp_path), "--metrics=map@100", "--preset=deephash",
+                 "--noplots")
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "metrics.json").read_text())
+    a = files["arrays"]
+    expected = evaluation.mean_average_precision(a["q48"], a["ql"], a["d48"], a["dl"], top_k=100,
+                                                 **evaluation.PRESETS["deephash"])
+    assert report["map@100"] == pytest.approx(expected, abs=1e-15)
+    assert report["conventions"]["preset"] == "deephash"
+    assert not (tmp_path / "pr_curve.png").exists()
+
+
+def test_embeddings_with_euclidean_distance(files, tmp_path):
+    result = run(f"--query_codes={files['relaxed']}", f"--db_codes={files['d48']}",
+                 f"--query_labels={files['ql']}", f"--db_labels={files['dl']}",
+                 f"--out={tmp_path}", "--distance=euclidean", "--metrics=map,p@k")
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "metrics.json").read_text())
+    assert report["data"]["dimensions"] == 48 and report["conventions"]["distance"] == "euclidean"
+    assert (tmp_path / "precision_at_k.png").exists()
+
+
+ERRORS = [
+    ("missing flag", lambda f, out: [f"--query_codes={f['q48']}", f"--out={out}"],
+     "--db_codes is required"),
+    ("missing file", lambda f, out: [a.replace(f["q48"], f["q48"] + ".missing")
+                                     for a in base_args(f, out)], "no such file"),
+    ("not an array", lambda f, out: [a.replace(f["ql"], f["not_npy"]) for a in base_args(f, out)],
+     "is not a readable .npy array"),
+    ("relaxed codes", lambda f, out: base_args(f, out, q="relaxed"), "must be binary"),
+    ("label length", lambda f, out: [a.replace(f["dl"], f["ql"]) for a in base_args(f, out)],
+     "has 30 rows but the database codes have 230"),
+    ("k too large", lambda f, out: base_args(f, out) + ["--metrics=map@1000"],
+     "larger than the database (230 items)"),
+    ("bits differ", lambda f, out: base_args(f, out, q="q16"), "have 16 bits but"),
+    ("bad enum", lambda f, out: base_args(f, out) + ["--ties=random"], "flag --ties=random"),
+    ("preset conflict", lambda f, out: base_args(f, out) + ["--preset=deephash", "--ties=average"],
+     "--preset=deephash sets --ties=index"),
+    ("file counts", lambda f, out: base_args(f, out) + [f"--db_codes={f['d48']},{f['d16']}"],
+     "1 --query_codes files but 2 --db_codes files"),
+    ("bits count", lambda f, out: base_args(f, out) + ["--bits=16,32"], "--bits has 2 values"),
+    ("positional", lambda f, out: base_args(f, out) + ["extra"], "unexpected arguments"),
+    ("unknown metric", lambda f, out: base_args(f, out) + ["--metrics=MAP"], "unknown metric"),
+]
+
+
+@pytest.mark.parametrize("name,make_args,expected", ERRORS, ids=[e[0] for e in ERRORS])
+def test_errors_exit_2_with_one_line(files, tmp_path, name, make_args, expected):
+    result = run(*make_args(files, tmp_path / "out"))
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert expected in lines[0], lines[0]
+    assert not (tmp_path / "out" / "metrics.json").exists()
+
+
+def test_missing_matplotlib_is_a_usage_error_unless_plots_are_off(files, tmp_path):
+    block = ("import sys, runpy; sys.modules['matplotlib'] = None; "
+             "runpy.run_module('tfhash.evaluate', run_name='__main__')")
+    result = run(*base_args(files, tmp_path), python_prefix=block)
+    assert result.returncode == 2
+    assert "plots need matplotlib" in result.stderr and "--noplots" in result.stderr
+    assert run(*base_args(files, tmp_path), "--noplots", python_prefix=block).returncode == 0
+
+
+def test_the_cli_does_not_import_tensorflow(files, tmp_path):
+    check = ("import sys, runpy\n"
+             "try:\n"
+             "    runpy.run_module('tfhash.evaluate', run_name='__main__')\n"
+             "except SystemExit as e:\n"
+             "    assert not e.code, e.code\n"
+             "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules\n")
+    result = run(*base_args(files, tmp_path), python_prefix=check)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "metrics.json").exists()
