@@ -63,8 +63,9 @@ flags.DEFINE_integer("images_per_class", 16, "Images of each class in a batch (a
                      "every anchor has a positive); batch_size / images_per_class classes.")
 flags.DEFINE_integer("epochs", 30, "Training epochs.")
 flags.DEFINE_integer("steps_per_epoch", 0, "Batches per epoch; 0: training images / batch_size.")
-flags.DEFINE_float("learning_rate", 0.05, "Peak SGD learning rate of the backbone (cosine decay "
-                   "to 0 over the run).")
+flags.DEFINE_float("learning_rate", 0.01, "Peak SGD learning rate of the backbone (cosine decay "
+                   "to 0 over the run). Much above 0.01 the tanh codes saturate early and stop "
+                   "learning.")
 flags.DEFINE_float("momentum", 0.9, "SGD momentum.")
 flags.DEFINE_float("weight_decay", 5e-4, "Decoupled weight decay (the paper: 0.0005).")
 flags.DEFINE_boolean("augment", True, "Random crop and horizontal flip of training images.")
@@ -110,7 +111,7 @@ class TrainConfig:
     images_per_class: int = 16
     epochs: int = 30
     steps_per_epoch: int = 0
-    learning_rate: float = 0.05
+    learning_rate: float = 0.01
     momentum: float = 0.9
     weight_decay: float = 5e-4
     augment: bool = True
@@ -245,6 +246,13 @@ def train(config):
 
     from tfhash import callbacks, data, evaluation, losses, models
 
+    # The loss first: it says how many images of a class a batch needs.
+    loss = losses.get(config.method, **config.loss_kwargs())
+    positives = max(max(pair) for pair in loss.pairs) - 1  # tuple = anchor, positives, negative
+    if config.images_per_class < positives + 1:
+        raise UsageError(f"--method={config.method} needs {positives} positives per anchor: "
+                         f"raise --images_per_class to at least {positives + 1}")
+
     # Data: the collection, its protocol split (reused on resume), the batch pipelines.
     collection = data.load_collection(config.dataset, config.data_dir)
     if resumed and os.path.isdir(paths["split"]):
@@ -272,7 +280,6 @@ def train(config):
     # Model and loss.
     model = models.build_model(config.backbone, config.bits, config.image_size, config.weights,
                                head_learning_rate_multiplier=config.head_lr_multiplier)
-    loss = losses.get(config.method, **config.loss_kwargs())
     steps = config.steps_per_epoch or max(1, len(split.train) // config.batch_size)
     schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate,
                                                       decay_steps=steps * config.epochs)
@@ -321,6 +328,7 @@ def train(config):
     with open(paths["metrics"], "w") as f:
         json.dump(metrics, f, indent=2)
     _print_summary(metrics)
+    print(f"metrics: {paths['metrics']}; codes: {paths['codes']}")
     return metrics
 
 
@@ -329,7 +337,14 @@ class TrainingStopped(RuntimeError):
 
 
 def _print_summary(metrics):
-    print(json.dumps({k: v for k, v in metrics.items() if not isinstance(v, (list, dict))}))
+    """One line a person reads: the query set's MAP, its conventions and hash-lookup precision."""
+    data, conventions = metrics["data"], metrics["conventions"]
+    maps = ", ".join(f"{k.upper()} {v:.4f}" for k, v in metrics.items()
+                     if k.startswith("map") and isinstance(v, float))
+    lookup = metrics.get("p@r2", {}).get("precision")
+    print(f"query set: {maps} (ties={conventions['ties']}) over {data['queries']} queries x "
+          f"{data['database']} database items, {data['bits']} bits"
+          + ("" if lookup is None else f"; precision within Hamming radius 2: {lookup:.4f}"))
 
 
 # ---------------------------------------------------------------------------------------------
