@@ -7,6 +7,8 @@ from tfhash.evaluation import inputs
 
 DISTANCES = ("hamming", "euclidean", "cosine")
 
+_BLOCK_ITEMS = 1 << 15
+
 
 class Hamming:
     """Hamming distances between packed binary codes.
@@ -50,11 +52,20 @@ class Hamming:
 
     def __call__(self, query_words):
         out = np.empty((len(query_words), self.num_items), self.dtype)
-        buffer = np.empty(self.num_items, np.uint64)
+        # Database blocks small enough for the XOR buffer to stay in the L2 cache.
+        block = min(self.num_items, _BLOCK_ITEMS)
+        buffer = np.empty(block, np.uint64)
+        counts = np.empty(block, np.uint8)
         for row, query in zip(out, query_words):
-            np.bitwise_count(np.bitwise_xor(self._words[0], query[0], out=buffer), out=row)
-            for word in range(1, len(query)):
-                row += np.bitwise_count(np.bitwise_xor(self._words[word], query[word], out=buffer))
+            for start in range(0, self.num_items, block):
+                part = slice(start, start + block)
+                target = row[part]
+                xor = buffer[:len(target)]
+                np.bitwise_count(np.bitwise_xor(self._words[0, part], query[0], out=xor),
+                                 out=target)
+                for word in range(1, len(query)):
+                    np.bitwise_xor(self._words[word, part], query[word], out=xor)
+                    target += np.bitwise_count(xor, out=counts[:len(target)])
         return out
 
 

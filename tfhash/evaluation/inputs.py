@@ -41,19 +41,20 @@ def _unpacked_bits(block, name, lows):
     """
     if block.dtype == bool:
         return block
-    ones = block == 1
-    rest = block[~ones]
-    zeros, minus_ones = rest == 0, rest == -1
-    bad = rest[~(zeros | minus_ones)]
-    if bad.size:
-        raise UsageError(
-            f"{name} must be binary (±1 or 0/1) but contains {bad.flat[0].item()!r}; binarise "
-            "relaxed codes with np.where(h >= 0, 1, -1), or pass bits= for packed uint8 codes")
-    lows.update([0] if zeros.any() else [])
-    lows.update([-1] if minus_ones.any() else [])
+    low, high = block.min(), block.max()
+    if low in (0, -1) and high in (low, 1) and np.all((block == low) | (block == high)):
+        lows.add(int(low))
+    elif not (low == high == 1):
+        bad = block[~np.isin(block, (-1, 0, 1))]
+        if bad.size:
+            raise UsageError(
+                f"{name} must be binary (±1 or 0/1) but contains {bad.flat[0].item()!r}; "
+                "binarise relaxed codes with np.where(h >= 0, 1, -1), or pass bits= for packed "
+                "uint8 codes")
+        lows.update((0, -1))
     if len(lows) > 1:
         raise UsageError(f"{name} mixes -1, 0 and 1; give ±1 codes or 0/1 codes, not both")
-    return ones
+    return block > 0
 
 
 def pack_codes(codes, *, bits=None, name="codes"):

@@ -144,7 +144,8 @@ def _mean_over_queries(queries, space, relevance, metrics, conventions):
         distances = space(queries[rows])
         relevant = relevance.relevant(rows)
         gains = relevance.gains(rows, conventions.gain) if graded else None
-        batch = metrics_lib.QueryBatch(conventions, num_items, relevant.sum(1))
+        batch = metrics_lib.QueryBatch(conventions, num_items,
+                                       np.count_nonzero(relevant, axis=1))
         if hamming and (average or len(ranking_metrics) < len(metrics)):
             batch.bins = ties_lib.hamming_groups(
                 distances, relevant, gains if average else None, space.bits)

@@ -65,6 +65,8 @@ from scipy import special
 
 TIE_POLICIES = ("average", "index", "optimistic", "pessimistic")
 
+_BINCOUNT_BLOCK = 1 << 15
+
 
 @dataclasses.dataclass
 class Groups:
@@ -101,14 +103,18 @@ def hamming_groups(distances, relevant, gains, bits):
     graded = gains is not None
     gain = np.empty((queries, num_groups)) if graded else None
     dcg_gain = np.empty_like(gain) if graded else None
-    # One bincount per query counts items and relevant items together:
-    # key = distance + (K + 1) · relevant.
+    # One bincount counts items and relevant items together, key = distance +
+    # (K + 1) · relevant; by blocks, as bincount copies its input to intp.
     key_dtype = np.uint8 if 2 * num_groups <= 256 else np.uint32
-    key = np.empty(num_items, key_dtype)
+    key = np.empty(min(num_items, _BINCOUNT_BLOCK), key_dtype)
     for i in range(queries):
-        np.multiply(relevant[i].view(np.uint8), key_dtype(num_groups), out=key)
-        np.add(key, distances[i], out=key)
-        counts = np.bincount(key, minlength=2 * num_groups)
+        counts = np.zeros(2 * num_groups, np.int64)
+        for start in range(0, num_items, len(key)):
+            part = slice(start, start + len(key))
+            block_key = key[:len(distances[i, part])]
+            np.multiply(relevant[i, part].view(np.uint8), key_dtype(num_groups), out=block_key)
+            np.add(block_key, distances[i, part], out=block_key)
+            counts += np.bincount(block_key, minlength=2 * num_groups)
         hits[i] = counts[num_groups:]
         size[i] = counts[:num_groups] + hits[i]
         if graded:
