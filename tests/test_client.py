@@ -89,8 +89,8 @@ def run_signature(signatures, name, inputs):
     """Runs a signature on NumPy inputs, converted to the signature's input dtypes."""
     function = signatures[name]
     specs = function.structured_input_signature[1]
-    return {k: v.numpy() for k, v in
-            function(**{k: tf.constant(v, dtype=specs[k].dtype) for k, v in inputs.items()}).items()}
+    outputs = function(**{k: tf.constant(v, dtype=specs[k].dtype) for k, v in inputs.items()})
+    return {k: v.numpy() for k, v in outputs.items()}
 
 
 # --- REST: POST /v1/models/<name>:predict
@@ -244,7 +244,8 @@ def test_grpc_round_trip(grpc_server, model, files):
 @needs_serving_api
 def test_grpc_errors_carry_the_server_message(grpc_server):
     target, _ = grpc_server
-    with pytest.raises(client.ServingError, match="(?s)INVALID_ARGUMENT: .*Unknown image file format"):
+    with pytest.raises(client.ServingError,
+                       match="(?s)INVALID_ARGUMENT: .*Unknown image file format"):
         client.encode_grpc([b"not an image"], target, "tfhash")
 
 

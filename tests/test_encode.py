@@ -1,5 +1,6 @@
 """python -m tfhash.encode: a collection through an exported model into packed codes on disk."""
 
+import json
 import os
 import subprocess
 import sys
@@ -86,25 +87,30 @@ def test_encodes_a_list_file_subset_with_multi_hot_labels(model, export_dir, fol
                                                           folder / "cat/0.png"]))
 
 
-def test_codes_score_like_the_models_codes(model, export_dir, tmp_path):
-    """Query and database encoded from a dataset name score exactly as the Keras model's codes."""
-    np.save(tmp_path / "query.npy", np.arange(0, 12))
-    np.save(tmp_path / "database.npy", np.arange(12, 60))
+def test_encode_then_the_evaluate_cli(model, export_dir, tmp_path):
+    """encode's files go straight into python -m tfhash.evaluate (packed codes with --bits)."""
+    out = tmp_path / "codes"
+    np.save(tmp_path / "query.npy", np.arange(0, 10))
+    np.save(tmp_path / "database.npy", np.arange(10, 50))
     for part in ("query", "database"):
-        encode_collection(export_dir, "digits", str(tmp_path / "codes"),
-                          indices=str(tmp_path / f"{part}.npy"), verbose=False)
-    saved = {name: np.load(tmp_path / "codes" / f"{name}.npy") for name in
-             ["query_codes", "query_labels", "database_codes", "database_labels"]}
-    report = evaluation.evaluate_codes(saved["query_codes"], saved["query_labels"],
-                                       saved["database_codes"], saved["database_labels"],
-                                       bits=BITS, metrics=["map"])
+        encode_collection(export_dir, "digits", str(out), indices=str(tmp_path / f"{part}.npy"),
+                          verbose=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "tfhash.evaluate", f"--query_codes={out / 'query_codes.npy'}",
+         f"--query_labels={out / 'query_labels.npy'}", f"--db_codes={out / 'database_codes.npy'}",
+         f"--db_labels={out / 'database_labels.npy'}", f"--bits={BITS}", "--metrics=map",
+         "--noplots", f"--out={tmp_path / 'report'}"],
+        capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    with open(tmp_path / "report" / "metrics.json") as f:
+        report = json.load(f)
 
     digits = data.load_collection("digits")
-    images = np.concatenate([x for x, _ in data.eval_dataset(digits, np.arange(60), SIZE, 60)])
+    images = np.concatenate([x for x, _ in data.eval_dataset(digits, np.arange(50), SIZE, 50)])
     codes = np.where(model.predict(images, verbose=0) >= 0, 1, -1)
-    reference = evaluation.evaluate_codes(codes[:12], digits.labels[:12], codes[12:60],
-                                          digits.labels[12:60], metrics=["map"])
-    np.testing.assert_array_equal(saved["query_labels"], digits.labels[:12])
+    reference = evaluation.evaluate_codes(codes[:10], digits.labels[:10], codes[10:50],
+                                          digits.labels[10:50], metrics=["map"])
+    assert report["data"]["bits"] == BITS
     assert report["map"] == reference["map"]
 
 

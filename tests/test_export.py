@@ -146,7 +146,8 @@ def test_saved_model_cli_lists_the_signatures(version_dir):
     default = default[:default.index("Method name is: tensorflow/serving/predict")]
     assert "inputs['images']" in default and "dtype: DT_FLOAT" in default
     assert "shape: (-1, 32, 32, 3)" in default
-    for output, dtype, shape in [("codes", "DT_INT8", "(-1, 12)"), ("packed", "DT_UINT8", "(-1, 2)"),
+    for output, dtype, shape in [("codes", "DT_INT8", "(-1, 12)"),
+                                 ("packed", "DT_UINT8", "(-1, 2)"),
                                  ("embedding", "DT_FLOAT", "(-1, 12)")]:
         block = default[default.index(f"outputs['{output}']"):]
         assert block.index(f"dtype: {dtype}") < block.index("name:")

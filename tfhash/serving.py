@@ -5,14 +5,11 @@ layout TensorFlow Serving watches: it loads the highest integer version and
 ignores every other name. It has two signatures (method
 ``tensorflow/serving/predict``, any batch size B):
 
-=================  ========================================  ==========================
-signature          input                                     preprocessing
-=================  ========================================  ==========================
-``serving_default``  ``images`` float32 [B, S, S, 3], RGB in  none (the model normalises)
-                     [0, 255]
-``encode_images``    ``image_bytes`` string [B]: JPEG or PNG  ``tfhash.data.decode_image``,
-                     files of any size, grey or RGB            as at training time
-=================  ========================================  ==========================
+* ``serving_default``: ``images`` float32 [B, S, S, 3], RGB pixels in [0, 255]
+  (the model normalises them itself);
+* ``encode_images``: ``image_bytes`` string [B], JPEG or PNG files of any size,
+  grey or RGB, decoded and resized in the graph by ``tfhash.data.decode_image``,
+  the function training uses;
 
 and the same three outputs:
 
@@ -53,7 +50,16 @@ _BIT_WEIGHTS = (128, 64, 32, 16, 8, 4, 2, 1)
 
 
 def pack_codes(codes):
-    """Packs ±1 codes [B, K] into uint8 [B, ⌈K/8⌉], exactly as ``np.packbits(codes > 0, axis=1)``."""
+    """Packs ±1 codes [B, K] into uint8 [B, ⌈K/8⌉] as ``np.packbits(codes > 0, axis=1)``.
+
+    Byte j of a row is ``Σ_{i=0..7} 2^(7−i) · [b_(8j+i) > 0]``, with the bits past K zero.
+    K must be static.
+
+    Example:
+
+    >>> pack_codes(tf.constant([[1, -1, 1, 1, -1, -1, -1, -1, 1]], tf.int8)).numpy()
+    array([[176, 128]], dtype=uint8)
+    """
     import tensorflow as tf
 
     k = codes.shape[-1]  # static: the shapes of the outputs are part of the signatures
@@ -163,7 +169,7 @@ def new_version_dir(export_dir, version=None):
 
 
 def versions(export_dir):
-    """The integer versions under ``export_dir``, ascending (other names are ignored, as TF Serving does)."""
+    """The integer versions under ``export_dir``, ascending; TF Serving ignores other names too."""
     if not os.path.isdir(export_dir):
         return []
     return sorted(int(name) for name in os.listdir(export_dir) if name.isdigit())
