@@ -29,6 +29,9 @@ setup(
     ],
     extras_require={
         "plots": ["matplotlib>=3.7"],
-        "test": ["pytest>=7", "hypothesis>=6", "matplotlib>=3.7", "pillow>=9"],
+        # export/client.py's gRPC path (PredictRequest protos and the service stub).
+        "serving": ["tensorflow-serving-api>=2.16"],
+        "test": ["pytest>=7", "hypothesis>=6", "matplotlib>=3.7", "pillow>=9",
+                 "tensorflow-serving-api>=2.16"],
     },
 )

@@ -1,0 +1,222 @@
+"""`python -m tfhash.train`: end-to-end runs, the run directory, resume after a kill, bad input."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfhash import callbacks
+from tfhash.train import TrainConfig, train
+
+CLASSES = ("red", "green", "blue", "grey")
+
+
+def _write_folder(root, per_class=40, size=12):
+    """An image folder whose classes differ by colour, with noise: learnable in a few steps."""
+    rng = np.random.default_rng(0)
+    base = {"red": (200, 40, 40), "green": (40, 200, 40), "blue": (40, 40, 200),
+            "grey": (128, 128, 128)}
+    for name in CLASSES:
+        os.makedirs(root / name)
+        for i in range(per_class):
+            pixels = np.clip(rng.normal(base[name], 40, (size, size, 3)), 0, 255).astype(np.uint8)
+            tf.io.write_file(str(root / name / f"{i:03d}.png"), tf.io.encode_png(pixels))
+    return root
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    return _write_folder(tmp_path_factory.mktemp("colours"))
+
+
+def _config(run_dir, folder, **overrides):
+    settings = dict(run_dir=str(run_dir), dataset="folder", data_dir=str(folder),
+                    protocol="fraction", bits=8, batch_size=16, images_per_class=4, epochs=2,
+                    steps_per_epoch=3, eval_every=1, eval_batch_size=64, verbose=0,
+                    learning_rate=0.02)
+    settings.update(overrides)
+    return TrainConfig(**settings)
+
+
+def _cli(*args, timeout=300):
+    return subprocess.run([sys.executable, "-m", "tfhash.train", *args], capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def test_a_run_fills_its_directory_and_reports_map_above_chance(tmp_path, folder):
+    run_dir = tmp_path / "run"
+    metrics = train(_config(run_dir, folder, epochs=3))
+    for name in ("flags.json", "flags.cfg", "split/train.npy", "split/query.npy",
+                 "checkpoints/best.keras", "checkpoints/latest.keras", "history.csv",
+                 "codes/query_codes.npy", "codes/database_codes.npy", "metrics.json"):
+        assert (run_dir / name).exists(), name
+    assert os.listdir(run_dir / "logs")  # TensorBoard event files
+    assert not (run_dir / "backup").exists()  # removed once training finished
+    on_disk = json.loads((run_dir / "metrics.json").read_text())
+    assert on_disk == json.loads(json.dumps(metrics))
+    assert _map_of(metrics) > 0.5  # four colour classes: chance is about 0.25
+
+    # The saved codes are the sign of the best checkpoint's relaxed codes on the query images.
+    model = keras.saving.load_model(run_dir / "checkpoints" / "best.keras")
+    from tfhash import data
+    collection = data.load_collection("folder", str(folder))
+    query = np.load(run_dir / "split" / "query.npy")
+    codes, _, _ = callbacks.encode(model, data.eval_dataset(collection, query, 32, 64))
+    np.testing.assert_array_equal(codes, np.load(run_dir / "codes" / "query_codes.npy"))
+    assert set(np.unique(codes)) <= {-1, 1}
+
+    # A finished run is never retrained or overwritten: it reports its metrics.
+    before = (run_dir / "checkpoints" / "best.keras").stat().st_mtime
+    assert train(_config(run_dir, folder, epochs=3)) == on_disk
+    assert (run_dir / "checkpoints" / "best.keras").stat().st_mtime == before
+
+
+def _map_of(metrics):
+    candidates = [v for k, v in metrics.items() if k.startswith("map") and isinstance(v, float)]
+    assert candidates, f"no MAP in {sorted(metrics)}"
+    return candidates[0]
+
+
+def test_every_loss_term_is_in_the_history(tmp_path, folder):
+    run_dir = tmp_path / "run"
+    train(_config(run_dir, folder, epochs=1))
+    header = (run_dir / "history.csv").read_text().splitlines()[0].split(",")
+    for term in ("loss", "semantic", "quantization", "isometric", "val_map"):
+        assert term in header
+
+
+def test_mixed_bfloat16_run_trains_with_float32_codes(tmp_path, folder):
+    try:
+        metrics = train(_config(tmp_path / "run", folder, epochs=1,
+                                mixed_precision="mixed_bfloat16"))
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert np.isfinite(_map_of(metrics))
+    assert np.load(tmp_path / "run" / "codes" / "query_embedding.npy").dtype == np.float32
+
+
+def test_resume_after_a_kill_continues_from_the_last_epoch(tmp_path, folder):
+    run_dir = tmp_path / "run"
+    args = [f"--run_dir={run_dir}", "--dataset=folder", f"--data_dir={folder}",
+            "--protocol=fraction", "--bits=8", "--batch_size=16", "--images_per_class=4",
+            "--epochs=6", "--steps_per_epoch=4", "--eval_every=100", "--verbose=0"]
+    process = subprocess.Popen([sys.executable, "-m", "tfhash.train", *args],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    metadata = run_dir / "backup" / "training_metadata.json"
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        if metadata.exists() and json.loads(metadata.read_text() or "{}").get("epoch", 0) >= 2:
+            break
+        time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (run_dir / "metrics.json").exists(), "the run finished before it was killed"
+    done_before = json.loads(metadata.read_text())["epoch"]
+    assert 2 <= done_before < 6
+    rows_before = len((run_dir / "history.csv").read_text().splitlines())
+
+    result = _cli(*args)
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = (run_dir / "history.csv").read_text().splitlines()
+    epochs_after = [int(row.split(",")[0]) for row in rows[rows_before:]]
+    assert epochs_after == list(range(done_before, 6))  # resumed, not restarted
+    assert (run_dir / "metrics.json").exists()
+
+
+def test_nan_loss_stops_training_and_keeps_the_last_good_state(tmp_path):
+    step = tf.Variable(0)
+
+    def loss(y_true, y_pred):  # finite for 4 steps (two epochs), then NaN
+        step.assign_add(1)
+        value = tf.reduce_mean(tf.square(y_pred))
+        return tf.where(step > 4, tf.constant(np.nan), value)
+
+    inputs = keras.Input((3,))
+    model = keras.Model(inputs, keras.layers.Dense(2)(inputs))
+    model.compile(optimizer="sgd", loss=loss, run_eagerly=True)
+    backup = tmp_path / "backup"
+    latest = tmp_path / "latest.keras"
+    x, y = np.ones((8, 3), "float32"), np.zeros((8, 2), "float32")
+    with pytest.raises(callbacks.NaNLossError, match="epoch 3, batch 1"):
+        model.fit(x, y, batch_size=4, epochs=5, verbose=0,
+                  callbacks=[callbacks.StopOnNaN(), keras.callbacks.BackupAndRestore(backup),
+                             keras.callbacks.ModelCheckpoint(latest)])
+    saved = keras.saving.load_model(latest, compile=False)
+    assert all(np.all(np.isfinite(w)) for w in saved.get_weights())
+    assert json.loads((backup / "training_metadata.json").read_text())["epoch"] == 2
+
+
+def test_cli_nan_loss_exits_with_a_message(tmp_path, folder):
+    result = _cli(f"--run_dir={tmp_path / 'run'}", "--dataset=folder", f"--data_dir={folder}",
+                  "--protocol=fraction", "--batch_size=16", "--images_per_class=4",
+                  "--epochs=2", "--steps_per_epoch=3", "--learning_rate=1e30", "--verbose=0")
+    assert result.returncode == 1
+    error = result.stderr.strip().splitlines()[-1]
+    assert error.startswith("error: the loss became nan") and "--learning_rate" in error
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--no_such_flag=1"], "no_such_flag"),
+    (["--bits=0"], "--bits must be at least 1"),
+    (["--quantization_weight=-1"], "--quantization_weight"),
+    (["--images_per_class=1"], "--images_per_class must be at least 2"),
+    (["--batch_size=16", "--images_per_class=16"], "no anchor would have a negative"),
+    (["--batch_size=30", "--images_per_class=4"], "not a multiple"),
+    (["--mining=some"], "mining"),
+    (["stray_argument"], "unexpected arguments"),
+])
+def test_bad_flags_give_one_line_and_exit_2(tmp_path, args, message):
+    result = _cli(f"--run_dir={tmp_path / 'run'}", *args, timeout=60)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], lines
+    assert not (tmp_path / "run").exists()
+
+
+def test_quadruplets_need_three_images_per_class(tmp_path, folder):
+    with pytest.raises(Exception, match="--images_per_class to at least 3"):
+        train(_config(tmp_path / "run", folder, images_per_class=2))
+    train(_config(tmp_path / "triplet", folder, method="triplet", batch_size=8, images_per_class=2,
+                  epochs=1, steps_per_epoch=1))  # a triplet needs one positive
+
+
+def test_missing_data_directory_exits_2(tmp_path):
+    result = _cli(f"--run_dir={tmp_path / 'run'}", "--dataset=folder",
+                  f"--data_dir={tmp_path / 'nothing'}")
+    assert result.returncode == 2
+    # TensorFlow's own start-up log lines may precede it; our error is one line.
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "nothing" in errors[0] and "Traceback" not in result.stderr
+
+
+def test_a_run_directory_with_other_settings_is_not_overwritten(tmp_path, folder):
+    run_dir = tmp_path / "run"
+    train(_config(run_dir, folder, epochs=1))
+    metrics = (run_dir / "metrics.json").read_text()
+    with pytest.raises(Exception, match="--bits=8 there vs 16 now"):
+        train(_config(run_dir, folder, epochs=1, bits=16))
+    assert (run_dir / "metrics.json").read_text() == metrics
+
+
+def test_a_foreign_non_empty_directory_is_refused(tmp_path, folder):
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    with pytest.raises(Exception, match="holds no tfhash run"):
+        train(_config(tmp_path / "mine", folder))
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+
+
+def test_the_written_flagfile_reproduces_the_run(tmp_path, folder):
+    """Rerunning with the run's own flags.cfg is recognised as the same (finished) run."""
+    run_dir = tmp_path / "run"
+    train(_config(run_dir, folder, epochs=1))
+    result = _cli(f"--flagfile={run_dir / 'flags.cfg'}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "already finished" in result.stdout
