@@ -25,59 +25,61 @@ from tfhash.errors import UsageError, exit_on_usage_error
 # ---------------------------------------------------------------------------------------------
 # Flags. Importing TensorFlow is left to `train()`, so `--help` and flag errors are instant.
 
-_DATA = "Data"
-flags.DEFINE_string("run_dir", None, "Directory for checkpoints, logs, the split, codes and "
-                    "metrics.json. An existing run directory is resumed.")
-flags.DEFINE_string("dataset", "digits", "Data source: digits (scikit-learn's bundled "
-                    "handwritten digits, no download), cifar10, cifar20, sun397 (TFDS), folder "
-                    "(--data_dir=root/<class>/*), list or nuswide21 (--data_dir=list file).")
-flags.DEFINE_string("data_dir", None, "Image folder, list file, or TFDS data_dir, by --dataset.")
-flags.DEFINE_string("protocol", "digits", "Named query/train/database split preset: cifar10 "
-                    "(LSDH paper), cifar10-dhn, cifar20, sun397-29, nuswide21, digits, fraction.")
-flags.DEFINE_float("val_fraction", 0.1, "Part of the training images held out to choose the "
-                   "best checkpoint by validation MAP (the queries are never used for that).")
-flags.DEFINE_integer("seed", 0, "Seed of the split, the batch sampler and the weights.")
+def define_flags():
+    """Defines the command's flags; only when run as a program, so that importing this module
+    (for :func:`train`) leaves absl's global flags to whoever runs it."""
+    flags.DEFINE_string("run_dir", None, "Directory for checkpoints, logs, the split, codes and "
+                        "metrics.json. An existing run directory is resumed.")
+    flags.DEFINE_string("dataset", "digits", "Data source: digits (scikit-learn's bundled "
+                        "handwritten digits, no download), cifar10, cifar20, sun397 (TFDS), folder "
+                        "(--data_dir=root/<class>/*), list or nuswide21 (--data_dir=list file).")
+    flags.DEFINE_string("data_dir", None, "Image folder, list file, or TFDS data_dir, by --dataset.")
+    flags.DEFINE_string("protocol", "digits", "Named query/train/database split preset: cifar10 "
+                        "(LSDH paper), cifar10-dhn, cifar20, sun397-29, nuswide21, digits, fraction.")
+    flags.DEFINE_float("val_fraction", 0.1, "Part of the training images held out to choose the "
+                       "best checkpoint by validation MAP (the queries are never used for that).")
+    flags.DEFINE_integer("seed", 0, "Seed of the split, the batch sampler and the weights.")
 
-flags.DEFINE_string("method", "lsdh", "Hashing method (its loss): lsdh, lsdh_l1, triplet.")
-flags.DEFINE_integer("bits", 48, "Code length K.")
-flags.DEFINE_float("margin", None, "Ranking margin m of Eq. 8 in squared Euclidean units of "
-                   "the relaxed codes; default: the loss's own default.")
-flags.DEFINE_float("quantization_weight", 0.8, "λ of Eq. 15, the weight of the quantization loss.")
-flags.DEFINE_float("isometric_weight", None, "μ of Eq. 11, the weight of the Hamming-isometric "
-                   "term; default: the paper's 0.25 (single-label) or 0.75 (multi-label).")
-flags.DEFINE_enum("mining", "random", ["all", "random"], "In-batch quadruplets: all valid "
-                  "ones, or a random sample of --quadruplets_per_anchor per anchor.")
-flags.DEFINE_integer("quadruplets_per_anchor", 64, "Quadruplets sampled per anchor "
-                     "(--mining=random).")
+    flags.DEFINE_string("method", "lsdh", "Hashing method (its loss): lsdh, lsdh_l1, triplet.")
+    flags.DEFINE_integer("bits", 48, "Code length K.")
+    flags.DEFINE_float("margin", None, "Ranking margin m of Eq. 8 in squared Euclidean units of "
+                       "the relaxed codes; default: the loss's own default.")
+    flags.DEFINE_float("quantization_weight", 0.8, "λ of Eq. 15, the weight of the quantization loss.")
+    flags.DEFINE_float("isometric_weight", None, "μ of Eq. 11, the weight of the Hamming-isometric "
+                       "term; default: the paper's 0.25 (single-label) or 0.75 (multi-label).")
+    flags.DEFINE_enum("mining", "random", ["all", "random"], "In-batch quadruplets: all valid "
+                      "ones, or a random sample of --quadruplets_per_anchor per anchor.")
+    flags.DEFINE_integer("quadruplets_per_anchor", 64, "Quadruplets sampled per anchor "
+                         "(--mining=random).")
 
-flags.DEFINE_string("backbone", "resnet_small", "Feature extractor: resnet_small (from scratch, "
-                    "32x32), vgg16 (the paper's, 224x224), resnet50, mobilenetv3.")
-flags.DEFINE_string("weights", "none", "Backbone weights: none, imagenet (Keras download), or "
-                    "the path of a local weights file.")
-flags.DEFINE_integer("image_size", 32, "Side of the square input images, in pixels.")
-flags.DEFINE_float("head_lr_multiplier", 10.0, "Learning rate of the hashing layer relative to "
-                   "the backbone's (the paper: 10).")
+    flags.DEFINE_string("backbone", "resnet_small", "Feature extractor: resnet_small (from scratch, "
+                        "32x32), vgg16 (the paper's, 224x224), resnet50, mobilenetv3.")
+    flags.DEFINE_string("weights", "none", "Backbone weights: none, imagenet (Keras download), or "
+                        "the path of a local weights file.")
+    flags.DEFINE_integer("image_size", 32, "Side of the square input images, in pixels.")
+    flags.DEFINE_float("head_lr_multiplier", 10.0, "Learning rate of the hashing layer relative to "
+                       "the backbone's (the paper: 10).")
 
-flags.DEFINE_integer("batch_size", 128, "Images per batch.")
-flags.DEFINE_integer("images_per_class", 16, "Images of each class in a batch (at least 2, so "
-                     "every anchor has a positive); batch_size / images_per_class classes.")
-flags.DEFINE_integer("epochs", 30, "Training epochs.")
-flags.DEFINE_integer("steps_per_epoch", 0, "Batches per epoch; 0: training images / batch_size.")
-flags.DEFINE_float("learning_rate", 0.01, "Peak SGD learning rate of the backbone (cosine decay "
-                   "to 0 over the run). Much above 0.01 the tanh codes saturate early and stop "
-                   "learning.")
-flags.DEFINE_float("momentum", 0.9, "SGD momentum.")
-flags.DEFINE_float("weight_decay", 5e-4, "Decoupled weight decay (the paper: 0.0005).")
-flags.DEFINE_boolean("augment", True, "Random crop and horizontal flip of training images.")
-flags.DEFINE_enum("mixed_precision", "none", ["none", "mixed_float16", "mixed_bfloat16"],
-                  "Keras mixed precision policy (mixed_float16 on GPU, mixed_bfloat16 on CPU). "
-                  "Relaxed codes and losses stay float32.")
+    flags.DEFINE_integer("batch_size", 128, "Images per batch.")
+    flags.DEFINE_integer("images_per_class", 16, "Images of each class in a batch (at least 2, so "
+                         "every anchor has a positive); batch_size / images_per_class classes.")
+    flags.DEFINE_integer("epochs", 30, "Training epochs.")
+    flags.DEFINE_integer("steps_per_epoch", 0, "Batches per epoch; 0: training images / batch_size.")
+    flags.DEFINE_float("learning_rate", 0.01, "Peak SGD learning rate of the backbone (cosine decay "
+                       "to 0 over the run). Much above 0.01 the tanh codes saturate early and stop "
+                       "learning.")
+    flags.DEFINE_float("momentum", 0.9, "SGD momentum.")
+    flags.DEFINE_float("weight_decay", 5e-4, "Decoupled weight decay (the paper: 0.0005).")
+    flags.DEFINE_boolean("augment", True, "Random crop and horizontal flip of training images.")
+    flags.DEFINE_enum("mixed_precision", "none", ["none", "mixed_float16", "mixed_bfloat16"],
+                      "Keras mixed precision policy (mixed_float16 on GPU, mixed_bfloat16 on CPU). "
+                      "Relaxed codes and losses stay float32.")
 
-flags.DEFINE_integer("eval_every", 5, "Compute validation MAP every this many epochs (and at "
-                     "the last).")
-flags.DEFINE_integer("eval_batch_size", 256, "Images per batch when encoding.")
-flags.DEFINE_integer("verbose", 1, "Keras progress output: 0 silent, 1 progress bar, 2 a line "
-                     "per epoch.")
+    flags.DEFINE_integer("eval_every", 5, "Compute validation MAP every this many epochs (and at "
+                         "the last).")
+    flags.DEFINE_integer("eval_batch_size", 256, "Images per batch when encoding.")
+    flags.DEFINE_integer("verbose", 1, "Keras progress output: 0 silent, 1 progress bar, 2 a line "
+                         "per epoch.")
 
 FLAGS = flags.FLAGS
 
@@ -376,4 +378,5 @@ def parse_flags(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main, flags_parser=parse_flags)
