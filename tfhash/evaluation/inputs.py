@@ -138,60 +138,29 @@ class Relevance:
     """
 
     def __init__(self, query_labels, database_labels, num_queries, num_database):
-        self._query, query_kind = self._labels(query_labels, "query_labels", num_queries)
-        self._database, database_kind = self._labels(
-            database_labels, "database_labels", num_database)
-        if query_kind != database_kind:
+        self._query, query_classes = _labels(query_labels, "query_labels", num_queries, "query")
+        self._database, database_classes = _labels(
+            database_labels, "database_labels", num_database, "database")
+        self.kind = "class ids" if query_classes is None else "multi-hot"
+        if (query_classes is None) != (database_classes is None):
             raise UsageError(
-                f"query_labels are {query_kind} but database_labels are {database_kind}; "
-                "give both as class ids [N] or both as multi-hot [N, C]")
-        if query_kind == "multi-hot" and self._query[1] != self._database[1]:
+                f"query_labels are {self.kind} but database_labels are not; give both as "
+                "class ids [N] or both as multi-hot [N, C]")
+        if query_classes != database_classes:
             raise UsageError(
-                f"query_labels have {self._query[1]} classes but database_labels have "
-                f"{self._database[1]}; both need the same columns")
-        self.kind = query_kind
+                f"query_labels have {query_classes} classes but database_labels have "
+                f"{database_classes}; both need the same columns")
         if self.kind == "class ids":
-            self._query, self._database = self._query[0], self._database[0]
-            self.num_without_relevant = int(np.count_nonzero(
-                ~np.isin(self._query, self._database)))
+            has_relevant = np.isin(self._query, self._database)
         else:
-            self._query, self._database = self._query[0], np.ascontiguousarray(
-                self._database[0].T)
+            self._database = np.ascontiguousarray(self._database.T)  # [words, N]
             any_label = np.bitwise_or.reduce(self._database, axis=1)
-            self.num_without_relevant = int(np.count_nonzero(
-                ~np.any(self._query & any_label, axis=1)))
+            has_relevant = np.any(self._query & any_label, axis=1)
+        self.num_without_relevant = int(np.count_nonzero(~has_relevant))
         if self.num_without_relevant == num_queries:
             raise UsageError(
                 "no query shares a label with any database item; check that query and "
                 "database labels use the same classes")
-
-    @staticmethod
-    def _labels(labels, name, num_items):
-        labels = np.asarray(labels)
-        if labels.ndim not in (1, 2):
-            raise UsageError(
-                f"{name} must be class ids [N] or multi-hot [N, C], got shape {labels.shape}")
-        if labels.shape[0] != num_items:
-            codes = "query" if name.startswith("query") else "database"
-            raise UsageError(
-                f"{name} has {labels.shape[0]} rows but the {codes} codes have {num_items}; "
-                "give one label row per code")
-        if labels.ndim == 1:
-            if labels.dtype.kind not in "iu":
-                raise UsageError(
-                    f"{name} as class ids must be integers, got {labels.dtype}; "
-                    "use labels.astype(int), or multi-hot [N, C] for several labels")
-            return (labels.astype(np.int64),), "class ids"
-        if labels.shape[1] == 0:
-            raise UsageError(f"{name} has zero columns; multi-hot labels need C >= 1 classes")
-        if labels.dtype != bool and not np.isin(labels, (0, 1)).all():
-            raise UsageError(
-                f"{name} as multi-hot [N, C] must be 0/1, found other values; give class ids "
-                "[N] for single labels")
-        packed = np.packbits(labels.astype(bool), axis=1)
-        words = np.zeros((num_items, 8 * ((packed.shape[1] + 7) // 8)), np.uint8)
-        words[:, :packed.shape[1]] = packed
-        return (words.view(np.uint64), labels.shape[1]), "multi-hot"
 
     def relevant(self, rows):
         """``bool [len(rows), N]``: database items sharing a label with each query in ``rows``."""
@@ -217,3 +186,31 @@ class Relevance:
         if union is None:
             return shared
         return np.divide(shared, union, out=np.zeros_like(shared), where=union > 0)
+
+
+def _labels(labels, name, num_items, codes):
+    """Checked labels: ``(int64 class ids [N], None)`` or ``(uint64 words [N, W], C)``."""
+    labels = np.asarray(labels)
+    if labels.ndim not in (1, 2):
+        raise UsageError(
+            f"{name} must be class ids [N] or multi-hot [N, C], got shape {labels.shape}")
+    if labels.shape[0] != num_items:
+        raise UsageError(
+            f"{name} has {labels.shape[0]} rows but the {codes} codes have {num_items}; "
+            "give one label row per code")
+    if labels.ndim == 1:
+        if labels.dtype.kind not in "iu":
+            raise UsageError(
+                f"{name} as class ids must be integers, got {labels.dtype}; "
+                "use labels.astype(int), or multi-hot [N, C] for several labels")
+        return labels.astype(np.int64), None
+    if labels.shape[1] == 0:
+        raise UsageError(f"{name} has zero columns; multi-hot labels need C >= 1 classes")
+    if labels.dtype != bool and not np.isin(labels, (0, 1)).all():
+        raise UsageError(
+            f"{name} as multi-hot [N, C] must be 0/1, found other values; give class ids "
+            "[N] for single labels")
+    packed = np.packbits(labels.astype(bool), axis=1)
+    words = np.zeros((num_items, 8 * ((packed.shape[1] + 7) // 8)), np.uint8)
+    words[:, :packed.shape[1]] = packed
+    return words.view(np.uint64), labels.shape[1]

@@ -144,8 +144,9 @@ def _mean_over_queries(queries, space, relevance, metrics, conventions):
         distances = space(queries[rows])
         relevant = relevance.relevant(rows)
         gains = relevance.gains(rows, conventions.gain) if graded else None
-        batch = metrics_lib.QueryBatch(conventions, num_items,
-                                       np.count_nonzero(relevant, axis=1))
+        # Row by row: count_nonzero with an axis falls back to a slow boolean sum.
+        num_relevant = np.array([np.count_nonzero(row) for row in relevant])
+        batch = metrics_lib.QueryBatch(conventions, num_items, num_relevant)
         if hamming and (average or len(ranking_metrics) < len(metrics)):
             batch.bins = ties_lib.hamming_groups(
                 distances, relevant, gains if average else None, space.bits)
