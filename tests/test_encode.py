@@ -5,30 +5,21 @@ import os
 import subprocess
 import sys
 
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfhash import data, evaluation, models, serving
+from tfhash import data, evaluation
 from tfhash.encode import encode_collection
 from tfhash.errors import UsageError
 
-BITS = 12
+BITS = 12  # the conftest's shared model
 SIZE = 32
 
 
 @pytest.fixture(scope="module")
-def model():
-    keras.utils.set_random_seed(7)
-    return models.build_model("resnet_small", bits=BITS, image_size=SIZE)
-
-
-@pytest.fixture(scope="module")
-def export_dir(model, tmp_path_factory):
-    export_dir = str(tmp_path_factory.mktemp("models") / "tfhash")
-    serving.export_model(model, export_dir)
-    return export_dir
+def export_dir(version_dir):
+    return os.path.dirname(version_dir)
 
 
 @pytest.fixture(scope="module")

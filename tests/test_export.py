@@ -14,7 +14,7 @@ from tfhash import data, losses, models, serving
 from tfhash.errors import UsageError
 from tfhash.export import export_run
 
-BITS = 12  # not a multiple of 8: the packed codes carry 4 bits of padding
+BITS = 12  # the conftest's shared model; not a multiple of 8: the packed codes carry 4 bits of padding
 SIZE = 32
 
 
@@ -43,17 +43,6 @@ def encoded_images():
     small = rng.integers(0, 256, (17, 23, 3), dtype=np.uint8)
     return [tf.io.encode_jpeg(rgb).numpy(), tf.io.encode_png(grey).numpy(),
             tf.io.encode_png(small).numpy()]
-
-
-@pytest.fixture(scope="module")
-def model():
-    keras.utils.set_random_seed(0)
-    return models.build_model("resnet_small", bits=BITS, image_size=SIZE)
-
-
-@pytest.fixture(scope="module")
-def version_dir(model, tmp_path_factory):
-    return serving.export_model(model, str(tmp_path_factory.mktemp("models") / "tfhash"))
 
 
 @pytest.fixture(scope="module")

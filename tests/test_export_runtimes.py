@@ -13,28 +13,16 @@ import subprocess
 import sys
 import textwrap
 
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfhash import data, models, serving
+from tfhash import data
 
-BITS = 12
+BITS = 12  # the conftest's shared model
 SIZE = 32
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QUIET = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-
-
-@pytest.fixture(scope="module")
-def model():
-    keras.utils.set_random_seed(2)
-    return models.build_model("resnet_small", bits=BITS, image_size=SIZE)
-
-
-@pytest.fixture(scope="module")
-def version_dir(model, tmp_path_factory):
-    return serving.export_model(model, str(tmp_path_factory.mktemp("models") / "tfhash"))
 
 
 @pytest.fixture(scope="module")
