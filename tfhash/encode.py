@@ -20,12 +20,11 @@ used at training time.
 """
 
 import os
-import sys
 
 from absl import app, flags, logging
 
 from tfhash import serving
-from tfhash.errors import UsageError, exit_on_usage_error
+from tfhash.errors import UsageError, exit_on_usage_error, parse_flags
 
 flags.DEFINE_string("model", None, "Exported model: the --export_dir of python -m tfhash.export "
                     "(its highest version is used) or one version directory.")
@@ -133,15 +132,6 @@ def main(argv):
                                FLAGS.indices, FLAGS.name, FLAGS.batch_size)
     print(f"{len(result['codes'])} images → {result['bits']}-bit packed codes: "
           f"{result['prefix']}_{{codes,labels,item_ids}}.npy")
-
-
-def parse_flags(argv):
-    """absl's parser, with a one-line message and exit code 2 for flag errors."""
-    try:
-        return FLAGS(argv)
-    except flags.Error as e:
-        print(f"error: {e}; see --help for the flags", file=sys.stderr)
-        sys.exit(2)
 
 
 if __name__ == "__main__":

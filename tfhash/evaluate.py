@@ -18,13 +18,12 @@ See ``docs/evaluation.md``.
 
 import json
 import os
-import sys
 
 import numpy as np
 from absl import app, flags
 
 from tfhash import evaluation
-from tfhash.errors import UsageError, exit_on_usage_error
+from tfhash.errors import UsageError, exit_on_usage_error, parse_flags
 from tfhash.evaluation import conventions, distances
 
 FLAGS = flags.FLAGS
@@ -141,15 +140,6 @@ def main(argv):
     if FLAGS.plots:
         written += plots.save_plots(reports, FLAGS.out)
     print("wrote " + ", ".join(written))
-
-
-def parse_flags(argv):
-    """absl's parser, with a one-line message and exit code 2 for flag errors."""
-    try:
-        return FLAGS(argv)
-    except flags.Error as e:
-        print(f"error: {e}; see --help for the flags", file=sys.stderr)
-        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -16,12 +16,11 @@ its training configuration (loss, optimizer), which serving does not need.
 
 import json
 import os
-import sys
 
 from absl import app, flags, logging
 
 from tfhash import serving
-from tfhash.errors import UsageError, exit_on_usage_error
+from tfhash.errors import UsageError, exit_on_usage_error, parse_flags
 
 flags.DEFINE_string("run_dir", None, "Training run directory (written by python -m "
                     "tfhash.train); its checkpoints/best.keras is exported.")
@@ -80,15 +79,6 @@ def main(argv):
     print(f"exported to {version_dir}\n"
           f"serve it: tensorflow_model_server --rest_api_port=8501 --model_name=tfhash "
           f"--model_base_path={os.path.abspath(FLAGS.export_dir)}")
-
-
-def parse_flags(argv):
-    """absl's parser, with a one-line message and exit code 2 for flag errors."""
-    try:
-        return FLAGS(argv)
-    except flags.Error as e:
-        print(f"error: {e}; see --help for the flags", file=sys.stderr)
-        sys.exit(2)
 
 
 if __name__ == "__main__":

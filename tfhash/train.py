@@ -20,7 +20,7 @@ import time
 
 from absl import app, flags
 
-from tfhash.errors import UsageError, exit_on_usage_error
+from tfhash.errors import UsageError, exit_on_usage_error, parse_flags
 
 # ---------------------------------------------------------------------------------------------
 # Flags. Importing TensorFlow is left to `train()`, so `--help` and flag errors are instant.
@@ -366,15 +366,6 @@ def main(argv):
     except TrainingStopped as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)
-
-
-def parse_flags(argv):
-    """absl's parser, with a one-line message and exit code 2 for flag errors."""
-    try:
-        return FLAGS(argv)
-    except flags.Error as e:
-        print(f"error: {e}; see --help for the flags", file=sys.stderr)
-        sys.exit(2)
 
 
 if __name__ == "__main__":
