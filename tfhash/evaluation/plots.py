@@ -19,7 +19,7 @@ def require_matplotlib():
                          "(--noplots)") from None
 
 
-def _figure():
+def new_figure():
     require_matplotlib()
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -29,7 +29,7 @@ def _figure():
     return figure, figure.subplots()
 
 
-def _save(figure, axes, out_dir, filename, title):
+def save_figure(figure, axes, out_dir, filename, title):
     axes.set_title(title)
     axes.grid(alpha=0.3)
     if axes.get_legend_handles_labels()[0]:
@@ -61,36 +61,36 @@ def save_plots(reports, out_dir):
     paths = []
     labelled = [(_label(r["data"]), r) for r in reports]
     if all("pr" in r for r in reports):
-        figure, axes = _figure()
+        figure, axes = new_figure()
         for label, report in labelled:
             axes.plot(report["pr"]["recall"], report["pr"]["precision"], marker=".", label=label)
         axes.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02))
-        paths.append(_save(figure, axes, out_dir, "pr_curve.png",
+        paths.append(save_figure(figure, axes, out_dir, "pr_curve.png",
                            "Precision-recall over Hamming radii"))
     if all("p@k" in r for r in reports):
-        figure, axes = _figure()
+        figure, axes = new_figure()
         for label, report in labelled:
             axes.plot(report["p@k"]["k"], report["p@k"]["precision"], marker=".", label=label)
         axes.set(xscale="log", xlabel="k (top items returned)", ylabel="precision@k",
                  ylim=(0, 1.02))
-        paths.append(_save(figure, axes, out_dir, "precision_at_k.png", "Precision@k"))
+        paths.append(save_figure(figure, axes, out_dir, "precision_at_k.png", "Precision@k"))
     if len(reports) < 2 or not all("bits" in r["data"] for r in reports):
         return paths
     bits = [r["data"]["bits"] for r in reports]
     radius_names = sorted({n for n in reports[0] if n.startswith("p@r")}
                           .intersection(*[set(r) for r in reports]))
     for name in radius_names:
-        figure, axes = _figure()
+        figure, axes = new_figure()
         axes.plot(bits, [r[name]["precision"] for r in reports], marker="o")
         axes.set(xlabel="number of bits", ylabel="precision", xticks=bits, ylim=(0, 1.02))
         radius = reports[0][name]["radius"]
-        paths.append(_save(figure, axes, out_dir, f"precision_radius{radius}_vs_bits.png",
+        paths.append(save_figure(figure, axes, out_dir, f"precision_radius{radius}_vs_bits.png",
                            f"Precision within Hamming radius {radius}"))
     map_names = [n for n in reports[0] if n.startswith("map") and all(n in r for r in reports)]
     if map_names:
-        figure, axes = _figure()
+        figure, axes = new_figure()
         for name in map_names:
             axes.plot(bits, [r[name] for r in reports], marker="o", label=name.upper())
         axes.set(xlabel="number of bits", ylabel="MAP", xticks=bits, ylim=(0, 1.02))
-        paths.append(_save(figure, axes, out_dir, "map_vs_bits.png", "MAP against code length"))
+        paths.append(save_figure(figure, axes, out_dir, "map_vs_bits.png", "MAP against code length"))
     return paths
