@@ -26,6 +26,9 @@ setup(
         # load_digits ships its images inside the wheel: the quickstart trains
         # on real data with no download.
         "scikit-learn>=1.3",
+        # The evaluator's fused XOR-popcount-count loop (tfhash/evaluation/counting.py), ~6x
+        # NumPy's per-pair cost; imported on first use, with a NumPy fallback without it.
+        "numba>=0.60",
     ],
     extras_require={
         "plots": ["matplotlib>=3.7"],

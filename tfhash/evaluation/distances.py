@@ -41,6 +41,10 @@ class Hamming:
         self.num_items = words.shape[0]
         self.dtype = np.uint8 if self.bits < 256 else np.uint16
 
+    def item_words(self):
+        """``uint64 [N, W]``: the packed database codes, one row per item."""
+        return self._words.T
+
     def prepare(self, query_codes, name):
         """Packs query codes in the database's form, checking that the lengths agree."""
         words, bits = inputs.pack_codes(query_codes, bits=self._packed_bits, name=name)

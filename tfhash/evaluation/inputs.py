@@ -162,6 +162,16 @@ class Relevance:
                 "no query shares a label with any database item; check that query and "
                 "database labels use the same classes")
 
+    @property
+    def query_labels(self):
+        """``int64 [Q]`` class ids, or ``uint64 [Q, W]`` packed multi-hot label words."""
+        return self._query
+
+    @property
+    def database_labels(self):
+        """``int64 [N]`` class ids, or ``uint64 [W, N]`` packed label words, word-major."""
+        return self._database
+
     def relevant(self, rows):
         """``bool [len(rows), N]``: database items sharing a label with each query in ``rows``."""
         if self.kind == "class ids":

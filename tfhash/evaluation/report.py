@@ -5,7 +5,7 @@ import numpy as np
 import tfhash
 from tfhash.errors import UsageError
 from tfhash.evaluation import distances as distances_lib
-from tfhash.evaluation import inputs, metrics as metrics_lib, ties as ties_lib
+from tfhash.evaluation import counting, inputs, metrics as metrics_lib, ties as ties_lib
 from tfhash.evaluation.conventions import Conventions
 
 DEFAULT_METRICS = ("map", "p@k", "p@r2", "pr")
@@ -13,6 +13,8 @@ DEFAULT_METRICS = ("map", "p@k", "p@r2", "pr")
 # Queries per chunk are chosen so that a chunk's distance, relevance and
 # ranking arrays hold about this many elements each: a few tens of MB.
 _CHUNK_ELEMENTS = 1 << 22
+# Queries per chunk for the compiled per-distance counts, which hold no [queries, N] arrays.
+_COUNTING_CHUNK = 4096
 
 
 def evaluate_codes(query_codes, query_labels, database_codes, database_labels, *,
@@ -136,11 +138,21 @@ def _mean_over_queries(queries, space, relevance, metrics, conventions):
     if ndcg:
         discount_sums = np.r_[0.0, np.cumsum(1.0 / np.log2(np.arange(2.0, num_items + 2)))]
 
+    # Hash lookup and tie-averaged rankings need only per-distance counts, which the compiled
+    # counter gets without distance matrices (for binary relevance, when numba is there).
+    counter = None
+    if hamming and not graded and (average or not ranking_metrics) and counting.available():
+        counter = counting.HammingCounts(space.item_words(), space.bits, relevance)
     totals = [None] * len(metrics)
     counts = [None] * len(metrics)
-    chunk = max(1, _CHUNK_ELEMENTS // num_items)
+    chunk = _COUNTING_CHUNK if counter else max(1, _CHUNK_ELEMENTS // num_items)
     for start in range(0, len(queries), chunk):
         rows = slice(start, start + chunk)
+        if counter:
+            batch = _counted_batch(counter, queries[rows], rows, conventions, num_items)
+            batch.groups = batch.bins if ranking_metrics else None
+            _accumulate(metrics, batch, totals, counts)
+            continue
         distances = space(queries[rows])
         relevant = relevance.relevant(rows)
         gains = relevance.gains(rows, conventions.gain) if graded else None
@@ -165,12 +177,7 @@ def _mean_over_queries(queries, space, relevance, metrics, conventions):
         if ndcg:
             batch.ideal_gains = _ideal_gains(gains, ideal_depth)
             batch.discount_sums = discount_sums
-        for i, metric in enumerate(metrics):
-            values = metric.per_query(batch)
-            defined = ~np.isnan(values)
-            total = np.where(defined, values, 0.0).sum(0)
-            totals[i] = total if totals[i] is None else totals[i] + total
-            counts[i] = defined.sum(0) + (0 if counts[i] is None else counts[i])
+        _accumulate(metrics, batch, totals, counts)
     return [np.divide(t, c, out=np.full(t.shape, np.nan), where=c > 0)
             for t, c in zip(totals, counts)]
 
@@ -182,3 +189,21 @@ def _ideal_gains(gains, depth):
         positive = np.sort(query_gains[query_gains > 0])[::-1][:depth]
         row[:len(positive)] = positive
     return ideal
+
+
+def _counted_batch(counter, query_words, rows, conventions, num_items):
+    """A batch whose per-distance counts come from the compiled counter."""
+    bins = counter(query_words, rows)
+    batch = metrics_lib.QueryBatch(conventions, num_items, bins.hits.sum(1))
+    batch.bins = bins
+    return batch
+
+
+def _accumulate(metrics, batch, totals, counts):
+    """Adds a batch's per-query values to each metric's running sum and count of defined ones."""
+    for i, metric in enumerate(metrics):
+        values = metric.per_query(batch)
+        defined = ~np.isnan(values)
+        total = np.where(defined, values, 0.0).sum(0)
+        totals[i] = total if totals[i] is None else totals[i] + total
+        counts[i] = defined.sum(0) + (0 if counts[i] is None else counts[i])
