@@ -26,75 +26,14 @@ import numpy as np
 
 from tfhash.evaluation import ties
 
-# Interleaved histograms: consecutive items rarely increment the same counter,
-# so the loop is not serialised on one memory location.
-_LANES = 8
-
-
 @functools.cache
 def _kernels():
-    """The compiled loops, or ``None`` when numba cannot be imported."""
+    """The compiled loops (:mod:`tfhash.evaluation._kernels`), or ``None`` without numba."""
     try:
-        import numba
+        from tfhash.evaluation import _kernels
     except ImportError:
         return None
-    from llvmlite import ir
-    from numba.core import types
-    from numba.extending import intrinsic
-
-    @intrinsic
-    def popcount(typingctx, x):
-        def codegen(context, builder, signature, args):
-            function = builder.module.declare_intrinsic("llvm.ctpop", [ir.IntType(64)])
-            return builder.call(function, args)
-        return types.int64(types.uint64), codegen
-
-    @numba.njit(inline="always")
-    def distance(a, b, j, q):
-        d = 0
-        for w in range(a.shape[1]):
-            d += popcount(a[j, w] ^ b[q, w])
-        return d
-
-    @numba.njit(parallel=True, nogil=True, cache=True)
-    def class_counts(query_words, first, last, database_words, bits):
-        """Database sorted by class; query q's relevant items are first[q]..last[q] - 1."""
-        num_queries, num_items, groups = len(query_words), len(database_words), bits + 1
-        size = np.zeros((num_queries, groups), np.int64)
-        hits = np.zeros((num_queries, groups), np.int64)
-        for q in numba.prange(num_queries):
-            lanes = np.zeros((_LANES, groups), np.int32)
-            j = 0
-            while j + _LANES <= num_items:
-                for lane in range(_LANES):
-                    lanes[lane, distance(database_words, query_words, j + lane, q)] += 1
-                j += _LANES
-            for j in range(j, num_items):
-                lanes[0, distance(database_words, query_words, j, q)] += 1
-            for lane in range(_LANES):
-                size[q] += lanes[lane]
-            for j in range(first[q], last[q]):
-                hits[q, distance(database_words, query_words, j, q)] += 1
-        return size, hits
-
-    @numba.njit(parallel=True, nogil=True, cache=True)
-    def label_counts(query_words, query_labels, database_words, database_labels, bits):
-        """Relevant: the item's label words share a set bit with the query's."""
-        num_queries, num_items, groups = len(query_words), len(database_words), bits + 1
-        size = np.zeros((num_queries, groups), np.int64)
-        hits = np.zeros((num_queries, groups), np.int64)
-        for q in numba.prange(num_queries):
-            counts = np.zeros(2 * groups, np.int64)  # [distance + groups · relevant]
-            for j in range(num_items):
-                shared = 0
-                for w in range(database_labels.shape[1]):
-                    shared |= database_labels[j, w] & query_labels[q, w]
-                counts[distance(database_words, query_words, j, q) + groups * (shared != 0)] += 1
-            hits[q] = counts[groups:]
-            size[q] = counts[:groups] + hits[q]
-        return size, hits
-
-    return class_counts, label_counts
+    return _kernels.class_counts, _kernels.label_counts
 
 
 def available():

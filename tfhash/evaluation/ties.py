@@ -61,7 +61,6 @@ one, where they are just the two orders they name.
 import dataclasses
 
 import numpy as np
-from scipy import special
 
 TIE_POLICIES = ("average", "index", "optimistic", "pessimistic")
 
@@ -164,18 +163,17 @@ def ratio(numerator, denominator):
 
 
 def _harmonic_gap(before, taken):
-    """``H(before + taken) - H(before)``, ``H`` the harmonic numbers.
+    """``H(before + taken) - H(before)``, ``H`` the harmonic numbers, for item counts.
 
-    One item's gap is ``1 / (before + 1)``; the digamma function, which is slow,
-    is only evaluated where a group puts more than one item in the top k.
+    From a table of ``H`` up to the largest count (a cumulative sum, far faster
+    than the digamma function on every group).
     """
-    before, taken = np.broadcast_arrays(np.asarray(before, float), np.asarray(taken, float))
-    gap = np.minimum(taken, 1.0) / (before + 1.0)
-    several = taken > 1
-    if several.any():
-        b, t = before[several], taken[several]
-        gap[several] = special.digamma(b + t + 1.0) - special.digamma(b + 1.0)
-    return gap
+    before, taken = np.broadcast_arrays(np.asarray(before), np.asarray(taken))
+    before = before.astype(np.int64)
+    end = before + taken.astype(np.int64)
+    harmonic = np.zeros(int(end.max(initial=0)) + 1)
+    np.cumsum(1.0 / np.arange(1, len(harmonic)), out=harmonic[1:])
+    return harmonic[end] - harmonic[before]
 
 
 def _expected_precision_sum(before, gain_before, taken, p_hit, p_pair, mean_gain):
