@@ -1,0 +1,344 @@
+"""The LSDH paper's CIFAR-10 Table I and Fig. 5, redone on real images on this machine.
+
+Rows: LSDH (λ = 0.8, μ = 0.25), LSDH-L1 (μ = 0), LSDH-C (the LSDH runs ranked by
+their relaxed codes h in Euclidean distance instead of the signs), and the
+triplet ranking baseline (Eq. 8's first two terms, same quantization), at 12,
+24, 32 and 48 bits; at 48 bits three seeds, reported as mean ± standard
+deviation. Every row trains with ``configs/cifar10_base.cfg`` (the small ResNet
+from scratch, the cifar10 protocol: 1,000 queries per class, 500 training
+images per class of which 10 % are held out to choose the best epoch, the
+database is everything but the queries) and the same ``--epochs``.
+
+Each run is one ``python -m tfhash.train`` process with its run directory under
+``--runs_dir`` (beside it ``<run>.log``, and ``<run>.wall_seconds``: the
+wall-clock time summed over attempts). A finished run is skipped when the
+script is run again; an interrupted one resumes from its last epoch. Once the
+training is done, each finished run is scored into one JSON in ``--out_dir``,
+and the script writes the table into ``benchmarks/RESULTS.md`` (between the
+``cifar10-table`` markers) and the Fig. 5 PNGs into ``--out_dir``.
+
+    python benchmarks/cifar10_table.py                      # the whole table
+    python benchmarks/cifar10_table.py --report_only        # redraw from the JSONs
+"""
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+from tfhash import evaluation
+from tfhash.evaluation import plots
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TRAINED = {"lsdh": "LSDH", "lsdh_l1": "LSDH-L1", "triplet": "Triplet"}
+ROWS = ["LSDH", "LSDH-L1", "LSDH-C", "Triplet"]
+# The paper's Table I (CIFAR-10, MAP, ImageNet-pretrained VGG-16), 12/24/32/48 bits.
+PAPER = {"LSDH": (0.746, 0.752, 0.779, 0.782), "LSDH-L1": (0.722, 0.738, 0.766, 0.771)}
+# The ranking margin grows with the code length: m = K/2 in squared-Euclidean units of h (K/8
+# bits). With the loss's default m = 1, codes trained from scratch collapse: every image gets
+# the same saturated code, the semantic loss sits at exactly 3m and validation MAP at chance.
+MARGIN_PER_BIT = 0.5
+P_AT_K = [1, 10, 50, 100, 200, 300, 400, 500, 600, 700, 800, 900, 1000]
+BEGIN, END = "<!-- cifar10-table:begin -->", "<!-- cifar10-table:end -->"
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data_dir", default=os.path.join(ROOT, "..", "shared", "data", "cifar10"),
+                        help="CIFAR-10 as an image folder: <dir>/{train,test}/<class>/*.jpg.")
+    parser.add_argument("--epochs", type=int, default=12,
+                        help="Training epochs of every run (12 fits the table in 150 minutes of a "
+                             "2-core CPU).")
+    parser.add_argument("--bits", default="12,24,32,48", help="Code lengths.")
+    parser.add_argument("--seeds", type=int, default=3,
+                        help="Seeds at the longest code length (the others use seed 0).")
+    parser.add_argument("--runs_dir", default=os.path.join(ROOT, "runs", "cifar10_table"),
+                        help="Run directories (checkpoints, codes, logs); not committed.")
+    parser.add_argument("--out_dir", default=os.path.join(ROOT, "benchmarks", "cifar10_table"),
+                        help="One JSON per finished run and the Fig. 5 PNGs.")
+    parser.add_argument("--results", default=os.path.join(ROOT, "benchmarks", "RESULTS.md"),
+                        help="Markdown file whose cifar10-table section is (re)written.")
+    parser.add_argument("--report_only", action="store_true",
+                        help="Do not train: score the finished runs, write the table and figures.")
+    args = parser.parse_args()
+    try:
+        args.bits = sorted(int(b) for b in args.bits.split(","))
+    except ValueError:
+        parser.error(f"--bits must be comma-separated integers, got {args.bits!r}")
+    if args.epochs < 1 or args.seeds < 1:
+        parser.error("--epochs and --seeds must be at least 1")
+    return args
+
+
+def machine():
+    """The CPU model and core count, or the GPU, that the runs trained on."""
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next(line.split(":", 1)[1].strip() for line in f
+                         if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{model}, {os.cpu_count()} cores, {platform.system()}"
+
+
+def planned_runs(args):
+    """(method, bits, seed): every code length at seed 0 first, then the extra seeds."""
+    runs = [(m, b, 0) for b in args.bits for m in TRAINED]
+    runs += [(m, args.bits[-1], s) for s in range(1, args.seeds) for m in TRAINED]
+    return runs
+
+
+def run_name(method, bits, seed):
+    return f"{method}_{bits}bits_seed{seed}"
+
+
+def train(args, method, bits, seed):
+    """Trains one run in its own process (resuming it if it was interrupted); returns seconds."""
+    run_dir = os.path.join(args.runs_dir, run_name(method, bits, seed))
+    os.makedirs(args.runs_dir, exist_ok=True)
+    command = [sys.executable, "-m", "tfhash.train",
+               f"--flagfile={os.path.join(ROOT, 'configs', 'cifar10_base.cfg')}",
+               "--dataset=folder", f"--data_dir={args.data_dir}", f"--method={method}",
+               f"--bits={bits}", f"--margin={bits * MARGIN_PER_BIT:g}", f"--seed={seed}",
+               f"--epochs={args.epochs}", f"--eval_every={max(1, args.epochs // 3)}",
+               f"--run_dir={run_dir}", "--verbose=2"]
+    # Wall-clock adds up over interrupted attempts, so a resumed run reports its whole cost.
+    wall_file = run_dir + ".wall_seconds"
+    earlier = float(open(wall_file).read()) if os.path.isfile(wall_file) else 0.0
+    start = time.time()
+    with open(run_dir + ".log", "a") as log:
+        code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+    seconds = earlier + time.time() - start
+    with open(wall_file, "w") as f:
+        f.write(f"{seconds:.1f}")
+    if code != 0:
+        sys.exit(f"error: {run_name(method, bits, seed)} failed (exit {code}); see "
+                 f"{run_dir}.log, then rerun this command to resume")
+    return seconds
+
+
+def score(run_dir):
+    """The Hamming rows' report on the sign codes and LSDH-C's on the relaxed codes h."""
+    def load(name):
+        return np.load(os.path.join(run_dir, "codes", name + ".npy"))
+
+    signs = evaluation.evaluate_codes(
+        load("query_codes"), load("query_labels"), load("database_codes"),
+        load("database_labels"), metrics=["map", evaluation.PrecisionRecallAtK(P_AT_K), "p@r2",
+                                          "pr"])
+    relaxed = evaluation.evaluate_codes(
+        load("query_embedding"), load("query_labels"), load("database_embedding"),
+        load("database_labels"), metrics=["map", evaluation.PrecisionRecallAtK(P_AT_K)],
+        distance="euclidean")
+    return signs, relaxed
+
+
+def run_table(args):
+    """Trains every planned run that has not finished; then scores each finished one."""
+    runs = planned_runs(args)
+    for i, (method, bits, seed) in enumerate(runs, 1):
+        name = run_name(method, bits, seed)
+        if os.path.isfile(os.path.join(args.runs_dir, name, "metrics.json")):
+            print(f"[{i}/{len(runs)}] {name}: trained, skipped")
+            continue
+        print(f"[{i}/{len(runs)}] {name}: training", flush=True)
+        seconds = train(args, method, bits, seed)
+        print(f"[{i}/{len(runs)}] {name}: {seconds / 60:.1f} min", flush=True)
+
+
+def score_finished(args):
+    """Writes ``--out_dir/<run>.json`` for every finished run that has none yet."""
+    os.makedirs(args.out_dir, exist_ok=True)
+    for method, bits, seed in planned_runs(args):
+        name = run_name(method, bits, seed)
+        run_dir = os.path.join(args.runs_dir, name)
+        out = os.path.join(args.out_dir, name + ".json")
+        if os.path.isfile(out) or not os.path.isfile(os.path.join(run_dir, "metrics.json")):
+            continue
+        signs, relaxed = score(run_dir)
+        with open(os.path.join(run_dir, "metrics.json")) as f:
+            train_seconds = json.load(f)["run"]["train_seconds"]
+        with open(run_dir + ".wall_seconds") as f:
+            wall_seconds = float(f.read())
+        record = {"method": method, "bits": bits, "seed": seed, "epochs": args.epochs,
+                  "wall_seconds": wall_seconds, "train_seconds": train_seconds,
+                  "machine": machine(), "signs": signs, "relaxed": relaxed}
+        with open(out, "w") as f:
+            json.dump(record, f, indent=1)
+        print(f"{name}: MAP {signs['map']:.4f} (relaxed codes {relaxed['map']:.4f})", flush=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# The report.
+
+def load_records(args):
+    records = {}
+    for method, bits, seed in planned_runs(args):
+        path = os.path.join(args.out_dir, run_name(method, bits, seed) + ".json")
+        if os.path.isfile(path):
+            with open(path) as f:
+                records[method, bits, seed] = json.load(f)
+    return records
+
+
+def row_reports(records, row, bits):
+    """The reports of a table row at a code length, one per seed."""
+    method = {v: k for k, v in TRAINED.items()}.get(row, "lsdh")
+    part = "relaxed" if row == "LSDH-C" else "signs"
+    return [r[part] for (m, b, _), r in sorted(records.items()) if m == method and b == bits]
+
+
+def precision_at(report, k):
+    return report["p@k"]["precision"][report["p@k"]["k"].index(k)]
+
+
+# Each table: its title and the value of one report (None where the row has no such value).
+MEASURES = [
+    ("MAP@ALL (ties = average: the expected AP over all orders of tied items)",
+     lambda r: r["map"]),
+    ("Precision@500", lambda r: precision_at(r, 500)),
+    ("Precision within Hamming radius 2 (a query with an empty ball scores 0)",
+     lambda r: r["p@r2"]["precision"] if "p@r2" in r else None),
+]
+
+
+def cell(values):
+    if not values or values[0] is None:
+        return "–"
+    if len(values) == 1:
+        return f"{values[0]:.3f}"
+    return f"{np.mean(values):.3f} ± {np.std(values, ddof=1):.3f}"
+
+
+def minutes_cell(minutes):
+    if not minutes:
+        return "–"
+    if len(minutes) == 1:
+        return f"{minutes[0]:.1f}"
+    return f"{np.mean(minutes):.1f} ± {np.std(minutes, ddof=1):.1f}"
+
+
+def markdown(args, records):
+    longest = args.bits[-1]
+    seeds = len({s for (_, b, s) in records if b == longest})
+    header = ("| Method | " + " | ".join(f"{b} bits" + (f" ({seeds} seeds)" if b == longest
+                                                         and seeds > 1 else "")
+                                        for b in args.bits) + " |")
+    rule = "|---" * (len(args.bits) + 1) + "|"
+    any_record = next(iter(records.values()))
+    lines = [BEGIN, "",
+             f"Machine: {any_record['machine']}. Every run: `configs/cifar10_base.cfg` (resnet_small "
+             f"from scratch, 32x32, SGD lr 0.01 cosine, batch 128 = 8 classes x 16), "
+             f"{any_record['epochs']} epochs, best epoch by validation MAP on 500 held-out "
+             "training images. Queries 10,000, database 50,000. The 48-bit column is the mean ± "
+             "standard deviation (n - 1) over seeds 0-2; the other columns are seed 0.", ""]
+    for title, value in MEASURES:
+        lines += [f"**{title}**", "", header, rule]
+        for row in ROWS:
+            cells = [cell([value(r) for r in row_reports(records, row, b)]) for b in args.bits]
+            lines.append(f"| {row} | " + " | ".join(cells) + " |")
+        lines.append("")
+    lines += ["**The paper's Table I** (MAP, CIFAR-10, ImageNet-pretrained VGG-16 at 224x224)", "",
+              "| Method | 12 bits | 24 bits | 32 bits | 48 bits |", "|---|---|---|---|---|"]
+    lines += [f"| {row} | " + " | ".join(f"{v:.3f}" for v in values) + " |"
+              for row, values in PAPER.items()]
+    lines += ["", "**Wall-clock per run** (training, encoding 60,000 images and scoring, minutes; "
+              "LSDH-C reuses the LSDH runs)", "", header, rule]
+    for method, row in TRAINED.items():
+        cells = []
+        for b in args.bits:
+            minutes = [r["wall_seconds"] / 60 for (m, bb, _), r in records.items()
+                       if m == method and bb == b]
+            cells.append(minutes_cell(minutes))
+        lines.append(f"| {row} | " + " | ".join(cells) + " |")
+    total = sum(r["wall_seconds"] for r in records.values()) / 60
+    lines += ["", f"All {len(records)} runs: {total:.0f} minutes.", "",
+              "Figures (the paper's Fig. 5): "
+              + ", ".join(f"[{name}](cifar10_table/{name}.png)" for name in FIGURES), "", END]
+    return "\n".join(lines)
+
+
+FIGURES = ["precision_radius2_vs_bits", "precision_at_500_vs_bits", "precision_at_k_48bits",
+           "pr_curve_48bits"]
+
+
+def draw(args, records):
+    """The paper's Fig. 5: four PNGs in --out_dir."""
+    longest = args.bits[-1]
+
+    def mean_curve(reports, key, field):
+        return np.mean([r[key][field] for r in reports], axis=0)
+
+    for name in FIGURES:
+        figure, axes = plots.new_figure()
+        for row in ROWS:
+            hamming_only = name in ("precision_radius2_vs_bits", "pr_curve_48bits")
+            if hamming_only and row == "LSDH-C":
+                continue  # no Hamming ball around real-valued codes
+            if name.endswith("_vs_bits"):
+                bits = [b for b in args.bits if row_reports(records, row, b)]
+                if name == "precision_radius2_vs_bits":
+                    values = [np.mean([r["p@r2"]["precision"] for r in row_reports(records, row, b)])
+                              for b in bits]
+                    ylabel = "precision (Hamming radius 2)"
+                else:
+                    values = [np.mean([precision_at(r, 500) for r in row_reports(records, row, b)])
+                              for b in bits]
+                    ylabel = "precision@500"
+                axes.plot(bits, values, marker="o", label=row)
+                axes.set(xlabel="number of bits", ylabel=ylabel, xticks=args.bits, ylim=(0, 1.02))
+                continue
+            reports = row_reports(records, row, longest)
+            if not reports:
+                continue
+            if name == "precision_at_k_48bits":
+                axes.plot(reports[0]["p@k"]["k"], mean_curve(reports, "p@k", "precision"),
+                          marker=".", label=row)
+                axes.set(xlabel="k (top items returned)", ylabel="precision@k", ylim=(0, 1.02))
+            else:
+                axes.plot(mean_curve(reports, "pr", "recall"),
+                          mean_curve(reports, "pr", "precision"), marker=".", label=row)
+                axes.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02))
+        title = {"precision_radius2_vs_bits": "Precision within Hamming radius 2",
+                 "precision_at_500_vs_bits": "Precision@500",
+                 "precision_at_k_48bits": f"Precision@k, {longest} bits",
+                 "pr_curve_48bits": f"Precision-recall over Hamming radii, {longest} bits"}[name]
+        plots.save_figure(figure, axes, args.out_dir, name + ".png", f"CIFAR-10: {title}")
+
+
+def write_results(args, records):
+    section = markdown(args, records)
+    text = open(args.results).read() if os.path.isfile(args.results) else ""
+    if BEGIN in text and END in text:
+        text = text[:text.index(BEGIN)] + section + text[text.index(END) + len(END):]
+    else:
+        text += ("\n## CIFAR-10: LSDH, its ablations and the triplet baseline "
+                 "(`benchmarks/cifar10_table.py`)\n\n" + section + "\n")
+    with open(args.results, "w") as f:
+        f.write(text)
+
+
+def main():
+    args = parse_args()
+    if not args.report_only:
+        run_table(args)
+    score_finished(args)
+    records = load_records(args)
+    missing = len(planned_runs(args)) - len(records)
+    if not records:
+        sys.exit("error: no finished runs in --out_dir; run without --report_only first")
+    if missing:
+        print(f"{missing} runs are not finished; the table covers the {len(records)} that are")
+    draw(args, records)
+    write_results(args, records)
+    print(f"table: {args.results}; figures: {args.out_dir}")
+
+
+if __name__ == "__main__":
+    main()
