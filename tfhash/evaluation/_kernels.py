@@ -29,37 +29,44 @@ def _distance(database_words, j, query):
 
 
 @numba.njit(inline="always")
-def _count_all(database_words, query, lanes):
-    """``lanes[l, d]`` += items at distance d, items spread over the lanes in turn."""
-    num_items = len(database_words)
-    j = 0
+def _count(database_words, start, stop, query, lanes):
+    """``lanes[l, d]`` += items ``start .. stop - 1`` at distance d, spread over the lanes."""
+    j = start
     if len(query) == 1:  # codes up to 64 bits: one word, no inner loop
+        words = database_words.reshape(len(database_words))
         word = query[0]
-        while j + LANES <= num_items:
+        while j + LANES <= stop:
             for lane in range(LANES):
-                lanes[lane, _popcount(database_words[j + lane, 0] ^ word)] += 1
+                lanes[lane, _popcount(words[j + lane] ^ word)] += 1
             j += LANES
-    for j in range(j, num_items):
+    for j in range(j, stop):
         lanes[0, _distance(database_words, j, query)] += 1
 
 
 @numba.njit(parallel=True, nogil=True, cache=True)
 def class_counts(query_words, first, last, database_words, bits):
-    """Database sorted by class: query q's relevant items are ``first[q] .. last[q] - 1``."""
+    """Database sorted by class: query q's relevant items are ``first[q] .. last[q] - 1``.
+
+    One pass in three ranges: the items before the query's class, its class
+    (counted into separate lanes: the hits), and the items after it.
+    """
     num_queries, groups = len(query_words), bits + 1
     size = np.zeros((num_queries, groups), np.int64)
     hits = np.zeros((num_queries, groups), np.int64)
     for q in numba.prange(num_queries):
         query = query_words[q]
-        lanes = np.zeros((LANES, groups), np.int32)
-        _count_all(database_words, query, lanes)
+        other = np.zeros((LANES, groups), np.int32)
+        relevant = np.zeros((LANES, groups), np.int32)
+        _count(database_words, 0, first[q], query, other)
+        _count(database_words, first[q], last[q], query, relevant)
+        _count(database_words, last[q], len(database_words), query, other)
         for g in range(groups):
-            total = 0
+            found, total = 0, 0
             for lane in range(LANES):
-                total += lanes[lane, g]
-            size[q, g] = total
-        for j in range(first[q], last[q]):
-            hits[q, _distance(database_words, j, query)] += 1
+                found += relevant[lane, g]
+                total += other[lane, g]
+            hits[q, g] = found
+            size[q, g] = total + found
     return size, hits
 
 
