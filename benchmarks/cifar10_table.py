@@ -12,9 +12,9 @@ database is everything but the queries) and the same ``--epochs``.
 Each run is one ``python -m tfhash.train`` process with its run directory under
 ``--runs_dir`` (beside it ``<run>.log``, and ``<run>.wall_seconds``: the
 wall-clock time summed over attempts). A finished run is skipped when the
-script is run again; an interrupted one resumes from its last epoch. Once the
-training is done, each finished run is scored into one JSON in ``--out_dir``,
-and the script writes the table into ``benchmarks/RESULTS.md`` (between the
+script is run again; an interrupted one resumes from its last epoch. After
+training, each run is scored into one JSON in ``--out_dir``; at the end the
+script writes the table into ``benchmarks/RESULTS.md`` (between the
 ``cifar10-table`` markers) and the Fig. 5 PNGs into ``--out_dir``.
 
     python benchmarks/cifar10_table.py                      # the whole table
@@ -123,8 +123,8 @@ def train(args, method, bits, seed):
     return seconds
 
 
-def score(run_dir):
-    """The Hamming rows' report on the sign codes and LSDH-C's on the relaxed codes h."""
+def score(run_dir, method):
+    """The sign codes' report, and for LSDH (the LSDH-C row) the relaxed codes' one."""
     def load(name):
         return np.load(os.path.join(run_dir, "codes", name + ".npy"))
 
@@ -132,36 +132,34 @@ def score(run_dir):
         load("query_codes"), load("query_labels"), load("database_codes"),
         load("database_labels"), metrics=["map", evaluation.PrecisionRecallAtK(P_AT_K), "p@r2",
                                           "pr"])
-    relaxed = evaluation.evaluate_codes(
-        load("query_embedding"), load("query_labels"), load("database_embedding"),
-        load("database_labels"), metrics=["map", evaluation.PrecisionRecallAtK(P_AT_K)],
-        distance="euclidean")
+    relaxed = None
+    if method == "lsdh":
+        relaxed = evaluation.evaluate_codes(
+            load("query_embedding"), load("query_labels"), load("database_embedding"),
+            load("database_labels"), metrics=["map", evaluation.PrecisionRecallAtK(P_AT_K)],
+            distance="euclidean")
     return signs, relaxed
 
 
-def run_table(args):
-    """Trains every planned run that has not finished; then scores each finished one."""
+def run_table(args, train_missing=True):
+    """Trains every planned run that has not finished (unless told not to) and scores it.
+
+    A scored run leaves ``--out_dir/<run>.json`` and is skipped from then on.
+    """
+    os.makedirs(args.out_dir, exist_ok=True)
     runs = planned_runs(args)
     for i, (method, bits, seed) in enumerate(runs, 1):
         name = run_name(method, bits, seed)
-        if os.path.isfile(os.path.join(args.runs_dir, name, "metrics.json")):
-            print(f"[{i}/{len(runs)}] {name}: trained, skipped")
-            continue
-        print(f"[{i}/{len(runs)}] {name}: training", flush=True)
-        seconds = train(args, method, bits, seed)
-        print(f"[{i}/{len(runs)}] {name}: {seconds / 60:.1f} min", flush=True)
-
-
-def score_finished(args):
-    """Writes ``--out_dir/<run>.json`` for every finished run that has none yet."""
-    os.makedirs(args.out_dir, exist_ok=True)
-    for method, bits, seed in planned_runs(args):
-        name = run_name(method, bits, seed)
         run_dir = os.path.join(args.runs_dir, name)
         out = os.path.join(args.out_dir, name + ".json")
-        if os.path.isfile(out) or not os.path.isfile(os.path.join(run_dir, "metrics.json")):
+        if os.path.isfile(out):
             continue
-        signs, relaxed = score(run_dir)
+        if not os.path.isfile(os.path.join(run_dir, "metrics.json")):
+            if not train_missing:
+                continue
+            print(f"[{i}/{len(runs)}] {name}: training", flush=True)
+            train(args, method, bits, seed)
+        signs, relaxed = score(run_dir, method)
         with open(os.path.join(run_dir, "metrics.json")) as f:
             train_seconds = json.load(f)["run"]["train_seconds"]
         with open(run_dir + ".wall_seconds") as f:
@@ -171,7 +169,9 @@ def score_finished(args):
                   "machine": machine(), "signs": signs, "relaxed": relaxed}
         with open(out, "w") as f:
             json.dump(record, f, indent=1)
-        print(f"{name}: MAP {signs['map']:.4f} (relaxed codes {relaxed['map']:.4f})", flush=True)
+        print(f"[{i}/{len(runs)}] {name}: MAP {signs['map']:.4f}"
+              + ("" if relaxed is None else f" (relaxed codes {relaxed['map']:.4f})")
+              + f", {wall_seconds / 60:.1f} min", flush=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -326,9 +326,7 @@ def write_results(args, records):
 
 def main():
     args = parse_args()
-    if not args.report_only:
-        run_table(args)
-    score_finished(args)
+    run_table(args, train_missing=not args.report_only)
     records = load_records(args)
     missing = len(planned_runs(args)) - len(records)
     if not records:

@@ -1,0 +1,77 @@
+"""benchmarks/cifar10_table.py: the table it writes from finished runs (no training here)."""
+
+import importlib.util
+import json
+import os
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def table():
+    spec = importlib.util.spec_from_file_location(
+        "cifar10_table", os.path.join(ROOT, "benchmarks", "cifar10_table.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def report(map_value, lookup=None):
+    """A report shaped like evaluate_codes's, with a chosen MAP and precision@500."""
+    out = {"map": map_value,
+           "p@k": {"k": [100, 500], "precision": [map_value + 0.1, map_value + 0.05]},
+           "pr": {"recall": [0.1, 0.5], "precision": [0.9, map_value]}}
+    if lookup is not None:
+        out["p@r2"] = {"precision": lookup}
+    return out
+
+
+def write_runs(table, out_dir, bits=(12, 48), seeds=3):
+    """One JSON per planned run; MAP = 0.1·index of the method + bits/1000 + seed/100."""
+    args = type("Args", (), {"bits": list(bits), "seeds": seeds, "out_dir": str(out_dir)})
+    for method, b, seed in table.planned_runs(args):
+        value = 0.1 * list(table.TRAINED).index(method) + b / 1000 + seed / 100
+        record = {"method": method, "bits": b, "seed": seed, "epochs": 3, "wall_seconds": 60.0,
+                  "train_seconds": 50.0, "machine": "test cpu", "signs": report(value, 0.5),
+                  "relaxed": report(value + 0.001) if method == "lsdh" else None}
+        with open(os.path.join(out_dir, table.run_name(method, b, seed) + ".json"), "w") as f:
+            json.dump(record, f)
+    return args
+
+
+def test_the_table_has_every_row_and_the_seed_mean_and_deviation(table, tmp_path):
+    args = write_runs(table, tmp_path)
+    records = table.load_records(args)
+    assert len(records) == 2 * 3 + 2 * 3  # 3 methods at 12 bits, 3 methods x 3 seeds at 48
+    text = table.markdown(args, records)
+    # LSDH at 48 bits: 0.048 + {0, 0.01, 0.02} -> mean 0.058, sample std 0.010.
+    seeds = [0.048 + s / 100 for s in range(3)]
+    assert f"| LSDH | 0.012 | {np.mean(seeds):.3f} ± {np.std(seeds, ddof=1):.3f} |" in text
+    assert "| LSDH-C | 0.013 |" in text  # the relaxed codes' report
+    assert "| Triplet | 0.212 |" in text
+    assert "| LSDH-L1 | 0.722 | 0.738 | 0.766 | 0.771 |" in text  # the paper's Table I
+    assert "| LSDH-C | – | – |" in text  # no Hamming ball around relaxed codes
+
+
+def test_results_section_is_replaced_not_appended(table, tmp_path):
+    args = write_runs(table, tmp_path)
+    args.results = str(tmp_path / "RESULTS.md")
+    with open(args.results, "w") as f:
+        f.write("# Results\n\nkept\n")
+    records = table.load_records(args)
+    table.write_results(args, records)
+    table.write_results(args, records)
+    text = open(args.results).read()
+    assert text.startswith("# Results\n\nkept\n")
+    assert text.count(table.BEGIN) == 1 and text.count(table.END) == 1
+
+
+def test_figures_are_drawn(table, tmp_path):
+    pytest.importorskip("matplotlib")
+    args = write_runs(table, tmp_path)
+    table.draw(args, table.load_records(args))
+    for name in table.FIGURES:
+        assert os.path.getsize(tmp_path / f"{name}.png") > 1000
