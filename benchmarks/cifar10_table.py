@@ -153,6 +153,11 @@ def run_table(args, train_missing=True):
         run_dir = os.path.join(args.runs_dir, name)
         out = os.path.join(args.out_dir, name + ".json")
         if os.path.isfile(out):
+            with open(out) as f:
+                epochs = json.load(f)["epochs"]
+            if epochs != args.epochs:
+                sys.exit(f"error: {out} was trained for {epochs} epochs, not --epochs="
+                         f"{args.epochs}; pass --epochs={epochs}, or new --runs_dir and --out_dir")
             continue
         if not os.path.isfile(os.path.join(run_dir, "metrics.json")):
             if not train_missing:
@@ -232,12 +237,17 @@ def markdown(args, records):
                                         for b in args.bits) + " |")
     rule = "|---" * (len(args.bits) + 1) + "|"
     any_record = next(iter(records.values()))
+    bits = ",".join(str(b) for b in args.bits)
     lines = [BEGIN, "",
-             f"Machine: {any_record['machine']}. Every run: `configs/cifar10_base.cfg` (resnet_small "
-             f"from scratch, 32x32, SGD lr 0.01 cosine, batch 128 = 8 classes x 16), "
-             f"{any_record['epochs']} epochs, best epoch by validation MAP on 500 held-out "
-             "training images. Queries 10,000, database 50,000. The 48-bit column is the mean ± "
-             "standard deviation (n - 1) over seeds 0-2; the other columns are seed 0.", ""]
+             f"Command: `python benchmarks/cifar10_table.py --epochs={any_record['epochs']} "
+             f"--bits={bits} --seeds={args.seeds}`. Machine: {any_record['machine']}. Every run: "
+             "`configs/cifar10_base.cfg` (resnet_small from scratch, 32x32, SGD lr 0.01 cosine, "
+             f"batch 128 = 8 classes x 16, margin K/2), {any_record['epochs']} epochs, best epoch "
+             "by validation MAP on 500 held-out training images. Queries 10,000, database 50,000. "
+             + (f"The {longest}-bit column is the mean ± standard deviation (n - 1) over seeds "
+                f"0-{seeds - 1}; the other columns are seed 0. " if seeds > 1 else "Seed 0. ")
+             + "LSDH-C ranks the LSDH runs' relaxed codes by Euclidean distance, so it has no "
+             "Hamming ball (–).", ""]
     for title, value in MEASURES:
         lines += [f"**{title}**", "", header, rule]
         for row in ROWS:

@@ -54,6 +54,16 @@ def test_the_table_has_every_row_and_the_seed_mean_and_deviation(table, tmp_path
     assert "| Triplet | 0.212 |" in text
     assert "| LSDH-L1 | 0.722 | 0.738 | 0.766 | 0.771 |" in text  # the paper's Table I
     assert "| LSDH-C | – | – |" in text  # no Hamming ball around relaxed codes
+    assert "`python benchmarks/cifar10_table.py --epochs=3 --bits=12,48 --seeds=3`" in text
+
+
+def test_runs_trained_for_other_epochs_are_refused_not_mixed_in(table, tmp_path):
+    args = write_runs(table, tmp_path)  # their JSONs say 3 epochs
+    args.epochs, args.runs_dir = 12, str(tmp_path / "runs")
+    with pytest.raises(SystemExit, match="trained for 3 epochs, not --epochs=12"):
+        table.run_table(args, train_missing=False)
+    args.epochs = 3
+    table.run_table(args, train_missing=False)  # every run finished: nothing to do
 
 
 def test_results_section_is_replaced_not_appended(table, tmp_path):
