@@ -43,6 +43,8 @@ PAPER = {"LSDH": (0.746, 0.752, 0.779, 0.782), "LSDH-L1": (0.722, 0.738, 0.766, 
 # bits). With the loss's default m = 1, codes trained from scratch collapse: every image gets
 # the same saturated code, the semantic loss sits at exactly 3m and validation MAP at chance.
 MARGIN_PER_BIT = 0.5
+# A bit counts as constant when at least 99 % of the database has the same sign there.
+CONSTANT = 0.01
 P_AT_K = [1, 10, 50, 100, 200, 300, 400, 500, 600, 700, 800, 900, 1000]
 BEGIN, END = "<!-- cifar10-table:begin -->", "<!-- cifar10-table:end -->"
 
@@ -123,8 +125,18 @@ def train(args, method, bits, seed):
     return seconds
 
 
+def code_statistics(codes, relaxed):
+    """How much of the code a run uses: the database's distinct codes, the bits that are
+    (nearly) constant over it, and the mean tanh slope 1 − h² that every gradient to the
+    backbone is multiplied by (small when training has saturated the hashing layer)."""
+    return {"distinct_codes": int(len(np.unique(codes, axis=0))),
+            "constant_bits": int(np.sum(np.abs(np.mean(codes, axis=0)) >= 1 - 2 * CONSTANT)),
+            "tanh_slope": float(np.mean(1.0 - np.square(relaxed)))}
+
+
 def score(run_dir, method):
-    """The sign codes' report, and for LSDH (the LSDH-C row) the relaxed codes' one."""
+    """The sign codes' report and statistics, and for LSDH (the LSDH-C row) the relaxed
+    codes' report."""
     def load(name):
         return np.load(os.path.join(run_dir, "codes", name + ".npy"))
 
@@ -138,7 +150,7 @@ def score(run_dir, method):
             load("query_embedding"), load("query_labels"), load("database_embedding"),
             load("database_labels"), metrics=["map", evaluation.PrecisionRecallAtK(P_AT_K)],
             distance="euclidean")
-    return signs, relaxed
+    return signs, relaxed, code_statistics(load("database_codes"), load("database_embedding"))
 
 
 def run_table(args, train_missing=True):
@@ -164,14 +176,15 @@ def run_table(args, train_missing=True):
                 continue
             print(f"[{i}/{len(runs)}] {name}: training", flush=True)
             train(args, method, bits, seed)
-        signs, relaxed = score(run_dir, method)
+        signs, relaxed, statistics = score(run_dir, method)
         with open(os.path.join(run_dir, "metrics.json")) as f:
             train_seconds = json.load(f)["run"]["train_seconds"]
         with open(run_dir + ".wall_seconds") as f:
             wall_seconds = float(f.read())
         record = {"method": method, "bits": bits, "seed": seed, "epochs": args.epochs,
                   "wall_seconds": wall_seconds, "train_seconds": train_seconds,
-                  "machine": machine(), "signs": signs, "relaxed": relaxed}
+                  "machine": machine(), "signs": signs, "relaxed": relaxed,
+                  "codes": statistics}
         with open(out, "w") as f:
             json.dump(record, f, indent=1)
         print(f"[{i}/{len(runs)}] {name}: MAP {signs['map']:.4f}"
@@ -214,19 +227,18 @@ MEASURES = [
 
 
 def cell(values):
-    if not values or values[0] is None:
+    if values and values[0] is None:
+        return "–"
+    return mean_cell(values, 3)
+
+
+def mean_cell(values, digits=1):
+    """One value, or the mean ± sample standard deviation of several; – for none."""
+    if not values:
         return "–"
     if len(values) == 1:
-        return f"{values[0]:.3f}"
-    return f"{np.mean(values):.3f} ± {np.std(values, ddof=1):.3f}"
-
-
-def minutes_cell(minutes):
-    if not minutes:
-        return "–"
-    if len(minutes) == 1:
-        return f"{minutes[0]:.1f}"
-    return f"{np.mean(minutes):.1f} ± {np.std(minutes, ddof=1):.1f}"
+        return f"{values[0]:.{digits}f}"
+    return f"{np.mean(values):.{digits}f} ± {np.std(values, ddof=1):.{digits}f}"
 
 
 def markdown(args, records):
@@ -265,8 +277,19 @@ def markdown(args, records):
         for b in args.bits:
             minutes = [r["wall_seconds"] / 60 for (m, bb, _), r in records.items()
                        if m == method and bb == b]
-            cells.append(minutes_cell(minutes))
+            cells.append(mean_cell(minutes))
         lines.append(f"| {row} | " + " | ".join(cells) + " |")
+    lines += ["", f"**The database codes at {longest} bits** (what the table's numbers are made of; "
+              "a bit is constant when 99 % of the items have the same sign there, and 1 − h² is "
+              "the tanh slope every gradient to the backbone is multiplied by)", "",
+              "| Method | distinct codes of 50,000 | constant bits | mean 1 − h² |", "|---|---|---|---|"]
+    for method, row in TRAINED.items():
+        stats = [r.get("codes") for (m, b, _), r in sorted(records.items())
+                 if m == method and b == longest]
+        stats = [s for s in stats if s is not None]
+        lines.append(f"| {row} | " + " | ".join(
+            mean_cell([s[key] for s in stats], digits) for key, digits in
+            [("distinct_codes", 0), ("constant_bits", 1), ("tanh_slope", 4)]) + " |")
     total = sum(r["wall_seconds"] for r in records.values()) / 60
     lines += ["", f"All {len(records)} runs: {total:.0f} minutes.", "",
               "Figures (the paper's Fig. 5): "

@@ -36,7 +36,9 @@ def write_runs(table, out_dir, bits=(12, 48), seeds=3):
         value = 0.1 * list(table.TRAINED).index(method) + b / 1000 + seed / 100
         record = {"method": method, "bits": b, "seed": seed, "epochs": 3, "wall_seconds": 60.0,
                   "train_seconds": 50.0, "machine": "test cpu", "signs": report(value, 0.5),
-                  "relaxed": report(value + 0.001) if method == "lsdh" else None}
+                  "relaxed": report(value + 0.001) if method == "lsdh" else None,
+                  "codes": {"distinct_codes": 100 * (seed + 1), "constant_bits": seed,
+                            "tanh_slope": 0.5}}
         with open(os.path.join(out_dir, table.run_name(method, b, seed) + ".json"), "w") as f:
             json.dump(record, f)
     return args
@@ -54,7 +56,20 @@ def test_the_table_has_every_row_and_the_seed_mean_and_deviation(table, tmp_path
     assert "| Triplet | 0.212 |" in text
     assert "| LSDH-L1 | 0.722 | 0.738 | 0.766 | 0.771 |" in text  # the paper's Table I
     assert "| LSDH-C | – | – |" in text  # no Hamming ball around relaxed codes
+    # Code statistics at 48 bits over seeds 0-2: distinct 100/200/300, constant bits 0/1/2.
+    assert "| LSDH | 200 ± 100 | 1.0 ± 1.0 | 0.5000 ± 0.0000 |" in text
     assert "`python benchmarks/cifar10_table.py --epochs=3 --bits=12,48 --seeds=3`" in text
+
+
+def test_code_statistics_count_distinct_codes_constant_bits_and_the_tanh_slope(table):
+    codes = np.ones((200, 3), np.int8)
+    codes[:100, 0] = -1  # bit 0 balanced
+    codes[:2, 1] = -1  # bit 1: 99 % the same sign, constant
+    codes[:3, 2] = -1  # bit 2: 98.5 %, not constant
+    relaxed = np.full((200, 3), 0.5, np.float32)
+    stats = table.code_statistics(codes, relaxed)
+    assert stats == {"distinct_codes": len({tuple(c) for c in codes}), "constant_bits": 1,
+                     "tanh_slope": pytest.approx(0.75)}
 
 
 def test_runs_trained_for_other_epochs_are_refused_not_mixed_in(table, tmp_path):
