@@ -237,8 +237,8 @@ def mean_cell(values, digits=1):
     if not values:
         return "–"
     if len(values) == 1:
-        return f"{values[0]:.{digits}f}"
-    return f"{np.mean(values):.{digits}f} ± {np.std(values, ddof=1):.{digits}f}"
+        return f"{values[0]:,.{digits}f}"
+    return f"{np.mean(values):,.{digits}f} ± {np.std(values, ddof=1):,.{digits}f}"
 
 
 def markdown(args, records):
@@ -308,6 +308,9 @@ def draw(args, records):
     def mean_curve(reports, key, field):
         return np.mean([r[key][field] for r in reports], axis=0)
 
+    # One colour per row in every figure, LSDH-C dashed (it shares LSDH's training runs).
+    styles = {row: dict(color=f"C{i}", linestyle="--" if row == "LSDH-C" else "-")
+              for i, row in enumerate(ROWS)}
     for name in FIGURES:
         figure, axes = plots.new_figure()
         for row in ROWS:
@@ -324,7 +327,7 @@ def draw(args, records):
                     values = [np.mean([precision_at(r, 500) for r in row_reports(records, row, b)])
                               for b in bits]
                     ylabel = "precision@500"
-                axes.plot(bits, values, marker="o", label=row)
+                axes.plot(bits, values, marker="o", label=row, **styles[row])
                 axes.set(xlabel="number of bits", ylabel=ylabel, xticks=args.bits, ylim=(0, 1.02))
                 continue
             reports = row_reports(records, row, longest)
@@ -332,11 +335,12 @@ def draw(args, records):
                 continue
             if name == "precision_at_k_48bits":
                 axes.plot(reports[0]["p@k"]["k"], mean_curve(reports, "p@k", "precision"),
-                          marker=".", label=row)
+                          marker=".", label=row, **styles[row])
                 axes.set(xlabel="k (top items returned)", ylabel="precision@k", ylim=(0, 1.02))
             else:
                 axes.plot(mean_curve(reports, "pr", "recall"),
-                          mean_curve(reports, "pr", "precision"), marker=".", label=row)
+                          mean_curve(reports, "pr", "precision"), marker=".", label=row,
+                          **styles[row])
                 axes.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02))
         title = {"precision_radius2_vs_bits": "Precision within Hamming radius 2",
                  "precision_at_500_vs_bits": "Precision@500",
