@@ -284,9 +284,8 @@ def markdown(args, records):
               "the tanh slope every gradient to the backbone is multiplied by)", "",
               "| Method | distinct codes of 50,000 | constant bits | mean 1 − h² |", "|---|---|---|---|"]
     for method, row in TRAINED.items():
-        stats = [r.get("codes") for (m, b, _), r in sorted(records.items())
+        stats = [r["codes"] for (m, b, _), r in sorted(records.items())
                  if m == method and b == longest]
-        stats = [s for s in stats if s is not None]
         lines.append(f"| {row} | " + " | ".join(
             mean_cell([s[key] for s in stats], digits) for key, digits in
             [("distinct_codes", 0), ("constant_bits", 1), ("tanh_slope", 4)]) + " |")
