@@ -137,20 +137,21 @@ def code_statistics(codes, relaxed):
 def score(run_dir, method):
     """The sign codes' report and statistics, and for LSDH (the LSDH-C row) the relaxed
     codes' report."""
-    def load(name):
-        return np.load(os.path.join(run_dir, "codes", name + ".npy"))
-
+    arrays = {name: np.load(os.path.join(run_dir, "codes", name + ".npy"))
+              for name in ("query_codes", "query_labels", "database_codes", "database_labels",
+                           "query_embedding", "database_embedding")}
+    query_labels, database_labels = arrays["query_labels"], arrays["database_labels"]
     signs = evaluation.evaluate_codes(
-        load("query_codes"), load("query_labels"), load("database_codes"),
-        load("database_labels"), metrics=["map", evaluation.PrecisionRecallAtK(P_AT_K), "p@r2",
-                                          "pr"])
+        arrays["query_codes"], query_labels, arrays["database_codes"], database_labels,
+        metrics=["map", evaluation.PrecisionRecallAtK(P_AT_K), "p@r2", "pr"])
     relaxed = None
     if method == "lsdh":
         relaxed = evaluation.evaluate_codes(
-            load("query_embedding"), load("query_labels"), load("database_embedding"),
-            load("database_labels"), metrics=["map", evaluation.PrecisionRecallAtK(P_AT_K)],
+            arrays["query_embedding"], query_labels, arrays["database_embedding"],
+            database_labels, metrics=["map", evaluation.PrecisionRecallAtK(P_AT_K)],
             distance="euclidean")
-    return signs, relaxed, code_statistics(load("database_codes"), load("database_embedding"))
+    return signs, relaxed, code_statistics(arrays["database_codes"],
+                                           arrays["database_embedding"])
 
 
 def run_table(args, train_missing=True):
