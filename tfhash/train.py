@@ -352,7 +352,8 @@ def _print_summary(metrics):
 # ---------------------------------------------------------------------------------------------
 # Command line.
 
-def _config_from_flags():
+def config_from_flags():
+    """The :class:`TrainConfig` the parsed flags describe (flagfile and overrides applied)."""
     values = {field.name: FLAGS[field.name].value for field in dataclasses.fields(TrainConfig)}
     return TrainConfig(**values)
 
@@ -362,7 +363,7 @@ def main(argv):
     if len(argv) > 1:
         raise UsageError(f"unexpected arguments {argv[1:]}: every setting is a --flag")
     try:
-        train(_config_from_flags())
+        train(config_from_flags())
     except TrainingStopped as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)
