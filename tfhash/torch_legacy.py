@@ -54,6 +54,10 @@ STORAGE_DTYPES = {
 _HASH_IN_NAME = re.compile(r"-([0-9a-f]{8,})\.[A-Za-z0-9]+$")
 
 
+class _Refused(pickle.UnpicklingError):
+    """The file asks for something a state dict never needs."""
+
+
 class _Frozen:
     """Stand-ins are immutable: a pickle's BUILD opcode cannot rewrite them (nor, through a
     shared one, what a later file reads)."""
@@ -65,7 +69,7 @@ class _Frozen:
             object.__setattr__(self, key, value)
 
     def __setattr__(self, key, value):
-        raise pickle.UnpicklingError("the pickle tries to modify a tensor or storage")
+        raise _Refused("the pickle tries to modify a tensor or storage")
 
 
 class _StorageType(_Frozen):
@@ -74,7 +78,7 @@ class _StorageType(_Frozen):
     __slots__ = ("name", "dtype")
 
     def __call__(self, *args, **kwargs):
-        raise pickle.UnpicklingError(f"the pickle calls torch.{self.name}, which a state dict "
+        raise _Refused(f"the pickle calls torch.{self.name}, which a state dict "
                                      "never does")
 
 
@@ -97,12 +101,12 @@ class _RebuildTensor(_Frozen):
 
     def __call__(self, storage, storage_offset, size, stride, *unused):
         if not isinstance(storage, _StorageRef):
-            raise pickle.UnpicklingError("a tensor is rebuilt from something that is not a "
+            raise _Refused("a tensor is rebuilt from something that is not a "
                                          "storage")
         if not (isinstance(storage_offset, int) and isinstance(size, tuple)
                 and isinstance(stride, tuple) and len(size) == len(stride)
                 and all(type(v) is int for v in size + stride)):
-            raise pickle.UnpicklingError("a tensor's offset, size and stride are not integers")
+            raise _Refused("a tensor's offset, size and stride are not integers")
         return _TensorRef(storage=storage, offset=storage_offset, size=size, stride=stride)
 
 
@@ -123,19 +127,19 @@ class _SafeUnpickler(pickle.Unpickler):
         try:
             return _ALLOWED[(module, name)]
         except KeyError:
-            raise pickle.UnpicklingError(f"the pickle asks for {module}.{name}") from None
+            raise _Refused(f"the pickle asks for {module}.{name}") from None
 
     def persistent_load(self, pid):
         if (not isinstance(pid, tuple) or len(pid) < 5 or pid[0] != "storage"
                 or not isinstance(pid[1], _StorageType) or not isinstance(pid[2], str)
                 or not isinstance(pid[4], int) or pid[4] < 0):
-            raise pickle.UnpicklingError("a persistent id that is not a tensor storage")
+            raise _Refused("a persistent id that is not a tensor storage")
         if len(pid) > 5 and pid[5] is not None:
-            raise pickle.UnpicklingError("a storage view (torch < 0.4 format)")
+            raise _Refused("a storage view (torch < 0.4 format)")
         key, dtype, numel = pid[2], pid[1].dtype, pid[4]
         known = self._storages.setdefault(key, _StorageRef(key=key, dtype=dtype, numel=numel))
         if (known.dtype, known.numel) != (dtype, numel):
-            raise pickle.UnpicklingError(f"storage {key} is named with two types or sizes")
+            raise _Refused(f"storage {key} is named with two types or sizes")
         return known
 
 
@@ -146,6 +150,11 @@ def sha256_of(path):
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def has_sha256_in_name(path):
+    """True when the file name ends ``-<hex digits>.<ext>`` (torch hub's convention)."""
+    return bool(_HASH_IN_NAME.search(os.path.basename(path)))
 
 
 def check_sha256_in_name(path):
@@ -196,29 +205,32 @@ def read_state_dict(file, name=None):
                          "reads; re-save it with torch.save(..., "
                          "_use_new_zipfile_serialization=False)")
     storages = {}
+    part = "magic number"
     try:
         magic = _SafeUnpickler(file, storages).load()
-        if magic != MAGIC_NUMBER:
+        if type(magic) is not int or magic != MAGIC_NUMBER:
             raise _NotLegacy()
+        part = "header"
         version = _SafeUnpickler(file, storages).load()
         info = _SafeUnpickler(file, storages).load()
-        if version != PROTOCOL_VERSION or not isinstance(info, dict):
+        if type(version) is not int or version != PROTOCOL_VERSION or type(info) is not dict:
             raise _NotLegacy()
-        if not info.get("little_endian", False):
+        if info.get("little_endian") is not True:
             raise UsageError(f"{name} was written on a big-endian machine; re-save it on a "
                              "little-endian one")
+        part = "state dict"
         state = _SafeUnpickler(file, storages).load()
+        part = "storage list"
         keys = _SafeUnpickler(file, storages).load()
-    except _NotLegacy:
-        raise UsageError(f"{name} is not a legacy torch file (no torch magic number); pass "
-                         "the .pth file as its package ships it") from None
-    except pickle.UnpicklingError as e:
+    except _Refused as e:
         raise UsageError(f"{name} is refused: {e}; a weights file holds only tensors, so "
                          "nothing from it was run: use the file as its package ships it") from None
-    except (EOFError, ValueError, TypeError, KeyError, IndexError, AttributeError,
-            struct.error) as e:
-        raise UsageError(f"{name} is not a legacy torch file ({type(e).__name__} while "
-                         "unpickling); pass the .pth file as its package ships it") from None
+    except (_NotLegacy, pickle.UnpicklingError, EOFError, ValueError, TypeError, KeyError,
+            IndexError, AttributeError, struct.error):
+        what = ("no torch magic number" if part == "magic number"
+                else f"its {part} is unreadable")
+        raise UsageError(f"{name} is not a legacy torch file ({what}); pass the .pth file as "
+                         "its package ships it") from None
     if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, _TensorRef)
                                               for k, v in state.items()):
         raise UsageError(f"{name} holds no state dict (a mapping of names to tensors); pass "
