@@ -64,6 +64,10 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 DEFAULT_COLLECTION = "tfhash"
 MILVUS_MAX_K = 16384  # Milvus's largest topk (and range-search limit) per query
 _MILVUS_BATCH = 10000  # rows per insert call, well under gRPC's message limit
+# Each byte with its bits in reverse order. FAISS reads the bits of a byte least significant
+# first, np.packbits writes them most significant first: FAISS indexes hold reversed bytes, so
+# that its bit i is the code's bit i and multi-hash substrings never cover the padding bits.
+_REVERSED = np.array([int(f"{b:08b}"[::-1], 2) for b in range(256)], np.uint8)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -166,7 +170,7 @@ class Items:
                 raise UsageError(f"{n} codes but {len(array)} {what}; give one per code")
         unique, counts = np.unique(self.item_ids, return_counts=True)
         if len(unique) != n:
-            raise UsageError(f"item id {unique[counts > 1][0]!r} appears {counts.max()} times; "
+            raise UsageError(f"item id {str(unique[counts > 1][0])!r} appears {counts.max()} times; "
                              "item ids must be unique")
 
 
@@ -507,7 +511,7 @@ class FaissIndex:
                                                     self.multihash["hash_bits"])
                 engine.nflip = self.multihash["nflip"]
             if self.size:
-                engine.add(self._codes)
+                engine.add(_REVERSED[self._codes])
             self._engine = engine
         return self._engine
 
@@ -528,7 +532,7 @@ class FaissIndex:
         """Top-k by Hamming distance for each query: a list of :class:`Hits`, ties by position."""
         check_k(k, self.size)
         queries = as_packed(queries, "query codes", self.code_bytes, self.bits)
-        distances, positions = self._flat().search(queries, k)
+        distances, positions = self._flat().search(_REVERSED[queries], k)
         return [self._hits(*_ordered(d, p)) for d, p in zip(distances, positions)]
 
     def radius_search(self, queries, radius):
@@ -538,7 +542,8 @@ class FaissIndex:
         if not self.size:
             return [self._hits(np.empty(0, np.int64), np.empty(0, np.int64)) for _ in queries]
         # FAISS's range search keeps d < radius.
-        lims, distances, positions = self.engine().range_search(queries, int(radius) + 1)
+        lims, distances, positions = self.engine().range_search(_REVERSED[queries],
+                                                                int(radius) + 1)
         return [self._hits(*_ordered(distances[a:b], positions[a:b]))
                 for a, b in zip(lims[:-1], lims[1:])]
 
@@ -549,7 +554,8 @@ class FaissIndex:
                 "kind": self.kind, "multihash": self.multihash, "bits": self.bits,
                 "code_bytes": self.code_bytes, "size": self.size,
                 "labels": None if self.labels is None else list(self.labels.shape[1:]),
-                "tie_rule": TIE_RULE, "files": files}
+                "tie_rule": TIE_RULE, "faiss_bytes": "bit-reversed np.packbits rows",
+                "files": files}
 
     def save(self, directory):
         """Writes the index into ``directory`` atomically (see the class docstring)."""
@@ -595,7 +601,7 @@ class FaissIndex:
                              "); rebuild the index with python -m tfhash.index") from None
         # read_index_binary returns the concrete class, and owns it: no downcast of it here.
         flat = engine if index.kind == "flat" else faiss.downcast_IndexBinary(engine.storage)
-        index._codes = faiss.vector_to_array(flat.xb).reshape(-1, index.code_bytes)
+        index._codes = _REVERSED[faiss.vector_to_array(flat.xb).reshape(-1, index.code_bytes)]
         if len(index._codes) != len(index.item_ids) or engine.d != 8 * index.code_bytes:
             raise UsageError(f"{directory}: the codes and item records disagree; rebuild the "
                              "index with python -m tfhash.index")
@@ -649,8 +655,8 @@ class MilvusIndex:
         if not collection or not collection.replace("_", "a").isalnum() or collection[0].isdigit():
             raise UsageError(f"--collection={collection!r} is not a Milvus collection name; use "
                              "letters, digits and underscores, starting with a letter")
+        uri = self.normalise_uri(uri)
         if uri.endswith(".db") and "://" not in uri:
-            uri = os.path.abspath(uri)
             if not os.path.isdir(os.path.dirname(uri)):
                 raise UsageError(f"the directory of the Milvus Lite file {uri} does not exist; "
                                  "create it first")
@@ -660,12 +666,26 @@ class MilvusIndex:
             self.client = pymilvus.MilvusClient(uri=uri, timeout=timeout)
             self.client.list_collections(timeout=timeout)
         except Exception as e:  # connection errors come as several exception types
+            reason = str(getattr(e, "message", "") or e or type(e).__name__).splitlines()[0]
             raise UsageError(f"Milvus at {uri} does not answer within {timeout:g} s "
-                             f"({str(e).splitlines()[0][:160] if str(e) else type(e).__name__}); "
-                             "start the server or fix --uri") from None
+                             f"({reason[:160]}); start the server or fix --uri") from None
         self._manifest = None
 
+    @staticmethod
+    def normalise_uri(uri):
+        """A Milvus Lite file as an absolute path; a server URI as it is."""
+        return os.path.abspath(uri) if uri.endswith(".db") and "://" not in uri else uri
+
     # -- the manifest --
+
+    def save_pointer(self, directory):
+        """Writes a directory that ``open_index`` resolves to this collection."""
+        check_index_dir(directory)
+        os.makedirs(directory, exist_ok=True)
+        _write_json_atomically(os.path.join(directory, MANIFEST), {
+            "format": FORMAT, "version": FORMAT_VERSION, "backend": "milvus", "uri": self.uri,
+            "collection": self.collection, "bits": self.bits, "code_bytes": self.code_bytes,
+            "tie_rule": TIE_RULE})
 
     def exists(self):
         return (self.client.has_collection(self.collection)
@@ -925,7 +945,9 @@ def encode_image_files(model, files, batch_size=64):
     from tfhash import serving
 
     version_dir = serving.resolve_version_dir(model)
-    import tensorflow as tf  # Only queries by image need TensorFlow.
+    from tfhash import cli
+
+    tf = cli.import_tensorflow()  # only queries by image need TensorFlow
 
     signatures = tf.saved_model.load(version_dir).signatures
     if serving.BYTES_SIGNATURE not in signatures:
