@@ -315,31 +315,35 @@ def set_efficientnet_lite_state(model, state, source="the checkpoint"):
         UsageError: a missing tensor, one of another shape, or a tensor the model has no
             place for (the checkpoint of another variant or network); the message names it.
     """
-    used = set()
+    used, assignments = set(), []
     for layer in model.layers:
         if not layer.weights:
             continue
         values = []
-        for key, to_keras in _keras_arrays(layer, _torch_module(layer.name)):
+        for variable, (key, to_keras) in zip(layer.weights,
+                                             _keras_arrays(layer, _torch_module(layer.name))):
             if key not in state:
                 raise UsageError(f"{source} has no tensor {key} for layer {layer.name} of "
                                  f"{model.name}; pass the checkpoint of {model.name}")
-            values.append(np.asarray(to_keras(state[key]), np.float32))
-            used.add(key)
-        for variable, value, (key, _) in zip(layer.weights, values,
-                                             _keras_arrays(layer, _torch_module(layer.name))):
+            tensor = np.asarray(state[key])
+            value = (np.asarray(to_keras(tensor), np.float32)
+                     if tensor.ndim == len(variable.shape) else tensor)
             if tuple(variable.shape) != value.shape:
-                raise UsageError(f"{source}: tensor {key} has shape {tuple(state[key].shape)}, "
+                raise UsageError(f"{source}: tensor {key} has shape {tensor.shape}, "
                                  f"{value.shape} in Keras's layout, but layer {layer.name} of "
                                  f"{model.name} needs {tuple(variable.shape)}; pass the "
                                  f"checkpoint of {model.name}")
-        layer.set_weights(values)
+            values.append(value)
+            used.add(key)
+        assignments.append((layer, values))
     ignorable = re.compile(r".*\.num_batches_tracked|_fc\.(weight|bias)")
     unexpected = sorted(k for k in state if k not in used and not ignorable.fullmatch(k))
     if unexpected:
         raise UsageError(f"{source} has {len(unexpected)} tensors {model.name} has no place for "
                          f"(first: {unexpected[0]}, shape {tuple(state[unexpected[0]].shape)}); "
                          f"pass the checkpoint of {model.name}")
+    for layer, values in assignments:  # only once everything fits
+        layer.set_weights(values)
 
 
 def efficientnet_lite_imagenet_file(name):

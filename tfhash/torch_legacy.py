@@ -272,7 +272,7 @@ def _view(storage, tensor, key, name):
     view = np.lib.stride_tricks.as_strided(
         storage[tensor.offset:], tensor.size, tuple(s * item for s in tensor.stride),
         writeable=False)
-    return np.ascontiguousarray(view).copy()
+    return np.array(view, order="C")  # a copy; ascontiguousarray would make 0-d 1-d
 
 
 def _example_file():
