@@ -1,0 +1,118 @@
+"""The retrieval gallery: each query image with its top results, relevant ones framed green.
+
+One row per query: the query image (framed black), then its results in rank
+order, each titled with its rank and Hamming distance and framed green when it
+shares a label with the query, red when it shares none, grey when either has
+no labels. An image that cannot be read (a path that is not on this machine)
+is drawn as a grey tile with its item id. It is the figure people look at
+first to judge a hashing model.
+
+Drawn with matplotlib on its Agg canvas (``pip install 'tfhash[plots]'``);
+images are read with Pillow, which matplotlib depends on.
+
+Example::
+
+    hits = index.search(query_codes, k=8)
+    relevant = [relevance(q, h.labels) for q, h in zip(query_label_sets, hits)]
+    draw_gallery("gallery.png", [(path, "query 0"), ...], hits, relevant)
+"""
+
+import os
+
+import numpy as np
+
+from tfhash.errors import UsageError
+
+GREEN, RED, GREY, BLACK = "#1a9850", "#d73027", "#9e9e9e", "#000000"
+
+
+def relevance(query_labels, hit_labels):
+    """Per hit, whether it shares a label with the query: bools, or ``None`` without labels.
+
+    Args:
+        query_labels: the query's class ids (a list), or ``None``.
+        hit_labels: one list of class ids per hit, or ``None``.
+
+    >>> relevance([3], [[3], [1], [1, 3]])
+    [True, False, True]
+    """
+    if query_labels is None or hit_labels is None:
+        return None
+    query = set(query_labels)
+    return [bool(query.intersection(labels)) for labels in hit_labels]
+
+
+def _thumbnail(path, size):
+    """RGB uint8 ``[size, size, 3]`` of an image file (letterboxed), or ``None``."""
+    from PIL import Image, ImageOps
+
+    try:
+        with Image.open(path) as image:
+            image = ImageOps.contain(image.convert("RGB"), (size, size))  # up or down
+            tile = Image.new("RGB", (size, size), (255, 255, 255))
+            tile.paste(image, ((size - image.width) // 2, (size - image.height) // 2))
+            return np.asarray(tile)
+    except (OSError, ValueError):
+        return None
+
+
+def _cell(axes, path, title, colour, size, label):
+    pixels = _thumbnail(path, size) if path else None
+    if pixels is None:
+        axes.imshow(np.full((size, size, 3), 225, np.uint8))
+        axes.text(size / 2, size / 2, os.path.basename(str(label))[:14], ha="center",
+                  va="center", fontsize=6, wrap=True)
+    else:
+        axes.imshow(pixels)
+    axes.set_xticks([])
+    axes.set_yticks([])
+    for spine in axes.spines.values():
+        spine.set_edgecolor(colour)
+        spine.set_linewidth(3.5)
+    axes.set_title(title, fontsize=7, pad=2)
+
+
+def draw_gallery(path, queries, hits, relevant=None, max_queries=10, max_results=10,
+                 thumbnail=96):
+    """Draws queries and their results into a PNG at ``path``; returns ``path``.
+
+    Args:
+        path: the output file (``.png``).
+        queries: one ``(image path or None, title)`` per query.
+        hits: one :class:`tfhash.retrieval.Hits` per query.
+        relevant: one list of bools (or ``None``) per query, from :func:`relevance`.
+        max_queries, max_results: rows and result columns drawn.
+        thumbnail: pixels per tile.
+    """
+    from tfhash.evaluation import plots
+
+    plots.require_matplotlib()
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    if not hits:
+        raise UsageError("no queries to draw in the gallery")
+    rows = min(len(hits), max_queries)
+    columns = 1 + max(1, min(max(len(h) for h in hits[:rows]), max_results))
+    figure = Figure(figsize=(1.15 * columns, 1.3 * rows))
+    FigureCanvasAgg(figure)
+    grid = figure.subplots(rows, columns, squeeze=False)
+    for row in range(rows):
+        query_path, query_title = queries[row]
+        _cell(grid[row, 0], query_path, query_title, BLACK, thumbnail, query_title)
+        marks = relevant[row] if relevant is not None else None
+        found = hits[row]
+        for column in range(1, columns):
+            axes = grid[row, column]
+            rank = column - 1
+            if rank >= len(found):
+                axes.axis("off")
+                continue
+            colour = GREY if marks is None else (GREEN if marks[rank] else RED)
+            _cell(axes, found.paths[rank], f"{rank + 1}: d={int(found.distances[rank])}",
+                  colour, thumbnail, found.item_ids[rank])
+    figure.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.95, wspace=0.08,
+                           hspace=0.3)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    figure.savefig(path, dpi=100)
+    return path
