@@ -28,6 +28,7 @@ beside each file for people; only the key inside the ``.npz`` is checked.
 
 Example::
 
+    import numpy as np
     from tfhash import data, features
 
     collection = data.load_collection("folder", "../shared/data/cifar10")
