@@ -192,6 +192,10 @@ def test_truncated_file_and_view_outside_its_storage(tmp_path):
                  tensors={"w": ("0", 2, (2, 2), (2, 1))})
     with pytest.raises(UsageError, match="past the end of its storage"):
         torch_legacy.read_state_dict(str(tmp_path / "outside.pth"))
+    write_legacy(tmp_path / "repeats.pth", storages={"0": np.ones(4, np.float32)},
+                 tensors={"w": ("0", 0, (10**6, 10**6), (0, 0))})  # 10^12 elements from 4
+    with pytest.raises(UsageError, match="past the end of its storage"):
+        torch_legacy.read_state_dict(str(tmp_path / "repeats.pth"))
 
 
 def test_sha256_prefix_in_the_name(tmp_path):

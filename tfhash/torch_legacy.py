@@ -265,9 +265,11 @@ def _view(storage, tensor, key, name):
     if 0 in tensor.size:
         return np.zeros(tensor.size, storage.dtype)
     last = tensor.offset + sum((d - 1) * s for d, s in zip(tensor.size, tensor.stride))
-    if last >= len(storage):
-        raise UsageError(f"{name}: tensor {key} reaches past the end of its storage; the file "
-                         "is damaged: reinstall or re-save it")
+    # A state dict's tensors never repeat elements; a view that did (stride 0) could ask for
+    # far more memory than the file holds.
+    if last >= len(storage) or int(np.prod(tensor.size, dtype=object)) > len(storage):
+        raise UsageError(f"{name}: tensor {key} reaches past the end of its storage (or "
+                         "repeats its elements); the file is damaged: reinstall or re-save it")
     item = storage.dtype.itemsize
     view = np.lib.stride_tricks.as_strided(
         storage[tensor.offset:], tensor.size, tuple(s * item for s in tensor.stride),
