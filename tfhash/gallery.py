@@ -7,7 +7,7 @@ no labels. An image that cannot be read (a path that is not on this machine)
 is drawn as a grey tile with its item id. It is the figure people look at
 first to judge a hashing model.
 
-Drawn with matplotlib on its Agg canvas (``pip install 'tfhash[plots]'``);
+Drawn with matplotlib on its Agg canvas (no GUI backend, no pyplot state);
 images are read with Pillow, which matplotlib depends on.
 
 Example::
