@@ -656,16 +656,15 @@ class MilvusIndex:
             raise UsageError(f"--collection={collection!r} is not a Milvus collection name; use "
                              "letters, digits and underscores, starting with a letter")
         uri = self.normalise_uri(uri)
-        if uri.endswith(".db") and "://" not in uri:
-            if not os.path.isdir(os.path.dirname(uri)):
-                raise UsageError(f"the directory of the Milvus Lite file {uri} does not exist; "
-                                 "create it first")
+        if uri.endswith(".db") and "://" not in uri and not os.path.isdir(os.path.dirname(uri)):
+            raise UsageError(f"the directory of the Milvus Lite file {uri} does not exist; "
+                             "create it first")
         self.uri, self.collection, self.meta = uri, collection, f"{collection}_tfhash_meta"
         self.timeout = timeout
         try:
             self.client = pymilvus.MilvusClient(uri=uri, timeout=timeout)
             self.client.list_collections(timeout=timeout)
-        except Exception as e:  # connection errors come as several exception types
+        except Exception as e:  # noqa: BLE001 -- connection errors come as several types
             reason = str(getattr(e, "message", "") or e or type(e).__name__).splitlines()[0]
             raise UsageError(f"Milvus at {uri} does not answer within {timeout:g} s "
                              f"({reason[:160]}); start the server or fix --uri") from None
