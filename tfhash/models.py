@@ -13,6 +13,7 @@ from keras import ops
 
 from tfhash import losses  # noqa: F401  registers the losses saved models are compiled with
 from tfhash.backbones import build_backbone
+from tfhash.errors import UsageError
 from tfhash.layers import HashingLayer
 
 
@@ -42,7 +43,7 @@ class HashingModel(keras.Model):
             kwargs["jit_compile"] = False
         super().compile(*args, **kwargs)
         self._term_trackers = {
-            name: keras.metrics.Mean(name=name) for name in _term_names(self.loss)
+            name: keras.metrics.Mean(name=name) for name in term_names(self.loss)
         }
 
     def compile_from_config(self, config):
@@ -56,6 +57,10 @@ class HashingModel(keras.Model):
         trackers = getattr(self, "_term_trackers", None)
         if not trackers:
             return super().compute_loss(x, y, y_pred, sample_weight, training)
+        if sample_weight is not None:
+            raise UsageError(
+                f"{type(self.loss).__name__} is a loss of the whole batch, with no per-sample "
+                "value to weight: drop sample_weight (and class_weight) from fit")
         terms = self.loss.terms(y, y_pred)
         for name, tracker in trackers.items():
             tracker.update_state(terms[name])
@@ -65,10 +70,13 @@ class HashingModel(keras.Model):
         return loss
 
 
-def _term_names(loss):
+def term_names(loss):
     """The names of the terms a loss reports (all but the total), in its order."""
     if not hasattr(loss, "terms"):
         return []
+    if getattr(loss, "term_names", None):
+        return list(loss.term_names)
+    # A loss that reports terms without declaring them: run it once on a dummy batch.
     # Two items of one class and one of another, with random codes: every term is defined.
     names = loss.terms(
         ops.convert_to_tensor([0, 0, 1]), keras.random.uniform((3, 2), -1.0, 1.0, seed=0)

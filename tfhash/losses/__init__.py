@@ -5,7 +5,7 @@ Every loss is a ``keras.losses.Loss`` taking ``y_true`` = class ids ``[B]`` (or
 its ``terms(y_true, y_pred)`` returns the total under ``"loss"`` and each
 unweighted term under its own name.
 
-Methods (``get(name, **kwargs)``):
+Methods (``get(name, **kwargs)``; the registry is :mod:`tfhash.methods`):
 
 * ``"lsdh"``: :class:`LSDHLoss`, quadruplet loss + Hamming-isometric quantization;
 * ``"lsdh_l1"``: :class:`LSDHL1Loss`, the ablation with L1 quantization only;
@@ -15,9 +15,15 @@ Shared pieces: :mod:`~tfhash.losses.pairwise` (distances, label similarity),
 :mod:`~tfhash.losses.mining` (in-batch quadruplets and triplets),
 :mod:`~tfhash.losses.quantization` (Eqs. 10–12), :mod:`~tfhash.losses.base`
 (the base classes). A new method is one module with a :class:`HashingLoss`
-subclass, registered in ``METHODS`` below.
+subclass, registered in :mod:`tfhash.methods`.
 """
 
+import collections.abc
+import inspect
+
+import keras
+
+from tfhash import methods
 from tfhash.errors import UsageError
 from tfhash.losses.base import HashingLoss, RankingLoss
 from tfhash.losses.lsdh import LSDHL1Loss, LSDHLoss, quadruplet_loss
@@ -26,28 +32,59 @@ from tfhash.losses.pairwise import is_multi_label, label_similarity, squared_dis
 from tfhash.losses.quantization import hamming_isometric, pair_mask
 from tfhash.losses.triplet import TripletLoss, triplet_loss
 
-METHODS = {
-    "lsdh": LSDHLoss,
-    "lsdh_l1": LSDHL1Loss,
-    "triplet": TripletLoss,
-}
+class _LossClasses(collections.abc.Mapping):
+    """Method name → loss class, a live view of the registry (:mod:`tfhash.methods`)."""
+
+    def __getitem__(self, name):
+        if name not in methods.REGISTRY:
+            raise KeyError(name)
+        return methods.REGISTRY[name].loss_class()
+
+    def __iter__(self):
+        return iter(methods.REGISTRY)
+
+    def __len__(self):
+        return len(methods.REGISTRY)
+
+
+METHODS = _LossClasses()
 
 
 def get(method, **kwargs):
-    """A new loss for a method name, e.g. ``get("lsdh", margin=2.0)``.
+    """A new loss for a registered method (:mod:`tfhash.methods`), e.g. ``get("lsdh", margin=2.0)``.
 
     Args:
-        method: a key of ``METHODS``.
-        **kwargs: the loss's constructor arguments (``margin``,
+        method: a method name (``tfhash.methods.REGISTRY``).
+        **kwargs: the loss's constructor arguments (for LSDH: ``margin``,
             ``quantization_weight``, ``isometric_weight``, ``mining``,
             ``quadruplets_per_anchor``, ``seed``).
 
     Raises:
-        UsageError: for an unknown method or an invalid argument.
+        UsageError: for an unknown method, an unknown (e.g. misspelt) argument or an invalid
+            value.
     """
-    if method not in METHODS:
-        raise UsageError(f"unknown method {method!r}: choose one of {', '.join(METHODS)}")
-    return METHODS[method](**kwargs)
+    loss_class = methods.get(method).loss_class()
+    accepted = _keyword_arguments(loss_class)
+    unknown = sorted(set(kwargs) - accepted)
+    if unknown:
+        raise UsageError(f"{method} takes no argument {', '.join(map(repr, unknown))}; its "
+                         f"arguments are {', '.join(sorted(accepted))}")
+    return loss_class(**kwargs)
+
+
+def _keyword_arguments(loss_class):
+    """The keyword arguments ``loss_class(...)`` accepts, through ``**kwargs`` to its bases."""
+    accepted = set()
+    for cls in loss_class.__mro__:
+        init = cls.__dict__.get("__init__")
+        if init is None or cls is keras.losses.Loss or cls is object:
+            continue
+        parameters = inspect.signature(init).parameters.values()
+        accepted.update(p.name for p in parameters
+                        if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD))
+        if not any(p.kind == p.VAR_KEYWORD for p in parameters):
+            break
+    return accepted
 
 
 __all__ = [

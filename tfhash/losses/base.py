@@ -39,12 +39,21 @@ class HashingLoss(keras.losses.Loss):
     Subclasses implement :meth:`terms` and may override :meth:`similarity`.
     ``call`` returns ``terms(...)["loss"]``; Keras's reductions leave a scalar
     unchanged, so any ``reduction`` works. Sample weights are not supported
-    (there is no per-sample loss to weight): pass ``sample_weight=None``.
+    (there is no per-sample loss to weight): a ``sample_weight`` (or Keras's
+    ``class_weight``) raises :class:`~tfhash.errors.UsageError`.
+
+    Its terms are logged (progress bar, History, TensorBoard) when the model is a
+    :class:`tfhash.models.HashingModel`; under a plain ``keras.Model`` it trains
+    on the total alone.
 
     Args:
         name: the loss's name.
         reduction: passed to ``keras.losses.Loss``; no effect on a scalar.
     """
+
+    #: The names of the terms :meth:`terms` reports besides ``"loss"``, in order; known
+    #: without running the loss (the model logs one metric per term).
+    term_names = ()
 
     def __init__(self, name=None, reduction="sum_over_batch_size"):
         super().__init__(name=name, reduction=reduction, dtype="float32")
@@ -74,6 +83,14 @@ class HashingLoss(keras.losses.Loss):
 
     def call(self, y_true, y_pred):
         return self.terms(y_true, y_pred)["loss"]
+
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        if sample_weight is not None:
+            raise UsageError(
+                f"{type(self).__name__} is a loss of the whole batch (its pairs and tuples), "
+                "with no per-sample value to weight: drop sample_weight (and class_weight); to "
+                "weight items, subclass it and weight its tuples")
+        return super().__call__(y_true, y_pred)
 
 
 class RankingLoss(HashingLoss):
@@ -126,6 +143,7 @@ class RankingLoss(HashingLoss):
     """
 
     pairs = ()  # column pairs of a tuple whose distances tuple_loss uses
+    term_names = ("semantic", "quantization", "isometric")
 
     def __init__(
         self,

@@ -1,0 +1,65 @@
+"""The method registry: what the training command needs to know of each method, TensorFlow-free.
+
+A method names its loss (a ``keras.losses.Loss`` class, imported only when a run builds it)
+and what it asks of the batches; :mod:`tfhash.train` reads this table and never inspects a
+loss. Adding a method is one module in ``tfhash/losses/`` and one line here::
+
+    register(Method("my_method", "my_package.my_loss:MyLoss", "what it is"))
+
+``tfhash.losses.get(name)`` then returns its loss and ``python -m tfhash.train
+--method=my_method`` trains it. Because this module imports no TensorFlow, the command checks
+``--method`` (and prints ``--help``) instantly.
+"""
+
+import dataclasses
+import importlib
+
+from tfhash.errors import UsageError
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+    """One training method.
+
+    Attributes:
+        name: the ``--method`` value.
+        loss: ``"module:Class"`` of its loss, a :class:`tfhash.losses.HashingLoss` subclass.
+        summary: one line for ``--help``.
+        images_per_class: the fewest images of a class a batch must hold (an LSDH quadruplet
+            needs an anchor and two positives: 3).
+    """
+
+    name: str
+    loss: str
+    summary: str
+    images_per_class: int = 2
+
+    def loss_class(self):
+        module, _, attribute = self.loss.partition(":")
+        return getattr(importlib.import_module(module), attribute)
+
+
+REGISTRY = {}
+
+
+def register(method):
+    """Adds ``method`` to the registry (a name may be registered once)."""
+    if method.name in REGISTRY:
+        raise ValueError(f"method {method.name!r} is already registered")
+    REGISTRY[method.name] = method
+    return method
+
+
+def get(name):
+    """The registered :class:`Method` called ``name``; a :class:`UsageError` otherwise."""
+    if name not in REGISTRY:
+        raise UsageError(f"unknown method {name!r}: choose one of {', '.join(REGISTRY)}")
+    return REGISTRY[name]
+
+
+register(Method("lsdh", "tfhash.losses.lsdh:LSDHLoss", "LSDH: quadruplet loss (Eq. 8 / 13) + "
+                "Hamming-isometric quantization (Eq. 11)", images_per_class=3))
+register(Method("lsdh_l1", "tfhash.losses.lsdh:LSDHL1Loss", "LSDH with mu = 0: L1 quantization "
+                "only (the paper's ablation)", images_per_class=3))
+register(Method("triplet", "tfhash.losses.triplet:TripletLoss", "triplet ranking (the first two "
+                "terms of Eq. 8) with LSDH's quantization"))
