@@ -14,10 +14,8 @@ runs log.
 
 import time
 
-from absl import app
-
+from tfhash import cli
 from tfhash import train as training
-from tfhash.errors import parse_flags
 
 
 def main(argv):
@@ -32,7 +30,8 @@ def main(argv):
                             val_fraction=config.val_fraction)
     keras.utils.set_random_seed(config.seed)
     train = data.train_dataset(collection, split.train, config.image_size, config.batch_size,
-                               config.images_per_class, augment=config.augment, seed=config.seed)
+                               config.images_per_class, augment=config.augmentation(),
+                               seed=config.seed)
     backbone = backbones.build_backbone(config.backbone, config.image_size, config.weights)
     logits = keras.layers.Dense(len(collection.class_names))(backbone.output)
     model = keras.Model(backbone.input, logits)
@@ -69,5 +68,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    training.define_flags()
-    app.run(main, flags_parser=parse_flags)
+    cli.run(main, training.define_flags)

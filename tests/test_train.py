@@ -40,7 +40,7 @@ def _config(run_dir, folder, **overrides):
     settings = dict(run_dir=str(run_dir), dataset="folder", data_dir=str(folder),
                     protocol="fraction", bits=8, batch_size=16, images_per_class=4, epochs=2,
                     steps_per_epoch=3, eval_every=1, eval_batch_size=64, verbose=0,
-                    learning_rate=0.02)
+                    learning_rate=0.01, head_lr_multiplier=1.0, augment="none")
     settings.update(overrides)
     return TrainConfig(**settings)
 
@@ -52,13 +52,15 @@ def _cli(*args, timeout=300):
 
 def test_a_run_fills_its_directory_and_reports_map_above_chance(tmp_path, folder):
     run_dir = tmp_path / "run"
-    metrics = train(_config(run_dir, folder, epochs=3))
+    # 18 steps: on seeds 0, 1, 2 the query MAP was 0.97-1.0 (TF 2.21, Keras 3.15), so the
+    # bound has a wide margin; with 9 steps and a 10x head learning rate it ranged 0.27-0.62.
+    metrics = train(_config(run_dir, folder, epochs=3, steps_per_epoch=6))
     for name in ("flags.json", "flags.cfg", "split/train.npy", "split/query.npy",
                  "checkpoints/best.keras", "checkpoints/latest.keras", "history.csv",
                  "codes/query_codes.npy", "codes/database_codes.npy", "metrics.json"):
         assert (run_dir / name).exists(), name
     assert os.listdir(run_dir / "logs")  # TensorBoard event files
-    assert not (run_dir / "backup").exists()  # removed once training finished
+    assert json.loads((run_dir / "checkpoints" / "latest.keras.json").read_text()) == {"epoch": 3}
     on_disk = json.loads((run_dir / "metrics.json").read_text())
     assert on_disk == json.loads(json.dumps(metrics))
     assert _map_of(metrics) > 0.5  # four colour classes: chance is about 0.25
@@ -74,7 +76,7 @@ def test_a_run_fills_its_directory_and_reports_map_above_chance(tmp_path, folder
 
     # A finished run is never retrained or overwritten: it reports its metrics.
     before = (run_dir / "checkpoints" / "best.keras").stat().st_mtime
-    assert train(_config(run_dir, folder, epochs=3)) == on_disk
+    assert train(_config(run_dir, folder, epochs=3, steps_per_epoch=6)) == on_disk
     assert (run_dir / "checkpoints" / "best.keras").stat().st_mtime == before
 
 
@@ -109,7 +111,7 @@ def test_resume_after_a_kill_continues_from_the_last_epoch(tmp_path, folder):
             "--epochs=6", "--steps_per_epoch=4", "--eval_every=100", "--verbose=0"]
     process = subprocess.Popen([sys.executable, "-m", "tfhash.train", *args],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    metadata = run_dir / "backup" / "training_metadata.json"
+    metadata = run_dir / "checkpoints" / "latest.keras.json"
     deadline = time.time() + 240
     while time.time() < deadline:
         if metadata.exists() and json.loads(metadata.read_text() or "{}").get("epoch", 0) >= 2:
@@ -161,6 +163,13 @@ def test_cli_nan_loss_exits_with_a_message(tmp_path, folder):
     error = result.stderr.strip().splitlines()[-1]
     assert error.startswith("error: the loss became nan") and "--learning_rate" in error
 
+    # The advice works: the same command with a lower learning rate goes through.
+    result = _cli(f"--run_dir={tmp_path / 'run'}", "--dataset=folder", f"--data_dir={folder}",
+                  "--protocol=fraction", "--batch_size=16", "--images_per_class=4",
+                  "--epochs=2", "--steps_per_epoch=3", "--learning_rate=0.02", "--verbose=0")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (tmp_path / "run" / "metrics.json").exists()
+
 
 @pytest.mark.parametrize("args,message", [
     (["--no_such_flag=1"], "no_such_flag"),
@@ -171,6 +180,10 @@ def test_cli_nan_loss_exits_with_a_message(tmp_path, folder):
     (["--batch_size=30", "--images_per_class=4"], "not a multiple"),
     (["--mining=some"], "mining"),
     (["stray_argument"], "unexpected arguments"),
+    (["--image_size=0"], "--image_size must be at least 32"),
+    (["--image_size=-5"], "--image_size must be at least 32"),
+    (["--method=lsdhh"], "unknown method 'lsdhh'"),
+    (["--augment=flip"], "augment"),
 ])
 def test_bad_flags_give_one_line_and_exit_2(tmp_path, args, message):
     result = _cli(f"--run_dir={tmp_path / 'run'}", *args, timeout=60)

@@ -1,5 +1,13 @@
-"""Training callbacks: validation MAP, a best checkpoint that survives resumes, a NaN guard."""
+"""Training callbacks: validation MAP, the best and latest checkpoints, the history, a NaN guard.
 
+Their order in a run (:mod:`tfhash.train`) is what makes a run resumable at any moment: at the
+end of an epoch, validation MAP is computed, then the best checkpoint, the history row and the
+TensorBoard events are written, and last :class:`LatestCheckpoint` saves the state and records
+the epoch as done. A run killed anywhere before that last step repeats the whole epoch when it
+resumes, so no epoch's row or validation MAP is lost.
+"""
+
+import csv
 import json
 import math
 import os
@@ -54,6 +62,79 @@ class ValidationMAP(keras.callbacks.Callback):
         )
 
 
+def _write_json(path, value):
+    """Writes ``value`` to ``path`` atomically (a reader sees the old file or the new one)."""
+    with open(path + ".tmp", "w") as f:
+        json.dump(value, f)
+    os.replace(path + ".tmp", path)
+
+
+def _save_model(model, path):
+    """``model.save(path)`` atomically: a kill mid-save leaves the previous file intact."""
+    partial = path[:-len(".keras")] + ".partial.keras"
+    model.save(partial)
+    os.replace(partial, path)
+
+
+class LatestCheckpoint(keras.callbacks.Callback):
+    """Saves the model with its optimizer state after every epoch: the state a run resumes from.
+
+    ``<path>.json`` records ``{"epoch": n}``, the number of completed epochs, after the model
+    file is in place. It is the last callback of a run, so an epoch counts as completed only
+    once everything else of it is written; :func:`tfhash.run_dir.completed_epochs` reads the
+    record.
+    """
+
+    def __init__(self, path):
+        super().__init__()
+        self.path = path
+
+    def on_epoch_end(self, epoch, logs=None):
+        _save_model(self.model, self.path)
+        _write_json(self.path + ".json", {"epoch": epoch + 1})
+
+
+class HistoryCSV(keras.callbacks.Callback):
+    """Appends one row per epoch to a CSV file with fixed columns: ``epoch`` (counted from 0,
+    as Keras does), then ``columns``; a value not computed in an epoch (``val_map`` between
+    validations) is left empty.
+
+    Unlike ``keras.callbacks.CSVLogger``, which fixes its columns from the first epoch's logs,
+    every column is there from the first row, so ``val_map`` is never dropped.
+    """
+
+    def __init__(self, path, columns):
+        super().__init__()
+        self.path = path
+        self.columns = ["epoch", *columns]
+
+    @staticmethod
+    def keep_epochs_before(path, epoch):
+        """Drops the rows of epochs ``>= epoch`` (those a resumed run repeats)."""
+        if not os.path.isfile(path):
+            return
+        with open(path, newline="") as f:
+            rows = list(csv.reader(f))
+        kept = rows[:1] + [row for row in rows[1:] if row and int(row[0]) < epoch]
+        with open(path + ".tmp", "w", newline="") as f:
+            csv.writer(f).writerows(kept)
+        os.replace(path + ".tmp", path)
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = dict(logs or {}, epoch=epoch)
+        new = not os.path.isfile(self.path)
+        with open(self.path, "a", newline="") as f:
+            writer = csv.writer(f)
+            if new:
+                writer.writerow(self.columns)
+            writer.writerow(["" if logs.get(c) is None else _csv_value(logs[c])
+                             for c in self.columns])
+
+
+def _csv_value(value):
+    return value if isinstance(value, int) else f"{float(value):.6g}"
+
+
 class BestCheckpoint(keras.callbacks.Callback):
     """Saves the model to ``path`` whenever ``val_map`` improves, across resumes.
 
@@ -78,9 +159,8 @@ class BestCheckpoint(keras.callbacks.Callback):
         value = (logs or {}).get(self.monitor)
         if value is None or not value > self.best():
             return
-        self.model.save(self.path)
-        with open(self.record_path, "w") as f:
-            json.dump({"epoch": epoch + 1, self.monitor: float(value)}, f)
+        _save_model(self.model, self.path)
+        _write_json(self.record_path, {"epoch": epoch + 1, self.monitor: float(value)})
 
 
 class NaNLossError(RuntimeError):
@@ -91,9 +171,9 @@ class StopOnNaN(keras.callbacks.Callback):
     """Stops training at the first non-finite loss, before anything saves it.
 
     Keras's ``TerminateOnNaN`` lets the epoch end, so end-of-epoch checkpoints
-    would store the broken weights. This raises instead: ``fit`` stops at once,
-    ``BackupAndRestore`` keeps its last good state and the checkpoints stay as
-    they were.
+    would store the broken weights. This raises instead: ``fit`` stops at once
+    and the checkpoints (the latest one is the state a run resumes from) stay
+    as they were.
     """
 
     epoch = 0

@@ -11,22 +11,39 @@ Example::
                                   images_per_class=8)
     query_ds = data.eval_dataset(collection, split.query, image_size=32, batch_size=256)
 
-See docs/data.md for the datasets, the list-file format and the protocols.
+Importing ``tfhash.data`` does not import TensorFlow; the pipelines (``train_dataset``,
+``eval_dataset``, ``decode_image``) do, on first use. See docs/data.md for the datasets, the
+list-file format and the protocols.
 """
 
 from tfhash.data.collection import Collection
-from tfhash.data.pipeline import decode_image, eval_dataset, train_dataset
 from tfhash.data.protocols import PROTOCOLS, Protocol, Split, get_protocol, make_split
-from tfhash.data.sources import DATASETS, NUSWIDE21_CONCEPTS, load_collection
+from tfhash.data.sources import (DATASETS, NUSWIDE21_CONCEPTS, check_source,
+                                 default_augmentation, load_collection)
+
+# The tf.data pipelines import TensorFlow; the rest of the package does not, so a command can
+# check its data settings before paying for TensorFlow. They load on first use.
+_PIPELINE = ("AUGMENTATIONS", "decode_image", "eval_dataset", "train_dataset")
+
+
+def __getattr__(name):
+    if name in _PIPELINE:
+        from tfhash.data import pipeline
+
+        return getattr(pipeline, name)
+    raise AttributeError(f"module 'tfhash.data' has no attribute {name!r}")
 
 __all__ = [
+    "AUGMENTATIONS",
     "DATASETS",
     "NUSWIDE21_CONCEPTS",
     "PROTOCOLS",
     "Collection",
     "Protocol",
     "Split",
+    "check_source",
     "decode_image",
+    "default_augmentation",
     "eval_dataset",
     "get_protocol",
     "load_collection",

@@ -261,9 +261,13 @@ def _sample_positions(seed, members, counts, num_images, groups, images_per_clas
     return tf.concat(picks, 0)
 
 
-def _augment(images, seed):
+AUGMENTATIONS = ("none", "crop", "crop_flip")
+
+
+def _augment(images, seed, flip):
     """CIFAR-style augmentation of uint8 ``[B, S, S, 3]``: zero-pad by ``S // 8`` (4 pixels
-    at 32x32), crop ``S x S`` at a random offset, flip left-right with probability 1/2.
+    at 32x32), crop ``S x S`` at a random offset, and with ``flip`` flip left-right with
+    probability 1/2.
 
     The crop is two batched gathers (rows, then columns); a flipped image reads its
     columns in reverse order, so flipping costs nothing extra.
@@ -274,15 +278,29 @@ def _augment(images, seed):
     padded = tf.pad(images, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
     offsets = tf.random.stateless_uniform([batch, 2], crop_seed, minval=0, maxval=2 * pad + 1,
                                           dtype=tf.int32)
-    flip = tf.random.stateless_uniform([batch, 1], flip_seed) < 0.5
     steps = tf.range(size)[None, :]
     rows = offsets[:, :1] + steps
-    cols = offsets[:, 1:] + tf.where(flip, size - 1 - steps, steps)
+    cols = offsets[:, 1:] + steps
+    if flip:
+        flipped = tf.random.stateless_uniform([batch, 1], flip_seed) < 0.5
+        cols = offsets[:, 1:] + tf.where(flipped, size - 1 - steps, steps)
     return tf.gather(tf.gather(padded, rows, axis=1, batch_dims=1), cols, axis=2, batch_dims=1)
 
 
+def _augmentation(augment):
+    """The augmentation name for ``augment`` (a name, or True/False for crop_flip/none)."""
+    if augment is True:
+        return "crop_flip"
+    if augment is False or augment is None:
+        return "none"
+    if augment not in AUGMENTATIONS:
+        raise UsageError(f"unknown augmentation {augment!r}; choose one of "
+                         f"{', '.join(AUGMENTATIONS)}")
+    return augment
+
+
 def train_dataset(collection, indices, image_size, batch_size, images_per_class, augment=True,
-                  seed=0):
+                  seed=0, start_step=0):
     """An endless dataset of class-balanced ``(images, labels)`` training batches.
 
     Each batch holds ``P = batch_size // images_per_class`` distinct classes with
@@ -298,8 +316,13 @@ def train_dataset(collection, indices, image_size, batch_size, images_per_class,
         image_size: ``S``.
         batch_size: ``B``, a multiple of ``images_per_class``.
         images_per_class: images per class (or label) in a batch, at least 2.
-        augment: random crop with zero padding and horizontal flip.
+        augment: ``"crop"`` (a random crop of the zero-padded image), ``"crop_flip"``
+            (and a horizontal flip, for natural images; ``True`` means this), or
+            ``"none"`` (``False``). A flipped digit or letter is another glyph: see
+            :func:`tfhash.data.default_augmentation`.
         seed: batch ``t`` depends only on ``(seed, t)``.
+        start_step: the ``t`` of the first batch (a resumed run continues where it
+            stopped instead of seeing its first batches again).
 
     Returns:
         ``tf.data.Dataset`` of ``(float32 [B, S, S, 3] in [0, 255], labels)``, labels
@@ -315,6 +338,7 @@ def train_dataset(collection, indices, image_size, batch_size, images_per_class,
         ds = train_dataset(collection, split.train, 32, batch_size=64, images_per_class=8)
         images, labels = next(iter(ds))   # 8 classes x 8 images
     """
+    augment = _augmentation(augment)
     indices = _check_indices(collection, indices)
     members, counts, groups = _balanced_groups(collection, indices, batch_size,
                                                images_per_class)
@@ -329,10 +353,10 @@ def train_dataset(collection, indices, image_size, batch_size, images_per_class,
         positions = _sample_positions(sample_seed, members, counts, len(indices), groups,
                                       images_per_class)
         images = tf.gather(table, positions)
-        if augment:
-            images = _augment(images, augment_seed)
+        if augment != "none":
+            images = _augment(images, augment_seed, flip=augment == "crop_flip")
         return tf.cast(images, tf.float32), tf.gather(labels, positions)
 
-    return (tf.data.Dataset.counter()
+    return (tf.data.Dataset.counter(start=start_step)
             .map(make_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
             .prefetch(tf.data.AUTOTUNE))

@@ -47,6 +47,17 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 
 _TFDS_BATCH = 4096
 
+# The augmentation that suits each source (``--augment=auto``). Handwritten digits are glyphs:
+# a mirrored 2 or 7 is another symbol, so they are never flipped. Every other source holds
+# photographs, for which a mirror image is an image of the same class.
+_AUGMENTATION = {"digits": "none"}
+
+
+def default_augmentation(dataset):
+    """The training augmentation that suits ``dataset``: ``"none"`` for handwritten digits,
+    ``"crop_flip"`` (random crop and horizontal flip) for photographs."""
+    return _AUGMENTATION.get(dataset, "crop_flip")
+
 
 def load_collection(dataset, data_dir=None):
     """Loads the images and labels of ``dataset`` as a :class:`Collection`.
@@ -70,11 +81,8 @@ def load_collection(dataset, data_dir=None):
     >>> len(digits), len(digits.class_names)
     (1797, 10)
     """
-    data_dir = os.path.expanduser(data_dir) if data_dir else None
+    data_dir = check_source(dataset, data_dir)
     if dataset == "digits":
-        if data_dir:
-            raise UsageError("--dataset=digits ships with scikit-learn and reads no files; "
-                             "drop --data_dir (or use --dataset=folder/list for your own images)")
         return _digits()
     if dataset == "cifar10":
         return _tfds_pixels("cifar10", "cifar10", "label", data_dir)
@@ -83,20 +91,38 @@ def load_collection(dataset, data_dir=None):
     if dataset == "sun397":
         return _sun397(data_dir)
     if dataset == "folder":
-        return _folder(_required(dataset, data_dir, "an image folder <root>/<class>/<image>"))
+        return _folder(data_dir)
     if dataset == "list":
-        return _list_file(dataset, _required(dataset, data_dir, "a list file"))
-    if dataset == "nuswide21":
-        return _list_file(dataset, _required(dataset, data_dir, "the NUS-WIDE list file"),
-                          NUSWIDE21_CONCEPTS)
-    raise UsageError(f"unknown dataset {dataset!r}; choose --dataset from {', '.join(DATASETS)}")
+        return _list_file(dataset, data_dir)
+    return _list_file(dataset, data_dir, NUSWIDE21_CONCEPTS)
 
 
-def _required(dataset, data_dir, what):
-    if not data_dir:
-        raise UsageError(f"--dataset={dataset} needs --data_dir=<{what}>")
-    if not os.path.exists(data_dir):
-        raise UsageError(f"--data_dir {data_dir} does not exist; point it at {what}")
+# What --data_dir must be for the sources read from the user's files.
+_PATHS = {"folder": "an image folder <root>/<class>/<image>", "list": "a list file",
+          "nuswide21": "the NUS-WIDE list file"}
+
+
+def check_source(dataset, data_dir=None):
+    """Checks ``dataset`` and ``data_dir`` without reading any data; returns ``data_dir`` with
+    ``~`` expanded.
+
+    Raises:
+        UsageError: an unknown dataset, a missing or non-existent path for the sources read
+            from files, or a ``data_dir`` for ``digits`` (which reads none).
+    """
+    if dataset not in DATASETS:
+        raise UsageError(f"unknown dataset {dataset!r}; choose --dataset from "
+                         f"{', '.join(DATASETS)}")
+    data_dir = os.path.expanduser(data_dir) if data_dir else None
+    if dataset == "digits" and data_dir:
+        raise UsageError("--dataset=digits ships with scikit-learn and reads no files; "
+                         "drop --data_dir (or use --dataset=folder/list for your own images)")
+    if dataset in _PATHS:
+        if not data_dir:
+            raise UsageError(f"--dataset={dataset} needs --data_dir=<{_PATHS[dataset]}>")
+        if not os.path.exists(data_dir):
+            raise UsageError(f"--data_dir {data_dir} does not exist; point it at "
+                             f"{_PATHS[dataset]}")
     return data_dir
 
 
