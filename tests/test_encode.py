@@ -83,9 +83,9 @@ def test_encode_then_the_evaluate_cli(model, export_dir, tmp_path):
     out = tmp_path / "codes"
     np.save(tmp_path / "query.npy", np.arange(0, 10))
     np.save(tmp_path / "database.npy", np.arange(10, 50))
-    for part in ("query", "database"):
-        encode_collection(export_dir, "digits", str(out), indices=str(tmp_path / f"{part}.npy"),
-                          verbose=False)
+    parts = encode_collection(export_dir, "digits", str(out), verbose=False,
+                              indices=[str(tmp_path / "query.npy"), str(tmp_path / "database.npy")])
+    assert [part["prefix"] for part in parts] == [str(out / "query"), str(out / "database")]
     result = subprocess.run(
         [sys.executable, "-m", "tfhash.evaluate", f"--query_codes={out / 'query_codes.npy'}",
          f"--query_labels={out / 'query_labels.npy'}", f"--db_codes={out / 'database_codes.npy'}",
@@ -139,3 +139,25 @@ def test_cli(export_dir, folder, tmp_path):
     assert result.stderr.strip().splitlines() == [
         f"error: no SavedModel in {tmp_path} (no saved_model.pb and no integer version "
         "directories); export one with python -m tfhash.export"]
+
+
+def test_a_missing_data_path_is_named(export_dir, tmp_path):
+    with pytest.raises(UsageError, match=r"--data=.*nowhere: no such image folder or list file"):
+        encode_collection(export_dir, str(tmp_path / "nowhere"), str(tmp_path / "codes"))
+
+
+def test_existing_codes_are_never_overwritten_silently(export_dir, folder, tmp_path):
+    out = tmp_path / "codes"
+    first = encode_collection(export_dir, str(folder), str(out), verbose=False)
+    before = np.load(out / "all_codes.npy")
+    np.save(tmp_path / "two.npy", np.array([0, 1]))
+    with pytest.raises(UsageError, match=r"all_codes.npy already exists.*--overwrite"):
+        encode_collection(export_dir, str(folder), str(out), name="all",
+                          indices=str(tmp_path / "two.npy"))
+    np.testing.assert_array_equal(np.load(out / "all_codes.npy"), before)
+    second = encode_collection(export_dir, str(folder), str(out), name="all", verbose=False,
+                               indices=str(tmp_path / "two.npy"), overwrite=True)
+    np.testing.assert_array_equal(second["codes"], first["codes"][:2])
+    assert len(np.load(out / "all_codes.npy")) == 2
+    # Image files are named by their paths, for an index or a gallery.
+    assert np.load(out / "all_paths.npy")[0] == os.path.abspath(folder / second["item_ids"][0])

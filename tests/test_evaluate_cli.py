@@ -156,3 +156,62 @@ def test_the_cli_does_not_import_tensorflow(files, tmp_path):
     result = run(*base_args(files, tmp_path), python_prefix=check)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "metrics.json").exists()
+
+
+def test_out_that_is_a_file_is_refused_before_scoring(files, tmp_path):
+    out = tmp_path / "report.txt"
+    out.write_text("mine")
+    result = run(*base_args(files, out))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"error: --out={out} is a file; pass a directory (created if missing)"]
+    assert result.stdout == "" and out.read_text() == "mine"  # nothing scored, nothing written
+
+
+def test_an_earlier_report_is_refused_or_replaced_whole(files, tmp_path):
+    out = tmp_path / "report"
+    several = [f"--query_codes={files['q48']},{files['q16']}",
+               f"--db_codes={files['d48']},{files['d16']}", f"--query_labels={files['ql']}",
+               f"--db_labels={files['dl']}", f"--out={out}"]
+    assert run(*several).returncode == 0
+    assert (out / "map_vs_bits.png").exists()
+    result = run(*base_args(files, out))
+    assert result.returncode == 2
+    assert "already holds a report" in result.stderr and "--overwrite" in result.stderr
+    assert run(*base_args(files, out), "--overwrite", "--metrics=map").returncode == 0
+    # The earlier report's figures are gone: nothing of two runs is mixed.
+    assert sorted(p.name for p in out.iterdir()) == ["metrics.json"]
+    (out / "notes.txt").write_text("mine")  # a user's own file is never touched
+    assert run(*base_args(files, out), "--overwrite", "--metrics=map").returncode == 0
+    assert (out / "notes.txt").read_text() == "mine"
+
+
+def test_real_valued_distance_runs_with_the_default_metrics(files, tmp_path):
+    result = run(*base_args(files, tmp_path / "r", q="relaxed", d="d48"), "--distance=euclidean",
+                 "--noplots")
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert {"map", "p@k"} <= set(report) and "pr" not in report and "p@r2" not in report
+    # Asked for explicitly, a radius metric is still refused, with the flag named.
+    result = run(*base_args(files, tmp_path / "s", q="relaxed", d="d48"), "--distance=euclidean",
+                 "--metrics=map,pr", "--noplots")
+    assert result.returncode == 2
+
+
+def test_packed_code_errors_name_the_flag(files, tmp_path):
+    result = run(*base_args(files, tmp_path / "r", q="q32", d="d32"), "--bits=31", "--noplots")
+    assert result.returncode == 2
+    line = result.stderr.strip().splitlines()[-1]
+    assert "--bits=31" in line and " bits=31" not in line
+
+
+def test_the_pr_curve_labels_its_radii(files, tmp_path):
+    from tfhash.evaluation import plots
+
+    report = evaluation.evaluate_codes(files["arrays"]["q16"], files["arrays"]["ql"],
+                                       files["arrays"]["d16"], files["arrays"]["dl"],
+                                       metrics=["pr"])
+    figure, axes = plots.new_figure()
+    plots._label_radii(axes, report["pr"])
+    labels = [text.get_text() for text in axes.texts]
+    assert labels[0] == "r=0" and len(labels) <= 8 and all(t.startswith("r=") for t in labels)

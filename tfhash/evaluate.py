@@ -18,47 +18,56 @@ See ``docs/evaluation.md``.
 
 import json
 import os
+import re
 
 import numpy as np
-from absl import app, flags
+from absl import flags
 
-from tfhash import evaluation
-from tfhash.errors import UsageError, exit_on_usage_error, parse_flags
-from tfhash.evaluation import conventions, distances
+from tfhash import cli, evaluation
+from tfhash.errors import UsageError
+from tfhash.evaluation import conventions, distances, plots
 
 FLAGS = flags.FLAGS
 
-flags.DEFINE_list("query_codes", None, "Query codes .npy: [Q, K] ±1 or 0/1, or packed uint8 "
-                  "with --bits. Several files (comma-separated) score several code lengths.")
-flags.DEFINE_list("db_codes", None, "Database codes .npy, one per --query_codes file, in the same "
-                  "order.")
-flags.DEFINE_string("query_labels", None, "Query labels .npy: class ids [Q] or multi-hot [Q, C].")
-flags.DEFINE_string("db_labels", None, "Database labels .npy: class ids [N] or multi-hot [N, C].")
-flags.DEFINE_list("bits", [], "Code length of packed uint8 codes, one per code file (0 for a file "
-                  "of ±1 or 0/1 codes); leave unset when no file is packed.")
-flags.DEFINE_list("metrics", list(evaluation.DEFAULT_METRICS), "Metrics: map, map@K, wap, wap@K, "
-                  "ndcg@K, acg@K, p@k (precision/recall@k curves), p@rR (hash lookup within "
-                  "radius R), pr (precision-recall over radii).")
-flags.DEFINE_integer("top_k", None, "Cut-off of map, wap, ndcg, acg written without @K; unset: "
-                     "the whole ranking.")
-flags.DEFINE_enum("ties", "average", evaluation.TIE_POLICIES, "Order of items at equal distance: "
-                  "average (exact expected value over all orders), index (database order), "
-                  "optimistic (relevant first), pessimistic (relevant last).")
-flags.DEFINE_enum("ap_denominator", "min_r_k", conventions.AP_DENOMINATORS, "AP@k divided by "
-                  "min(R, k) or by the relevant items in the top k.")
-flags.DEFINE_enum("empty_queries", "skip", conventions.EMPTY_POLICIES, "Queries with no relevant "
-                  "database item: left out of AP, recall and NDCG (skip) or counted as 0 (zero).")
-flags.DEFINE_enum("empty_ball", "zero", conventions.EMPTY_POLICIES, "Hash lookups with nothing "
-                  "within the radius: precision 0 (zero) or left out (skip).")
-flags.DEFINE_enum("gain", "shared", conventions.GAINS, "Graded relevance of ndcg, acg and wap: "
-                  "number of shared labels, or their Jaccard similarity.")
-flags.DEFINE_enum("preset", None, list(conventions.PRESETS), "Conventions of widely used code: "
-                  "deephash = --ties=index --ap_denominator=relevant_in_top_k "
-                  "--empty_queries=zero.")
-flags.DEFINE_enum("distance", "hamming", distances.DISTANCES, "hamming for binary codes; "
-                  "euclidean or cosine to rank real-valued embeddings (e.g. relaxed codes).")
-flags.DEFINE_string("out", None, "Output directory (created if missing).")
-flags.DEFINE_boolean("plots", True, "Write PNG plots (needs matplotlib).")
+def define_flags():
+    """Defines the command's flags; only when run as a program, so that importing this module
+    defines none."""
+    flags.DEFINE_list("query_codes", None, "Query codes .npy: [Q, K] ±1 or 0/1, or packed uint8 "
+                      "with --bits. Several files (comma-separated) score several code lengths.")
+    flags.DEFINE_list("db_codes", None, "Database codes .npy, one per --query_codes file, in the same "
+                      "order.")
+    flags.DEFINE_string("query_labels", None, "Query labels .npy: class ids [Q] or multi-hot [Q, C].")
+    flags.DEFINE_string("db_labels", None, "Database labels .npy: class ids [N] or multi-hot [N, C].")
+    flags.DEFINE_list("bits", [], "Code length of packed uint8 codes, one per code file (0 for a file "
+                      "of ±1 or 0/1 codes); leave unset when no file is packed.")
+    flags.DEFINE_list("metrics", list(evaluation.DEFAULT_METRICS), "Metrics: map, map@K, wap, wap@K, "
+                      "ndcg@K, acg@K, p@k (precision/recall@k curves), p@rR (hash lookup within "
+                      "radius R), pr (precision-recall over radii). Unset with a real-valued "
+                      "--distance: the ranking metrics of the default (map, p@k).")
+    flags.DEFINE_integer("top_k", None, "Cut-off of map, wap, ndcg, acg written without @K; unset: "
+                         "the whole ranking.")
+    flags.DEFINE_enum("ties", "average", evaluation.TIE_POLICIES, "Order of items at equal distance: "
+                      "average (exact expected value over all orders), index (database order), "
+                      "optimistic (relevant first), pessimistic (relevant last).")
+    flags.DEFINE_enum("ap_denominator", "min_r_k", conventions.AP_DENOMINATORS, "AP@k divided by "
+                      "min(R, k) or by the relevant items in the top k.")
+    flags.DEFINE_enum("empty_queries", "skip", conventions.EMPTY_POLICIES, "Queries with no relevant "
+                      "database item: left out of AP, recall and NDCG (skip) or counted as 0 (zero).")
+    flags.DEFINE_enum("empty_ball", "zero", conventions.EMPTY_POLICIES, "Hash lookups with nothing "
+                      "within the radius: precision 0 (zero) or left out (skip).")
+    flags.DEFINE_enum("gain", "shared", conventions.GAINS, "Graded relevance of ndcg, acg and wap: "
+                      "number of shared labels, or their Jaccard similarity.")
+    flags.DEFINE_enum("preset", None, list(conventions.PRESETS), "Conventions of widely used code: "
+                      "deephash = --ties=index --ap_denominator=relevant_in_top_k "
+                      "--empty_queries=zero.")
+    flags.DEFINE_enum("distance", "hamming", distances.DISTANCES, "hamming for binary codes; "
+                      "euclidean or cosine to rank real-valued embeddings (e.g. relaxed codes).")
+    flags.DEFINE_string("out", None, "Output directory (created if missing). One that holds an "
+                        "earlier report is refused unless --overwrite.")
+    flags.DEFINE_boolean("overwrite", False, "Replace the report (metrics.json and the plots) "
+                         "already in --out; the earlier one's files are removed first, so the two "
+                         "are never mixed.")
+    flags.DEFINE_boolean("plots", True, "Write PNG plots.")
 
 _CONVENTION_FLAGS = ("ties", "ap_denominator", "empty_queries", "empty_ball", "gain")
 
@@ -101,6 +110,27 @@ def _code_files():
     return list(zip(FLAGS.query_codes, FLAGS.db_codes, bits))
 
 
+def _metrics():
+    """--metrics, or the default's metrics that the chosen --distance can score."""
+    if FLAGS["metrics"].present or FLAGS.distance == "hamming":
+        return FLAGS.metrics
+    return [m for m in FLAGS.metrics if not (m == "pr" or m.startswith("p@r"))]
+
+
+def _prepare_out(out, overwrite):
+    """Checks --out before any scoring; removes an earlier report's files with --overwrite."""
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise UsageError(f"--out={out} is a file; pass a directory (created if missing)")
+    earlier = [name for name in (os.listdir(out) if os.path.isdir(out) else [])
+               if name == "metrics.json" or name in plots.FIGURE_FILES
+               or plots.is_figure_file(name)]
+    if earlier and not overwrite:
+        raise UsageError(f"--out={out} already holds a report ({', '.join(sorted(earlier))}); "
+                         "pass a new --out, or --overwrite to replace it")
+    for name in earlier:
+        os.remove(os.path.join(out, name))
+
+
 def _summary(report):
     data = report["data"]
     size = f"{data['bits']} bits" if "bits" in data else f"{data['dimensions']} dimensions"
@@ -110,15 +140,14 @@ def _summary(report):
     return f"{size}: " + ", ".join(scalars + lookups)
 
 
-@exit_on_usage_error
 def main(argv):
     if len(argv) > 1:
         raise UsageError(f"unexpected arguments {argv[1:]}: every setting is a --flag")
     files = _code_files()
     settings = _conventions()
-    if FLAGS.plots:
-        from tfhash.evaluation import plots
-        plots.require_matplotlib()  # before minutes of scoring, not after
+    if FLAGS.plots:  # these checks before minutes of scoring, not after
+        plots.require_matplotlib()
+    _prepare_out(FLAGS.out, FLAGS.overwrite)
     query_labels = _load(FLAGS.query_labels, "query_labels")
     db_labels = _load(FLAGS.db_labels, "db_labels")
     reports = []
@@ -126,10 +155,13 @@ def main(argv):
         try:
             report = evaluation.evaluate_codes(
                 _load(query_path, "query_codes"), query_labels, _load(db_path, "db_codes"),
-                db_labels, metrics=FLAGS.metrics, top_k=FLAGS.top_k, distance=FLAGS.distance,
+                db_labels, metrics=_metrics(), top_k=FLAGS.top_k, distance=FLAGS.distance,
                 bits=bits, **settings)
         except UsageError as e:
-            raise UsageError(f"{query_path} against {db_path}: {e}") from None
+            # The library's messages name its keyword arguments; on the command line they are
+            # flags.
+            message = re.sub(r"\b(bits|metrics)=", r"--\1=", str(e))
+            raise UsageError(f"{query_path} against {db_path}: {message}") from None
         print(_summary(report))
         reports.append(report)
     os.makedirs(FLAGS.out, exist_ok=True)
@@ -143,4 +175,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=parse_flags)
+    cli.run(main, define_flags)

@@ -1,11 +1,11 @@
 """Figures of evaluation reports: PR curve, precision@k, and metrics against code length.
 
-matplotlib is an optional extra (``pip install 'tfhash[plots]'``); it is imported
-only here, and figures are drawn on ``matplotlib.figure.Figure`` with the Agg
-canvas, so no GUI backend or global pyplot state is involved.
+matplotlib (a dependency of tfhash) is imported only here, and figures are
+drawn on ``matplotlib.figure.Figure`` with the Agg canvas, so no GUI backend or global pyplot state is involved.
 """
 
 import os
+import re
 
 from tfhash.errors import UsageError
 
@@ -15,7 +15,7 @@ def require_matplotlib():
     try:
         import matplotlib  # noqa: F401
     except ImportError:
-        raise UsageError("plots need matplotlib: pip install 'tfhash[plots]', or turn plots off "
+        raise UsageError("plots need matplotlib: pip install matplotlib, or turn plots off "
                          "(--noplots)") from None
 
 
@@ -39,14 +39,35 @@ def save_figure(figure, axes, out_dir, filename, title):
     return path
 
 
+# The figures save_plots writes (the radius figures are precision_radius<r>_vs_bits.png).
+FIGURE_FILES = ("pr_curve.png", "precision_at_k.png", "map_vs_bits.png")
+
+
+def is_figure_file(name):
+    """Whether ``name`` is a file :func:`save_plots` writes."""
+    return name in FIGURE_FILES or re.fullmatch(r"precision_radius\d+_vs_bits\.png", name) is not None
+
+
 def _label(data):
     return f"{data['bits']} bits" if "bits" in data else f"{data['dimensions']} dimensions"
+
+
+def _label_radii(axes, pr, most=8):
+    """Writes the Hamming radius ``r`` beside its point of the curve, at most ``most`` of them
+    (evenly spaced over the radii) so that long codes stay readable."""
+    points = [(r, x, y) for r, x, y in zip(pr["radius"], pr["recall"], pr["precision"])
+              if x is not None and y is not None]
+    step = max(1, -(-len(points) // most))
+    for radius, recall, precision in points[::step]:
+        axes.annotate(f"r={radius}", (recall, precision), textcoords="offset points",
+                      xytext=(4, 4), fontsize=7)
 
 
 def save_plots(reports, out_dir):
     """Writes the figures the reports allow; returns their paths.
 
-    * ``pr_curve.png``: precision against recall over Hamming radii (``pr``);
+    * ``pr_curve.png``: precision against recall over Hamming radii (``pr``), each
+      point labelled with its radius;
     * ``precision_at_k.png``: precision@k (``p@k``);
     and when there are several reports (codes of several lengths), the curves
     of the paper's Fig. 5:
@@ -63,7 +84,9 @@ def save_plots(reports, out_dir):
     if all("pr" in r for r in reports):
         figure, axes = new_figure()
         for label, report in labelled:
-            axes.plot(report["pr"]["recall"], report["pr"]["precision"], marker=".", label=label)
+            pr = report["pr"]
+            axes.plot(pr["recall"], pr["precision"], marker=".", label=label)
+            _label_radii(axes, pr)
         axes.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02))
         paths.append(save_figure(figure, axes, out_dir, "pr_curve.png",
                            "Precision-recall over Hamming radii"))
