@@ -265,3 +265,24 @@ def test_multi_label_list_file_trains_end_to_end_and_is_scored_by_map_at_k(tmp_p
         codes["database_labels"], top_k=10)
     relevant = (codes["query_labels"] @ codes["database_labels"].T > 0).mean()
     assert map_at_10 > relevant  # better than a random ranking's precision
+
+
+def test_a_shallow_method_trains_and_exports_through_the_commands(tmp_path):
+    run_dir, models_dir = tmp_path / "itq", tmp_path / "models"
+    result = _cli(f"--run_dir={run_dir}", "--method=itq", "--bits=32", "--backbone=pixels",
+                  "--image_size=8")
+    assert result.returncode == 0, result.stderr[-2000:]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["run"]["method"] == "itq" and _map_of(metrics) > 0.4  # chance: about 0.1
+    exported = subprocess.run([sys.executable, "-m", "tfhash.export", f"--run_dir={run_dir}",
+                               f"--export_dir={models_dir}"], capture_output=True, text=True,
+                              timeout=300)
+    assert exported.returncode == 0, exported.stderr[-2000:]
+    from tfhash import data, shallow
+    digits = data.load_collection("digits")
+    query = np.load(run_dir / "split" / "query.npy")[:16]
+    images = np.concatenate([x for x, _ in data.eval_dataset(digits, query, 8, 16)])
+    served = tf.saved_model.load(str(models_dir / "1")).signatures["serving_default"]
+    codes = served(images=tf.constant(images))["codes"].numpy()
+    np.testing.assert_array_equal(codes, np.load(run_dir / "codes" / "query_codes.npy")[:16])
+    assert shallow.load(str(run_dir / "shallow")).bits == 32

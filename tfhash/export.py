@@ -51,12 +51,19 @@ def checkpoint_path(run_dir):
 
 
 def export_run(run_dir, export_dir, version=None):
-    """Exports the best checkpoint of ``run_dir``; returns the written version directory."""
+    """Exports the best checkpoint of ``run_dir`` (or the shallow method fitted there); returns
+    the written version directory."""
+    if os.path.isfile(os.path.join(run_dir or "", "shallow", "model.json")):
+        cli.import_tensorflow()
+        from tfhash import shallow_export
+
+        return shallow_export.export_run(run_dir, export_dir, version)
     path = checkpoint_path(run_dir)
     if not export_dir:
         raise UsageError("--export_dir is required: the base directory of the exported model")
     serving.new_version_dir(export_dir, version)  # its errors before the slow imports
 
+    cli.import_tensorflow()
     import keras
 
     import tfhash.models  # noqa: F401  (registers HashingModel for load_model)

@@ -23,16 +23,21 @@ class Method:
 
     Attributes:
         name: the ``--method`` value.
-        loss: ``"module:Class"`` of its loss, a :class:`tfhash.losses.HashingLoss` subclass.
+        loss: ``"module:Class"`` of its loss, a :class:`tfhash.losses.HashingLoss` subclass
+            (``None`` for a shallow method).
         summary: one line for ``--help``.
         images_per_class: the fewest images of a class a batch must hold (an LSDH quadruplet
             needs an anchor and two positives: 3).
+        kind: ``"keras"``, a loss trained by ``model.fit`` on images; or ``"shallow"``, a
+            NumPy method of :mod:`tfhash.shallow` fitted once on features
+            (:mod:`tfhash.shallow_run`).
     """
 
     name: str
-    loss: str
+    loss: str | None
     summary: str
     images_per_class: int = 2
+    kind: str = "keras"
 
     def loss_class(self):
         module, _, attribute = self.loss.partition(":")
@@ -63,3 +68,10 @@ register(Method("lsdh_l1", "tfhash.losses.lsdh:LSDHL1Loss", "LSDH with mu = 0: L
                 "only (the paper's ablation)", images_per_class=3))
 register(Method("triplet", "tfhash.losses.triplet:TripletLoss", "triplet ranking (the first two "
                 "terms of Eq. 8) with LSDH's quantization"))
+for _name, _summary in [("lsh", "random hyperplanes through the mean"),
+                        ("sh", "spectral hashing, Weiss et al. 2008"),
+                        ("itq", "iterative quantization, Gong & Lazebnik 2011"),
+                        ("ksh", "kernel-based supervised hashing, Liu et al. 2012"),
+                        ("sdh", "supervised discrete hashing, Shen et al. 2015")]:
+    register(Method(_name, None, f"shallow: {_summary}, on features (--backbone, --features)",
+                    kind="shallow"))

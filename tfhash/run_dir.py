@@ -41,7 +41,7 @@ RESUMABLE = ("epochs", "learning_rate", "momentum", "weight_decay", "eval_every"
 
 # Everything tfhash writes in a run directory (a run of an older version wrote backup/).
 _OWN_ENTRIES = {"flags.json", "flags.cfg", "changes.json", "split", "checkpoints", "logs",
-                "history.csv", "codes", "metrics.json", "backup"}
+                "history.csv", "codes", "metrics.json", "backup", "shallow"}
 
 
 def completed_epochs(latest):
@@ -89,26 +89,14 @@ class RunDir:
             UsageError: the path is a file, the directory holds something that is not a
                 tfhash run, or a started run with settings that may not change.
         """
-        if os.path.exists(self.path) and not os.path.isdir(self.path):
-            raise UsageError(f"--run_dir={self.path} is a file; pass a directory")
-        entries = set(os.listdir(self.path)) if os.path.isdir(self.path) else set()
-        foreign = sorted(e for e in entries
-                         if e not in _OWN_ENTRIES and not e.startswith("finished_at_"))
-        if foreign:
-            raise UsageError(f"--run_dir={self.path} holds no tfhash run but other files "
-                             f"({', '.join(foreign[:3])}); pass a new or empty directory")
+        entries = self._own_entries()
         done = self._epochs_done()
         if done == 0:
             self._clear(entries)  # what a start that failed before its first epoch left
             os.makedirs(self.checkpoints, exist_ok=True)
             return 0, False
         saved = self.saved_settings()
-        fixed = sorted(k for k in settings if k not in RESUMABLE and saved.get(k) != settings[k])
-        if fixed:
-            diffs = ", ".join(f"--{k}={saved.get(k)!r} there vs {settings[k]!r} now"
-                              for k in fixed)
-            raise UsageError(f"run directory {self.path} holds a run with other settings "
-                             f"({diffs}); pass a new --run_dir, or the same flags to resume it")
+        self._refuse_changes(saved, settings, [k for k in settings if k not in RESUMABLE])
         finished = os.path.isfile(self.metrics)
         if finished and settings["epochs"] <= done:
             return done, True
@@ -123,6 +111,44 @@ class RunDir:
         if changed:
             self._record_change(done, changed)
         return done, False
+
+    def open_once(self, settings, keys):
+        """Prepares the directory for a run made in one go (a shallow method's fit).
+
+        Returns:
+            True if the directory holds this run finished (the same ``keys`` of
+            ``settings``); False after clearing what an unfinished attempt left.
+
+        Raises:
+            UsageError: as :meth:`open`.
+        """
+        entries = self._own_entries()
+        if os.path.isfile(self.metrics):
+            self._refuse_changes(self.saved_settings(), settings, keys)
+            return True
+        self._clear(entries)
+        os.makedirs(self.path, exist_ok=True)
+        return False
+
+    def _own_entries(self):
+        """The entries of the directory; refuses a file or a directory with other files."""
+        if os.path.exists(self.path) and not os.path.isdir(self.path):
+            raise UsageError(f"--run_dir={self.path} is a file; pass a directory")
+        entries = set(os.listdir(self.path)) if os.path.isdir(self.path) else set()
+        foreign = sorted(e for e in entries
+                         if e not in _OWN_ENTRIES and not e.startswith("finished_at_"))
+        if foreign:
+            raise UsageError(f"--run_dir={self.path} holds no tfhash run but other files "
+                             f"({', '.join(foreign[:3])}); pass a new or empty directory")
+        return entries
+
+    def _refuse_changes(self, saved, settings, keys):
+        changed = [k for k in keys if saved.get(k) != settings.get(k)]
+        if changed:
+            diffs = ", ".join(f"--{k}={saved.get(k)!r} there vs {settings.get(k)!r} now"
+                              for k in changed)
+            raise UsageError(f"run directory {self.path} holds a run with other settings "
+                             f"({diffs}); pass a new --run_dir, or the same flags to resume it")
 
     def _epochs_done(self):
         done = self.completed_epochs()
@@ -160,5 +186,7 @@ class RunDir:
             json.dump(settings, f, indent=2)
         with open(self.flagfile, "w") as f:
             for key, value in settings.items():
+                if isinstance(value, dict):  # e.g. --shallow_params=anchors=500,sigma=2.5
+                    value = ",".join(f"{k}={v}" for k, v in value.items()) or None
                 if value is not None:
                     f.write(f"--{key}={str(value).lower() if isinstance(value, bool) else value}\n")

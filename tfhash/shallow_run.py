@@ -39,8 +39,9 @@ import time
 
 import numpy as np
 
-from tfhash import shallow
+from tfhash import cli, evaluation, shallow
 from tfhash.errors import UsageError
+from tfhash.run_dir import RunDir
 
 # The settings a shallow run depends on; the other TrainConfig fields (epochs, learning rate…)
 # do not change it, so a rerun with other values of those still finds its run directory.
@@ -59,48 +60,6 @@ def _settings(config, features, params):
     values["features"] = os.path.abspath(features) if features else None
     values["shallow_params"] = dict(params)
     return values
-
-
-def _paths(run_dir):
-    return {name: os.path.join(run_dir, path) for name, path in (
-        ("flags", "flags.json"), ("flagfile", "flags.cfg"), ("split", "split"),
-        ("model", "shallow"), ("codes", "codes"), ("metrics", "metrics.json"))}
-
-
-def _open_run_dir(settings):
-    """Creates the run directory, or checks that an existing one holds this run's settings."""
-    run_dir = settings["run_dir"]
-    paths = _paths(run_dir)
-    if os.path.exists(run_dir) and not os.path.isdir(run_dir):
-        raise UsageError(f"--run_dir={run_dir} is a file; pass a directory")
-    if os.path.isfile(paths["flags"]):
-        with open(paths["flags"]) as f:
-            saved = json.load(f)
-        keys = SETTINGS + ("features", "shallow_params")
-        changed = [k for k in keys if saved.get(k) != settings[k]]
-        if changed:
-            diffs = ", ".join(f"--{k}={saved.get(k)!r} there vs {settings[k]!r} now"
-                              for k in changed)
-            raise UsageError(f"run directory {run_dir} holds a run with other settings "
-                             f"({diffs}); pass a new --run_dir, or the same flags to rerun it")
-        return True
-    if os.path.isdir(run_dir) and os.listdir(run_dir):
-        raise UsageError(f"--run_dir={run_dir} exists, is not empty and holds no tfhash run "
-                         "(no flags.json); pass a new or empty directory")
-    os.makedirs(run_dir, exist_ok=True)
-    return False
-
-
-def _write_settings(settings):
-    paths = _paths(settings["run_dir"])
-    with open(paths["flags"], "w") as f:
-        json.dump(settings, f, indent=2)
-    with open(paths["flagfile"], "w") as f:
-        for key, value in settings.items():
-            if key == "shallow_params":
-                value = ",".join(f"{k}={v}" for k, v in value.items()) or None
-            if value is not None:
-                f.write(f"--{key}={str(value).lower() if isinstance(value, bool) else value}\n")
 
 
 def _check(config):
@@ -150,6 +109,7 @@ def extract_features(collection, backbone, image_size, weights="none", batch_siz
     Returns:
         ``(float32 [N, D], feature model)``.
     """
+    cli.import_tensorflow()
     import keras
 
     from tfhash import data, shallow_export
@@ -186,25 +146,22 @@ def train_shallow(config, features=None, params=None):
         params = shallow.parse_params(params)
     model = shallow.get(config.method, bits=config.bits, seed=config.seed, **params)
     settings = _settings(config, features, {k: model.params[k] for k in params})
-    resumed = _open_run_dir(settings)
-    paths = _paths(config.run_dir)
-    if resumed and os.path.isfile(paths["metrics"]):
-        with open(paths["metrics"]) as f:
+    run = RunDir(config.run_dir)
+    model_dir = os.path.join(run.path, "shallow")
+    if run.open_once(settings, SETTINGS + ("features", "shallow_params")):
+        with open(run.metrics) as f:
             metrics = json.load(f)
-        print(f"{config.run_dir} is already finished; its metrics are in {paths['metrics']}")
-        _print_summary(metrics)
+        print(f"{config.run_dir} is already finished; its metrics are in {run.metrics}")
+        print("query set: " + evaluation.summary_line(metrics))
         return metrics
 
-    from tfhash import data, evaluation
+    from tfhash import data
 
     collection = data.load_collection(config.dataset, config.data_dir)
-    if resumed and os.path.isdir(paths["split"]):
-        split = data.Split.load(paths["split"], collection)
-    else:
-        split = data.make_split(collection, config.protocol, seed=config.seed,
-                                val_fraction=config.val_fraction)
-        split.save(paths["split"])
-    _write_settings(settings)
+    split = data.make_split(collection, config.protocol, seed=config.seed,
+                            val_fraction=config.val_fraction)
+    split.save(run.split)
+    run.write_settings(settings)
     print(f"{config.dataset}: {len(collection)} images; protocol {config.protocol}: "
           f"{len(split.train)} train (fitted on), {len(split.query)} queries, "
           f"{len(split.database)} database")
@@ -226,21 +183,21 @@ def train_shallow(config, features=None, params=None):
     model.fit(matrix[split.train],
               collection.labels[split.train] if model.supervised else None)
     fit_seconds = time.time() - start
-    model.save(paths["model"])
+    model.save(model_dir)
     if extractor is not None and config.backbone not in PIXELS:
         from tfhash import shallow_export
 
-        extractor.save(os.path.join(paths["model"], shallow_export.FEATURE_MODEL))
+        extractor.save(os.path.join(model_dir, shallow_export.FEATURE_MODEL))
 
     label_dtype = np.float32 if collection.multi_label else np.int64
-    os.makedirs(paths["codes"], exist_ok=True)
+    os.makedirs(run.codes, exist_ok=True)
     outputs = {}
     for part, indices in (("query", split.query), ("database", split.database)):
         relaxed = model.relaxed(matrix[indices])
         outputs[part] = (shallow.base.sign_codes(relaxed), collection.labels[indices])
         for name, array in (("codes", outputs[part][0]), ("embedding", relaxed),
                             ("labels", collection.labels[indices].astype(label_dtype))):
-            np.save(os.path.join(paths["codes"], f"{part}_{name}.npy"), array)
+            np.save(os.path.join(run.codes, f"{part}_{name}.npy"), array)
 
     metrics = evaluation.evaluate_codes(*outputs["query"], *outputs["database"],
                                         top_k=split.protocol.map_top_k)
@@ -250,19 +207,8 @@ def train_shallow(config, features=None, params=None):
                       "train_seconds": round(fit_seconds, 3),
                       "feature_seconds": round(feature_seconds, 1),
                       "feature_dim": int(matrix.shape[1]), "params": model.params}
-    with open(paths["metrics"], "w") as f:
+    with open(run.metrics, "w") as f:
         json.dump(metrics, f, indent=2)
-    _print_summary(metrics)
-    print(f"metrics: {paths['metrics']}; codes: {paths['codes']}; model: {paths['model']}")
+    print("query set: " + evaluation.summary_line(metrics))
+    print(f"metrics: {run.metrics}; codes: {run.codes}; model: {model_dir}")
     return metrics
-
-
-def _print_summary(metrics):
-    """The line a deep run prints: the query set's MAP and hash-lookup precision."""
-    data, conventions = metrics["data"], metrics["conventions"]
-    maps = ", ".join(f"{k.upper()} {v:.4f}" for k, v in metrics.items()
-                     if k.startswith("map") and isinstance(v, float))
-    lookup = metrics.get("p@r2", {}).get("precision")
-    print(f"query set: {maps} (ties={conventions['ties']}) over {data['queries']} queries x "
-          f"{data['database']} database items, {data['bits']} bits"
-          + ("" if lookup is None else f"; precision within Hamming radius 2: {lookup:.4f}"))

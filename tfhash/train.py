@@ -21,7 +21,7 @@ import time
 
 from absl import flags
 
-from tfhash import cli, data, methods
+from tfhash import cli, data, evaluation, methods
 from tfhash.errors import UsageError
 from tfhash.run_dir import RESUMABLE, RunDir
 
@@ -99,6 +99,12 @@ class TrainConfig:
                                     "float32.",
                                     choices=("none", "mixed_float16", "mixed_bfloat16"))
 
+    features: str = _setting(None, "Shallow methods: a .npy of features [N, D], one row per "
+                             "image of --dataset in its order, fitted on instead of computing "
+                             "them with --backbone (pixels: the raw pixels).")
+    shallow_params: str = _setting("", "Shallow methods: their parameters, name=value,... (e.g. "
+                                   "anchors=500,sigma=2.5 for ksh); see docs/shallow.md.")
+
     eval_every: int = _setting(5, "Compute validation MAP every this many epochs (and at the "
                                "last).")
     eval_batch_size: int = _setting(256, "Images per batch when encoding.")
@@ -114,8 +120,8 @@ class TrainConfig:
         checks = [
             (self.run_dir, "--run_dir is required: the directory for this run's outputs"),
             (self.bits >= 1, f"--bits must be at least 1, got {self.bits}"),
-            (self.image_size >= 32, f"--image_size must be at least 32 pixels, got "
-                                    f"{self.image_size}"),
+            (self.image_size >= (1 if method.kind == "shallow" else 32),
+             f"--image_size must be at least 32 pixels, got {self.image_size}"),
             (self.quantization_weight is None or self.quantization_weight >= 0,
              f"--quantization_weight (λ) must be >= 0, got {self.quantization_weight}"),
             (self.isometric_weight is None or self.isometric_weight >= 0,
@@ -175,6 +181,10 @@ class TrainConfig:
 def train(config):
     """Trains, evaluates and writes a run directory for ``config``; returns the metrics dict."""
     config.validate()
+    if methods.get(config.method).kind == "shallow":
+        from tfhash.shallow_run import train_shallow
+
+        return train_shallow(config, config.features, config.shallow_params)
     run = RunDir(config.run_dir)
     settings = dataclasses.asdict(config)
     epochs_done, finished = run.open(settings)
@@ -190,7 +200,7 @@ def train(config):
     import keras
     import numpy as np
 
-    from tfhash import callbacks, evaluation, losses, models
+    from tfhash import callbacks, losses, models
 
     loss = losses.get(config.method, **config.loss_kwargs())
 
@@ -291,14 +301,7 @@ class TrainingStopped(RuntimeError):
 
 
 def _print_summary(metrics):
-    """One line a person reads: the query set's MAP, its conventions and hash-lookup precision."""
-    data, conventions = metrics["data"], metrics["conventions"]
-    maps = ", ".join(f"{k.upper()} {v:.4f}" for k, v in metrics.items()
-                     if k.startswith("map") and isinstance(v, float))
-    lookup = metrics.get("p@r2", {}).get("precision")
-    print(f"query set: {maps} (ties={conventions['ties']}) over {data['queries']} queries x "
-          f"{data['database']} database items, {data['bits']} bits"
-          + ("" if lookup is None else f"; precision within Hamming radius 2: {lookup:.4f}"))
+    print("query set: " + evaluation.summary_line(metrics))
 
 
 # ---------------------------------------------------------------------------------------------

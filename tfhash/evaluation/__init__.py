@@ -41,11 +41,13 @@ from tfhash.evaluation.metrics import (
     RetrievalMetric,
     WeightedAveragePrecision,
 )
-from tfhash.evaluation.report import DEFAULT_METRICS, evaluate_codes, mean_average_precision
+from tfhash.evaluation.report import (DEFAULT_METRICS, evaluate_codes, mean_average_precision,
+                                      summary_line)
 from tfhash.evaluation.ties import TIE_POLICIES
 
 __all__ = [
     "DEFAULT_METRICS",
+    "summary_line",
     "PRESETS",
     "TIE_POLICIES",
     "AverageCumulativeGain",

@@ -207,3 +207,21 @@ def _accumulate(metrics, batch, totals, counts):
         total = np.where(defined, values, 0.0).sum(0)
         totals[i] = total if totals[i] is None else totals[i] + total
         counts[i] = defined.sum(0) + (0 if counts[i] is None else counts[i])
+
+
+def summary_line(report):
+    """One line a person reads: a report's MAP, its tie convention and hash-lookup precision.
+
+    Example:
+
+    >>> codes = np.array([[1, 1], [1, -1], [-1, -1]], np.int8)
+    >>> summary_line(evaluate_codes(codes[:1], [0], codes, [0, 0, 1], metrics=["map", "p@r2"]))
+    'MAP 1.0000 (ties=average) over 1 queries x 3 database items, 2 bits; precision within Hamming radius 2: 0.6667'
+    """
+    data, conventions = report["data"], report["conventions"]
+    maps = ", ".join(f"{k.upper()} {v:.4f}" for k, v in report.items()
+                     if k.startswith("map") and isinstance(v, float))
+    lookup = report.get("p@r2", {}).get("precision")
+    return (f"{maps} (ties={conventions['ties']}) over {data['queries']} queries x "
+            f"{data['database']} database items, {data['bits']} bits"
+            + ("" if lookup is None else f"; precision within Hamming radius 2: {lookup:.4f}"))

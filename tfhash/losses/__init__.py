@@ -36,15 +36,19 @@ class _LossClasses(collections.abc.Mapping):
     """Method name → loss class, a live view of the registry (:mod:`tfhash.methods`)."""
 
     def __getitem__(self, name):
-        if name not in methods.REGISTRY:
+        if name not in self._names():
             raise KeyError(name)
         return methods.REGISTRY[name].loss_class()
 
     def __iter__(self):
-        return iter(methods.REGISTRY)
+        return iter(self._names())
 
     def __len__(self):
-        return len(methods.REGISTRY)
+        return len(self._names())
+
+    @staticmethod
+    def _names():
+        return [name for name, m in methods.REGISTRY.items() if m.kind == "keras"]
 
 
 METHODS = _LossClasses()
@@ -63,7 +67,13 @@ def get(method, **kwargs):
         UsageError: for an unknown method, an unknown (e.g. misspelt) argument or an invalid
             value.
     """
-    loss_class = methods.get(method).loss_class()
+    if method not in METHODS:
+        kind = getattr(methods.REGISTRY.get(method), "kind", None)
+        if kind:
+            raise UsageError(f"{method} is a {kind} method with no Keras loss; see "
+                             f"tfhash.{kind}")
+        raise UsageError(f"unknown method {method!r}: choose one of {', '.join(METHODS)}")
+    loss_class = METHODS[method]
     accepted = _keyword_arguments(loss_class)
     unknown = sorted(set(kwargs) - accepted)
     if unknown:
