@@ -191,7 +191,9 @@ def test_same_seed_same_batches_other_seed_other_batches():
     assert not np.array_equal(first(1), first(2))
 
 
-def test_augmentation_is_a_padded_random_crop_and_flip():
+@pytest.mark.parametrize("augment,flips", [(True, {False, True}), ("crop_flip", {False, True}),
+                                           ("crop", {False})])
+def test_augmentation_is_a_padded_random_crop_and_flip(augment, flips):
     size, pad = 8, 1  # pad = size // 8
     pixels = random_pixels(6, size, seed=7)
     collection = pixel_collection(np.repeat(np.arange(3), 2), pixels)
@@ -204,7 +206,7 @@ def test_augmentation_is_a_padded_random_crop_and_flip():
                 crop = padded[i, dy:dy + size, dx:dx + size]
                 candidates[crop.tobytes()] = (i, dy, dx, False)
                 candidates[crop[:, ::-1].tobytes()] = (i, dy, dx, True)
-    ds = data.train_dataset(collection, np.arange(6), size, 4, 2, augment=True, seed=3)
+    ds = data.train_dataset(collection, np.arange(6), size, 4, 2, augment=augment, seed=3)
     seen = []
     for images, batch_labels in batches(ds, 30):
         for image, label in zip(images, batch_labels):
@@ -212,7 +214,15 @@ def test_augmentation_is_a_padded_random_crop_and_flip():
             assert label == i // 2
             seen.append((dy, dx, flipped))
     assert len({(dy, dx) for dy, dx, _ in seen}) == 9       # every offset occurs
-    assert {f for _, _, f in seen} == {False, True}
+    assert {f for _, _, f in seen} == flips  # "crop" never mirrors an image
+
+
+def test_digits_are_never_flipped_by_default():
+    assert data.default_augmentation("digits") == "none"  # a mirrored digit is another glyph
+    assert data.default_augmentation("cifar10") == "crop_flip"
+    with pytest.raises(UsageError, match="unknown augmentation 'flip'"):
+        data.train_dataset(pixel_collection(np.repeat(np.arange(2), 2), random_pixels(4, 8, 0)),
+                           np.arange(4), 8, 4, 2, augment="flip")
 
 
 def test_training_from_image_files_upscaled(tmp_path):
