@@ -1,6 +1,7 @@
 """``python -m tfhash.evaluate``: the report and plots it writes, and its error paths (exit 2)."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -215,3 +216,29 @@ def test_the_pr_curve_labels_its_radii(files, tmp_path):
     plots._label_radii(axes, report["pr"])
     labels = [text.get_text() for text in axes.texts]
     assert labels[0] == "r=0" and len(labels) <= 8 and all(t.startswith("r=") for t in labels)
+
+
+def test_the_gallery_shows_the_first_queries_with_their_results(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(3)
+    labels = np.repeat(np.arange(3), 4)
+    codes = np.where(np.eye(3, 8, dtype=bool)[labels] ^ (rng.random((12, 8)) < 0.1), 1, -1)
+    paths = []
+    for i, label in enumerate(labels):
+        paths.append(str(tmp_path / f"{i}.png"))
+        Image.fromarray(np.full((16, 16, 3), 80 * label, np.uint8)).save(paths[-1])
+    for name, rows in (("query", slice(0, 3)), ("database", slice(3, 12))):
+        np.save(tmp_path / f"{name}_codes.npy", codes[rows].astype(np.int8))
+        np.save(tmp_path / f"{name}_labels.npy", labels[rows])
+        np.save(tmp_path / f"{name}_paths.npy", np.array(paths[rows]))
+    args = [f"--query_codes={tmp_path / 'query_codes.npy'}",
+            f"--query_labels={tmp_path / 'query_labels.npy'}",
+            f"--db_codes={tmp_path / 'database_codes.npy'}",
+            f"--db_labels={tmp_path / 'database_labels.npy'}", "--metrics=map", "--noplots"]
+    result = run(*args, "--gallery", f"--out={tmp_path / 'report'}")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "report" / "gallery.png").read_bytes()[:8] == PNG_MAGIC
+    os.remove(tmp_path / "database_paths.npy")
+    result = run(*args, "--gallery", f"--out={tmp_path / 'again'}")
+    assert result.returncode == 2 and "--gallery needs the image paths of --db_codes" in result.stderr

@@ -68,6 +68,10 @@ def define_flags():
                          "already in --out; the earlier one's files are removed first, so the two "
                          "are never mixed.")
     flags.DEFINE_boolean("plots", True, "Write PNG plots.")
+    flags.DEFINE_boolean("gallery", False, "Also draw gallery.png: the first queries' images with "
+                         "their top results, relevant ones framed green, others red. Needs the "
+                         "image paths that encode writes beside the codes (<name>_paths.npy, for "
+                         "image folders and list files).")
 
 _CONVENTION_FLAGS = ("ties", "ap_denominator", "empty_queries", "empty_ball", "gain")
 
@@ -131,6 +135,39 @@ def _prepare_out(out, overwrite):
         os.remove(os.path.join(out, name))
 
 
+def _paths_beside(codes_path, flag):
+    """The image paths encode wrote beside ``<name>_codes.npy``: ``<name>_paths.npy``."""
+    path = codes_path[:-len("_codes.npy")] + "_paths.npy" if codes_path.endswith(
+        "_codes.npy") else None
+    if path is None or not os.path.isfile(path):
+        raise UsageError(f"--gallery needs the image paths of --{flag}: encode an image folder "
+                         "or list file with python -m tfhash.encode, which writes "
+                         "<name>_paths.npy beside <name>_codes.npy")
+    return _load(path, flag)
+
+
+def _gallery(query_codes, query_labels, db_codes, db_labels, bits, query_paths, db_paths, out,
+             queries=8, k=8):
+    """Draws ``out/gallery.png``: the first ``queries`` queries and their top ``k`` results by
+    Hamming distance (ties in database order, as ``tfhash.search``)."""
+    from tfhash import gallery, retrieval
+
+    space = distances.Hamming(db_codes, bits)
+    rows = space(space.prepare(query_codes[:queries], "query_codes")).astype(np.int64)
+    hits, relevant = [], []
+    for q, row in enumerate(rows):
+        top = np.argsort(row, kind="stable")[:k]
+        hits.append(retrieval.Hits(distances=row[top], positions=top, item_ids=db_paths[top],
+                                   paths=db_paths[top], labels=None))
+        if query_labels.ndim == 1:
+            relevant.append(list(db_labels[top] == query_labels[q]))
+        else:
+            relevant.append(list(db_labels[top] @ query_labels[q] > 0))
+    titles = [(query_paths[q], f"query {q}") for q in range(len(rows))]
+    return gallery.draw_gallery(os.path.join(out, "gallery.png"), titles, hits, relevant,
+                                max_results=k)
+
+
 def _summary(report):
     data = report["data"]
     size = f"{data['bits']} bits" if "bits" in data else f"{data['dimensions']} dimensions"
@@ -147,6 +184,9 @@ def main(argv):
     settings = _conventions()
     if FLAGS.plots:  # these checks before minutes of scoring, not after
         plots.require_matplotlib()
+    if FLAGS.gallery:
+        gallery_paths = (_paths_beside(files[0][0], "query_codes"),
+                         _paths_beside(files[0][1], "db_codes"))
     _prepare_out(FLAGS.out, FLAGS.overwrite)
     query_labels = _load(FLAGS.query_labels, "query_labels")
     db_labels = _load(FLAGS.db_labels, "db_labels")
@@ -171,6 +211,11 @@ def main(argv):
     written = [path]
     if FLAGS.plots:
         written += plots.save_plots(reports, FLAGS.out)
+    if FLAGS.gallery:
+        query_path, db_path, bits = files[0]
+        written.append(_gallery(_load(query_path, "query_codes"), query_labels,
+                                _load(db_path, "db_codes"), db_labels, bits, *gallery_paths,
+                                FLAGS.out))
     print("wrote " + ", ".join(written))
 
 

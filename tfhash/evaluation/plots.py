@@ -39,8 +39,9 @@ def save_figure(figure, axes, out_dir, filename, title):
     return path
 
 
-# The figures save_plots writes (the radius figures are precision_radius<r>_vs_bits.png).
-FIGURE_FILES = ("pr_curve.png", "precision_at_k.png", "map_vs_bits.png")
+# The figures of a report: save_plots's (the radius figures are precision_radius<r>_vs_bits.png)
+# and evaluate's gallery.
+FIGURE_FILES = ("pr_curve.png", "precision_at_k.png", "map_vs_bits.png", "gallery.png")
 
 
 def is_figure_file(name):
