@@ -35,10 +35,18 @@ class HashingLayer(keras.layers.Layer):
     Adaptive optimizers (Adam) normalise gradient scale away, so there the
     multiplier has (almost) no effect.
 
+    Every head of tfhash outputs relaxed codes whose sign is the binary code, so
+    export, evaluation and search need not know the method. ``activation="linear"``
+    gives ``h = W x + v`` itself (DSH, LCDSH). A method whose paper uses sigmoid
+    outputs ``s ∈ (0, 1)`` with bits ``s ≥ 0.5`` trains on ``s = (h + 1) / 2``
+    of the tanh head, since ``(tanh(z) + 1) / 2 = σ(2z)``: the same codes, with
+    the factor 2 absorbed into ``W`` and ``v``.
+
     Args:
         bits: K, the code length.
         learning_rate_multiplier: factor on the gradients of ``W`` and ``v``
             (the paper: 10; 1 disables it).
+        activation: ``"tanh"`` (LSDH: ``h ∈ (−1, 1)``) or ``"linear"``.
         kernel_initializer, bias_initializer, kernel_regularizer: as in
             ``keras.layers.Dense``.
         **kwargs: base ``keras.layers.Layer`` arguments (``name``, ``dtype``…).
@@ -55,6 +63,7 @@ class HashingLayer(keras.layers.Layer):
         self,
         bits,
         learning_rate_multiplier=1.0,
+        activation="tanh",
         kernel_initializer="glorot_uniform",
         bias_initializer="zeros",
         kernel_regularizer=None,
@@ -70,6 +79,9 @@ class HashingLayer(keras.layers.Layer):
                 f"learning_rate_multiplier must be positive, got {learning_rate_multiplier}"
             )
         self.learning_rate_multiplier = float(learning_rate_multiplier)
+        if activation not in ("tanh", "linear"):
+            raise ValueError(f"activation must be 'tanh' or 'linear', got {activation!r}")
+        self.activation = activation
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.bias_initializer = keras.initializers.get(bias_initializer)
         self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
@@ -88,7 +100,8 @@ class HashingLayer(keras.layers.Layer):
     def call(self, inputs):
         kernel = _scale_gradient(self.kernel, self.learning_rate_multiplier)
         bias = _scale_gradient(self.bias, self.learning_rate_multiplier)
-        return ops.tanh(ops.matmul(inputs, kernel) + bias)
+        h = ops.matmul(inputs, kernel) + bias
+        return ops.tanh(h) if self.activation == "tanh" else h
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (self.bits,)
@@ -98,6 +111,7 @@ class HashingLayer(keras.layers.Layer):
         config.update(
             bits=self.bits,
             learning_rate_multiplier=self.learning_rate_multiplier,
+            activation=self.activation,
             kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
             bias_initializer=keras.initializers.serialize(self.bias_initializer),
             kernel_regularizer=keras.regularizers.serialize(self.kernel_regularizer),

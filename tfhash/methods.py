@@ -28,6 +28,12 @@ class Method:
         summary: one line for ``--help``.
         images_per_class: the fewest images of a class a batch must hold (an LSDH quadruplet
             needs an anchor and two positives: 3).
+        head: the hashing layer's activation (``tfhash.layers.HashingLayer``): ``"tanh"``
+            or ``"linear"``; every head's output has the binary code as its sign.
+        prepare: ``"module:function"`` run once before training, as
+            ``function(config, collection, split, run_dir)``, returning further arguments of
+            the loss (a two-stage method's first stage: CNNH's target codes, say, which it
+            saves in ``run_dir`` and reuses on resume); ``None`` for most methods.
         kind: ``"keras"``, a loss trained by ``model.fit`` on images; or ``"shallow"``, a
             NumPy method of :mod:`tfhash.shallow` fitted once on features
             (:mod:`tfhash.shallow_run`).
@@ -37,11 +43,20 @@ class Method:
     loss: str | None
     summary: str
     images_per_class: int = 2
+    head: str = "tanh"
+    prepare: str | None = None
     kind: str = "keras"
 
     def loss_class(self):
-        module, _, attribute = self.loss.partition(":")
-        return getattr(importlib.import_module(module), attribute)
+        return _resolve(self.loss)
+
+    def prepare_function(self):
+        return _resolve(self.prepare)
+
+
+def _resolve(path):
+    module, _, attribute = path.partition(":")
+    return getattr(importlib.import_module(module), attribute)
 
 
 REGISTRY = {}

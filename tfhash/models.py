@@ -85,7 +85,7 @@ def term_names(loss):
 
 
 def build_model(backbone="resnet_small", bits=48, image_size=32, weights="none",
-                head_learning_rate_multiplier=10.0):
+                head_learning_rate_multiplier=10.0, head="tanh"):
     """Builds the hashing network for ``backbone`` with a ``bits``-bit hashing layer.
 
     Args:
@@ -95,6 +95,8 @@ def build_model(backbone="resnet_small", bits=48, image_size=32, weights="none",
         weights: ``"none"``, ``"imagenet"`` or a local weights file for the backbone.
         head_learning_rate_multiplier: the hashing layer's learning rate relative to
             the backbone's (the LSDH paper: 10).
+        head: the hashing layer's activation, ``"tanh"`` or ``"linear"`` (the method's,
+            ``tfhash.methods.Method.head``).
 
     Returns:
         A :class:`HashingModel` with input ``images`` (float32 ``[B, S, S, 3]``,
@@ -103,5 +105,5 @@ def build_model(backbone="resnet_small", bits=48, image_size=32, weights="none",
     features = build_backbone(backbone, image_size, weights)
     images = keras.Input((image_size, image_size, 3), name="images")
     h = HashingLayer(bits, learning_rate_multiplier=head_learning_rate_multiplier,
-                     name="hashing")(features(images))
+                     activation=head, name="hashing")(features(images))
     return HashingModel(images, h, name=f"{backbone}_{bits}bits")

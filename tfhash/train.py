@@ -13,6 +13,7 @@ can be overridden after the flagfile, e.g. ``--bits=12 --run_dir=runs/x``. How a
 is resumed, extended or refused is in :mod:`tfhash.run_dir`.
 """
 
+import ast
 import dataclasses
 import json
 import os
@@ -65,8 +66,12 @@ class TrainConfig:
     isometric_weight: float = _setting(None, "μ of Eq. 11, the weight of the Hamming-isometric "
                                        "term; default: the paper's 0.25 (single-label) or 0.75 "
                                        "(multi-label).")
-    mining: str = _setting("random", "In-batch tuples: all valid ones, or a random sample of "
-                           "--quadruplets_per_anchor per anchor.", choices=("all", "random"))
+    mining: str = _setting(None, "In-batch tuples: all valid ones, or a random sample of "
+                           "--quadruplets_per_anchor per anchor; default: the loss's (random).",
+                           choices=("all", "random"))
+    method_args: str = _setting("", "Further arguments of the method's loss, name=value,... "
+                                "(e.g. alpha=0.01); an unknown name is refused, naming the "
+                                "loss's arguments. See docs/losses.md for each method's.")
     quadruplets_per_anchor: int = _setting(None, "Tuples sampled per anchor (--mining=random); "
                                            "default: the loss's (128, about the negatives of "
                                            "an anchor in a batch of 8 classes x 16).")
@@ -168,11 +173,29 @@ class TrainConfig:
         return self.augment
 
     def loss_kwargs(self):
-        """The loss's arguments: those set here; the loss's own defaults for the rest."""
+        """The loss's arguments: those set here (the flags, then ``--method_args``); the
+        loss's own defaults for the rest. ``seed`` is passed to a loss that takes one."""
         kwargs = dict(margin=self.margin, quantization_weight=self.quantization_weight,
                       isometric_weight=self.isometric_weight, mining=self.mining,
-                      quadruplets_per_anchor=self.quadruplets_per_anchor, seed=self.seed)
-        return {k: v for k, v in kwargs.items() if v is not None}
+                      quadruplets_per_anchor=self.quadruplets_per_anchor)
+        kwargs = {k: v for k, v in kwargs.items() if v is not None}
+        kwargs.update(parse_arguments(self.method_args, "--method_args"))
+        return kwargs
+
+
+def parse_arguments(text, flag):
+    """``"a=1,b=0.5,c=all"`` → ``{"a": 1, "b": 0.5, "c": "all"}`` (numbers, booleans and
+    ``None`` as Python literals, anything else as a string)."""
+    arguments = {}
+    for item in filter(None, (part.strip() for part in (text or "").split(","))):
+        name, equals, value = item.partition("=")
+        if not equals or not name.strip():
+            raise UsageError(f"{flag}: {item!r} is not name=value; write e.g. {flag}=alpha=0.01")
+        try:
+            arguments[name.strip()] = ast.literal_eval(value.strip())
+        except (ValueError, SyntaxError):
+            arguments[name.strip()] = value.strip()
+    return arguments
 
 
 # ---------------------------------------------------------------------------------------------
@@ -202,7 +225,7 @@ def train(config):
 
     from tfhash import callbacks, losses, models
 
-    loss = losses.get(config.method, **config.loss_kwargs())
+    method = methods.get(config.method)
 
     # Data: the collection, its protocol split (reused on resume), the batch pipelines.
     collection = data.load_collection(config.dataset, config.data_dir)
@@ -213,6 +236,12 @@ def train(config):
                                 val_fraction=config.val_fraction)
         split.save(run.split)
     run.write_settings(settings)
+    loss_kwargs = config.loss_kwargs()
+    if "seed" in losses.arguments(config.method):
+        loss_kwargs["seed"] = config.seed
+    if method.prepare:  # e.g. a two-stage method's first stage, saved in the run directory
+        loss_kwargs.update(method.prepare_function()(config, collection, split, run.path))
+    loss = losses.get(config.method, **loss_kwargs)
     print(f"{config.dataset}: {len(collection)} images; protocol {config.protocol}: "
           f"{len(split.train)} train, {len(split.val)} validation, {len(split.query)} queries, "
           f"{len(split.database)} database")
@@ -235,7 +264,8 @@ def train(config):
 
     # Model and loss; a resumed run continues from its latest checkpoint, optimizer included.
     model = models.build_model(config.backbone, config.bits, config.image_size, config.weights,
-                               head_learning_rate_multiplier=config.head_lr_multiplier)
+                               head_learning_rate_multiplier=config.head_lr_multiplier,
+                               head=method.head)
     schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate,
                                                       decay_steps=steps * config.epochs)
     model.compile(optimizer=keras.optimizers.SGD(schedule, momentum=config.momentum,

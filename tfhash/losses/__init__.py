@@ -74,7 +74,7 @@ def get(method, **kwargs):
                              f"tfhash.{kind}")
         raise UsageError(f"unknown method {method!r}: choose one of {', '.join(METHODS)}")
     loss_class = METHODS[method]
-    accepted = _keyword_arguments(loss_class)
+    accepted = arguments(method)
     unknown = sorted(set(kwargs) - accepted)
     if unknown:
         raise UsageError(f"{method} takes no argument {', '.join(map(repr, unknown))}; its "
@@ -82,8 +82,10 @@ def get(method, **kwargs):
     return loss_class(**kwargs)
 
 
-def _keyword_arguments(loss_class):
-    """The keyword arguments ``loss_class(...)`` accepts, through ``**kwargs`` to its bases."""
+def arguments(method):
+    """The names of the keyword arguments the loss of ``method`` accepts (through
+    ``**kwargs`` to its base classes)."""
+    loss_class = METHODS[method]
     accepted = set()
     for cls in loss_class.__mro__:
         init = cls.__dict__.get("__init__")
@@ -104,6 +106,7 @@ __all__ = [
     "LSDHLoss",
     "RankingLoss",
     "TripletLoss",
+    "arguments",
     "get",
     "hamming_isometric",
     "is_multi_label",
