@@ -9,6 +9,7 @@ or inside the exported serving graph.
 """
 
 import keras
+import numpy as np
 from keras import ops
 
 from tfhash import losses  # noqa: F401  registers the losses saved models are compiled with
@@ -85,7 +86,7 @@ def term_names(loss):
 
 
 def build_model(backbone="resnet_small", bits=48, image_size=32, weights="none",
-                head_learning_rate_multiplier=10.0, head="tanh"):
+                head_learning_rate_multiplier=10.0, head="tanh", hidden=0, dropout=0.0):
     """Builds the hashing network for ``backbone`` with a ``bits``-bit hashing layer.
 
     Args:
@@ -97,6 +98,8 @@ def build_model(backbone="resnet_small", bits=48, image_size=32, weights="none",
             the backbone's (the LSDH paper: 10).
         head: the hashing layer's activation, ``"tanh"`` or ``"linear"`` (the method's,
             ``tfhash.methods.Method.head``).
+        hidden, dropout: a ReLU layer of ``hidden`` units (and dropout) between the
+            features and the hashing layer; 0: none (the LSDH paper's network).
 
     Returns:
         A :class:`HashingModel` with input ``images`` (float32 ``[B, S, S, 3]``,
@@ -104,6 +107,54 @@ def build_model(backbone="resnet_small", bits=48, image_size=32, weights="none",
     """
     features = build_backbone(backbone, image_size, weights)
     images = keras.Input((image_size, image_size, 3), name="images")
+    x = features(images)
+    if hidden:
+        x = keras.layers.Dense(hidden, activation="relu", name="hidden")(x)
+        if dropout:
+            x = keras.layers.Dropout(dropout, name="dropout")(x)
     h = HashingLayer(bits, learning_rate_multiplier=head_learning_rate_multiplier,
-                     activation=head, name="hashing")(features(images))
+                     activation=head, name="hashing")(x)
     return HashingModel(images, h, name=f"{backbone}_{bits}bits")
+
+
+def build_head(train_features, bits=48, hidden=0, head="tanh",
+               head_learning_rate_multiplier=10.0, dropout=0.0):
+    """The hashing head alone, from a backbone's features to relaxed codes: what a run with a
+    frozen backbone trains, on features computed once (:mod:`tfhash.features`).
+
+    ``features [B, d] → standardise → (Dense(hidden, ReLU) → Dropout, if hidden > 0)
+    → HashingLayer(bits)``, the standardisation with the mean and variance of
+    ``train_features`` (float32 ``[n, d]``, the training images'), fixed: pooled features
+    come on any scale (a random-initialised backbone's are ~0.05), and a head on raw ones
+    can sit at h ≈ 0 for many steps. :func:`with_backbone` puts the backbone in front of it
+    for export.
+
+    Returns:
+        A :class:`HashingModel` with input ``features`` (float32 ``[B, d]``).
+    """
+    train_features = np.asarray(train_features, np.float32)
+    features = keras.Input((train_features.shape[1],), name="features")
+    x = keras.layers.Normalization(mean=train_features.mean(0), name="standardise",
+                                   variance=np.maximum(train_features.var(0), 1e-12))(features)
+    if hidden:
+        x = keras.layers.Dense(hidden, activation="relu", name="hidden")(x)
+        if dropout:
+            x = keras.layers.Dropout(dropout, name="dropout")(x)
+    h = HashingLayer(bits, learning_rate_multiplier=head_learning_rate_multiplier,
+                     activation=head, name="hashing")(x)
+    return HashingModel(features, h, name=f"head_{bits}bits")
+
+
+def with_backbone(head_model, backbone, image_size, weights):
+    """The whole network for a head trained on frozen features: images in, the head's codes
+    out, the backbone exactly the one the features came from (``weights`` loaded again).
+
+    Returns:
+        A ``keras.Model`` from raw ``[0, 255]`` images ``[B, S, S, 3]`` to ``h``, as
+        :func:`build_model` makes, ready for :func:`tfhash.serving.export_model`.
+    """
+    features = build_backbone(backbone, image_size, weights)
+    features.trainable = False
+    images = keras.Input((image_size, image_size, 3), name="images")
+    h = head_model(features(images))
+    return keras.Model(images, h, name=f"{backbone}_{head_model.name}")

@@ -4,7 +4,9 @@
       flags.json, flags.cfg     the settings (flags.cfg reruns the same run)
       changes.json              settings changed when the run was resumed or extended
       split/                    train/val/query/database/unlabeled indices + protocol.json
-      checkpoints/best.keras    best validation MAP (best.keras.json: which epoch)
+      checkpoints/best.keras    best validation MAP (best.keras.json: which epoch); with a frozen
+                                backbone the whole network, its head from best_head.keras
+      features/                 cached backbone features (--freeze_backbone)
       checkpoints/latest.keras  the last completed epoch, with the optimizer state: the state
                                 a run resumes from (latest.keras.json: how many epochs)
       logs/                     TensorBoard
@@ -41,7 +43,7 @@ RESUMABLE = ("epochs", "learning_rate", "momentum", "weight_decay", "eval_every"
 
 # Everything tfhash writes in a run directory (a run of an older version wrote backup/).
 _OWN_ENTRIES = {"flags.json", "flags.cfg", "changes.json", "split", "checkpoints", "logs",
-                "history.csv", "codes", "metrics.json", "backup", "shallow"}
+                "history.csv", "codes", "metrics.json", "backup", "shallow", "features"}
 
 
 def completed_epochs(latest):
@@ -67,6 +69,7 @@ class RunDir:
         self.split = join("split")
         self.checkpoints = join("checkpoints")
         self.best = join("checkpoints", "best.keras")
+        self.best_head = join("checkpoints", "best_head.keras")  # --freeze_backbone
         self.latest = join("checkpoints", "latest.keras")
         self.logs = join("logs")
         self.history = join("history.csv")

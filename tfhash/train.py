@@ -83,6 +83,16 @@ class TrainConfig:
     image_size: int = _setting(32, "Side of the square input images, in pixels (at least 32).")
     head_lr_multiplier: float = _setting(10.0, "Learning rate of the hashing layer relative to "
                                          "the backbone's (the paper: 10).")
+    freeze_backbone: bool = _setting(False, "Train the head alone on the backbone's features, "
+                                     "computed once and cached (--feature_cache): minutes "
+                                     "instead of hours on a CPU for a pretrained backbone. The "
+                                     "exported model still takes images.")
+    feature_cache: str = _setting(None, "Directory of cached backbone features "
+                                  "(--freeze_backbone), shared by runs on the same images, "
+                                  "backbone, weights and size; default: run_dir/features.")
+    head_hidden: int = _setting(0, "Width of a ReLU layer between the features and the "
+                                "hashing layer; 0: none (the paper's network).")
+    head_dropout: float = _setting(0.0, "Dropout after that layer (--head_hidden).")
 
     batch_size: int = _setting(128, "Images per batch.")
     images_per_class: int = _setting(16, "Images of each class in a batch (at least 2, so every "
@@ -93,6 +103,9 @@ class TrainConfig:
     learning_rate: float = _setting(0.01, "Peak SGD learning rate of the backbone (cosine decay "
                                     "to 0 over the run). Much above 0.01 the tanh codes "
                                     "saturate early and stop learning.")
+    optimizer: str = _setting("sgd", "sgd (with --momentum; the paper's) or adam (AdamW); both "
+                              "with --weight_decay and the cosine schedule.",
+                              choices=("sgd", "adam"))
     momentum: float = _setting(0.9, "SGD momentum.")
     weight_decay: float = _setting(5e-4, "Decoupled weight decay (the paper: 0.0005).")
     augment: str = _setting("auto", "Training augmentation: crop (random crop of the padded "
@@ -158,6 +171,12 @@ class TrainConfig:
             (0 < self.val_fraction < 1,
              f"--val_fraction must be in (0, 1), got {self.val_fraction}"),
             (self.eval_every >= 1, f"--eval_every must be at least 1, got {self.eval_every}"),
+            (self.head_hidden >= 0, f"--head_hidden must be >= 0, got {self.head_hidden}"),
+            (0 <= self.head_dropout < 1,
+             f"--head_dropout must be in [0, 1), got {self.head_dropout}"),
+            (not (self.freeze_backbone and self.weights == "none"),
+             "--freeze_backbone trains on fixed features, and --weights=none makes them "
+             "random: pass --weights=imagenet (or a weights file)"),
             (self.eval_batch_size >= 1,
              f"--eval_batch_size must be at least 1, got {self.eval_batch_size}"),
         ]
@@ -223,7 +242,7 @@ def train(config):
     import keras
     import numpy as np
 
-    from tfhash import callbacks, losses, models
+    from tfhash import callbacks, features, losses, models
 
     method = methods.get(config.method)
 
@@ -251,26 +270,59 @@ def train(config):
         "float32" if config.mixed_precision == "none" else config.mixed_precision)
 
     steps = config.steps_per_epoch or max(1, len(split.train) // config.batch_size)
-    train_ds = data.train_dataset(collection, split.train, config.image_size, config.batch_size,
-                                  config.images_per_class, augment=config.augmentation(),
-                                  seed=config.seed, start_step=epochs_done * steps)
+    if config.freeze_backbone:
+        # The backbone's features of every image, computed once (and cached across runs);
+        # the head trains on them. The exported model puts the backbone back in front.
+        every = np.unique(np.concatenate([split.train, split.val, split.query,
+                                          split.database]))
+        table = features.backbone_features(
+            collection, every, config.backbone, config.weights, config.image_size,
+            config.feature_cache or os.path.join(run.path, "features"),
+            batch_size=config.eval_batch_size, verbose=config.verbose)
 
-    def ordered(indices):
-        return data.eval_dataset(collection, indices, config.image_size, config.eval_batch_size)
+        def rows(indices):
+            return table[np.searchsorted(every, indices)]
+
+        train_ds = data.feature_train_dataset(
+            collection, split.train, rows(split.train), config.batch_size,
+            config.images_per_class, seed=config.seed, start_step=epochs_done * steps)
+
+        def ordered(indices):
+            return data.feature_eval_dataset(collection, indices, rows(indices),
+                                             config.eval_batch_size)
+
+        model = models.build_head(rows(split.train), config.bits, config.head_hidden, method.head,
+                                  config.head_lr_multiplier, config.head_dropout)
+        best = run.best_head
+    else:
+        train_ds = data.train_dataset(collection, split.train, config.image_size,
+                                      config.batch_size, config.images_per_class,
+                                      augment=config.augmentation(), seed=config.seed,
+                                      start_step=epochs_done * steps)
+
+        def ordered(indices):
+            return data.eval_dataset(collection, indices, config.image_size,
+                                     config.eval_batch_size)
+
+        model = models.build_model(config.backbone, config.bits, config.image_size,
+                                   config.weights, head=method.head,
+                                   head_learning_rate_multiplier=config.head_lr_multiplier,
+                                   hidden=config.head_hidden, dropout=config.head_dropout)
+        best = run.best
 
     # Every image is decoded before the first epoch, so an unreadable one stops the start
     # (which a corrected command then replaces), not the final report.
     query_ds, database_ds = ordered(split.query), ordered(split.database)
 
-    # Model and loss; a resumed run continues from its latest checkpoint, optimizer included.
-    model = models.build_model(config.backbone, config.bits, config.image_size, config.weights,
-                               head_learning_rate_multiplier=config.head_lr_multiplier,
-                               head=method.head)
+    # A resumed run continues from its latest checkpoint, optimizer state included.
     schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate,
                                                       decay_steps=steps * config.epochs)
-    model.compile(optimizer=keras.optimizers.SGD(schedule, momentum=config.momentum,
-                                                 weight_decay=config.weight_decay),
-                  loss=loss)
+    if config.optimizer == "adam":
+        optimizer = keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay)
+    else:
+        optimizer = keras.optimizers.SGD(schedule, momentum=config.momentum,
+                                         weight_decay=config.weight_decay)
+    model.compile(optimizer=optimizer, loss=loss)
     if epochs_done:
         model.optimizer.build(model.trainable_variables)
         model.load_weights(run.latest)
@@ -282,7 +334,7 @@ def train(config):
         callbacks.StopOnNaN(),
         callbacks.ValidationMAP(ordered(split.val), ordered(split.train),
                                 every_n_epochs=config.eval_every, top_k=top_k),
-        callbacks.BestCheckpoint(run.best),
+        callbacks.BestCheckpoint(best),
         callbacks.HistoryCSV(run.history, ["loss", *models.term_names(loss), "val_map"]),
         keras.callbacks.TensorBoard(run.logs),
         callbacks.LatestCheckpoint(run.latest),
@@ -303,10 +355,13 @@ def train(config):
     train_seconds = time.time() - start
 
     # The final report: the best checkpoint (by validation MAP) encodes queries and database.
-    if os.path.isfile(run.best):
-        model = keras.saving.load_model(run.best)
+    if os.path.isfile(best):
+        model = keras.saving.load_model(best)
     query_codes, query_h, query_labels = callbacks.encode(model, query_ds)
     db_codes, db_h, db_labels = callbacks.encode(model, database_ds)
+    if config.freeze_backbone:  # what export takes: images in, the same codes out
+        models.with_backbone(model, config.backbone, config.image_size,
+                             config.weights).save(run.best)
     os.makedirs(run.codes, exist_ok=True)
     for name, array in [("query_codes", query_codes), ("query_labels", query_labels),
                         ("database_codes", db_codes), ("database_labels", db_labels),

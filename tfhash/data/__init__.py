@@ -23,7 +23,8 @@ from tfhash.data.sources import (DATASETS, NUSWIDE21_CONCEPTS, check_source,
 
 # The tf.data pipelines import TensorFlow; the rest of the package does not, so a command can
 # check its data settings before paying for TensorFlow. They load on first use.
-_PIPELINE = ("AUGMENTATIONS", "decode_image", "eval_dataset", "train_dataset")
+_PIPELINE = ("AUGMENTATIONS", "decode_image", "eval_dataset", "feature_eval_dataset",
+             "feature_train_dataset", "train_dataset")
 
 
 def __getattr__(name):

@@ -342,8 +342,53 @@ def train_dataset(collection, indices, image_size, batch_size, images_per_class,
     indices = _check_indices(collection, indices)
     members, counts, groups = _balanced_groups(collection, indices, batch_size,
                                                images_per_class)
-    labels = _label_tensor(collection, indices)
     table = tf.constant(_decode_table(collection, indices, image_size))
+
+    def images(positions, augment_seed):
+        batch = tf.gather(table, positions)
+        if augment != "none":
+            batch = _augment(batch, augment_seed, flip=augment == "crop_flip")
+        return tf.cast(batch, tf.float32)
+
+    return _balanced_batches(collection, indices, members, counts, groups, images_per_class,
+                             images, seed, start_step)
+
+
+def feature_train_dataset(collection, indices, features, batch_size, images_per_class, seed=0,
+                          start_step=0):
+    """:func:`train_dataset` over precomputed features: the same class-balanced sampling (the
+    same batches for the same seed), yielding ``(float32 [B, d], labels)``.
+
+    Args:
+        features: float32 ``[len(indices), d]``, row ``i`` the features of image
+            ``indices[i]`` (e.g. a frozen backbone's, from :mod:`tfhash.features`).
+    """
+    indices = _check_indices(collection, indices)
+    if len(features) != len(indices):
+        raise UsageError(f"{len(features)} feature rows for {len(indices)} images; give one "
+                         "row per index")
+    members, counts, groups = _balanced_groups(collection, indices, batch_size,
+                                               images_per_class)
+    table = tf.constant(np.asarray(features, np.float32))
+    return _balanced_batches(collection, indices, members, counts, groups, images_per_class,
+                             lambda positions, _: tf.gather(table, positions), seed,
+                             start_step)
+
+
+def feature_eval_dataset(collection, indices, features, batch_size):
+    """:func:`eval_dataset` over precomputed features (row ``i`` for ``indices[i]``): finite
+    ``(float32 [B, d], labels)`` batches in order."""
+    indices = _check_indices(collection, indices)
+    labels = _label_tensor(collection, indices)
+    rows = tf.data.Dataset.from_tensor_slices((np.asarray(features, np.float32), labels))
+    return rows.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def _balanced_batches(collection, indices, members, counts, groups, images_per_class, inputs,
+                      seed, start_step):
+    """The endless balanced batches: batch ``t`` samples its rows from ``(seed, t)`` and
+    ``inputs(positions, augment_seed)`` turns them into the batch's inputs."""
+    labels = _label_tensor(collection, indices)
     members, counts = tf.constant(members), tf.constant(counts, tf.int32)
 
     def make_batch(step):
@@ -352,10 +397,7 @@ def train_dataset(collection, indices, image_size, batch_size, images_per_class,
             tf.random.experimental.stateless_split(batch_seed, 2))
         positions = _sample_positions(sample_seed, members, counts, len(indices), groups,
                                       images_per_class)
-        images = tf.gather(table, positions)
-        if augment != "none":
-            images = _augment(images, augment_seed, flip=augment == "crop_flip")
-        return tf.cast(images, tf.float32), tf.gather(labels, positions)
+        return inputs(positions, augment_seed), tf.gather(labels, positions)
 
     return (tf.data.Dataset.counter(start=start_step)
             .map(make_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
