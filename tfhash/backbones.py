@@ -7,6 +7,7 @@ normalisation inside, so a trained (and exported) model takes raw pixels.
 name                  input       features
 ====================  ==========  ===================================================
 ``resnet_small``      any ≥ 32    a 0.7 M-parameter CIFAR ResNet, trained from scratch
+``nin``               any ≥ 32    DNNH's network-in-network (1024-d), from scratch
 ``vgg16``             224 × 224   fc7 (4096-d), the LSDH paper's network
 ``resnet50``          any ≥ 32    global average pool (2048-d)
 ``mobilenetv3``       any ≥ 32    MobileNetV3-Large global average pool (960-d)
@@ -118,6 +119,40 @@ def resnet_small(image_size, widths=(32, 64, 128), blocks_per_stage=2):
     # code to the same corner. Centring the features makes the initial codes diverse.
     x = _batch_norm(name="pool_bn")(x)
     return keras.Model(inputs, x, name="resnet_small")
+
+
+def nin(image_size):
+    """DNNH's network-in-network for 32 × 32 images (Lai et al., CVPR 2015), from scratch.
+
+    The CIFAR-10 network of the DNNH prototxt (the research notes, A4): each convolution is
+    followed by a 1 × 1 "cccp" convolution, ReLU after each,
+
+        5×5×96 – 1×1×96 – maxpool 3/2 – dropout 0.5
+        5×5×256 – 1×1×256 – maxpool 3/2
+        3×3×384 – 1×1×384 – avgpool 3/2 – dropout 0.5
+        3×3×1024 – global average pooling → 1024-d
+
+    (the third convolution is 3 × 3, as in the paper; the re-implementation's prototxt has
+    1 × 1). The paper's last 1 × 1 convolution to ``50·q`` channels depends on the code
+    length, so it is the projection of :class:`tfhash.layers.DivideAndEncode`, after the
+    pooling. No batch normalisation, as in the original.
+    """
+    inputs = keras.Input((image_size, image_size, 3), name="images")
+    x = Preprocess("symmetric", name="preprocess")(inputs)
+    stages = ((5, 96, "max", True), (5, 256, "max", False), (3, 384, "avg", True),
+              (3, 1024, None, False))
+    for stage, (kernel, filters, pool, dropout) in enumerate(stages, 1):
+        x = layers.Conv2D(filters, kernel, padding="same", activation="relu",
+                          name=f"conv{stage}")(x)
+        if pool is None:
+            break
+        x = layers.Conv2D(filters, 1, activation="relu", name=f"cccp{stage}")(x)
+        pooling = layers.MaxPooling2D if pool == "max" else layers.AveragePooling2D
+        x = pooling(3, 2, padding="same", name=f"pool{stage}")(x)
+        if dropout:
+            x = layers.Dropout(0.5, name=f"dropout{stage}")(x)
+    x = layers.GlobalAveragePooling2D(name="pool")(x)
+    return keras.Model(inputs, x, name="nin")
 
 
 def _vgg16(image_size, weights):
@@ -411,7 +446,7 @@ def load_efficientnet_lite_torch(model, path, check_sha256=None):
 
 
 _APPLICATIONS = {"vgg16": _vgg16, "resnet50": _resnet50, "mobilenetv3": _mobilenetv3}
-BACKBONES = ("resnet_small",) + tuple(_APPLICATIONS) + tuple(EFFICIENTNET_LITE)
+BACKBONES = ("resnet_small", "nin") + tuple(_APPLICATIONS) + tuple(EFFICIENTNET_LITE)
 
 
 def build_backbone(name, image_size, weights="none"):
@@ -444,6 +479,14 @@ def build_backbone(name, image_size, weights="none"):
                 "resnet_small has no ImageNet weights; use --weights=none or a local weights file"
             )
         backbone = resnet_small(image_size)
+        if weights != "none":
+            _load_weights(backbone, weights)
+        return backbone
+    if name == "nin":
+        if weights == "imagenet":
+            raise UsageError("nin has no ImageNet weights; use --weights=none or a local "
+                             "weights file")
+        backbone = nin(image_size)
         if weights != "none":
             _load_weights(backbone, weights)
         return backbone

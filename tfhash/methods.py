@@ -29,7 +29,8 @@ class Method:
         images_per_class: the fewest images of a class a batch must hold (an LSDH quadruplet
             needs an anchor and two positives: 3).
         head: the hashing layer's activation (``tfhash.layers.HashingLayer``): ``"tanh"``
-            or ``"linear"``; every head's output has the binary code as its sign.
+            or ``"linear"``, or ``"divide_encode"`` (DNNH's ``DivideAndEncode``); every
+            head's output has the binary code as its sign (``tfhash.layers.HEADS``).
         prepare: ``"module:function"`` run once before training, as
             ``function(config, collection, split, run_dir)``, returning further arguments of
             the loss (a two-stage method's first stage: CNNH's target codes, say, which it
@@ -90,3 +91,6 @@ for _name, _summary in [("lsh", "random hyperplanes through the mean"),
                         ("sdh", "supervised discrete hashing, Shen et al. 2015")]:
     register(Method(_name, None, f"shallow: {_summary}, on features (--backbone, --features)",
                     kind="shallow"))
+register(Method("dnnh", "tfhash.losses.dnnh:DNNHLoss", "DNNH, Lai et al. 2015: triplet ranking "
+                "on the divide-and-encode head's [0, 1] codes (in-batch triplets)",
+                head="divide_encode"))

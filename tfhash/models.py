@@ -15,7 +15,7 @@ from keras import ops
 from tfhash import losses  # noqa: F401  registers the losses saved models are compiled with
 from tfhash.backbones import build_backbone
 from tfhash.errors import UsageError
-from tfhash.layers import HashingLayer
+from tfhash.layers import HashingLayer, hashing_head
 
 
 @keras.saving.register_keras_serializable(package="tfhash")
@@ -96,8 +96,10 @@ def build_model(backbone="resnet_small", bits=48, image_size=32, weights="none",
         weights: ``"none"``, ``"imagenet"`` or a local weights file for the backbone.
         head_learning_rate_multiplier: the hashing layer's learning rate relative to
             the backbone's (the LSDH paper: 10).
-        head: the hashing layer's activation, ``"tanh"`` or ``"linear"`` (the method's,
-            ``tfhash.methods.Method.head``).
+        head: the method's head (``tfhash.methods.Method.head``): ``"tanh"`` or
+            ``"linear"`` (the hashing layer's activation) or ``"divide_encode"``
+            (DNNH's :class:`~tfhash.layers.DivideAndEncode`); see
+            :func:`tfhash.layers.hashing_head`.
         hidden, dropout: a ReLU layer of ``hidden`` units (and dropout) between the
             features and the hashing layer; 0: none (the LSDH paper's network).
 
@@ -112,8 +114,7 @@ def build_model(backbone="resnet_small", bits=48, image_size=32, weights="none",
         x = keras.layers.Dense(hidden, activation="relu", name="hidden")(x)
         if dropout:
             x = keras.layers.Dropout(dropout, name="dropout")(x)
-    h = HashingLayer(bits, learning_rate_multiplier=head_learning_rate_multiplier,
-                     activation=head, name="hashing")(x)
+    h = hashing_head(head, bits, head_learning_rate_multiplier)(x)
     return HashingModel(images, h, name=f"{backbone}_{bits}bits")
 
 
