@@ -94,3 +94,17 @@ for _name, _summary in [("lsh", "random hyperplanes through the mean"),
 register(Method("dnnh", "tfhash.losses.dnnh:DNNHLoss", "DNNH, Lai et al. 2015: triplet ranking "
                 "on the divide-and-encode head's [0, 1] codes (in-batch triplets)",
                 head="divide_encode"))
+register(Method("dsh", "tfhash.losses.dsh:DSHLoss", "DSH, Liu et al. 2016: contrastive loss, "
+                "margin 2K, + alpha L1 regulariser (Eq. 5)", head="linear"))
+register(Method("hashnet", "tfhash.losses.hashnet:HashNetLoss", "HashNet, Cao et al. 2017: "
+                "weighted pairwise likelihood on tanh(beta z), beta by continuation",
+                head="linear"))
+register(Method("dhn", "tfhash.losses.dhn:DHNLoss", "DHN, Zhu et al. 2016: pairwise "
+                "cross-entropy on inner products + lambda log cosh quantization"))
+register(Method("lifted", "tfhash.losses.lifted:LiftedStructuredLoss", "lifted structured "
+                "loss, Song et al. 2016, + the triplet baseline's quantization (Fig. 11)"))
+register(Method("quadruplet_chen", "tfhash.losses.quadruplet_chen:ChenQuadrupletLoss",
+                "quadruplet loss of Chen et al. 2017 ('Beyond triplet'), + the triplet "
+                "baseline's quantization (Fig. 11)"))
+register(Method("angular", "tfhash.losses.angular:AngularLoss", "angular loss, Wang et al. "
+                "2017, + the triplet baseline's quantization (Fig. 11)"))

@@ -62,7 +62,11 @@ class HashingModel(keras.Model):
             raise UsageError(
                 f"{type(self.loss).__name__} is a loss of the whole batch, with no per-sample "
                 "value to weight: drop sample_weight (and class_weight) from fit")
-        terms = self.loss.terms(y, y_pred)
+        # A loss that follows the training iteration (HashNet's β) reads the optimizer's count,
+        # which the checkpoint restores: a resumed run goes on with the same schedule.
+        step = ({"iterations": self.optimizer.iterations}
+                if getattr(self.loss, "uses_iterations", False) else {})
+        terms = self.loss.terms(y, y_pred, **step)
         for name, tracker in trackers.items():
             tracker.update_state(terms[name])
         loss = terms["loss"]

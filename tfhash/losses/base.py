@@ -14,7 +14,7 @@ import tensorflow as tf
 from tfhash.errors import UsageError
 from tfhash.losses.mining import validate_mining
 from tfhash.losses.pairwise import is_multi_label, label_similarity, squared_distances
-from tfhash.losses.quantization import hamming_isometric, pair_mask
+from tfhash.losses.quantization import all_pairs, hamming_isometric, pair_mask, pair_quantization
 
 # The paper's settings (LSDH, Section IV-C), in squared-Euclidean units on h ∈ (−1, 1)^K.
 # Margin: on binary codes squared distances are multiples of 4 (one bit), so any
@@ -240,6 +240,58 @@ class RankingLoss(HashingLoss):
             quadruplets_per_anchor=self.quadruplets_per_anchor,
             seed=self.seed,
         )
+        return config
+
+
+class PairQuantizedLoss(HashingLoss):
+    """A metric-learning loss on relaxed codes + the triplet baseline's quantization.
+
+    For the metric-learning rows of the LSDH paper's Fig. 11 (lifted structured, angular):
+    losses that look at every pair of the batch rather than at mined tuples. :meth:`terms`
+    computes ``"semantic" = self.semantic(h, distances, similarity)`` and, over every pair
+    ``i < j`` of the batch, the means ``"quantization"`` and ``"isometric"`` of
+    :class:`RankingLoss`, and ``"loss" = semantic + λ · (quantization + μ · isometric)``.
+
+    Args:
+        quantization_weight: λ ≥ 0 (default 0.8, the triplet baseline's, LSDH's).
+        isometric_weight: μ ≥ 0, or ``None`` for 0.25 (class ids) / 0.75 (multi-hot), as
+            :class:`RankingLoss`.
+        name, reduction: as :class:`HashingLoss`.
+    """
+
+    term_names = ("semantic", "quantization", "isometric")
+
+    def __init__(self, quantization_weight=DEFAULT_QUANTIZATION_WEIGHT, isometric_weight=None,
+                 name=None, reduction="sum_over_batch_size"):
+        super().__init__(name=name, reduction=reduction)
+        self.quantization_weight = _number("quantization_weight", quantization_weight)
+        self.isometric_weight = (
+            None if isometric_weight is None else _number("isometric_weight", isometric_weight)
+        )
+
+    def semantic(self, h, distances, similarity):
+        """Hook: the metric-learning loss of the batch, a scalar."""
+        raise NotImplementedError
+
+    isometric_weight_for = RankingLoss.isometric_weight_for
+
+    def terms(self, y_true, y_pred):
+        h = tf.cast(y_pred, tf.float32)
+        if h.shape.rank != 2:
+            raise UsageError(f"y_pred must be relaxed codes [B, K], got shape {h.shape}")
+        y_true = tf.convert_to_tensor(y_true)
+        isometric_weight = self.isometric_weight_for(y_true)
+        distances = squared_distances(h)
+        semantic = self.semantic(h, distances, self.similarity(y_true))
+        quantization, isometric = pair_quantization(h, distances, all_pairs(tf.shape(h)[0]))
+        loss = semantic + self.quantization_weight * (quantization + isometric_weight * isometric)
+        return {"loss": loss, "semantic": semantic, "quantization": quantization,
+                "isometric": isometric}
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(quantization_weight=self.quantization_weight,
+                      isometric_weight=self.isometric_weight)
         return config
 
 

@@ -62,3 +62,28 @@ def pair_mask(tuples, pairs, batch_size):
     ends = tf.sort(ends, axis=1)  # unordered pairs as (smaller, larger)
     hits = tf.scatter_nd(ends, tf.ones(tf.shape(ends)[:1]), (batch_size, batch_size))
     return tf.cast(hits > 0.0, tf.float32)
+
+
+def pair_quantization(h, distances, used):
+    """The two parts of ``Q_Ham`` averaged over the pairs a loss uses (as RankingLoss does).
+
+    Args:
+        h: relaxed codes ``[B, K]``.
+        distances: ``squared_distances(h)``.
+        used: float32 ``[B, B]``, 1 at ``[i, j]`` (``i < j``) for each pair used (e.g.
+            :func:`pair_mask`, or every pair of the batch).
+
+    Returns:
+        ``(quantization, isometric)``: the means over the used pairs of
+        ``|h_i − b_i|₁ + |h_j − b_j|₁`` and ``| |h_i − h_j|² − |b_i − b_j|² |``
+        (0 when no pair is used).
+    """
+    num_pairs = tf.maximum(tf.reduce_sum(used), 1.0)
+    l1, isometric = hamming_isometric(h, distances)
+    return tf.reduce_sum(used * l1) / num_pairs, tf.reduce_sum(used * isometric) / num_pairs
+
+
+def all_pairs(batch_size):
+    """float32 ``[B, B]``: 1 above the diagonal, every unordered pair of the batch once."""
+    ones = tf.ones((batch_size, batch_size))
+    return tf.linalg.band_part(ones, 0, -1) - tf.linalg.band_part(ones, 0, 0)
