@@ -108,3 +108,9 @@ register(Method("quadruplet_chen", "tfhash.losses.quadruplet_chen:ChenQuadruplet
                 "baseline's quantization (Fig. 11)"))
 register(Method("angular", "tfhash.losses.angular:AngularLoss", "angular loss, Wang et al. "
                 "2017, + the triplet baseline's quantization (Fig. 11)"))
+register(Method("lcdsh", "tfhash.losses.lcdsh:LCDSHLoss", "LCDSH, Zhu & Gao 2017 (the public "
+                "code's form): pairwise likelihood + lambda = 3 locality constraint",
+                head="linear"))
+register(Method("dmssph", "tfhash.losses.dmssph:DMSSPHLoss", "DMSSPH, Wu et al. 2017 "
+                "(reconstructed from the abstract): Hamming distance follows the Jaccard "
+                "similarity level"))

@@ -10,7 +10,10 @@ Main entry points:
 
 * :func:`evaluate_codes`: MAP, MAP@k, precision/recall@k curves, hash lookup
   within a Hamming radius, the precision–recall curve over radii, and graded
-  NDCG@k, ACG@k and weighted AP; returns a JSON-serialisable report.
+  NDCG@k, ACG@k and weighted AP (either gain), MAP with relevance Jaccard ≥ t;
+  returns a JSON-serialisable report.
+* :func:`default_metrics`: what a run's report computes for its labels (the
+  multi-label criteria for multi-hot labels).
 * :func:`mean_average_precision`: one number, for training callbacks.
 * :data:`PRESETS`: keyword arguments reproducing widely used public code.
 * ``python -m tfhash.evaluate``: the same from ``.npy`` files, with plots.
@@ -33,6 +36,7 @@ Example:
 from tfhash.evaluation.conventions import PRESETS, Conventions
 from tfhash.evaluation.metrics import (
     AverageCumulativeGain,
+    JaccardMeanAveragePrecision,
     MeanAveragePrecision,
     NormalizedDCG,
     PrecisionRecallAtK,
@@ -41,8 +45,8 @@ from tfhash.evaluation.metrics import (
     RetrievalMetric,
     WeightedAveragePrecision,
 )
-from tfhash.evaluation.report import (DEFAULT_METRICS, evaluate_codes, mean_average_precision,
-                                      summary_line)
+from tfhash.evaluation.report import (DEFAULT_METRICS, default_metrics, evaluate_codes,
+                                      mean_average_precision, summary_line)
 from tfhash.evaluation.ties import TIE_POLICIES
 
 __all__ = [
@@ -52,6 +56,7 @@ __all__ = [
     "TIE_POLICIES",
     "AverageCumulativeGain",
     "Conventions",
+    "JaccardMeanAveragePrecision",
     "MeanAveragePrecision",
     "NormalizedDCG",
     "PrecisionRecallAtK",
@@ -59,6 +64,7 @@ __all__ = [
     "PrecisionRecallWithinRadius",
     "RetrievalMetric",
     "WeightedAveragePrecision",
+    "default_metrics",
     "evaluate_codes",
     "mean_average_precision",
 ]

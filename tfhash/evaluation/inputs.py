@@ -224,3 +224,23 @@ def _labels(labels, name, num_items, codes):
     words = np.zeros((num_items, 8 * ((packed.shape[1] + 7) // 8)), np.uint8)
     words[:, :packed.shape[1]] = packed
     return words.view(np.uint64), labels.shape[1]
+
+
+class JaccardRelevance:
+    """A :class:`Relevance` whose relevant items are those at Jaccard coefficient ≥ t.
+
+    For ``map:jaccard>=t`` (:class:`~tfhash.evaluation.metrics.JaccardMeanAveragePrecision`):
+    ``relevant(rows)`` is ``gains(rows, "jaccard") >= t``; everything else is the wrapped
+    relevance's.
+    """
+
+    def __init__(self, relevance, threshold):
+        self._relevance = relevance
+        self.threshold = threshold
+        self.kind = relevance.kind
+
+    def relevant(self, rows):
+        return self._relevance.gains(rows, "jaccard") >= self.threshold
+
+    def gains(self, rows, gain):
+        return self._relevance.gains(rows, gain)

@@ -17,7 +17,12 @@ label), graded gain ``g_i`` and R relevant items in the database:
 * ``NDCG@k = DCG@k / IDCG@k``, ``DCG@k = Σ_{i≤k} (2^{g_i} - 1) / log2(i + 1)``
   and IDCG the DCG of the ideal order (DSRH, Zhao et al., CVPR 2015);
 * weighted ``wAP@k = (1/D) Σ_{i≤k} [g_i > 0] · ACG@i``, which is AP@k when
-  the gains are 0/1.
+  the gains are 0/1;
+* ``map:jaccard>=t``: MAP with relevance ``J(q, i) ≥ t``, ``J`` the Jaccard
+  coefficient of the label sets (DMSSPH's criterion, ICMR 2017, as tfhash reads it).
+
+A graded metric's name may end in ``:shared`` or ``:jaccard`` to fix its gain
+whatever the ``gain`` convention (``ndcg@100:jaccard``), so one report holds both.
 
 Example:
 
@@ -34,7 +39,7 @@ import numpy as np
 
 from tfhash.errors import UsageError
 from tfhash.evaluation import ties
-from tfhash.evaluation.conventions import Conventions
+from tfhash.evaluation.conventions import GAINS, Conventions
 
 
 @dataclasses.dataclass
@@ -100,6 +105,10 @@ class RetrievalMetric:
     name = None
     graded = False
     needs_hamming = False
+    #: A graded metric's own gain, ``"shared"`` or ``"jaccard"``; ``None``: the convention's.
+    gain = None
+    #: Relevance ``Jaccard ≥ jaccard_threshold`` instead of "shares a label"; ``None``: the latter.
+    jaccard_threshold = None
 
     def check(self, num_items, bits):
         """Raises ``UsageError`` if the metric cannot be computed (bits: None for embeddings)."""
@@ -128,9 +137,18 @@ class _CutoffMetric(RetrievalMetric):
 
     prefix = None
 
-    def __init__(self, k=None):
+    def __init__(self, k=None, gain=None):
         self.k = _check_k(k, self.prefix)
         self.name = self.prefix if self.k is None else f"{self.prefix}@{self.k}"
+        if gain is not None:
+            if not self.graded:
+                raise UsageError(f"{self.name} uses binary relevance and takes no gain; give "
+                                 "the gain to wap, ndcg or acg")
+            if gain not in GAINS:
+                raise UsageError(f"{self.name}: gain must be one of {', '.join(GAINS)}, got "
+                                 f"{gain!r}")
+            self.gain = gain
+            self.name += f":{gain}"
 
     def check(self, num_items, bits):
         if self.k is not None and self.k > num_items:
@@ -164,6 +182,32 @@ class MeanAveragePrecision(_CutoffMetric):
             ranked = batch.ranked_gains if self.graded else batch.ranked_relevant
             values = _ranked_average_precision(ranked, k, batch.num_relevant, denominator)
         return batch.conventions.for_empty_queries(values)[:, None]
+
+
+class JaccardMeanAveragePrecision(MeanAveragePrecision):
+    """MAP@k with relevance "Jaccard coefficient ≥ t": ``map:jaccard>=t``, ``map@k:jaccard>=t``.
+
+    An item is relevant to a query when ``|L_q ∩ L_i| / |L_q ∪ L_i| ≥ t``, so a higher
+    ``t`` asks for closer label sets (``t = 1``: the same labels); otherwise as
+    :class:`MeanAveragePrecision` (a query with no item at ``J ≥ t`` is an empty query).
+    With class ids it is MAP. The multi-label criterion DMSSPH (ICMR 2017) proposes, in
+    tfhash's reading of its abstract.
+
+    Args:
+        threshold: t in (0, 1].
+        k: cut-off, or ``None`` for the whole ranking.
+    """
+
+    def __init__(self, threshold=0.5, k=None):
+        super().__init__(k)
+        try:
+            threshold = float(threshold)
+        except (TypeError, ValueError):
+            threshold = math.nan
+        if not 0.0 < threshold <= 1.0:
+            raise UsageError(f"{self.name}:jaccard>=t needs t in (0, 1], got {threshold!r}")
+        self.jaccard_threshold = threshold
+        self.name += f":jaccard>={threshold:g}"
 
 
 class WeightedAveragePrecision(MeanAveragePrecision):
@@ -362,7 +406,9 @@ def from_name(name, top_k=None):
     """The metric a name stands for.
 
     Names: ``map``, ``map@K``, ``wap``, ``wap@K``, ``ndcg@K``, ``acg@K`` (without
-    ``@K`` the cut-off is ``top_k``, ``None`` meaning the whole ranking),
+    ``@K`` the cut-off is ``top_k``, ``None`` meaning the whole ranking; the last three
+    may end in ``:shared`` or ``:jaccard``, their own gain), ``map:jaccard>=T`` and
+    ``map@K:jaccard>=T`` (relevance: Jaccard coefficient ≥ T),
     ``p@k`` (precision and recall @k curves), ``p@rR`` (hash lookup within
     radius R) and ``pr`` (precision–recall over all radii). A
     :class:`RetrievalMetric` is returned unchanged.
@@ -376,8 +422,12 @@ def from_name(name, top_k=None):
     match = re.fullmatch(r"p@r(\d+)", str(name))
     if match:
         return PrecisionRecallWithinRadius(int(match[1]))
-    match = re.fullmatch(r"(map|wap|ndcg|acg)(?:@(\d+))?", str(name))
+    match = re.fullmatch(r"(map|wap|ndcg|acg)(?:@(\d+))?(?::(shared|jaccard))?", str(name))
     if match:
-        return _CUTOFF_METRICS[match[1]](int(match[2]) if match[2] else top_k)
-    raise UsageError(f"unknown metric {name!r}; use map, map@K, wap@K, ndcg@K, acg@K, p@k, "
-                     "p@rR (e.g. p@r2) or pr")
+        return _CUTOFF_METRICS[match[1]](int(match[2]) if match[2] else top_k, match[3])
+    match = re.fullmatch(r"map(?:@(\d+))?:jaccard>=([0-9.eE+-]+)", str(name))
+    if match:
+        return JaccardMeanAveragePrecision(match[2], int(match[1]) if match[1] else top_k)
+    raise UsageError(f"unknown metric {name!r}; use map, map@K, map:jaccard>=T, wap@K, ndcg@K, "
+                     "acg@K (these three may end in :shared or :jaccard), p@k, p@rR (e.g. "
+                     "p@r2) or pr")

@@ -1,5 +1,7 @@
 """The evaluator: scores query codes against database codes, in query chunks of bounded memory."""
 
+import dataclasses
+
 import numpy as np
 
 import tfhash
@@ -87,7 +89,7 @@ def evaluate_codes(query_codes, query_labels, database_codes, database_labels, *
     for metric in metrics:
         metric.check(space.num_items, code_bits)
 
-    means = _mean_over_queries(queries, space, relevance, metrics, conventions)
+    means = _grouped_means(queries, space, relevance, metrics, conventions)
     report = {m.name: m.summarize(mean, space.num_items) for m, mean in zip(metrics, means)}
     size = {"bits": space.bits} if distance == "hamming" else {"dimensions": space.dims}
     report["conventions"] = {**conventions.describe(), "distance": distance}
@@ -124,6 +126,47 @@ def mean_average_precision(query_codes, query_labels, database_codes, database_l
     return report[metric.name]
 
 
+def default_metrics(labels, k=100):
+    """The metrics a run's final report computes for labels like ``labels``.
+
+    :data:`DEFAULT_METRICS` for class ids; for multi-hot labels ``[N, C]`` also the
+    multi-label criteria: ``map:jaccard>=0.5`` and ``ndcg@k``, ``acg@k``, ``wap@k`` with
+    both gains (``:shared``, ``:jaccard``), ``k`` at most ``len(labels)`` (pass the
+    database's labels).
+
+    Example:
+
+    >>> default_metrics(np.array([0, 1, 1]))
+    ('map', 'p@k', 'p@r2', 'pr')
+    >>> default_metrics(np.eye(3, dtype=int))[4:7]
+    ('map:jaccard>=0.5', 'ndcg@3:shared', 'ndcg@3:jaccard')
+    """
+    labels = np.asarray(labels)
+    if labels.ndim != 2 or labels.shape[1] < 2:
+        return DEFAULT_METRICS
+    k = max(1, min(int(k), len(labels)))
+    return DEFAULT_METRICS + ("map:jaccard>=0.5",) + tuple(
+        f"{name}@{k}:{gain}" for name in ("ndcg", "acg", "wap") for gain in ("shared", "jaccard"))
+
+
+def _grouped_means(queries, space, relevance, metrics, conventions):
+    """:func:`_mean_over_queries` once per (gain, relevance) that the metrics ask for."""
+    groups = {}
+    for position, metric in enumerate(metrics):
+        gain = (metric.gain or conventions.gain) if metric.graded else conventions.gain
+        groups.setdefault((gain, metric.jaccard_threshold), []).append(position)
+    means = [None] * len(metrics)
+    for (gain, threshold), positions in groups.items():
+        group_relevance = (relevance if threshold is None
+                           else inputs.JaccardRelevance(relevance, threshold))
+        group_conventions = dataclasses.replace(conventions, gain=gain)
+        group = _mean_over_queries(queries, space, group_relevance,
+                                   [metrics[p] for p in positions], group_conventions)
+        for position, mean in zip(positions, group):
+            means[position] = mean
+    return means
+
+
 def _mean_over_queries(queries, space, relevance, metrics, conventions):
     """Each metric's per-query values averaged over all queries (NaN values left out)."""
     num_items = space.num_items
@@ -141,7 +184,8 @@ def _mean_over_queries(queries, space, relevance, metrics, conventions):
     # Hash lookup and tie-averaged rankings need only per-distance counts, which the compiled
     # counter gets without distance matrices (for binary relevance, when numba is there).
     counter = None
-    if hamming and not graded and (average or not ranking_metrics) and counting.available():
+    if (hamming and not graded and (average or not ranking_metrics) and counting.available()
+            and isinstance(relevance, inputs.Relevance)):  # the counter: shares a label
         counter = counting.HammingCounts(space.item_words(), space.bits, relevance)
     totals = [None] * len(metrics)
     counts = [None] * len(metrics)
@@ -219,7 +263,7 @@ def summary_line(report):
     'MAP 1.0000 (ties=average) over 1 queries x 3 database items, 2 bits; precision within Hamming radius 2: 0.6667'
     """
     data, conventions = report["data"], report["conventions"]
-    maps = ", ".join(f"{k.upper()} {v:.4f}" for k, v in report.items()
+    maps = ", ".join(f"MAP{k[3:]} {v:.4f}" for k, v in report.items()
                      if k.startswith("map") and isinstance(v, float))
     lookup = report.get("p@r2", {}).get("precision")
     return (f"{maps} (ties={conventions['ties']}) over {data['queries']} queries x "
