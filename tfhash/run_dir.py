@@ -43,7 +43,8 @@ RESUMABLE = ("epochs", "learning_rate", "momentum", "weight_decay", "eval_every"
 
 # Everything tfhash writes in a run directory (a run of an older version wrote backup/).
 _OWN_ENTRIES = {"flags.json", "flags.cfg", "changes.json", "split", "checkpoints", "logs",
-                "history.csv", "codes", "metrics.json", "backup", "shallow", "features"}
+                "history.csv", "codes", "metrics.json", "backup", "shallow", "features",
+                "cnnh_targets.npz"}
 
 
 def completed_epochs(latest):

@@ -258,8 +258,11 @@ def train(config):
     loss_kwargs = config.loss_kwargs()
     if "seed" in losses.arguments(config.method):
         loss_kwargs["seed"] = config.seed
+    train_targets = None  # per-image targets a method's batches carry instead of labels
     if method.prepare:  # e.g. a two-stage method's first stage, saved in the run directory
-        loss_kwargs.update(method.prepare_function()(config, collection, split, run.path))
+        prepared = method.prepare_function()(config, collection, split, run.path)
+        train_targets = prepared.pop("train_targets", None)
+        loss_kwargs.update(prepared)
     loss = losses.get(config.method, **loss_kwargs)
     print(f"{config.dataset}: {len(collection)} images; protocol {config.protocol}: "
           f"{len(split.train)} train, {len(split.val)} validation, {len(split.query)} queries, "
@@ -285,7 +288,8 @@ def train(config):
 
         train_ds = data.feature_train_dataset(
             collection, split.train, rows(split.train), config.batch_size,
-            config.images_per_class, seed=config.seed, start_step=epochs_done * steps)
+            config.images_per_class, seed=config.seed, start_step=epochs_done * steps,
+            targets=train_targets)
 
         def ordered(indices):
             return data.feature_eval_dataset(collection, indices, rows(indices),
@@ -298,7 +302,7 @@ def train(config):
         train_ds = data.train_dataset(collection, split.train, config.image_size,
                                       config.batch_size, config.images_per_class,
                                       augment=config.augmentation(), seed=config.seed,
-                                      start_step=epochs_done * steps)
+                                      start_step=epochs_done * steps, targets=train_targets)
 
         def ordered(indices):
             return data.eval_dataset(collection, indices, config.image_size,

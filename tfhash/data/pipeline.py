@@ -300,7 +300,7 @@ def _augmentation(augment):
 
 
 def train_dataset(collection, indices, image_size, batch_size, images_per_class, augment=True,
-                  seed=0, start_step=0):
+                  seed=0, start_step=0, targets=None):
     """An endless dataset of class-balanced ``(images, labels)`` training batches.
 
     Each batch holds ``P = batch_size // images_per_class`` distinct classes with
@@ -323,6 +323,9 @@ def train_dataset(collection, indices, image_size, batch_size, images_per_class,
         seed: batch ``t`` depends only on ``(seed, t)``.
         start_step: the ``t`` of the first batch (a resumed run continues where it
             stopped instead of seeing its first batches again).
+        targets: optional ``[len(indices), T]`` per-image targets (CNNH's stage-1 codes)
+            that the batches carry in place of the labels; the sampling still balances
+            the labels.
 
     Returns:
         ``tf.data.Dataset`` of ``(float32 [B, S, S, 3] in [0, 255], labels)``, labels
@@ -351,11 +354,11 @@ def train_dataset(collection, indices, image_size, batch_size, images_per_class,
         return tf.cast(batch, tf.float32)
 
     return _balanced_batches(collection, indices, members, counts, groups, images_per_class,
-                             images, seed, start_step)
+                             images, seed, start_step, targets)
 
 
 def feature_train_dataset(collection, indices, features, batch_size, images_per_class, seed=0,
-                          start_step=0):
+                          start_step=0, targets=None):
     """:func:`train_dataset` over precomputed features: the same class-balanced sampling (the
     same batches for the same seed), yielding ``(float32 [B, d], labels)``.
 
@@ -372,7 +375,7 @@ def feature_train_dataset(collection, indices, features, batch_size, images_per_
     table = tf.constant(np.asarray(features, np.float32))
     return _balanced_batches(collection, indices, members, counts, groups, images_per_class,
                              lambda positions, _: tf.gather(table, positions), seed,
-                             start_step)
+                             start_step, targets)
 
 
 def feature_eval_dataset(collection, indices, features, batch_size):
@@ -385,10 +388,17 @@ def feature_eval_dataset(collection, indices, features, batch_size):
 
 
 def _balanced_batches(collection, indices, members, counts, groups, images_per_class, inputs,
-                      seed, start_step):
+                      seed, start_step, targets=None):
     """The endless balanced batches: batch ``t`` samples its rows from ``(seed, t)`` and
-    ``inputs(positions, augment_seed)`` turns them into the batch's inputs."""
-    labels = _label_tensor(collection, indices)
+    ``inputs(positions, augment_seed)`` turns them into the batch's inputs; the second element
+    is the rows' labels, or their ``targets``."""
+    if targets is None:
+        labels = _label_tensor(collection, indices)
+    elif len(targets) != len(indices):
+        raise UsageError(f"{len(targets)} targets for {len(indices)} training images; give "
+                         "one per image")
+    else:
+        labels = tf.constant(np.asarray(targets, np.float32))
     members, counts = tf.constant(members), tf.constant(counts, tf.int32)
 
     def make_batch(step):
