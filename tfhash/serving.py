@@ -57,6 +57,7 @@ def pack_codes(codes):
 
     Example:
 
+    >>> import tensorflow as tf
     >>> pack_codes(tf.constant([[1, -1, 1, 1, -1, -1, -1, -1, 1]], tf.int8)).numpy()
     array([[176, 128]], dtype=uint8)
     """

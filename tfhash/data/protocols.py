@@ -275,6 +275,7 @@ def make_split(collection, protocol, seed=0, val_fraction=0.1):
 
     Example:
 
+    >>> from tfhash.data import load_collection
     >>> split = make_split(load_collection("digits"), "digits", seed=0)
     >>> len(split.query), len(split.train) + len(split.val)
     (300, 1000)
