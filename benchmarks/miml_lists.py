@@ -52,7 +52,7 @@ def list_split(collection, data_dir, seed=0, val_fraction=0.1):
 
 
 def run(method, out, data_dir, overrides):
-    settings = dict(run_dir=os.path.join(out, method), dataset="list",
+    settings = dict(run_dir=os.path.join(out, method), dataset="list", protocol="lists",
                     data_dir=os.path.join(data_dir, "all.txt"), method=method, bits=12,
                     image_size=32, batch_size=40, images_per_class=8, epochs=10,
                     learning_rate=0.01, head_lr_multiplier=1.0, eval_every=5, verbose=2)
