@@ -259,6 +259,11 @@ def test_multi_label_list_file_trains_end_to_end_and_is_scored_by_map_at_k(tmp_p
     codes = {name: np.load(run_dir / "codes" / f"{name}.npy")
              for name in ("query_codes", "query_labels", "database_codes", "database_labels")}
     assert codes["query_labels"].ndim == 2 and codes["query_labels"].shape[1] == 4
+    report = json.loads((run_dir / "metrics.json").read_text())  # multi-label criteria too
+    k = min(100, len(codes["database_labels"]))
+    for name in ("map:jaccard>=0.5", f"ndcg@{k}:shared", f"ndcg@{k}:jaccard"):
+        assert 0 <= report[name] <= 1, name
+    assert report[f"acg@{k}:shared"] > 0  # mean shared labels of the top k
     assert losses.get("lsdh").isometric_weight_for(codes["query_labels"]) == 0.75
     map_at_10 = evaluation.mean_average_precision(
         codes["query_codes"], codes["query_labels"], codes["database_codes"],

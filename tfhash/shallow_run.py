@@ -199,8 +199,9 @@ def train_shallow(config, features=None, params=None):
                             ("labels", collection.labels[indices].astype(label_dtype))):
             np.save(os.path.join(run.codes, f"{part}_{name}.npy"), array)
 
-    metrics = evaluation.evaluate_codes(*outputs["query"], *outputs["database"],
-                                        top_k=split.protocol.map_top_k)
+    metrics = evaluation.evaluate_codes(
+        *outputs["query"], *outputs["database"], top_k=split.protocol.map_top_k,
+        metrics=evaluation.default_metrics(outputs["database"][1]))
     metrics["run"] = {"dataset": config.dataset, "protocol": config.protocol,
                       "method": config.method, "bits": config.bits,
                       "backbone": "features" if features else config.backbone,

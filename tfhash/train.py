@@ -373,6 +373,7 @@ def train(config):
         np.save(os.path.join(run.codes, name + ".npy"), array)
 
     metrics = evaluation.evaluate_codes(query_codes, query_labels, db_codes, db_labels,
+                                        metrics=evaluation.default_metrics(db_labels),
                                         top_k=top_k)
     metrics["run"] = {"dataset": config.dataset, "protocol": config.protocol,
                       "method": config.method, "bits": config.bits,
