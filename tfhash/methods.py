@@ -84,6 +84,8 @@ register(Method("lsdh_l1", "tfhash.losses.lsdh:LSDHL1Loss", "LSDH with mu = 0: L
                 "only (the paper's ablation)", images_per_class=3))
 register(Method("triplet", "tfhash.losses.triplet:TripletLoss", "triplet ranking (the first two "
                 "terms of Eq. 8) with LSDH's quantization"))
+register(Method("cnnh", "tfhash.losses.cnnh:CNNHLoss", "CNNH: stage-1 target codes from the "
+                "similarity matrix, then the network regresses them", prepare="tfhash.cnnh:prepare"))
 for _name, _summary in [("lsh", "random hyperplanes through the mean"),
                         ("sh", "spectral hashing, Weiss et al. 2008"),
                         ("itq", "iterative quantization, Gong & Lazebnik 2011"),
@@ -91,9 +93,6 @@ for _name, _summary in [("lsh", "random hyperplanes through the mean"),
                         ("sdh", "supervised discrete hashing, Shen et al. 2015")]:
     register(Method(_name, None, f"shallow: {_summary}, on features (--backbone, --features)",
                     kind="shallow"))
-register(Method("dnnh", "tfhash.losses.dnnh:DNNHLoss", "DNNH, Lai et al. 2015: triplet ranking "
-                "on the divide-and-encode head's [0, 1] codes (in-batch triplets)",
-                head="divide_encode"))
 register(Method("dsh", "tfhash.losses.dsh:DSHLoss", "DSH, Liu et al. 2016: contrastive loss, "
                 "margin 2K, + alpha L1 regulariser (Eq. 5)", head="linear"))
 register(Method("hashnet", "tfhash.losses.hashnet:HashNetLoss", "HashNet, Cao et al. 2017: "
@@ -108,6 +107,9 @@ register(Method("quadruplet_chen", "tfhash.losses.quadruplet_chen:ChenQuadruplet
                 "baseline's quantization (Fig. 11)"))
 register(Method("angular", "tfhash.losses.angular:AngularLoss", "angular loss, Wang et al. "
                 "2017, + the triplet baseline's quantization (Fig. 11)"))
+register(Method("dnnh", "tfhash.losses.dnnh:DNNHLoss", "DNNH, Lai et al. 2015: triplet ranking "
+                "on the divide-and-encode head's [0, 1] codes (in-batch triplets)",
+                head="divide_encode"))
 register(Method("lcdsh", "tfhash.losses.lcdsh:LCDSHLoss", "LCDSH, Zhu & Gao 2017 (the public "
                 "code's form): pairwise likelihood + lambda = 3 locality constraint",
                 head="linear"))
