@@ -128,7 +128,7 @@ def build_head(train_features, bits=48, hidden=0, head="tanh",
     frozen backbone trains, on features computed once (:mod:`tfhash.features`).
 
     ``features [B, d] → standardise → (Dense(hidden, ReLU) → Dropout, if hidden > 0)
-    → HashingLayer(bits)``, the standardisation with the mean and variance of
+    → the method's hashing head``, the standardisation with the mean and variance of
     ``train_features`` (float32 ``[n, d]``, the training images'), fixed: pooled features
     come on any scale (a random-initialised backbone's are ~0.05), and a head on raw ones
     can sit at h ≈ 0 for many steps. :func:`with_backbone` puts the backbone in front of it
@@ -145,8 +145,7 @@ def build_head(train_features, bits=48, hidden=0, head="tanh",
         x = keras.layers.Dense(hidden, activation="relu", name="hidden")(x)
         if dropout:
             x = keras.layers.Dropout(dropout, name="dropout")(x)
-    h = HashingLayer(bits, learning_rate_multiplier=head_learning_rate_multiplier,
-                     activation=head, name="hashing")(x)
+    h = hashing_head(head, bits, head_learning_rate_multiplier)(x)
     return HashingModel(features, h, name=f"head_{bits}bits")
 
 
