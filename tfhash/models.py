@@ -15,7 +15,7 @@ from keras import ops
 from tfhash import losses  # noqa: F401  registers the losses saved models are compiled with
 from tfhash.backbones import build_backbone
 from tfhash.errors import UsageError
-from tfhash.layers import HashingLayer, hashing_head
+from tfhash.layers import hashing_head
 
 
 @keras.saving.register_keras_serializable(package="tfhash")
