@@ -23,7 +23,7 @@ import sys
 from absl import app, flags
 from absl import logging as absl_logging
 
-from tfhash.errors import exit_on_usage_error
+from tfhash.errors import UsageError, exit_on_usage_error
 
 
 def parse_flags(argv):
@@ -49,6 +49,19 @@ def run(main, define_flags):
         return main(argv)
 
     app.run(exit_on_usage_error(quiet_main), flags_parser=parse_flags)
+
+
+def load_array(path, flag):
+    """``np.load(path)`` of a command's ``--flag`` file, or a one-line :class:`UsageError`
+    (missing file, not an array; pickles are never loaded)."""
+    import numpy as np
+
+    if not os.path.isfile(path):
+        raise UsageError(f"--{flag}: no such file {path!r}")
+    try:
+        return np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as e:
+        raise UsageError(f"--{flag}: {path!r} is not a readable .npy array ({e})") from None
 
 
 def import_tensorflow():

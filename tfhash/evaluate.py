@@ -76,15 +76,6 @@ def define_flags():
 _CONVENTION_FLAGS = ("ties", "ap_denominator", "empty_queries", "empty_ball", "gain")
 
 
-def _load(path, flag):
-    if not os.path.isfile(path):
-        raise UsageError(f"--{flag}: no such file {path!r}")
-    try:
-        return np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as e:
-        raise UsageError(f"--{flag}: {path!r} is not a readable .npy array ({e})") from None
-
-
 def _conventions():
     """The convention flags, with --preset filling in those not given explicitly."""
     values = {name: FLAGS[name].value for name in _CONVENTION_FLAGS}
@@ -143,7 +134,7 @@ def _paths_beside(codes_path, flag):
         raise UsageError(f"--gallery needs the image paths of --{flag}: encode an image folder "
                          "or list file with python -m tfhash.encode, which writes "
                          "<name>_paths.npy beside <name>_codes.npy")
-    return _load(path, flag)
+    return cli.load_array(path, flag)
 
 
 def _gallery(query_codes, query_labels, db_codes, db_labels, bits, query_paths, db_paths, out,
@@ -188,13 +179,14 @@ def main(argv):
         gallery_paths = (_paths_beside(files[0][0], "query_codes"),
                          _paths_beside(files[0][1], "db_codes"))
     _prepare_out(FLAGS.out, FLAGS.overwrite)
-    query_labels = _load(FLAGS.query_labels, "query_labels")
-    db_labels = _load(FLAGS.db_labels, "db_labels")
+    query_labels = cli.load_array(FLAGS.query_labels, "query_labels")
+    db_labels = cli.load_array(FLAGS.db_labels, "db_labels")
     reports = []
     for query_path, db_path, bits in files:
         try:
             report = evaluation.evaluate_codes(
-                _load(query_path, "query_codes"), query_labels, _load(db_path, "db_codes"),
+                cli.load_array(query_path, "query_codes"), query_labels,
+                cli.load_array(db_path, "db_codes"),
                 db_labels, metrics=_metrics(), top_k=FLAGS.top_k, distance=FLAGS.distance,
                 bits=bits, **settings)
         except UsageError as e:
@@ -213,8 +205,9 @@ def main(argv):
         written += plots.save_plots(reports, FLAGS.out)
     if FLAGS.gallery:
         query_path, db_path, bits = files[0]
-        written.append(_gallery(_load(query_path, "query_codes"), query_labels,
-                                _load(db_path, "db_codes"), db_labels, bits, *gallery_paths,
+        written.append(_gallery(cli.load_array(query_path, "query_codes"), query_labels,
+                                cli.load_array(db_path, "db_codes"), db_labels, bits,
+                                *gallery_paths,
                                 FLAGS.out))
     print("wrote " + ", ".join(written))
 

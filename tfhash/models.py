@@ -113,13 +113,17 @@ def build_model(backbone="resnet_small", bits=48, image_size=32, weights="none",
     """
     features = build_backbone(backbone, image_size, weights)
     images = keras.Input((image_size, image_size, 3), name="images")
-    x = features(images)
+    h = _head(features(images), bits, hidden, dropout, head, head_learning_rate_multiplier)
+    return HashingModel(images, h, name=f"{backbone}_{bits}bits")
+
+
+def _head(x, bits, hidden, dropout, head, learning_rate_multiplier):
+    """Features → (Dense(hidden, ReLU) → Dropout, if hidden > 0) → the method's hashing head."""
     if hidden:
         x = keras.layers.Dense(hidden, activation="relu", name="hidden")(x)
         if dropout:
             x = keras.layers.Dropout(dropout, name="dropout")(x)
-    h = hashing_head(head, bits, head_learning_rate_multiplier)(x)
-    return HashingModel(images, h, name=f"{backbone}_{bits}bits")
+    return hashing_head(head, bits, learning_rate_multiplier)(x)
 
 
 def build_head(train_features, bits=48, hidden=0, head="tanh",
@@ -141,11 +145,7 @@ def build_head(train_features, bits=48, hidden=0, head="tanh",
     features = keras.Input((train_features.shape[1],), name="features")
     x = keras.layers.Normalization(mean=train_features.mean(0), name="standardise",
                                    variance=np.maximum(train_features.var(0), 1e-12))(features)
-    if hidden:
-        x = keras.layers.Dense(hidden, activation="relu", name="hidden")(x)
-        if dropout:
-            x = keras.layers.Dropout(dropout, name="dropout")(x)
-    h = hashing_head(head, bits, head_learning_rate_multiplier)(x)
+    h = _head(x, bits, hidden, dropout, head, head_learning_rate_multiplier)
     return HashingModel(features, h, name=f"head_{bits}bits")
 
 

@@ -60,15 +60,6 @@ def define_flags():
     flags.DEFINE_integer("batch_size", 64, "Images per model call for --images.")
 
 
-def _load_npy(path, flag):
-    import numpy as np
-
-    if not os.path.isfile(path):
-        raise UsageError(f"--{flag}: no such file {path!r}")
-    try:
-        return np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as e:
-        raise UsageError(f"--{flag}: {path!r} is not a readable .npy array ({e})") from None
 
 
 def _sibling(query_codes, part):
@@ -98,7 +89,7 @@ def queries_from_flags(query_codes=None, images=None, model=None, query_labels=N
         codes, bits = retrieval.encode_image_files(model, files, batch_size)
         ids, paths = list(files), list(files)
     else:
-        codes, bits = _load_npy(query_codes, "query_codes"), None
+        codes, bits = cli.load_array(query_codes, "query_codes"), None
         ids_path = _sibling(query_codes, "item_ids")
         ids = ([str(i) for i in np.load(ids_path)] if ids_path
                else [f"query {i}" for i in range(len(codes))])
@@ -110,7 +101,7 @@ def queries_from_flags(query_codes=None, images=None, model=None, query_labels=N
     labels_path = query_labels or (_sibling(query_codes, "labels") if query_codes else None)
     labels = None
     if labels_path:
-        labels = _load_npy(labels_path, "query_labels")
+        labels = cli.load_array(labels_path, "query_labels")
         if len(labels) != len(codes):
             raise UsageError(f"--query_labels has {len(labels)} rows for {len(codes)} queries; "
                              "give one label (or label row) per query")
