@@ -18,6 +18,10 @@ from tfhash.losses import (
     squared_distances,
     triplet_loss,
 )
+from tfhash import methods
+
+# The margin-ranking losses on mined tuples (RankingLoss): the arguments tested here are theirs.
+RANKING = ("lsdh", "lsdh_l1", "triplet")
 
 # ---------------------------------------------------------------- NumPy references
 
@@ -332,12 +336,18 @@ ALL_CLASSES = [LSDHLoss, LSDHL1Loss, TripletLoss]
 
 
 def test_registry():
-    assert losses.METHODS == {"lsdh": LSDHLoss, "lsdh_l1": LSDHL1Loss, "triplet": TripletLoss}
+    assert {m: losses.METHODS[m] for m in RANKING} == {
+        "lsdh": LSDHLoss, "lsdh_l1": LSDHL1Loss, "triplet": TripletLoss}
+    # The view holds the registry's Keras methods, not its shallow ones.
+    assert "itq" in methods.REGISTRY and "itq" not in losses.METHODS
+    assert set(losses.METHODS) == {n for n, m in methods.REGISTRY.items() if m.kind == "keras"}
     loss = losses.get("triplet", margin=3.0, mining="all")
     assert isinstance(loss, TripletLoss) and loss.margin == 3.0 and loss.name == "triplet"
-    with pytest.raises(UsageError, match="^unknown method 'dsh': choose one of lsdh, lsdh_l1, "
-                                         "triplet$"):
-        losses.get("dsh")
+    with pytest.raises(UsageError, match="^unknown method 'nope': choose one of lsdh, lsdh_l1, "
+                                         "triplet, cnnh, "):
+        losses.get("nope")
+    with pytest.raises(UsageError, match="itq is a shallow method with no Keras loss"):
+        losses.get("itq")
 
 
 @pytest.mark.parametrize("cls", ALL_CLASSES)
@@ -393,7 +403,7 @@ def test_keras_call_paths():
         (dict(seed="x"), "seed must be an integer or None, got 'x'"),
     ],
 )
-@pytest.mark.parametrize("method", list(losses.METHODS))
+@pytest.mark.parametrize("method", RANKING)
 def test_bad_arguments(method, kwargs, message):
     if method == "lsdh_l1" and "isometric_weight" in kwargs:
         message = "lsdh_l1 has no isometric term, got isometric_weight=-1"

@@ -75,7 +75,7 @@ def test_user_subclass_trains_and_round_trips_through_a_keras_file(tmp_path):
     )
 
 
-@pytest.mark.parametrize("method", list(losses.METHODS))
+@pytest.mark.parametrize("method", ["lsdh", "lsdh_l1", "triplet"])  # the tuple-mining losses
 def test_fit_under_xla_with_random_mining(method):
     rng = np.random.default_rng(1)
     y = np.repeat(np.arange(4), 8)
