@@ -162,13 +162,7 @@ class RankingLoss(HashingLoss):
         self.isometric_weight = (
             None if isometric_weight is None else _number("isometric_weight", isometric_weight)
         )
-        validate_mining(mining, quadruplets_per_anchor)
-        self.mining = mining
-        self.quadruplets_per_anchor = quadruplets_per_anchor
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-            raise UsageError(f"seed must be an integer or None, got {seed!r}")
-        self.seed = seed
-        self.seed_generator = keras.random.SeedGenerator(seed)
+        set_mining(self, mining, quadruplets_per_anchor, seed)
 
     @property
     def supports_jit(self):
@@ -293,6 +287,16 @@ class PairQuantizedLoss(HashingLoss):
         config.update(quantization_weight=self.quantization_weight,
                       isometric_weight=self.isometric_weight)
         return config
+
+
+def set_mining(loss, mining, quadruplets_per_anchor, seed):
+    """Validates and sets a mining loss's ``mining``, ``quadruplets_per_anchor``, ``seed`` and
+    its ``seed_generator`` (shared by :class:`RankingLoss` and losses mining the same way)."""
+    validate_mining(mining, quadruplets_per_anchor)
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise UsageError(f"seed must be an integer or None, got {seed!r}")
+    loss.mining, loss.quadruplets_per_anchor, loss.seed = mining, quadruplets_per_anchor, seed
+    loss.seed_generator = keras.random.SeedGenerator(seed)
 
 
 def gather_pairs(matrix, rows, cols):

@@ -29,8 +29,8 @@ import keras
 import tensorflow as tf
 
 from tfhash.errors import UsageError
-from tfhash.losses.base import DEFAULT_PER_ANCHOR, HashingLoss, _mean, _number
-from tfhash.losses.mining import mine_triplets, validate_mining
+from tfhash.losses.base import DEFAULT_PER_ANCHOR, HashingLoss, _mean, _number, set_mining
+from tfhash.losses.mining import mine_triplets
 from tfhash.losses.pairwise import squared_distances
 from tfhash.losses.triplet import triplet_loss
 
@@ -99,12 +99,7 @@ class DNNHLoss(HashingLoss):
                              f"got quantization_weight={quantization_weight!r}: leave it unset "
                              "or 0")
         self.margin = _number("margin", margin, positive=True)
-        validate_mining(mining, quadruplets_per_anchor)
-        self.mining, self.quadruplets_per_anchor = mining, quadruplets_per_anchor
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-            raise UsageError(f"seed must be an integer or None, got {seed!r}")
-        self.seed = seed
-        self.seed_generator = keras.random.SeedGenerator(seed)
+        set_mining(self, mining, quadruplets_per_anchor, seed)
 
     @property
     def supports_jit(self):

@@ -297,6 +297,20 @@ class ShallowHash:
         return "bits"
 
 
+class AnchoredHash(ShallowHash):
+    """A method on an RBF kernel to ``anchors`` sampled training points (KSH, SDH): it needs at
+    least that many samples, and its size errors name the anchors."""
+
+    def min_samples(self):
+        return max(2, self.params["anchors"])
+
+    def _size_text(self):
+        return f"{self.params['anchors']} anchors"
+
+    def _size_knob(self):
+        return "the anchors parameter (anchors=…)"
+
+
 def _coerce(method, key, value, default):
     """``value`` as the type of the parameter's default (so ``"300"`` from a flag becomes 300)."""
     if value is None or default is None:

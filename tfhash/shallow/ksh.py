@@ -44,7 +44,7 @@ import numpy as np
 import scipy.linalg
 
 from tfhash.errors import UsageError
-from tfhash.shallow.base import ShallowHash, random_anchors, squared_distances
+from tfhash.shallow.base import AnchoredHash, random_anchors, squared_distances
 
 
 def kernel_width(x, anchors):
@@ -136,7 +136,7 @@ def fit_ksh(x, labels, bits, rng, anchors=300, labelled=2000, max_iter=500, tol=
             "projection": projection}, info
 
 
-class KSH(ShallowHash):
+class KSH(AnchoredHash):
     """Supervised hashing with kernels (:func:`fit_ksh`); needs labels."""
 
     name = "ksh"
@@ -150,15 +150,6 @@ class KSH(ShallowHash):
                 raise UsageError(f"ksh parameter {key} must be at least 1, got {p[key]}")
         if not p["tol"] >= 0:
             raise UsageError(f"ksh parameter tol must be >= 0, got {p['tol']}")
-
-    def min_samples(self):
-        return max(2, self.params["anchors"])
-
-    def _size_text(self):
-        return f"{self.params['anchors']} anchors"
-
-    def _size_knob(self):
-        return "the anchors parameter (anchors=…)"
 
     def _fit(self, x, y, rng):
         p = self.params

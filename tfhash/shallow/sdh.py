@@ -42,7 +42,7 @@ Example:
 import numpy as np
 
 from tfhash.errors import UsageError
-from tfhash.shallow.base import ShallowHash, random_anchors, squared_distances
+from tfhash.shallow.base import AnchoredHash, random_anchors, squared_distances
 
 
 def rbf_features(x, anchors, gamma):
@@ -107,7 +107,7 @@ def fit_sdh(x, labels, bits, rng, anchors=1000, sigma=None, lam=1.0, nu=1e-5, ou
     return {"anchors": anchor_points, "gamma": np.float64(gamma), "projection": p}, info
 
 
-class SDH(ShallowHash):
+class SDH(AnchoredHash):
     """Supervised discrete hashing (:func:`fit_sdh`); needs labels."""
 
     name = "sdh"
@@ -127,15 +127,6 @@ class SDH(ShallowHash):
                                            and p["sigma"] > 0):
             raise UsageError(f"sdh parameter sigma must be > 0 (or unset for the mean "
                              f"distance), got {p['sigma']!r}")
-
-    def min_samples(self):
-        return max(2, self.params["anchors"])
-
-    def _size_text(self):
-        return f"{self.params['anchors']} anchors"
-
-    def _size_knob(self):
-        return "the anchors parameter (anchors=…)"
 
     def _fit(self, x, y, rng):
         p = self.params
