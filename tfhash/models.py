@@ -13,7 +13,7 @@ import numpy as np
 from keras import ops
 
 from tfhash import losses  # noqa: F401  registers the losses saved models are compiled with
-from tfhash.backbones import build_backbone
+from tfhash.backbones import build_backbone, split_backbone
 from tfhash.errors import UsageError
 from tfhash.layers import hashing_head
 
@@ -62,17 +62,23 @@ class HashingModel(keras.Model):
             raise UsageError(
                 f"{type(self.loss).__name__} is a loss of the whole batch, with no per-sample "
                 "value to weight: drop sample_weight (and class_weight) from fit")
+        terms = self.loss_terms(y, y_pred)
+        for name, tracker in trackers.items():
+            tracker.update_state(terms[name])
+        return terms["loss"]
+
+    def loss_terms(self, y, y_pred):
+        """The compiled loss's terms on one batch (a dict of scalars, as ``loss.terms``), the
+        layers' weight regularisers added to the total ``"loss"``: what :meth:`compute_loss`
+        trains on, and what a training loop of its own (tf.distribute) can train on."""
         # A loss that follows the training iteration (HashNet's β) reads the optimizer's count,
         # which the checkpoint restores: a resumed run goes on with the same schedule.
         step = ({"iterations": self.optimizer.iterations}
                 if getattr(self.loss, "uses_iterations", False) else {})
-        terms = self.loss.terms(y, y_pred, **step)
-        for name, tracker in trackers.items():
-            tracker.update_state(terms[name])
-        loss = terms["loss"]
+        terms = dict(self.loss.terms(y, y_pred, **step))
         if self.losses:  # weight regularisers of the layers
-            loss = loss + ops.cast(ops.sum(self.losses), loss.dtype)
-        return loss
+            terms["loss"] = terms["loss"] + ops.cast(ops.sum(self.losses), terms["loss"].dtype)
+        return terms
 
 
 def term_names(loss):
@@ -127,7 +133,7 @@ def _head(x, bits, hidden, dropout, head, learning_rate_multiplier):
 
 
 def build_head(train_features, bits=48, hidden=0, head="tanh",
-               head_learning_rate_multiplier=10.0, dropout=0.0):
+               head_learning_rate_multiplier=10.0, dropout=0.0, top=None):
     """The hashing head alone, from a backbone's features to relaxed codes: what a run with a
     frozen backbone trains, on features computed once (:mod:`tfhash.features`).
 
@@ -138,26 +144,41 @@ def build_head(train_features, bits=48, hidden=0, head="tanh",
     can sit at h ≈ 0 for many steps. :func:`with_backbone` puts the backbone in front of it
     for export.
 
+    With ``top`` (partial fine-tuning: the last blocks of the backbone, from
+    :func:`tfhash.backbones.split_backbone`), the input is the frozen trunk's output
+    (``train_features`` ``[n, h, w, c]``), ``top`` turns it into features and trains with
+    the head; the standardisation uses the top's features of ``train_features`` before
+    training.
+
     Returns:
-        A :class:`HashingModel` with input ``features`` (float32 ``[B, d]``).
+        A :class:`HashingModel` with input ``features`` (float32 ``[B, d]``, or the trunk's
+        maps with ``top``).
     """
     train_features = np.asarray(train_features, np.float32)
-    features = keras.Input((train_features.shape[1],), name="features")
+    inputs = keras.Input(train_features.shape[1:], name="features")
+    x = inputs
+    if top is not None:
+        x = top(inputs)
+        train_features = top.predict(train_features, batch_size=256, verbose=0)
     x = keras.layers.Normalization(mean=train_features.mean(0), name="standardise",
-                                   variance=np.maximum(train_features.var(0), 1e-12))(features)
+                                   variance=np.maximum(train_features.var(0), 1e-12))(x)
     h = _head(x, bits, hidden, dropout, head, head_learning_rate_multiplier)
-    return HashingModel(features, h, name=f"head_{bits}bits")
+    return HashingModel(inputs, h, name=f"head_{bits}bits")
 
 
-def with_backbone(head_model, backbone, image_size, weights):
+def with_backbone(head_model, backbone, image_size, weights, trainable_blocks=0):
     """The whole network for a head trained on frozen features: images in, the head's codes
     out, the backbone exactly the one the features came from (``weights`` loaded again).
+    With ``trainable_blocks``, the head holds the fine-tuned top and only the frozen trunk
+    (:func:`tfhash.backbones.split_backbone`) is put in front.
 
     Returns:
         A ``keras.Model`` from raw ``[0, 255]`` images ``[B, S, S, 3]`` to ``h``, as
         :func:`build_model` makes, ready for :func:`tfhash.serving.export_model`.
     """
     features = build_backbone(backbone, image_size, weights)
+    if trainable_blocks:
+        features = split_backbone(features, trainable_blocks)[0]
     features.trainable = False
     images = keras.Input((image_size, image_size, 3), name="images")
     h = head_model(features(images))
