@@ -14,6 +14,8 @@ Images enter a model as float32 ``[B, S, S, 3]`` RGB pixels in ``[0, 255]``.
   a batch is then a gather from that table plus a CIFAR-style augmentation, all TF
   ops driven by stateless random numbers keyed on ``(seed, step)``: the same seed
   gives the same batches.
+* :func:`semi_supervised_dataset` (and :func:`feature_semi_supervised_dataset`) yields batches
+  mixing class-balanced labelled images with unlabelled ones, and a labelled mask (SSDH).
 * :func:`eval_dataset` yields the given images once, in order, without augmentation.
 """
 
@@ -346,6 +348,13 @@ def train_dataset(collection, indices, image_size, batch_size, images_per_class,
     members, counts, groups = _balanced_groups(collection, indices, batch_size,
                                                images_per_class)
     table = tf.constant(_decode_table(collection, indices, image_size))
+    return _balanced_batches(collection, indices, members, counts, groups, images_per_class,
+                             _image_inputs(table, augment), seed, start_step, targets)
+
+
+def _image_inputs(table, augment):
+    """``inputs(positions, augment_seed)`` of the batch samplers for a uint8 image table: the
+    rows, augmented, as float32."""
 
     def images(positions, augment_seed):
         batch = tf.gather(table, positions)
@@ -353,8 +362,7 @@ def train_dataset(collection, indices, image_size, batch_size, images_per_class,
             batch = _augment(batch, augment_seed, flip=augment == "crop_flip")
         return tf.cast(batch, tf.float32)
 
-    return _balanced_batches(collection, indices, members, counts, groups, images_per_class,
-                             images, seed, start_step, targets)
+    return images
 
 
 def feature_train_dataset(collection, indices, features, batch_size, images_per_class, seed=0,
@@ -408,6 +416,129 @@ def _balanced_batches(collection, indices, members, counts, groups, images_per_c
         positions = _sample_positions(sample_seed, members, counts, len(indices), groups,
                                       images_per_class)
         return inputs(positions, augment_seed), tf.gather(labels, positions)
+
+    return (tf.data.Dataset.counter(start=start_step)
+            .map(make_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+            .prefetch(tf.data.AUTOTUNE))
+
+
+def semi_supervised_dataset(collection, labelled, unlabelled, image_size, batch_size,
+                            images_per_class, labelled_ratio, augment=True, seed=0,
+                            start_step=0):
+    """Endless training batches mixing labelled and unlabelled images (semi-supervised methods).
+
+    A batch of ``B`` holds ``b = round(labelled_ratio · B)`` labelled images, class-balanced as
+    :func:`train_dataset` draws them (``b / images_per_class`` classes of ``images_per_class``
+    images), then ``B − b`` distinct unlabelled images drawn uniformly. The second element of a
+    batch is ``[B, 1 + L]``: column 0 the labelled mask (1 for the ``b`` labelled rows, which
+    come first; 0 for the others), then the labels of the labelled rows (the class id, int64,
+    or the multi-hot row, float32); the unlabelled rows carry zeros there, since their labels
+    never enter the dataset. ``tfhash.losses.ssdh.unpack_labels`` reads it.
+
+    Args:
+        collection: a :class:`Collection`.
+        labelled: the labelled training images (``split.train``).
+        unlabelled: the unlabelled ones (``split.unlabeled``).
+        image_size, augment, seed, start_step: as :func:`train_dataset` (batch ``t`` depends
+            only on ``(seed, t)``). Both parts are decoded once into memory.
+        batch_size: ``B``.
+        images_per_class: images per class among the labelled ones, at least 2.
+        labelled_ratio: ``b / B``, in ``(0, 1)``.
+
+    Returns:
+        ``tf.data.Dataset`` of ``(float32 [B, S, S, 3] in [0, 255], [B, 1 + L])``.
+
+    Raises:
+        UsageError: a ratio outside ``(0, 1)``, no unlabelled images (or fewer than a batch
+            takes), a labelled part that is not whole classes of ``images_per_class`` (at
+            least two), or what :func:`train_dataset` refuses.
+
+    Example::
+
+        ds = semi_supervised_dataset(collection, split.train, split.unlabeled, 32,
+                                     batch_size=128, images_per_class=8, labelled_ratio=0.5)
+        images, y = next(iter(ds))   # 8 classes x 8 labelled images, 64 unlabelled
+    """
+    augment = _augmentation(augment)
+    shape = _semi_supervised_shape(collection, labelled, unlabelled, batch_size,
+                                   images_per_class, labelled_ratio)
+    table = tf.constant(np.concatenate([_decode_table(collection, part, image_size)
+                                        for part in shape[:2]]))
+    return _semi_supervised_batches(collection, *shape, images_per_class,
+                                    _image_inputs(table, augment), seed, start_step)
+
+
+def feature_semi_supervised_dataset(collection, labelled, unlabelled, labelled_features,
+                                    unlabelled_features, batch_size, images_per_class,
+                                    labelled_ratio, seed=0, start_step=0):
+    """:func:`semi_supervised_dataset` over precomputed features (row ``i`` of
+    ``labelled_features`` for ``labelled[i]``, of ``unlabelled_features`` for ``unlabelled[i]``):
+    the same batches for the same seed, yielding ``(float32 [B, d], [B, 1 + L])``."""
+    shape = _semi_supervised_shape(collection, labelled, unlabelled, batch_size,
+                                   images_per_class, labelled_ratio)
+    for part, rows in zip(shape[:2], (labelled_features, unlabelled_features)):
+        if len(rows) != len(part):
+            raise UsageError(f"{len(rows)} feature rows for {len(part)} images; give one row "
+                             "per index")
+    table = tf.constant(np.concatenate([np.asarray(labelled_features, np.float32),
+                                        np.asarray(unlabelled_features, np.float32)]))
+    return _semi_supervised_batches(collection, *shape, images_per_class,
+                                    lambda positions, _: tf.gather(table, positions), seed,
+                                    start_step)
+
+
+def _semi_supervised_shape(collection, labelled, unlabelled, batch_size, images_per_class,
+                           labelled_ratio):
+    """Validates a semi-supervised batch; returns (labelled, unlabelled, members, counts,
+    groups, unlabelled per batch)."""
+    if not 0 < labelled_ratio < 1:
+        raise UsageError(f"--labelled_ratio must be in (0, 1): the part of each batch that is "
+                         f"labelled, got {labelled_ratio}")
+    if len(unlabelled) == 0:
+        raise UsageError(f"the split of {collection.name} has no unlabelled images (its "
+                         "training draw is the whole database): keep fewer labelled with "
+                         "--labelled_per_class or use a protocol with a smaller training draw")
+    unlabelled = _check_indices(collection, unlabelled)
+    num_labelled = round(labelled_ratio * batch_size)
+    per_batch = batch_size - num_labelled
+    if num_labelled % images_per_class or num_labelled < 2 * images_per_class or not per_batch:
+        raise UsageError(
+            f"--labelled_ratio={labelled_ratio} of --batch_size={batch_size} gives "
+            f"{num_labelled} labelled and {per_batch} unlabelled images per batch: the "
+            f"labelled ones must be at least two classes of --images_per_class="
+            f"{images_per_class} (a multiple of it), with some unlabelled; change the ratio")
+    if per_batch > len(unlabelled):
+        raise UsageError(f"a batch takes {per_batch} unlabelled images but the split has "
+                         f"{len(unlabelled)}: raise --labelled_ratio or lower --batch_size")
+    labelled = _check_indices(collection, labelled)
+    members, counts, groups = _balanced_groups(collection, labelled, num_labelled,
+                                               images_per_class)
+    return labelled, unlabelled, members, counts, groups, per_batch
+
+
+def _semi_supervised_batches(collection, labelled, unlabelled, members, counts, groups,
+                             per_batch, images_per_class, inputs, seed, start_step):
+    """The endless mixed batches: rows ``0 … len(labelled) − 1`` of the table ``inputs`` reads
+    are the labelled images, the rest the unlabelled ones."""
+    labels = _label_tensor(collection, labelled)
+    if collection.multi_label:
+        targets = tf.concat([tf.ones([len(labelled), 1]), labels], 1)
+    else:
+        targets = tf.stack([tf.ones([len(labelled)], tf.int64), labels], 1)
+    unlabelled_targets = tf.zeros([per_batch, targets.shape[1]], targets.dtype)
+    members, counts = tf.constant(members), tf.constant(counts, tf.int32)
+
+    def make_batch(step):
+        batch_seed = tf.stack([tf.constant(seed, tf.int64), step])
+        sample_seed, unlabelled_seed, augment_seed = tf.unstack(
+            tf.random.experimental.stateless_split(batch_seed, 3))
+        positions = _sample_positions(sample_seed, members, counts, len(labelled), groups,
+                                      images_per_class)
+        scores = tf.random.stateless_uniform([len(unlabelled)], unlabelled_seed)
+        others = len(labelled) + tf.math.top_k(scores, per_batch).indices
+        rows = tf.concat([positions, others], 0)
+        return (inputs(rows, augment_seed),
+                tf.concat([tf.gather(targets, positions), unlabelled_targets], 0))
 
     return (tf.data.Dataset.counter(start=start_step)
             .map(make_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

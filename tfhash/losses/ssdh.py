@@ -1,0 +1,291 @@
+"""SSDH-ZP: semi-supervised deep hashing with an online graph over labelled and unlabelled images.
+
+Zhang and Peng, "SSDH: Semi-supervised Deep Hashing for Large Scale Image Retrieval", IEEE
+TCSVT 2017 (arXiv 1607.08477). Not the two other methods called SSDH (Yang, Lin, Chen's
+*Supervised Semantics-preserving* Deep Hashing, TPAMI 2018; Yang et al.'s *Semantic
+Structure-based* unsupervised Deep Hashing, IJCAI 2018): tfhash calls this one SSDH-ZP and
+registers it as ``ssdh``.
+
+The paper's abstract gives the objective's shape (an empirical error on the labelled images
+plus an embedding error on all images, the embedding's graph built online in each batch from
+the evolving features); its equations here are those of the official Caffe code (the
+``SemiRankLoss`` layer), which is the implementable reference. On a batch of ``B`` images,
+``b`` of them labelled, with hash outputs ``s_i = σ(z_i) ∈ (0, 1)^K`` and
+``D_ij = |s_i − s_j|²``:
+
+* **Ranking (empirical) error, labelled anchors only.** Triplets ``(i, p, n)`` of labelled
+  images, ``p`` sharing a label with ``i`` and ``n`` none:
+
+      ℓʳ(i, p, n) = max(0, m_r + D_ip − D_in),       m_r = 1
+
+* **Embedding error from the online graph, every anchor.** Each anchor ``i`` (labelled or
+  not) ranks the whole batch, itself included (its rank 0), by ``D_ij`` of the current hash
+  outputs; a positive ``p`` is drawn uniformly among ranks ``0 … k − 1`` (``k = 8``) and a
+  negative ``n`` uniformly among the far ranks ``[r₀, r₀ + c)``: ``[120, 124)`` at 12 bits,
+  ``[114, 124)`` above (the official solvers' ``knn_neg_idx_start`` / ``_range``):
+
+      ℓᵍ(i) = D_ip + max(0, m_g − √D_in)²,           m_g = 2.5 at 12 bits, 3.0 above
+
+  The graph is rebuilt at every batch from the outputs as they are (no global graph); the
+  ranks carry no gradient. Both windows end at rank 123: a batch needs at least
+  :data:`MIN_BATCH_SIZE` = 124 images, and a smaller one is refused.
+
+* **Total** (the code's normalisation: each term is half a squared distance)::
+
+      L = ½ · mean over triplets of ℓʳ + λ · ½ · mean over anchors of ℓᵍ,     λ = 0.1
+
+Unlabelled images enter the graph term only; their labels are never read (the loss replaces
+them by constants before anything uses them).
+
+Deviations from the official code, stated:
+
+* The head is tfhash's tanh head, ``h = tanh(u)``; the loss works on ``s = (h + 1) / 2 =
+  σ(2u)``, the code's sigmoid outputs with the factor 2 absorbed into the layer, so
+  ``sign(h)`` is the code's bit ``[s ≥ 0.5]`` and export needs nothing special.
+* Ranking triplets are mined like the triplet baseline's (``mining``,
+  ``quadruplets_per_anchor``: 128 per labelled anchor by default) rather than the code's one
+  (p, n) pair per anchor (drawn by up to 10 tries), a lower-variance estimate of the same mean;
+  for multi-label data tfhash does not ask ``p`` and ``n`` to share no label with each other.
+* The graph is built on the hash outputs, as the released configuration (``feature_index:
+  0``); the code's fc7 option (the paper's "deep features") is not offered, since the loss
+  sees only the head's outputs.
+* The code's pseudo-label term and auxiliary classifier branch are not implemented
+  (docs/losses.md).
+"""
+
+import keras
+import tensorflow as tf
+
+from tfhash.errors import UsageError
+from tfhash.losses.base import (DEFAULT_PER_ANCHOR, HashingLoss, _mean, _number, gather_pairs,
+                                set_mining)
+from tfhash.losses.mining import mine_triplets
+from tfhash.losses.pairwise import is_multi_label, label_similarity, squared_distances
+from tfhash.losses.triplet import triplet_loss
+
+DEFAULT_MARGIN = 1.0  # m_r, the official solvers'
+DEFAULT_GRAPH_WEIGHT = 0.1  # λ
+DEFAULT_NEIGHBOURS = 8  # k: the positive is one of the k nearest, the anchor included
+#: Code lengths up to this use the official 12-bit settings, longer codes the 24/32/48-bit ones.
+SHORT_CODE_BITS = 12
+#: ``(first rank, number of ranks)`` of the negative window, official solvers.
+NEGATIVE_WINDOW_SHORT = (120, 4)
+NEGATIVE_WINDOW = (114, 10)
+GRAPH_MARGIN_SHORT = 2.5  # m_g at 12 bits
+GRAPH_MARGIN = 3.0  # m_g at 24, 32, 48 bits
+#: The smallest batch either negative window fits in (both end at rank 123).
+MIN_BATCH_SIZE = max(sum(NEGATIVE_WINDOW_SHORT), sum(NEGATIVE_WINDOW))
+
+
+def negative_window(bits):
+    """``(first rank, count)`` of the graph's negatives for a ``bits``-bit code.
+
+    >>> negative_window(12), negative_window(48)
+    ((120, 4), (114, 10))
+    """
+    return NEGATIVE_WINDOW_SHORT if bits <= SHORT_CODE_BITS else NEGATIVE_WINDOW
+
+
+def default_graph_margin(bits):
+    """m_g for a ``bits``-bit code: 2.5 up to 12 bits, 3.0 above (the official solvers')."""
+    return GRAPH_MARGIN_SHORT if bits <= SHORT_CODE_BITS else GRAPH_MARGIN
+
+
+def unpack_labels(y_true):
+    """Splits the semi-supervised batches' ``y_true`` into ``(labelled, labels)``.
+
+    ``y_true`` is ``[B, 1 + L]``: column 0 is 1 for a labelled image and 0 for an unlabelled
+    one, the other columns its labels (a class id, ``L = 1``, or a multi-hot row), as
+    :func:`tfhash.data.semi_supervised_dataset` yields them. The unlabelled rows' labels are
+    replaced by zeros here, so nothing downstream can read them.
+
+    Returns:
+        ``(bool [B], labels [B, L])``.
+
+    Example:
+
+    >>> labelled, labels = unpack_labels(tf.constant([[1, 3], [0, 7]]))
+    >>> labelled.numpy().tolist(), labels.numpy().tolist()
+    ([True, False], [[3], [0]])
+    """
+    y_true = tf.convert_to_tensor(y_true)
+    if y_true.shape.rank != 2 or y_true.shape[1] is None or y_true.shape[1] < 2:
+        raise UsageError(
+            f"ssdh needs y_true = [labelled mask, labels] of shape [B, 1 + L], got shape "
+            f"{y_true.shape}: train it on tfhash.data.semi_supervised_dataset batches")
+    labelled = y_true[:, 0] > 0
+    labels = tf.where(labelled[:, None], y_true[:, 1:], tf.zeros_like(y_true[:, 1:]))
+    return labelled, labels
+
+
+def labelled_similarity(labelled, labels):
+    """``[B, B]`` relevance among labelled images only: both labelled and sharing a label."""
+    both = labelled[:, None] & labelled[None, :]
+    return label_similarity(labels) & both
+
+
+def ranking_triplets(labelled, labels, mining, per_anchor, seed):
+    """Triplets ``(i, p, n)`` of labelled images only: ``p`` shares a label with ``i``,
+    ``n`` shares none; int32 ``[Q, 3]``.
+
+    Mined with :func:`tfhash.losses.mining.mine_triplets` on :func:`labelled_similarity`
+    (an unlabelled image is relevant to nothing, so it is never an anchor or a positive);
+    triplets whose negative is unlabelled are then dropped.
+    """
+    triplets = mine_triplets(labelled_similarity(labelled, labels), mining, per_anchor, seed)
+    return tf.boolean_mask(triplets, tf.gather(labelled, triplets[:, 2]))
+
+
+def graph_neighbours(distances, neighbours, negative_start, negative_count, seed=None):
+    """The online graph's positive and negative of every anchor of the batch.
+
+    Anchor ``i`` ranks every item ``j`` of the batch, itself included, by ``distances[i, j]``
+    (ties by index, so ``i`` is rank 0 unless a duplicate ties it); ``p_i`` is uniform among
+    ranks ``0 … neighbours − 1`` and ``n_i`` uniform among ranks
+    ``negative_start … negative_start + negative_count − 1``.
+
+    Args:
+        distances: ``[B, B]`` squared distances of the graph's features (the hash outputs).
+        neighbours: k ≥ 1.
+        negative_start, negative_count: the negative window; it needs
+            ``B ≥ negative_start + negative_count``.
+        seed: an int, a ``keras.random.SeedGenerator`` (a new draw each call) or ``None``.
+
+    Returns:
+        ``(p, n)``, int32 ``[B]`` each.
+
+    Raises:
+        UsageError: a batch (of static size) too small for the window.
+
+    Example:
+
+    >>> d = squared_distances(tf.constant([[0.0], [1.0], [3.0]]))
+    >>> p, n = graph_neighbours(d, 1, 2, 1)
+    >>> p.numpy().tolist(), n.numpy().tolist()
+    ([0, 1, 2], [2, 2, 0])
+    """
+    distances = tf.stop_gradient(tf.convert_to_tensor(distances))
+    batch = distances.shape[0]
+    if batch is not None and batch < negative_start + negative_count:
+        raise UsageError(
+            f"ssdh's graph negatives come from ranks {negative_start}-"
+            f"{negative_start + negative_count - 1} of each anchor's neighbours, so a batch "
+            f"needs at least {negative_start + negative_count} images, got {batch}: raise "
+            "--batch_size")
+    order = tf.argsort(distances, axis=1, stable=True)
+    uniform = keras.random.uniform((tf.shape(distances)[0], 2), seed=seed)
+    rank_p = tf.minimum(tf.cast(uniform[:, 0] * neighbours, tf.int32), neighbours - 1)
+    rank_n = negative_start + tf.minimum(tf.cast(uniform[:, 1] * negative_count, tf.int32),
+                                         negative_count - 1)
+    return (tf.gather(order, rank_p, batch_dims=1), tf.gather(order, rank_n, batch_dims=1))
+
+
+def graph_loss(distances, positives, negatives, margin):
+    """``ℓᵍ(i) = D_ip + max(0, m_g − √D_in)²`` of every anchor, ``[B]``.
+
+    ``√D`` is taken of ``max(D, 1e-12)``, so a zero distance gives no infinite gradient.
+
+    Example:
+
+    >>> d = tf.constant([[0.0, 1.0, 4.0], [1.0, 0.0, 1.0], [4.0, 1.0, 0.0]])
+    >>> graph_loss(d, tf.constant([1, 1, 2]), tf.constant([2, 0, 0]), 3.0).numpy().tolist()
+    [2.0, 4.0, 1.0]
+    """
+    anchors = tf.range(tf.shape(distances)[0])
+    d_ip = gather_pairs(distances, anchors, positives)
+    d_in = gather_pairs(distances, anchors, negatives)
+    return d_ip + tf.square(tf.nn.relu(margin - tf.sqrt(tf.maximum(d_in, 1e-12))))
+
+
+@keras.saving.register_keras_serializable(package="tfhash")
+class SSDHLoss(HashingLoss):
+    """SSDH-ZP (Zhang & Peng, TCSVT 2017): labelled triplet ranking + an online-graph embedding.
+
+    On a batch of head outputs ``h ∈ (−1, 1)^K`` (tfhash's tanh head), read as the paper's
+    sigmoid outputs ``s = (h + 1) / 2``, and ``y_true = [labelled mask, labels]``
+    (:func:`unpack_labels`; the semi-supervised sampler, ``tfhash.data.semi_supervised_dataset``,
+    makes it):
+
+        D = squared distances of s
+        ranking = mean over labelled triplets (i, p, n) of max(0, m_r + D_ip − D_in)
+        graph   = mean over all anchors i of D_ip + max(0, m_g − √D_in)²
+                  (p among i's k nearest in the batch, n from the far rank window)
+        loss    = ½ · ranking + λ · ½ · graph
+
+    :meth:`terms` reports ``"ranking"`` and ``"graph"`` unweighted. ``graph_weight=0`` leaves
+    the ranking term alone: the same method trained on its labelled images only.
+
+    Args:
+        margin: m_r > 0 of the ranking term, in squared distances of ``s`` (one bit is 1;
+            the official 1).
+        graph_margin: m_g > 0 of the graph term, a Euclidean distance of ``s``; ``None``: the
+            official 2.5 for codes up to 12 bits, 3.0 above.
+        graph_weight: λ ≥ 0 (official: 0.1).
+        neighbours: k, the positive's ranks ``0 … k − 1`` (official: 8, the anchor itself
+            being rank 0); at most the window's first rank.
+        mining, quadruplets_per_anchor, seed: the ranking triplets' mining, as
+            :class:`~tfhash.losses.TripletLoss` (``"random"``, 128 per anchor); ``seed`` also
+            drives the graph's draws.
+        name, reduction: as :class:`~tfhash.losses.HashingLoss`.
+
+    The graph's negative window is fixed, the official one for the code length
+    (:func:`negative_window`): batches need at least :data:`MIN_BATCH_SIZE` = 124 images.
+
+    Example:
+
+    >>> loss = SSDHLoss(seed=0)
+    >>> labels = tf.constant([[1, c] for c in range(4)] * 16 + [[0, 0]] * 64)
+    >>> h = tf.tanh(tf.random.stateless_normal((128, 12), seed=(0, 0)))
+    >>> sorted(loss.terms(labels, h))
+    ['graph', 'loss', 'ranking']
+    """
+
+    term_names = ("ranking", "graph")
+
+    def __init__(self, margin=DEFAULT_MARGIN, graph_margin=None,
+                 graph_weight=DEFAULT_GRAPH_WEIGHT, neighbours=DEFAULT_NEIGHBOURS,
+                 mining="random", quadruplets_per_anchor=DEFAULT_PER_ANCHOR, seed=None,
+                 name="ssdh", reduction="sum_over_batch_size"):
+        super().__init__(name=name, reduction=reduction)
+        self.margin = _number("margin", margin, positive=True)
+        self.graph_margin = (None if graph_margin is None
+                             else _number("graph_margin", graph_margin, positive=True))
+        self.graph_weight = _number("graph_weight", graph_weight)
+        first_rank = min(NEGATIVE_WINDOW_SHORT[0], NEGATIVE_WINDOW[0])
+        if (isinstance(neighbours, bool) or not isinstance(neighbours, int)
+                or not 1 <= neighbours <= first_rank):
+            raise UsageError(f"neighbours (k) must be an integer in [1, {first_rank}] (the "
+                             f"negative window starts at rank {first_rank}), got {neighbours!r}")
+        self.neighbours = neighbours
+        set_mining(self, mining, quadruplets_per_anchor, seed)
+
+    @property
+    def supports_jit(self):
+        return self.mining != "all"
+
+    def terms(self, y_true, y_pred):
+        h = tf.cast(y_pred, tf.float32)
+        if h.shape.rank != 2:
+            raise UsageError(f"y_pred must be relaxed codes [B, K], got shape {h.shape}")
+        bits = h.shape[1]
+        labelled, labels = unpack_labels(y_true)
+        if not is_multi_label(labels):
+            labels = labels[:, 0]
+        distances = squared_distances((h + 1.0) / 2.0)
+        triplets = ranking_triplets(labelled, labels, self.mining, self.quadruplets_per_anchor,
+                                    self.seed_generator)
+        ranking = _mean(triplet_loss(distances, triplets, self.margin))
+        positives, negatives = graph_neighbours(distances, self.neighbours,
+                                                *negative_window(bits), self.seed_generator)
+        margin = default_graph_margin(bits) if self.graph_margin is None else self.graph_margin
+        graph = tf.reduce_mean(graph_loss(distances, positives, negatives, margin))
+        return {"loss": 0.5 * (ranking + self.graph_weight * graph), "ranking": ranking,
+                "graph": graph}
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(margin=self.margin, graph_margin=self.graph_margin,
+                      graph_weight=self.graph_weight, neighbours=self.neighbours,
+                      mining=self.mining, quadruplets_per_anchor=self.quadruplets_per_anchor,
+                      seed=self.seed)
+        return config
