@@ -17,14 +17,16 @@ list-file format and the protocols.
 """
 
 from tfhash.data.collection import Collection
-from tfhash.data.protocols import PROTOCOLS, Protocol, Split, get_protocol, make_split
+from tfhash.data.protocols import (PROTOCOLS, Protocol, Split, get_protocol, keep_labelled,
+                                   make_split)
 from tfhash.data.sources import (DATASETS, NUSWIDE21_CONCEPTS, check_source,
                                  default_augmentation, load_collection)
 
 # The tf.data pipelines import TensorFlow; the rest of the package does not, so a command can
 # check its data settings before paying for TensorFlow. They load on first use.
 _PIPELINE = ("AUGMENTATIONS", "decode_image", "eval_dataset", "feature_eval_dataset",
-             "feature_train_dataset", "train_dataset")
+             "feature_semi_supervised_dataset", "feature_train_dataset",
+             "semi_supervised_dataset", "train_dataset")
 
 
 def __getattr__(name):
@@ -47,7 +49,9 @@ __all__ = [
     "default_augmentation",
     "eval_dataset",
     "get_protocol",
+    "keep_labelled",
     "load_collection",
     "make_split",
+    "semi_supervised_dataset",
     "train_dataset",
 ]

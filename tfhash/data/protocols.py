@@ -9,7 +9,8 @@ papers report with it. :func:`make_split` draws, for a seed:
 4. **val** — ``val_fraction`` of the training draw, uniformly at random, held out of
    ``train``: training picks its best checkpoint on it, never on the queries;
 5. **unlabeled** — database images outside the training draw (what unsupervised and
-   semi-supervised methods may use besides ``train``).
+   semi-supervised methods may use besides ``train``); :func:`keep_labelled` moves all but
+   N training images per class there.
 
 Per-class draws go through the classes in label order and, for each class ``c``,
 draw the protocol's number of not-yet-chosen images that carry ``c``. For single-label
@@ -302,6 +303,40 @@ def make_split(collection, protocol, seed=0, val_fraction=0.1):
         train=np.setdiff1d(drawn, val), val=val, query=query, database=database,
         unlabeled=np.setdiff1d(database, drawn), protocol=protocol, seed=int(seed),
         val_fraction=float(val_fraction), collection=_describe(collection))
+
+
+def keep_labelled(collection, split, per_class, seed=0):
+    """``split`` with at most ``per_class`` labelled training images per class (semi-supervised
+    runs with few labels): the rest of ``train`` joins ``unlabeled``.
+
+    The classes are gone through in label order, as :func:`make_split` does: for class ``c``,
+    ``per_class`` not-yet-kept training images carrying ``c`` are kept (all of them when there
+    are fewer), drawn with ``seed``. ``val``, ``query`` and ``database`` are unchanged, so
+    checkpoints are still chosen on the same labelled validation images.
+
+    Raises:
+        UsageError: ``per_class`` below 1.
+
+    Example:
+
+    >>> from tfhash.data import load_collection
+    >>> digits = load_collection("digits")
+    >>> split = make_split(digits, "digits", seed=0)
+    >>> few = keep_labelled(digits, split, 20)
+    >>> len(few.train), len(few.unlabeled) - len(split.unlabeled), len(few.val)
+    (200, 700, 100)
+    """
+    if isinstance(per_class, bool) or int(per_class) != per_class or per_class < 1:
+        raise UsageError(f"--labelled_per_class must be a whole number of at least 1, got "
+                         f"{per_class!r}")
+    rng = np.random.default_rng([seed, int(per_class)])
+    membership = collection.membership(split.train)
+    kept = np.zeros(len(split.train), bool)
+    for c in range(membership.shape[1]):
+        candidates = np.flatnonzero(membership[:, c] & ~kept)
+        kept[rng.choice(candidates, min(int(per_class), len(candidates)), replace=False)] = True
+    return dataclasses.replace(split, train=split.train[kept],
+                               unlabeled=np.union1d(split.unlabeled, split.train[~kept]))
 
 
 def _draw(protocol, what, amount, membership, available, rng, collection):
