@@ -38,6 +38,11 @@ class Method:
         kind: ``"keras"``, a loss trained by ``model.fit`` on images; or ``"shallow"``, a
             NumPy method of :mod:`tfhash.shallow` fitted once on features
             (:mod:`tfhash.shallow_run`).
+        sampler: the training batches: ``"balanced"`` (class-balanced labelled images,
+            ``tfhash.data.train_dataset``) or ``"semi_supervised"`` (those and unlabelled
+            images, with a labelled mask: ``tfhash.data.semi_supervised_dataset``).
+        min_batch_size: the smallest batch the loss works on (SSDH's graph draws negatives
+            from far ranks of the batch).
     """
 
     name: str
@@ -47,6 +52,8 @@ class Method:
     head: str = "tanh"
     prepare: str | None = None
     kind: str = "keras"
+    sampler: str = "balanced"
+    min_batch_size: int = 2
 
     def loss_class(self):
         return _resolve(self.loss)
@@ -116,3 +123,7 @@ register(Method("lcdsh", "tfhash.losses.lcdsh:LCDSHLoss", "LCDSH, Zhu & Gao 2017
 register(Method("dmssph", "tfhash.losses.dmssph:DMSSPHLoss", "DMSSPH, Wu et al. 2017 "
                 "(reconstructed from the abstract): Hamming distance follows the Jaccard "
                 "similarity level"))
+register(Method("ssdh", "tfhash.losses.ssdh:SSDHLoss", "SSDH-ZP, Zhang & Peng 2017 "
+                "(semi-supervised): triplet ranking on labelled images + an online kNN-graph "
+                "embedding over labelled and unlabelled ones", sampler="semi_supervised",
+                min_batch_size=124))  # its negative window ends at rank 123 (MIN_BATCH_SIZE)
