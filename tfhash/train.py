@@ -103,8 +103,18 @@ class TrainConfig:
     images_per_class: int = _setting(16, "Images of each class in a batch (at least 2, so every "
                                      "anchor has a positive); batch_size / images_per_class "
                                      "classes.")
+    labelled_ratio: float = _setting(0.5, "Semi-supervised methods (ssdh): the part of each "
+                                     "batch that is labelled images (class-balanced, "
+                                     "--images_per_class of each class), the rest drawn "
+                                     "uniformly from the unlabelled images.")
+    labelled_per_class: int = _setting(0, "Keep only this many labelled training images per "
+                                       "class (label), drawn with --seed; the rest of the "
+                                       "training draw becomes unlabelled (a semi-supervised "
+                                       "method learns from them, the others ignore them). "
+                                       "Validation images stay labelled. 0: all.")
     epochs: int = _setting(30, "Training epochs. More than a finished run has extends it.")
-    steps_per_epoch: int = _setting(0, "Batches per epoch; 0: training images / batch_size.")
+    steps_per_epoch: int = _setting(0, "Batches per epoch; 0: training images / batch_size "
+                                    "(labelled and unlabelled, for a semi-supervised method).")
     learning_rate: float = _setting(0.01, "Peak SGD learning rate of the backbone (cosine decay "
                                     "to 0 over the run). Much above 0.01 the tanh codes "
                                     "saturate early and stop learning.")
@@ -190,10 +200,40 @@ class TrainConfig:
             (self.eval_batch_size >= 1,
              f"--eval_batch_size must be at least 1, got {self.eval_batch_size}"),
         ]
-        for ok, message in checks:
+        for ok, message in checks + self._label_checks(method):
             if not ok:
                 raise UsageError(message)
         data.check_source(self.dataset, self.data_dir)
+
+    def _label_checks(self, method):
+        """(ok, message) of the labelled/unlabelled settings and a semi-supervised batch."""
+        labelled, ipc = round(self.labelled_ratio * self.batch_size), self.images_per_class
+        protocol = data.get_protocol(self.protocol)
+        checks = [
+            (0 < self.labelled_ratio < 1, f"--labelled_ratio must be in (0, 1): the part of "
+             f"each batch that is labelled, got {self.labelled_ratio}"),
+            (self.labelled_per_class >= 0,
+             f"--labelled_per_class must be >= 0 (0: all), got {self.labelled_per_class}"),
+            (not 0 < self.labelled_per_class < ipc,
+             f"--labelled_per_class={self.labelled_per_class} is fewer than "
+             f"--images_per_class={ipc}: no class could fill its place in a batch"),
+        ]
+        if method.sampler != "semi_supervised":
+            return checks
+        return checks + [
+            (self.batch_size >= method.min_batch_size,
+             f"--method={self.method} needs batches of at least {method.min_batch_size} images "
+             f"(its graph's negatives come from far ranks of the batch), got "
+             f"--batch_size={self.batch_size}"),
+            (labelled % ipc == 0 and 2 * ipc <= labelled < self.batch_size,
+             f"--labelled_ratio={self.labelled_ratio} of --batch_size={self.batch_size} gives "
+             f"{labelled} labelled images per batch: make it at least two classes of "
+             f"--images_per_class={ipc} (a multiple of it), with some unlabelled"),
+            (self.labelled_per_class or protocol.sampling != "fraction" or protocol.train < 1,
+             f"--protocol={self.protocol} trains on the whole database, leaving no unlabelled "
+             f"images for --method={self.method}: keep fewer labelled (--labelled_per_class=N) "
+             "or draw fewer (--protocol=fraction:train=0.5)"),
+        ]
 
     def augmentation(self):
         """The training augmentation: ``--augment``, or with ``auto`` what suits the data."""
@@ -263,6 +303,8 @@ def train(config):
     else:
         split = data.make_split(collection, config.protocol, seed=config.seed,
                                 val_fraction=config.val_fraction)
+        if config.labelled_per_class:
+            split = data.keep_labelled(collection, split, config.labelled_per_class, config.seed)
         split.save(run.split)
     run.write_settings(settings)
     loss_kwargs = config.loss_kwargs()
@@ -282,7 +324,9 @@ def train(config):
     keras.mixed_precision.set_global_policy(
         "float32" if config.mixed_precision == "none" else config.mixed_precision)
 
-    steps = config.steps_per_epoch or max(1, len(split.train) // config.batch_size)
+    semi_supervised = method.sampler == "semi_supervised"
+    images = len(split.train) + (len(split.unlabeled) if semi_supervised else 0)
+    steps = config.steps_per_epoch or max(1, images // config.batch_size)
     if config.freeze_backbone:
         # The backbone's features of every image (or its frozen trunk's outputs, when its last
         # blocks train), computed once and cached across runs; the head (and those blocks)
@@ -298,10 +342,16 @@ def train(config):
         def rows(indices):
             return table[np.searchsorted(every, indices)]
 
-        train_ds = data.feature_train_dataset(
-            collection, split.train, rows(split.train), config.batch_size,
-            config.images_per_class, seed=config.seed, start_step=epochs_done * steps,
-            targets=train_targets)
+        if semi_supervised:
+            train_ds = data.feature_semi_supervised_dataset(
+                collection, split.train, split.unlabeled, rows(split.train),
+                rows(split.unlabeled), config.batch_size, config.images_per_class,
+                config.labelled_ratio, seed=config.seed, start_step=epochs_done * steps)
+        else:
+            train_ds = data.feature_train_dataset(
+                collection, split.train, rows(split.train), config.batch_size,
+                config.images_per_class, seed=config.seed, start_step=epochs_done * steps,
+                targets=train_targets)
 
         def ordered(indices):
             return data.feature_eval_dataset(collection, indices, rows(indices),
@@ -317,10 +367,16 @@ def train(config):
                                   config.head_lr_multiplier, config.head_dropout, top=top)
         best = run.best_head
     else:
-        train_ds = data.train_dataset(collection, split.train, config.image_size,
-                                      config.batch_size, config.images_per_class,
-                                      augment=config.augmentation(), seed=config.seed,
-                                      start_step=epochs_done * steps, targets=train_targets)
+        if semi_supervised:
+            train_ds = data.semi_supervised_dataset(
+                collection, split.train, split.unlabeled, config.image_size, config.batch_size,
+                config.images_per_class, config.labelled_ratio, augment=config.augmentation(),
+                seed=config.seed, start_step=epochs_done * steps)
+        else:
+            train_ds = data.train_dataset(collection, split.train, config.image_size,
+                                          config.batch_size, config.images_per_class,
+                                          augment=config.augmentation(), seed=config.seed,
+                                          start_step=epochs_done * steps, targets=train_targets)
 
         def ordered(indices):
             return data.eval_dataset(collection, indices, config.image_size,
