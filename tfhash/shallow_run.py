@@ -4,7 +4,8 @@ The path of the data:
 
     config ─► data.load_collection ─► data.make_split (saved in run_dir/split)
       ─► features of every image: raw pixels flattened (--backbone=pixels), a backbone's
-         pooled features, or the rows of the user's own .npy (--features)
+         pooled features (read from --feature_cache when given: the cache the frozen deep
+         runs share, tfhash.features), or the rows of the user's own .npy (--features)
       ─► tfhash.shallow.get(method).fit(train features, train labels) (saved in run_dir/shallow)
       ─► codes of queries and database ─► evaluation.evaluate_codes ─► run_dir/metrics.json
 
@@ -128,7 +129,9 @@ def train_shallow(config, features=None, params=None):
         config: a :class:`tfhash.train.TrainConfig` (or any object with its fields); a
             shallow run reads ``run_dir``, ``dataset``, ``data_dir``, ``protocol``,
             ``val_fraction``, ``seed``, ``method``, ``bits``, ``backbone`` (``"pixels"``
-            for raw pixels), ``weights``, ``image_size`` and ``eval_batch_size``.
+            for raw pixels), ``weights``, ``image_size``, ``eval_batch_size`` and
+            ``feature_cache`` (where given, the backbone's features are read from that
+            cache, or computed into it once).
         features: path of a ``.npy`` array ``[N, D]``, one row per image of the dataset in
             its order, to use instead of computed features (``--features``).
         params: the method's parameters, a dict or a ``"name=value,…"`` string
@@ -171,6 +174,20 @@ def train_shallow(config, features=None, params=None):
     if features:
         matrix = load_features(features, collection)
         source = f"features from {features}"
+    elif getattr(config, "feature_cache", None) and config.backbone not in PIXELS:
+        # The frozen deep runs' cache (tfhash.features): the same network's features of the
+        # same images, computed once for every run, deep or shallow.
+        cli.import_tensorflow()
+        from tfhash import features as feature_cache
+        from tfhash import shallow_export
+
+        matrix = feature_cache.backbone_features(
+            collection, np.arange(len(collection)), config.backbone, config.weights,
+            config.image_size, config.feature_cache,
+            batch_size=getattr(config, "eval_batch_size", 256))
+        extractor = shallow_export.feature_model(config.backbone, config.image_size,
+                                                 config.weights)
+        source = f"{config.backbone} features (cache {config.feature_cache})"
     else:
         matrix, extractor = extract_features(
             collection, config.backbone, config.image_size, config.weights,
