@@ -24,17 +24,13 @@ script writes the table into ``benchmarks/RESULTS.md`` (between the
 import argparse
 import json
 import os
-import platform
-import subprocess
 import sys
-import time
 
-import numpy as np
+# The working tree's tfhash, and benchmarks/_tables.py, whatever is installed.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from tfhash import evaluation
-from tfhash.evaluation import plots
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from benchmarks._tables import (FIGURES, ROOT, draw_fig5, machine, mean_cell,  # noqa: E402
+                                precision_at, run_logged, score, write_section)
 TRAINED = {"lsdh": "LSDH", "lsdh_l1": "LSDH-L1", "triplet": "Triplet"}
 ROWS = ["LSDH", "LSDH-L1", "LSDH-C", "Triplet"]
 # The paper's Table I (CIFAR-10, MAP, ImageNet-pretrained VGG-16), 12/24/32/48 bits.
@@ -43,9 +39,6 @@ PAPER = {"LSDH": (0.746, 0.752, 0.779, 0.782), "LSDH-L1": (0.722, 0.738, 0.766, 
 # bits). With the loss's default m = 1, codes trained from scratch collapse: every image gets
 # the same saturated code, the semantic loss sits at exactly 3m and validation MAP at chance.
 MARGIN_PER_BIT = 0.5
-# A bit counts as constant when at least 99 % of the database has the same sign there.
-CONSTANT = 0.01
-P_AT_K = [1, 10, 50, 100, 200, 300, 400, 500, 600, 700, 800, 900, 1000]
 BEGIN, END = "<!-- cifar10-table:begin -->", "<!-- cifar10-table:end -->"
 
 
@@ -77,18 +70,6 @@ def parse_args():
     return args
 
 
-def machine():
-    """The CPU model and core count, or the GPU, that the runs trained on."""
-    model = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            model = next(line.split(":", 1)[1].strip() for line in f
-                         if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{model}, {os.cpu_count()} cores, {platform.system()}"
-
-
 def planned_runs(args):
     """(method, bits, seed): every code length at seed 0 first, then the extra seeds."""
     runs = [(m, b, 0) for b in args.bits for m in TRAINED]
@@ -103,55 +84,13 @@ def run_name(method, bits, seed):
 def train(args, method, bits, seed):
     """Trains one run in its own process (resuming it if it was interrupted); returns seconds."""
     run_dir = os.path.join(args.runs_dir, run_name(method, bits, seed))
-    os.makedirs(args.runs_dir, exist_ok=True)
     command = [sys.executable, "-m", "tfhash.train",
                f"--flagfile={os.path.join(ROOT, 'configs', 'cifar10_base.cfg')}",
                "--dataset=folder", f"--data_dir={args.data_dir}", f"--method={method}",
                f"--bits={bits}", f"--margin={bits * MARGIN_PER_BIT:g}", f"--seed={seed}",
                f"--epochs={args.epochs}", f"--eval_every={max(1, args.epochs // 3)}",
                f"--run_dir={run_dir}", "--verbose=2"]
-    # Wall-clock adds up over interrupted attempts, so a resumed run reports its whole cost.
-    wall_file = run_dir + ".wall_seconds"
-    earlier = float(open(wall_file).read()) if os.path.isfile(wall_file) else 0.0
-    start = time.time()
-    with open(run_dir + ".log", "a") as log:
-        code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
-    seconds = earlier + time.time() - start
-    with open(wall_file, "w") as f:
-        f.write(f"{seconds:.1f}")
-    if code != 0:
-        sys.exit(f"error: {run_name(method, bits, seed)} failed (exit {code}); see "
-                 f"{run_dir}.log, then rerun this command to resume")
-    return seconds
-
-
-def code_statistics(codes, relaxed):
-    """How much of the code a run uses: the database's distinct codes, the bits that are
-    (nearly) constant over it, and the mean tanh slope 1 − h² that every gradient to the
-    backbone is multiplied by (small when training has saturated the hashing layer)."""
-    return {"distinct_codes": int(len(np.unique(codes, axis=0))),
-            "constant_bits": int(np.sum(np.abs(np.mean(codes, axis=0)) >= 1 - 2 * CONSTANT)),
-            "tanh_slope": float(np.mean(1.0 - np.square(relaxed)))}
-
-
-def score(run_dir, method):
-    """The sign codes' report and statistics, and for LSDH (the LSDH-C row) the relaxed
-    codes' report."""
-    arrays = {name: np.load(os.path.join(run_dir, "codes", name + ".npy"))
-              for name in ("query_codes", "query_labels", "database_codes", "database_labels",
-                           "query_embedding", "database_embedding")}
-    query_labels, database_labels = arrays["query_labels"], arrays["database_labels"]
-    signs = evaluation.evaluate_codes(
-        arrays["query_codes"], query_labels, arrays["database_codes"], database_labels,
-        metrics=["map", evaluation.PrecisionRecallAtK(P_AT_K), "p@r2", "pr"])
-    relaxed = None
-    if method == "lsdh":
-        relaxed = evaluation.evaluate_codes(
-            arrays["query_embedding"], query_labels, arrays["database_embedding"],
-            database_labels, metrics=["map", evaluation.PrecisionRecallAtK(P_AT_K)],
-            distance="euclidean")
-    return signs, relaxed, code_statistics(arrays["database_codes"],
-                                           arrays["database_embedding"])
+    return run_logged(command, run_dir)
 
 
 def run_table(args, train_missing=True):
@@ -177,7 +116,7 @@ def run_table(args, train_missing=True):
                 continue
             print(f"[{i}/{len(runs)}] {name}: training", flush=True)
             train(args, method, bits, seed)
-        signs, relaxed, statistics = score(run_dir, method)
+        signs, relaxed, statistics = score(run_dir, relaxed=method == "lsdh")
         with open(os.path.join(run_dir, "metrics.json")) as f:
             train_seconds = json.load(f)["run"]["train_seconds"]
         with open(run_dir + ".wall_seconds") as f:
@@ -213,10 +152,6 @@ def row_reports(records, row, bits):
     return [r[part] for (m, b, _), r in sorted(records.items()) if m == method and b == bits]
 
 
-def precision_at(report, k):
-    return report["p@k"]["precision"][report["p@k"]["k"].index(k)]
-
-
 # Each table: its title and the value of one report (None where the row has no such value).
 MEASURES = [
     ("MAP@ALL (ties = average: the expected AP over all orders of tied items)",
@@ -231,15 +166,6 @@ def cell(values):
     if values and values[0] is None:
         return "–"
     return mean_cell(values, 3)
-
-
-def mean_cell(values, digits=1):
-    """One value, or the mean ± sample standard deviation of several; – for none."""
-    if not values:
-        return "–"
-    if len(values) == 1:
-        return f"{values[0]:,.{digits}f}"
-    return f"{np.mean(values):,.{digits}f} ± {np.std(values, ddof=1):,.{digits}f}"
 
 
 def markdown(args, records):
@@ -297,68 +223,18 @@ def markdown(args, records):
     return "\n".join(lines)
 
 
-FIGURES = ["precision_radius2_vs_bits", "precision_at_500_vs_bits", "precision_at_k_48bits",
-           "pr_curve_48bits"]
-
-
 def draw(args, records):
-    """The paper's Fig. 5: four PNGs in --out_dir."""
-    longest = args.bits[-1]
-
-    def mean_curve(reports, key, field):
-        return np.mean([r[key][field] for r in reports], axis=0)
-
-    # One colour per row in every figure, LSDH-C dashed (it shares LSDH's training runs).
-    styles = {row: dict(color=f"C{i}", linestyle="--" if row == "LSDH-C" else "-")
-              for i, row in enumerate(ROWS)}
-    for name in FIGURES:
-        figure, axes = plots.new_figure()
-        for row in ROWS:
-            hamming_only = name in ("precision_radius2_vs_bits", "pr_curve_48bits")
-            if hamming_only and row == "LSDH-C":
-                continue  # no Hamming ball around real-valued codes
-            if name.endswith("_vs_bits"):
-                bits = [b for b in args.bits if row_reports(records, row, b)]
-                if name == "precision_radius2_vs_bits":
-                    values = [np.mean([r["p@r2"]["precision"] for r in row_reports(records, row, b)])
-                              for b in bits]
-                    ylabel = "precision (Hamming radius 2)"
-                else:
-                    values = [np.mean([precision_at(r, 500) for r in row_reports(records, row, b)])
-                              for b in bits]
-                    ylabel = "precision@500"
-                axes.plot(bits, values, marker="o", label=row, **styles[row])
-                axes.set(xlabel="number of bits", ylabel=ylabel, xticks=args.bits, ylim=(0, 1.02))
-                continue
-            reports = row_reports(records, row, longest)
-            if not reports:
-                continue
-            if name == "precision_at_k_48bits":
-                axes.plot(reports[0]["p@k"]["k"], mean_curve(reports, "p@k", "precision"),
-                          marker=".", label=row, **styles[row])
-                axes.set(xlabel="k (top items returned)", ylabel="precision@k", ylim=(0, 1.02))
-            else:
-                axes.plot(mean_curve(reports, "pr", "recall"),
-                          mean_curve(reports, "pr", "precision"), marker=".", label=row,
-                          **styles[row])
-                axes.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02))
-        title = {"precision_radius2_vs_bits": "Precision within Hamming radius 2",
-                 "precision_at_500_vs_bits": "Precision@500",
-                 "precision_at_k_48bits": f"Precision@k, {longest} bits",
-                 "pr_curve_48bits": f"Precision-recall over Hamming radii, {longest} bits"}[name]
-        plots.save_figure(figure, axes, args.out_dir, name + ".png", f"CIFAR-10: {title}")
+    """The paper's Fig. 5: four PNGs in --out_dir, one colour per row, LSDH-C dashed (it
+    shares LSDH's training runs; no Hamming ball around its real-valued codes)."""
+    draw_fig5(args.out_dir, args.bits, [
+        (row, {b: row_reports(records, row, b) for b in args.bits},
+         dict(color=f"C{i}", linestyle="--" if row == "LSDH-C" else "-"), row != "LSDH-C")
+        for i, row in enumerate(ROWS)])
 
 
 def write_results(args, records):
-    section = markdown(args, records)
-    text = open(args.results).read() if os.path.isfile(args.results) else ""
-    if BEGIN in text and END in text:
-        text = text[:text.index(BEGIN)] + section + text[text.index(END) + len(END):]
-    else:
-        text += ("\n## CIFAR-10: LSDH, its ablations and the triplet baseline "
-                 "(`benchmarks/cifar10_table.py`)\n\n" + section + "\n")
-    with open(args.results, "w") as f:
-        f.write(text)
+    write_section(args.results, BEGIN, END, "## CIFAR-10: LSDH, its ablations and the triplet "
+                  "baseline (`benchmarks/cifar10_table.py`)", markdown(args, records))
 
 
 def main():

@@ -61,17 +61,6 @@ def test_the_table_has_every_row_and_the_seed_mean_and_deviation(table, tmp_path
     assert "`python benchmarks/cifar10_table.py --epochs=3 --bits=12,48 --seeds=3`" in text
 
 
-def test_code_statistics_count_distinct_codes_constant_bits_and_the_tanh_slope(table):
-    codes = np.ones((200, 3), np.int8)
-    codes[:100, 0] = -1  # bit 0 balanced
-    codes[:2, 1] = -1  # bit 1: 99 % the same sign, constant
-    codes[:3, 2] = -1  # bit 2: 98.5 %, not constant
-    relaxed = np.full((200, 3), 0.5, np.float32)
-    stats = table.code_statistics(codes, relaxed)
-    assert stats == {"distinct_codes": len({tuple(c) for c in codes}), "constant_bits": 1,
-                     "tanh_slope": pytest.approx(0.75)}
-
-
 def test_runs_trained_for_other_epochs_are_refused_not_mixed_in(table, tmp_path):
     args = write_runs(table, tmp_path)  # their JSONs say 3 epochs
     args.epochs, args.runs_dir = 12, str(tmp_path / "runs")
