@@ -48,7 +48,8 @@ def run_logged(command, run_dir):
 
     Raises:
         SystemExit: the command failed; the message holds its last ``error:`` line (e.g.
-            tfhash.train refusing a run directory made with other settings) and the log.
+            tfhash.train refusing a run directory made with other settings), or else its
+            last line, and the log.
     """
     os.makedirs(os.path.dirname(os.path.abspath(run_dir)), exist_ok=True)
     wall_file, log_file = run_dir + ".wall_seconds", run_dir + ".log"
@@ -57,14 +58,18 @@ def run_logged(command, run_dir):
     with open(log_file, "a") as log:
         log.write("$ " + " ".join(command) + "\n")
         log.flush()
+        attempt = log.tell()
         code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
     seconds = earlier + time.time() - start
     with open(wall_file, "w") as f:
         f.write(f"{seconds:.1f}")
     if code != 0:
         with open(log_file) as f:
-            errors = [line[len("error:"):].strip() for line in f if line.startswith("error:")]
-        reason = errors[-1] if errors else f"exit {code}"
+            f.seek(attempt)
+            lines = [line.strip() for line in f if line.strip()]
+        # A command's one-line error, else the last line it wrote (an exception's).
+        errors = [line[len("error:"):].strip() for line in lines if line.startswith("error:")]
+        reason = (errors or lines or [f"exit {code}"])[-1]
         sys.exit(f"error: {os.path.basename(run_dir)} failed: {reason} (log: {log_file}); "
                  "fix it and rerun this command to resume")
     return seconds

@@ -246,3 +246,10 @@ def test_a_run_directory_with_other_settings_is_refused_by_tfhash_train(shared, 
         shared.run_logged(command, str(run_dir))
     assert float(open(f"{run_dir}.wall_seconds").read()) > 0
     assert "$ " in open(f"{run_dir}.log").read()
+
+
+def test_a_failure_without_an_error_line_shows_its_last_line(shared, tmp_path):
+    run_dir = str(tmp_path / "crash")
+    crash = [sys.executable, "-c", "raise ValueError('unknown protocol lists')"]
+    with pytest.raises(SystemExit, match="crash failed: ValueError: unknown protocol lists"):
+        shared.run_logged(crash, run_dir)
