@@ -22,7 +22,7 @@ The rules, in :meth:`RunDir.open`:
   corrected command always goes through.
 * A started run continues only under the same settings. Settings that change how long or how
   a run learns, not what it is (:data:`RESUMABLE`: epochs, learning rate, momentum, weight
-  decay, how often to validate, verbosity), may differ; each change is appended to
+  decay, how often to validate, verbosity, the strategy), may differ; each change is appended to
   ``changes.json`` with the epoch it took effect at.
 * A finished run is reported, not retrained; asked for more epochs than it has, it is
   extended: its report and codes move to ``finished_at_<n>/`` and training continues.
@@ -36,9 +36,10 @@ import time
 
 from tfhash.errors import UsageError
 
-# Settings that may change when a run is resumed or extended: how long or how it learns, or
+# Settings that may change when a run is resumed or extended: how long or how it learns, on
+# how many devices (--strategy: the same step on any number of replicas, tfhash.trainer), or
 # how loudly it reports. A lower --learning_rate after a NaN loss is the common case.
-RESUMABLE = ("epochs", "learning_rate", "momentum", "weight_decay", "eval_every",
+RESUMABLE = ("epochs", "learning_rate", "momentum", "weight_decay", "eval_every", "strategy",
              "eval_batch_size", "verbose")
 
 # Everything tfhash writes in a run directory (a run of an older version wrote backup/).

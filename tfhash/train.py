@@ -4,13 +4,19 @@ The path of the data, top to bottom in this file:
 
     flagfile ─► TrainConfig ─► data.load_collection ─► data.make_split (saved in run_dir/split)
       ─► data.train_dataset (class-balanced batches) ─► models.build_model ─► losses.get(method)
-      ─► model.fit (validation MAP, checkpoints, resume) ─► codes of queries and database
+      ─► trainer.fit (validation MAP, checkpoints, resume) ─► codes of queries and database
       ─► evaluation.evaluate_codes ─► run_dir/metrics.json
 
 Every setting is a field of :class:`TrainConfig`, written once: its default, its help text and
 whether a resumed run may change it; the command's flags are made from those fields. Any flag
 can be overridden after the flagfile, e.g. ``--bits=12 --run_dir=runs/x``. How a run directory
 is resumed, extended or refused is in :mod:`tfhash.run_dir`.
+
+The training loop (:mod:`tfhash.trainer`) is the same on one device and under ``--strategy=
+mirrored`` or ``multi_worker``: a step on any number of replicas is the step of one device on
+the same global batch. On a multi-worker cluster every worker runs the same command (with its
+own ``TF_CONFIG``); the chief writes the run directory, the others resume from it and write only
+in a temporary directory.
 """
 
 import ast
@@ -18,6 +24,7 @@ import dataclasses
 import json
 import os
 import sys
+import tempfile
 import time
 
 from absl import flags
@@ -141,6 +148,12 @@ class TrainConfig:
     eval_every: int = _setting(5, "Compute validation MAP every this many epochs (and at the "
                                "last).")
     eval_batch_size: int = _setting(256, "Images per batch when encoding.")
+    strategy: str = _setting("default", "tf.distribute strategy: default (one device), mirrored "
+                             "(every local GPU), multi_worker (the workers of TF_CONFIG, "
+                             "Keras's convention: run the same command on every worker; the "
+                             "chief writes the run directory). The step on any number of "
+                             "replicas is the step of one device on the same global batch.",
+                             choices=("default", "mirrored", "multi_worker"))
     verbose: int = _setting(1, "Keras progress output: 0 silent, 1 progress bar, 2 a line per "
                             "epoch. (TensorFlow's own log lines: --verbosity=0.)")
 
@@ -203,6 +216,8 @@ class TrainConfig:
         for ok, message in checks + self._label_checks(method):
             if not ok:
                 raise UsageError(message)
+        if self.strategy == "multi_worker":
+            multi_worker_chief()
         data.check_source(self.dataset, self.data_dir)
 
     def _label_checks(self, method):
@@ -252,6 +267,31 @@ class TrainConfig:
         return kwargs
 
 
+def multi_worker_chief(environ=os.environ):
+    """Whether this process is the chief of the multi-worker cluster that ``TF_CONFIG``
+    describes (TensorFlow's and Keras's convention): the task ``chief``, or ``worker`` 0 where
+    there is none. Raises :class:`UsageError` naming the fix when ``TF_CONFIG`` is missing or is
+    not a cluster with this task in it."""
+    example = ('TF_CONFIG=\'{"cluster": {"worker": ["localhost:12345", "localhost:12346"]}, '
+               '"task": {"type": "worker", "index": 0}}\'')
+    text = environ.get("TF_CONFIG")
+    if not text:
+        raise UsageError("--strategy=multi_worker reads the cluster from TF_CONFIG, which is not "
+                         f"set: set it in every worker's environment, e.g. {example}")
+    try:
+        config = json.loads(text)
+        cluster, kind, index = config["cluster"], config["task"]["type"], config["task"]["index"]
+        valid = (isinstance(index, int) and 0 <= index < len(cluster[kind])
+                 and all(isinstance(a, str) and ":" in a for m in cluster.values() for a in m))
+    except (ValueError, KeyError, TypeError):
+        valid = False
+    if not valid:
+        raise UsageError(f"TF_CONFIG={text!r} is not a cluster with this process's task in it: "
+                         f"give every worker's host:port and this task's type and index, e.g. "
+                         f"{example}")
+    return kind == "chief" or (kind == "worker" and index == 0 and "chief" not in cluster)
+
+
 def parse_arguments(text, flag):
     """``"a=1,b=0.5,c=all"`` → ``{"a": 1, "b": 0.5, "c": "all"}`` (numbers, booleans and
     ``None`` as Python literals, anything else as a string)."""
@@ -271,7 +311,8 @@ def parse_arguments(text, flag):
 # The run.
 
 def train(config):
-    """Trains, evaluates and writes a run directory for ``config``; returns the metrics dict."""
+    """Trains, evaluates and writes a run directory for ``config``; returns the metrics dict
+    (``None`` on a multi-worker cluster's other workers: the chief writes the report)."""
     config.validate()
     if methods.get(config.method).kind == "shallow":
         from tfhash.shallow_run import train_shallow
@@ -279,7 +320,12 @@ def train(config):
         return train_shallow(config, config.features, config.shallow_params)
     run = RunDir(config.run_dir)
     settings = dataclasses.asdict(config)
-    epochs_done, finished = run.open(settings)
+    chief = config.strategy != "multi_worker" or multi_worker_chief()
+    if chief:
+        epochs_done, finished = run.open(settings)
+    else:  # another worker: reads the chief's run directory (at the start, none is training)
+        epochs_done = run.completed_epochs()
+        finished = os.path.isfile(run.metrics) and config.epochs <= epochs_done
     if finished:
         with open(run.metrics) as f:
             metrics = json.load(f)
@@ -292,7 +338,20 @@ def train(config):
     import keras
     import numpy as np
 
-    from tfhash import callbacks, features, losses, models
+    from tfhash import callbacks, features, losses, models, trainer
+
+    strategy = trainer.make_strategy(config.strategy)  # before TensorFlow runs any op
+    replicas = strategy.num_replicas_in_sync
+    if config.batch_size % replicas:
+        raise UsageError(f"--batch_size={config.batch_size} does not split into {replicas} "
+                         f"replicas: pass a multiple of {replicas}")
+    # What this process writes: the run directory, or on a worker other than the chief a
+    # temporary directory (Keras's convention), removed when the process ends.
+    out = run
+    if not chief:
+        scratch = tempfile.TemporaryDirectory(prefix="tfhash-worker-")
+        out = RunDir(scratch.name)
+        os.makedirs(out.checkpoints)
 
     method = methods.get(config.method)
 
@@ -305,17 +364,18 @@ def train(config):
                                 val_fraction=config.val_fraction)
         if config.labelled_per_class:
             split = data.keep_labelled(collection, split, config.labelled_per_class, config.seed)
-        split.save(run.split)
-    run.write_settings(settings)
+        split.save(out.split)
+    out.write_settings(settings)
     loss_kwargs = config.loss_kwargs()
     if "seed" in losses.arguments(config.method):
         loss_kwargs["seed"] = config.seed
     train_targets = None  # per-image targets a method's batches carry instead of labels
     if method.prepare:  # e.g. a two-stage method's first stage, saved in the run directory
-        prepared = method.prepare_function()(config, collection, split, run.path)
+        prepared = method.prepare_function()(config, collection, split, out.path)
         train_targets = prepared.pop("train_targets", None)
         loss_kwargs.update(prepared)
-    loss = losses.get(config.method, **loss_kwargs)
+    with strategy.scope():  # its random mining's seed state mirrored: the same tuples everywhere
+        loss = losses.get(config.method, **loss_kwargs)
     print(f"{config.dataset}: {len(collection)} images; protocol {config.protocol}: "
           f"{len(split.train)} train, {len(split.val)} validation, {len(split.query)} queries, "
           f"{len(split.database)} database")
@@ -335,7 +395,7 @@ def train(config):
                                           split.database]))
         table = features.backbone_features(
             collection, every, config.backbone, config.weights, config.image_size,
-            config.feature_cache or os.path.join(run.path, "features"),
+            (chief and config.feature_cache) or os.path.join(out.path, "features"),
             batch_size=config.eval_batch_size, verbose=config.verbose,
             trainable_blocks=config.trainable_blocks)
 
@@ -363,9 +423,11 @@ def train(config):
 
             top = split_backbone(build_backbone(config.backbone, config.image_size,
                                                 config.weights), config.trainable_blocks)[1]
-        model = models.build_head(rows(split.train), config.bits, config.head_hidden, method.head,
-                                  config.head_lr_multiplier, config.head_dropout, top=top)
-        best = run.best_head
+        with strategy.scope():
+            model = models.build_head(rows(split.train), config.bits, config.head_hidden,
+                                      method.head, config.head_lr_multiplier,
+                                      config.head_dropout, top=top)
+        best = out.best_head
     else:
         if semi_supervised:
             train_ds = data.semi_supervised_dataset(
@@ -382,30 +444,33 @@ def train(config):
             return data.eval_dataset(collection, indices, config.image_size,
                                      config.eval_batch_size)
 
-        model = models.build_model(config.backbone, config.bits, config.image_size,
-                                   config.weights, head=method.head,
-                                   head_learning_rate_multiplier=config.head_lr_multiplier,
-                                   hidden=config.head_hidden, dropout=config.head_dropout)
-        best = run.best
+        with strategy.scope():
+            model = models.build_model(config.backbone, config.bits, config.image_size,
+                                       config.weights, head=method.head,
+                                       head_learning_rate_multiplier=config.head_lr_multiplier,
+                                       hidden=config.head_hidden, dropout=config.head_dropout)
+        best = out.best
 
     # Every image is decoded before the first epoch, so an unreadable one stops the start
     # (which a corrected command then replaces), not the final report.
     query_ds, database_ds = ordered(split.query), ordered(split.database)
 
-    # A resumed run continues from its latest checkpoint, optimizer state included.
-    schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate,
-                                                      decay_steps=steps * config.epochs)
-    if config.optimizer == "adam":
-        optimizer = keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay)
-    else:
-        optimizer = keras.optimizers.SGD(schedule, momentum=config.momentum,
-                                         weight_decay=config.weight_decay)
-    model.compile(optimizer=optimizer, loss=loss)
-    if epochs_done:
-        model.optimizer.build(model.trainable_variables)
-        model.load_weights(run.latest)
-        callbacks.HistoryCSV.keep_epochs_before(run.history, epochs_done)
-        print(f"resuming {config.run_dir} after epoch {epochs_done} of {config.epochs}")
+    # A resumed run continues from its latest checkpoint, optimizer state included. The model,
+    # the optimizer and the loss hold one copy of their variables per replica.
+    with strategy.scope():
+        schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate,
+                                                          decay_steps=steps * config.epochs)
+        if config.optimizer == "adam":
+            optimizer = keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay)
+        else:
+            optimizer = keras.optimizers.SGD(schedule, momentum=config.momentum,
+                                             weight_decay=config.weight_decay)
+        model.compile(optimizer=optimizer, loss=loss)
+        if epochs_done:
+            model.optimizer.build(model.trainable_variables)
+            model.load_weights(run.latest)
+            callbacks.HistoryCSV.keep_epochs_before(out.history, epochs_done)
+            print(f"resuming {config.run_dir} after epoch {epochs_done} of {config.epochs}")
 
     top_k = split.protocol.map_top_k
     fit_callbacks = [  # in this order: see tfhash.callbacks
@@ -413,15 +478,15 @@ def train(config):
         callbacks.ValidationMAP(ordered(split.val), ordered(split.train),
                                 every_n_epochs=config.eval_every, top_k=top_k),
         callbacks.BestCheckpoint(best),
-        callbacks.HistoryCSV(run.history, ["loss", *models.term_names(loss), "val_map"]),
-        keras.callbacks.TensorBoard(run.logs),
-        callbacks.LatestCheckpoint(run.latest),
+        callbacks.HistoryCSV(out.history, ["loss", *models.term_names(loss), "val_map"]),
+        keras.callbacks.TensorBoard(out.logs),
+        callbacks.LatestCheckpoint(out.latest),
     ]
     start = time.time()
     try:
-        model.fit(train_ds, epochs=config.epochs, initial_epoch=epochs_done,
-                  steps_per_epoch=steps, callbacks=fit_callbacks, verbose=config.verbose,
-                  shuffle=False)  # batches are sampled by train_dataset
+        trainer.fit(model, train_ds, strategy=strategy, epochs=config.epochs,
+                    initial_epoch=epochs_done, steps_per_epoch=steps, callbacks=fit_callbacks,
+                    verbose=config.verbose if chief else 0)
     except callbacks.NaNLossError as e:
         kept = run.completed_epochs()
         resume = (f"resumes after epoch {kept}" if kept
@@ -431,6 +496,9 @@ def train(config):
             f"a lower --learning_rate (e.g. --learning_rate={config.learning_rate / 10:g}) and "
             f"it {resume}") from e
     train_seconds = time.time() - start
+    if not chief:
+        print(f"worker done after {config.epochs} epochs; the chief writes {config.run_dir}")
+        return None
 
     # The final report: the best checkpoint (by validation MAP) encodes queries and database.
     if os.path.isfile(best):

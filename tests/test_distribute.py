@@ -1,0 +1,198 @@
+"""tf.distribute (tfhash.trainer): a step on 2 replicas is the step of 1 on the same global batch;
+two local workers (--strategy=multi_worker) train one run directory and resume after a kill.
+
+Logical CPU devices must be configured before TensorFlow initialises its devices, and a
+multi-worker strategy before TensorFlow runs any op, so both run in fresh processes.
+"""
+
+import csv
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+# One step of a small network (convolution with an L2 regulariser, batch normalisation, the
+# tanh hashing layer) on 1 replica and on 2 logical CPU devices, from the same initial weights
+# on the same global batch of 4 classes x 4 images, ordered class by class as the pipeline
+# orders it (so each replica's half holds 2 classes). Prints, per case, the two losses and the
+# largest weight difference relative to the largest change the step made.
+REPLICA_STEP = r"""
+import json, sys
+import numpy as np
+import tensorflow as tf
+
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+import keras
+from tfhash import losses, models, trainer
+from tfhash.layers import HashingLayer
+
+rng = np.random.default_rng(0)
+x = rng.uniform(0, 255, (16, 8, 8, 3)).astype("float32")
+y = np.repeat(np.arange(4), 4)
+
+def train(strategy, method, arguments, policy="float32", steps=1):
+    keras.mixed_precision.set_global_policy(policy)
+    with strategy.scope():
+        keras.utils.set_random_seed(0)
+        inputs = keras.Input((8, 8, 3))
+        z = keras.layers.Rescaling(1 / 255)(inputs)
+        z = keras.layers.Conv2D(6, 3, use_bias=False,
+                                kernel_regularizer=keras.regularizers.L2(0.01))(z)
+        z = keras.layers.ReLU()(keras.layers.BatchNormalization()(z))
+        model = models.HashingModel(inputs, HashingLayer(8)(keras.layers.Flatten()(z)))
+        model.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9),
+                      loss=losses.get(method, **arguments))
+    before = [w.numpy() for w in model.trainable_weights]
+    step = trainer.make_step(model, strategy)
+    batches = iter(strategy.experimental_distribute_dataset(
+        tf.data.Dataset.from_tensors((x, y)).repeat()))
+    loss = [float(step(next(batches))["loss"]) for _ in range(steps)]
+    return loss if steps > 1 else loss[0], before, [w.numpy().astype("float32") for w in model.trainable_weights], model
+
+one = tf.distribute.get_strategy()
+two = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+report = {}
+for name, method, arguments in [("lsdh_all", "lsdh", {"mining": "all"}),
+                                ("lsdh_random", "lsdh", {"mining": "random", "seed": 0}),
+                                ("hashnet", "hashnet", {})]:
+    loss1, before, after1, _ = train(one, method, arguments)
+    loss2, _, after2, _ = train(two, method, arguments)
+    change = max(float(np.abs(a - b).max()) for a, b in zip(after1, before))
+    moved = [float(np.linalg.norm(b - w0) / np.linalg.norm(a - w0))
+             for a, b, w0 in zip(after1, after2, before)]
+    report[name] = {"loss": [loss1, loss2], "moved": [min(moved), max(moved)],
+                    "difference": max(float(np.abs(a - b).max())
+                                      for a, b in zip(after1, after2)) / change}
+# mixed_float16 on 2 replicas: the LossScaleOptimizer skips the first steps, whose float16
+# gradients overflow at its initial scale, lowers its scale, then trains. (Which steps overflow
+# depends on float16 partial sums, so it may skip one step more or less than on 1 replica.)
+losses16, before, after, model = train(two, "lsdh", {"mining": "all"}, "mixed_float16", steps=6)
+report["mixed_float16"] = {
+    "loss": losses16, "optimizer": type(model.optimizer).__name__,
+    "finite": all(bool(np.isfinite(w).all()) for w in after),
+    "change": max(float(np.abs(a - b).max()) for a, b in zip(after, before))}
+print(json.dumps(report))
+"""
+
+
+def test_a_step_on_two_replicas_is_the_step_on_one():
+    result = subprocess.run([sys.executable, "-c", REPLICA_STEP], capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    for name in ("lsdh_all", "lsdh_random", "hashnet"):
+        case = report[name]
+        # The same loss: the loss mined the whole global batch (random mining: the same tuples).
+        assert case["loss"][0] == pytest.approx(case["loss"][1], rel=1e-5), name
+        assert case["loss"][0] > 0, name  # each half holds 2 classes: the ranking loss works
+        # The weights moved as far (the issue measured 2.000x before the loss was scaled) ...
+        assert 0.999 < case["moved"][0] <= case["moved"][1] < 1.001, (name, case)
+        # ... to the same place, to float rounding.
+        assert case["difference"] < 1e-4, (name, case)
+    half = report["mixed_float16"]
+    assert half["optimizer"] == "LossScaleOptimizer"
+    assert half["finite"] and half["change"] > 0 and half["loss"][-1] < half["loss"][0], half
+
+
+# The quickstart (configs/quickstart.cfg: digits, LSDH, 12 bits, the small ResNet at 32 px,
+# head learning rate 1x), cut to 2 epochs of 2 steps of 32 images.
+QUICKSTART = ["--dataset=digits", "--protocol=digits", "--method=lsdh", "--bits=12",
+              "--image_size=32", "--batch_size=32", "--images_per_class=4", "--epochs=2",
+              "--steps_per_epoch=2", "--head_lr_multiplier=1", "--eval_every=1", "--verbose=0"]
+
+
+def _free_ports(count):
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("localhost", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def _workers(run_dir, tmp):
+    """Starts the two workers of a loopback cluster running the same command."""
+    ports = _free_ports(2)
+    cluster = {"worker": [f"localhost:{port}" for port in ports]}
+    processes = []
+    for index in range(2):
+        env = dict(os.environ, TMPDIR=str(tmp), TF_CONFIG=json.dumps(
+            {"cluster": cluster, "task": {"type": "worker", "index": index}}))
+        processes.append(subprocess.Popen(
+            [sys.executable, "-m", "tfhash.train", f"--run_dir={run_dir}",
+             "--strategy=multi_worker", *QUICKSTART], env=env, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True))
+    return processes
+
+
+def _history(run_dir):
+    with open(run_dir / "history.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_two_workers_train_one_run_directory_and_resume_after_a_kill(tmp_path):
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    single = tmp_path / "single"
+    result = subprocess.run([sys.executable, "-m", "tfhash.train", f"--run_dir={single}",
+                             *QUICKSTART], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    # Two workers; once the first epoch is in the run directory, worker 1 is killed (the chief
+    # then waits on its collectives for ever, so it is stopped too), and both are restarted.
+    run_dir = tmp_path / "cluster"
+    workers = _workers(run_dir, tmp)
+    record = run_dir / "checkpoints" / "latest.keras.json"
+    deadline = time.time() + 400
+    while time.time() < deadline and not record.exists():
+        assert all(w.poll() is None for w in workers), workers[0].communicate()[0][-3000:]
+        time.sleep(0.2)
+    for worker in reversed(workers):
+        worker.send_signal(signal.SIGKILL)
+        worker.wait()
+    assert json.loads(record.read_text())["epoch"] == 1
+    assert not (run_dir / "metrics.json").exists(), "the run finished before the kill"
+
+    workers = _workers(run_dir, tmp)
+    outputs = [w.communicate(timeout=600)[0] for w in workers]
+    assert [w.returncode for w in workers] == [0, 0], outputs[0][-3000:] + outputs[1][-3000:]
+    assert "resuming" in outputs[0] and "worker done" in outputs[1]
+
+    # One run directory, the chief's, with every epoch once and the report.
+    assert [int(row["epoch"]) for row in _history(run_dir)] == [0, 1]
+    report = json.loads((run_dir / "metrics.json").read_text())
+    alone = json.loads((single / "metrics.json").read_text())
+    assert abs(report["map"] - alone["map"]) <= 0.05
+    # The first epoch, before the kill, trained as the single process did: the same losses.
+    assert float(_history(run_dir)[0]["loss"]) == pytest.approx(
+        float(_history(single)[0]["loss"]), rel=1e-3)
+    # The other worker wrote in its own temporary directory, removed when it finished (the
+    # killed one's stays: nothing ran to remove it).
+    assert len(list(tmp.glob("tfhash-worker-*"))) == 1
+
+
+@pytest.mark.parametrize("tf_config,message", [
+    (None, "TF_CONFIG, which is not set"),
+    ('{"cluster": {"worker": ["localhost:1"]}}', "is not a cluster with this process's task"),
+    ('{"cluster": {"worker": ["localhost:1"]}, "task": {"type": "worker", "index": 3}}',
+     "is not a cluster with this process's task"),
+])
+def test_multi_worker_without_a_valid_tf_config_is_one_line_and_exit_2(tmp_path, tf_config,
+                                                                        message):
+    env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
+    if tf_config:
+        env["TF_CONFIG"] = tf_config
+    result = subprocess.run([sys.executable, "-m", "tfhash.train", f"--run_dir={tmp_path / 'r'}",
+                             "--strategy=multi_worker"], capture_output=True, text=True,
+                            timeout=60, env=env)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0] and "TF_CONFIG=" in lines[0], lines
+    assert not (tmp_path / "r").exists()
