@@ -539,15 +539,43 @@ def _print_summary(metrics):
 # ---------------------------------------------------------------------------------------------
 # Command line: one flag per TrainConfig field.
 
+_HELP_FLAGS = ("--help", "--helpfull", "--helpshort", "--helpxml", "-h", "-?")
+
+
+def method_hyperparameters():
+    """Every registered method's hyperparameters and their defaults, one ``"name: a=1, b=2"``
+    line per method: the arguments of its loss (``--method_args``; ``None``: the loss decides
+    from the data, see docs/losses.md) or a shallow method's ``--shallow_params``. Imports the
+    losses, hence TensorFlow."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    cli.import_tensorflow()
+    from tfhash import losses, shallow
+
+    set_elsewhere = ("name", "reduction", "seed")  # the loss's own name; --seed
+    lines = []
+    for name, method in methods.REGISTRY.items():
+        if method.kind == "shallow":
+            values = shallow.METHODS[name].defaults
+        else:
+            values = {k: v for k, v in losses.defaults(name).items() if k not in set_elsewhere}
+        lines.append(f"{name}: " + (", ".join(f"{k}={v}" for k, v in values.items()) or "none"))
+    return lines
+
+
 _DEFINE = {str: flags.DEFINE_string, int: flags.DEFINE_integer, float: flags.DEFINE_float,
            bool: flags.DEFINE_boolean}
 
 
 def define_flags():
     """Defines one absl flag per :class:`TrainConfig` field (its default and help); only when
-    run as a program, so that importing this module leaves absl's global flags alone."""
+    run as a program, so that importing this module leaves absl's global flags alone. Asked
+    for help, ``--method`` lists every method's hyperparameters and defaults."""
+    help_asked = any(arg.split("=")[0] in _HELP_FLAGS for arg in sys.argv[1:])
     for field in dataclasses.fields(TrainConfig):
         help_text = field.metadata["help"]
+        if field.name == "method" and help_asked:
+            help_text += (" Their hyperparameters (--method_args, --shallow_params) and "
+                          "defaults:\n" + "\n".join(method_hyperparameters()))
         if field.name in RESUMABLE:
             help_text += " (May change when the run is resumed.)"
         if field.metadata["choices"]:

@@ -85,18 +85,29 @@ def get(method, **kwargs):
 def arguments(method):
     """The names of the keyword arguments the loss of ``method`` accepts (through
     ``**kwargs`` to its base classes)."""
+    return set(defaults(method))
+
+
+def defaults(method):
+    """The keyword arguments the loss of ``method`` accepts, each with its default (those of
+    its class first, then of the base classes it passes ``**kwargs`` to), in signature order.
+
+    >>> defaults("lsdh")["quantization_weight"]
+    0.8
+    """
     loss_class = METHODS[method]
-    accepted = set()
+    found = {}
     for cls in loss_class.__mro__:
         init = cls.__dict__.get("__init__")
         if init is None or cls is keras.losses.Loss or cls is object:
             continue
         parameters = inspect.signature(init).parameters.values()
-        accepted.update(p.name for p in parameters
-                        if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD))
+        for p in parameters:
+            if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+                found.setdefault(p.name, p.default)
         if not any(p.kind == p.VAR_KEYWORD for p in parameters):
             break
-    return accepted
+    return found
 
 
 __all__ = [
@@ -107,6 +118,7 @@ __all__ = [
     "RankingLoss",
     "TripletLoss",
     "arguments",
+    "defaults",
     "get",
     "hamming_isometric",
     "is_multi_label",
