@@ -223,7 +223,6 @@ class TrainConfig:
     def _label_checks(self, method):
         """(ok, message) of the labelled/unlabelled settings and a semi-supervised batch."""
         labelled, ipc = round(self.labelled_ratio * self.batch_size), self.images_per_class
-        protocol = data.get_protocol(self.protocol)
         checks = [
             (0 < self.labelled_ratio < 1, f"--labelled_ratio must be in (0, 1): the part of "
              f"each batch that is labelled, got {self.labelled_ratio}"),
@@ -235,6 +234,7 @@ class TrainConfig:
         ]
         if method.sampler != "semi_supervised":
             return checks
+        protocol = data.get_protocol(self.protocol)
         return checks + [
             (self.batch_size >= method.min_batch_size,
              f"--method={self.method} needs batches of at least {method.min_batch_size} images "
