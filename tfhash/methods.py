@@ -35,7 +35,7 @@ class Method:
             ``function(config, collection, split, run_dir)``, returning further arguments of
             the loss (a two-stage method's first stage: CNNH's target codes, say, which it
             saves in ``run_dir`` and reuses on resume); ``None`` for most methods.
-        kind: ``"keras"``, a loss trained by ``model.fit`` on images; or ``"shallow"``, a
+        kind: ``"keras"``, a loss trained on images (by :func:`tfhash.trainer.fit`); or ``"shallow"``, a
             NumPy method of :mod:`tfhash.shallow` fitted once on features
             (:mod:`tfhash.shallow_run`).
         sampler: the training batches: ``"balanced"`` (class-balanced labelled images,
