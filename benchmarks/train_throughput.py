@@ -3,12 +3,16 @@
     python benchmarks/train_throughput.py [--data_dir=../shared/data/cifar10] [--steps=30]
 
 Prints images/s for
-  * LSDH training (48 bits, batch 128, the default in-batch quadruplet mining),
+  * LSDH training (48 bits, batch 128, the default in-batch quadruplet mining) by ``model.fit``,
   * the same backbone trained with plain softmax cross-entropy, same batch size,
+  * LSDH training by the loop ``tfhash.train`` runs (``tfhash.trainer``), on one device and
+    under ``MirroredStrategy`` on 2 logical CPU devices (the global batch split in two, the
+    loss on the gathered batch, synchronised batch normalisation), with the step time of each,
   * the class-balanced input pipeline alone (decoding, augmentation, batching),
 and checks the targets: the LSDH step costs at most 10% more than the softmax step, and the
-pipeline delivers at least 3x what LSDH training consumes. Both training steps read the same
-fixed batch from memory, so they time the step, not the pipeline.
+pipeline delivers at least 3x what LSDH training consumes. The training steps read the same
+fixed batch from memory, so they time the step, not the pipeline. The two logical devices
+share the machine's cores (and are configured, before anything else runs, for every figure).
 """
 
 import os
@@ -41,8 +45,35 @@ def _images_per_second(model, batch, steps, repeats):
     return best
 
 
+def _trainer_images_per_second(build, strategy, batch, steps, repeats):
+    """images/s and s/step of ``tfhash.trainer``'s step under ``strategy``."""
+    import tensorflow as tf
+
+    from tfhash import trainer
+
+    with strategy.scope():
+        model = build()
+    step = trainer.make_step(model, strategy)
+    batches = iter(strategy.experimental_distribute_dataset(
+        tf.data.Dataset.from_tensors(batch).repeat()))
+    for _ in range(3):  # trace and warm up
+        float(step(next(batches))["loss"])
+    best = 0.0
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(steps):
+            loss = step(next(batches))["loss"]
+        float(loss)
+        best = max(best, steps * FLAGS.batch_size / (time.perf_counter() - start))
+    return best, FLAGS.batch_size / best
+
+
 def main(argv):
     del argv
+    import tensorflow as tf
+
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     import keras
     import numpy as np
 
@@ -55,10 +86,19 @@ def main(argv):
     images = rng.uniform(0, 255, (FLAGS.batch_size, 32, 32, 3)).astype("float32")
     labels = np.repeat(np.arange(FLAGS.batch_size // 16), 16).astype("int64")
 
-    lsdh_model = build_model(FLAGS.backbone, FLAGS.bits, 32)
-    lsdh_model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
-                       loss=losses.get("lsdh"))
-    lsdh = _images_per_second(lsdh_model, (images, labels), FLAGS.steps, FLAGS.repeats)
+    def lsdh_model():
+        keras.utils.set_random_seed(0)
+        model = build_model(FLAGS.backbone, FLAGS.bits, 32)
+        model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
+                      loss=losses.get("lsdh", seed=0))
+        return model
+
+    lsdh = _images_per_second(lsdh_model(), (images, labels), FLAGS.steps, FLAGS.repeats)
+    one, one_step = _trainer_images_per_second(lsdh_model, tf.distribute.get_strategy(),
+                                               (images, labels), FLAGS.steps, FLAGS.repeats)
+    mirrored, mirrored_step = _trainer_images_per_second(
+        lsdh_model, tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]), (images, labels),
+        FLAGS.steps, FLAGS.repeats)
 
     inputs = keras.Input((32, 32, 3))
     logits = keras.layers.Dense(10)(build_backbone(FLAGS.backbone, 32)(inputs))
@@ -87,8 +127,11 @@ def main(argv):
     overhead = softmax / lsdh - 1
     print(f"backbone {FLAGS.backbone}, batch {FLAGS.batch_size}, {FLAGS.bits} bits, "
           f"{os.cpu_count()} CPU cores")
-    print(f"LSDH training:        {lsdh:8.1f} images/s")
+    print(f"LSDH training:        {lsdh:8.1f} images/s  (model.fit)")
     print(f"softmax training:     {softmax:8.1f} images/s")
+    print(f"LSDH, tfhash.trainer: {one:8.1f} images/s  ({1000 * one_step:.0f} ms/step, 1 device)")
+    print(f"LSDH, mirrored:       {mirrored:8.1f} images/s  ({1000 * mirrored_step:.0f} ms/step, "
+          "2 logical CPU devices)")
     print(f"LSDH step overhead:   {100 * overhead:+8.1f} %   (target <= +10 %)  "
           f"{'OK' if overhead <= 0.10 else 'MISSED'}")
     print(f"input pipeline:       {delivered:8.1f} images/s from {source} with augmentation, "
