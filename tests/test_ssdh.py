@@ -200,14 +200,6 @@ def test_bad_batches():
         SSDHLoss().terms(tf.constant(y[:100]), tf.constant(h[:100]))
 
 
-def test_sigmoid_outputs_and_codes():
-    """The loss reads s = (h + 1) / 2 = σ(2u) of the tanh head: its bit [s >= 0.5] is sign(h)."""
-    u = np.linspace(-3, 3, 13).astype(np.float32)
-    h = np.tanh(u)
-    np.testing.assert_allclose((h + 1) / 2, 1 / (1 + np.exp(-2 * u)), atol=1e-6)
-    assert ((h >= 0) == ((h + 1) / 2 >= 0.5)).all()
-
-
 # --- the semi-supervised sampler ----------------------------------------------------------
 
 @pytest.fixture(scope="module")
