@@ -104,7 +104,7 @@ def test_a_step_on_two_replicas_is_the_step_on_one():
 # head learning rate 1x), cut to 2 epochs of 2 steps of 32 images.
 QUICKSTART = ["--dataset=digits", "--protocol=digits", "--method=lsdh", "--bits=12",
               "--image_size=32", "--batch_size=32", "--images_per_class=4", "--epochs=2",
-              "--steps_per_epoch=2", "--head_lr_multiplier=1", "--eval_every=1", "--verbose=0"]
+              "--steps_per_epoch=2", "--head_lr_multiplier=1", "--eval_every=5", "--verbose=0"]
 
 
 def _free_ports(count):
