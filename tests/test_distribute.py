@@ -18,8 +18,8 @@ import pytest
 
 # One step of a small network (convolution with an L2 regulariser, batch normalisation, the
 # tanh hashing layer) on 1 replica and on 2 logical CPU devices, from the same initial weights
-# on the same global batch of 4 classes x 4 images, ordered class by class as the pipeline
-# orders it (so each replica's half holds 2 classes). Prints, per case, the two losses and the
+# on the same global batch, ordered class by class as the pipeline orders it: 4 classes x 4
+# images (each replica's half holds 2 classes) or 2 x 8 (1 class each). Prints, per case, the two losses and the
 # largest weight difference relative to the largest change the step made.
 REPLICA_STEP = r"""
 import json, sys
@@ -34,9 +34,10 @@ from tfhash.layers import HashingLayer
 
 rng = np.random.default_rng(0)
 x = rng.uniform(0, 255, (16, 8, 8, 3)).astype("float32")
-y = np.repeat(np.arange(4), 4)
+four_classes = np.repeat(np.arange(4), 4)  # each replica's half: 2 classes
+two_classes = np.repeat(np.arange(2), 8)  # each replica's half: 1 class, no negative in it
 
-def train(strategy, method, arguments, policy="float32", steps=1):
+def train(strategy, method, arguments, policy="float32", steps=1, y=four_classes):
     keras.mixed_precision.set_global_policy(policy)
     with strategy.scope():
         keras.utils.set_random_seed(0)
@@ -58,11 +59,13 @@ def train(strategy, method, arguments, policy="float32", steps=1):
 one = tf.distribute.get_strategy()
 two = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 report = {}
-for name, method, arguments in [("lsdh_all", "lsdh", {"mining": "all"}),
-                                ("lsdh_random", "lsdh", {"mining": "random", "seed": 0}),
-                                ("hashnet", "hashnet", {})]:
-    loss1, before, after1, _ = train(one, method, arguments)
-    loss2, _, after2, _ = train(two, method, arguments)
+for name, method, arguments, y in [
+        ("lsdh_all", "lsdh", {"mining": "all"}, four_classes),
+        ("lsdh_random", "lsdh", {"mining": "random", "seed": 0}, four_classes),
+        ("hashnet", "hashnet", {}, four_classes),
+        ("lsdh_one_class_per_replica", "lsdh", {"mining": "all"}, two_classes)]:
+    loss1, before, after1, _ = train(one, method, arguments, y=y)
+    loss2, _, after2, _ = train(two, method, arguments, y=y)
     change = max(float(np.abs(a - b).max()) for a, b in zip(after1, before))
     moved = [float(np.linalg.norm(b - w0) / np.linalg.norm(a - w0))
              for a, b, w0 in zip(after1, after2, before)]
@@ -86,11 +89,13 @@ def test_a_step_on_two_replicas_is_the_step_on_one():
                             text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
-    for name in ("lsdh_all", "lsdh_random", "hashnet"):
+    for name in ("lsdh_all", "lsdh_random", "hashnet", "lsdh_one_class_per_replica"):
         case = report[name]
         # The same loss: the loss mined the whole global batch (random mining: the same tuples).
+        # With one class per replica, a replica's slice alone has no quadruplet (the issue saw
+        # a loss of 0.0 on every replica); gathered, the global batch's loss is trained.
         assert case["loss"][0] == pytest.approx(case["loss"][1], rel=1e-5), name
-        assert case["loss"][0] > 0, name  # each half holds 2 classes: the ranking loss works
+        assert case["loss"][0] > 0, name
         # The weights moved as far (the issue measured 2.000x before the loss was scaled) ...
         assert 0.999 < case["moved"][0] <= case["moved"][1] < 1.001, (name, case)
         # ... to the same place, to float rounding.
