@@ -58,6 +58,16 @@ class HashingLoss(keras.losses.Loss):
     def __init__(self, name=None, reduction="sum_over_batch_size"):
         super().__init__(name=name, reduction=reduction, dtype="float32")
 
+    @property
+    def supports_jit(self):
+        """Whether a train step with this loss can be XLA-compiled.
+
+        ``"all"`` mining (a loss that mines, :func:`set_mining`) makes a data-dependent
+        number of tuples, which XLA cannot compile: train with
+        ``model.compile(..., jit_compile=False)``.
+        """
+        return getattr(self, "mining", None) != "all"
+
     def similarity(self, y_true):
         """Hook: which items of the batch are relevant to each other.
 
@@ -164,15 +174,6 @@ class RankingLoss(HashingLoss):
         )
         set_mining(self, mining, quadruplets_per_anchor, seed)
 
-    @property
-    def supports_jit(self):
-        """Whether a train step with this loss can be XLA-compiled.
-
-        ``"all"`` mining makes a data-dependent number of tuples, which XLA
-        cannot compile: train with ``model.compile(..., jit_compile=False)``.
-        """
-        return self.mining != "all"
-
     def mine(self, similarity):
         """Hook: the tuples of a batch, int32 ``[Q, T]`` batch indices."""
         raise NotImplementedError
@@ -202,9 +203,7 @@ class RankingLoss(HashingLoss):
             y_true: class ids ``[B]`` / ``[B, 1]`` or multi-hot ``[B, C]``.
             y_pred: relaxed codes ``[B, K]``, any float dtype (cast to float32).
         """
-        h = tf.cast(y_pred, tf.float32)
-        if h.shape.rank != 2:
-            raise UsageError(f"y_pred must be relaxed codes [B, K], got shape {h.shape}")
+        h = relaxed_codes(y_pred)
         y_true = tf.convert_to_tensor(y_true)
         isometric_weight = self.isometric_weight_for(y_true)
         similarity = self.similarity(y_true)
@@ -270,9 +269,7 @@ class PairQuantizedLoss(HashingLoss):
     isometric_weight_for = RankingLoss.isometric_weight_for
 
     def terms(self, y_true, y_pred):
-        h = tf.cast(y_pred, tf.float32)
-        if h.shape.rank != 2:
-            raise UsageError(f"y_pred must be relaxed codes [B, K], got shape {h.shape}")
+        h = relaxed_codes(y_pred)
         y_true = tf.convert_to_tensor(y_true)
         isometric_weight = self.isometric_weight_for(y_true)
         distances = squared_distances(h)
@@ -287,6 +284,15 @@ class PairQuantizedLoss(HashingLoss):
         config.update(quantization_weight=self.quantization_weight,
                       isometric_weight=self.isometric_weight)
         return config
+
+
+def relaxed_codes(y_pred):
+    """``y_pred`` as float32 relaxed codes ``[B, K]`` (whatever the mixed precision policy);
+    a :class:`UsageError` for any other rank."""
+    h = tf.cast(y_pred, tf.float32)
+    if h.shape.rank != 2:
+        raise UsageError(f"y_pred must be relaxed codes [B, K], got shape {h.shape}")
+    return h
 
 
 def set_mining(loss, mining, quadruplets_per_anchor, seed):

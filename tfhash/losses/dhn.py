@@ -25,8 +25,7 @@ import math
 import keras
 import tensorflow as tf
 
-from tfhash.errors import UsageError
-from tfhash.losses.base import HashingLoss, _number
+from tfhash.losses.base import HashingLoss, _number, relaxed_codes
 
 DEFAULT_QUANTIZATION_WEIGHT = 0.1  # λ, q_gamma of the first author's code
 
@@ -78,9 +77,7 @@ class DHNLoss(HashingLoss):
                                            positive=True)
 
     def terms(self, y_true, y_pred):
-        u = tf.cast(y_pred, tf.float32)
-        if u.shape.rank != 2:
-            raise UsageError(f"y_pred must be relaxed codes [B, K], got shape {u.shape}")
+        u = relaxed_codes(y_pred)
         cross_entropy = pairwise_cross_entropy(u, self.similarity(y_true),
                                                self.inner_product_scale)
         quantization = tf.reduce_mean(log_cosh(tf.abs(u) - 1.0))

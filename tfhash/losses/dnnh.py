@@ -29,7 +29,8 @@ import keras
 import tensorflow as tf
 
 from tfhash.errors import UsageError
-from tfhash.losses.base import DEFAULT_PER_ANCHOR, HashingLoss, _mean, _number, set_mining
+from tfhash.losses.base import (DEFAULT_PER_ANCHOR, HashingLoss, _mean, _number, relaxed_codes,
+                                set_mining)
 from tfhash.losses.mining import mine_triplets
 from tfhash.losses.pairwise import squared_distances
 from tfhash.losses.triplet import triplet_loss
@@ -101,14 +102,8 @@ class DNNHLoss(HashingLoss):
         self.margin = _number("margin", margin, positive=True)
         set_mining(self, mining, quadruplets_per_anchor, seed)
 
-    @property
-    def supports_jit(self):
-        return self.mining != "all"
-
     def terms(self, y_true, y_pred):
-        h = tf.cast(y_pred, tf.float32)
-        if h.shape.rank != 2:
-            raise UsageError(f"y_pred must be relaxed codes [B, K], got shape {h.shape}")
+        h = relaxed_codes(y_pred)
         triplets = mine_triplets(self.similarity(tf.convert_to_tensor(y_true)), self.mining,
                                  self.quadruplets_per_anchor, self.seed_generator)
         ranking = _mean(dnnh_loss((h + 1.0) / 2.0, triplets, self.margin))

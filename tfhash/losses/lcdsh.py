@@ -23,9 +23,8 @@ clip at ±50 stops the gradient of pairs beyond it (the code's ``clamp``).
 import keras
 import tensorflow as tf
 
-from tfhash.errors import UsageError
 from tfhash.layers import sign
-from tfhash.losses.base import HashingLoss, _number
+from tfhash.losses.base import HashingLoss, _number, relaxed_codes
 
 DEFAULT_LOCALITY_WEIGHT = 3.0  # λ of the public code
 THETA_CLIP = 50.0
@@ -91,9 +90,7 @@ class LCDSHLoss(HashingLoss):
         self.quantization_weight = _number("quantization_weight", quantization_weight)
 
     def terms(self, y_true, y_pred):
-        u = tf.cast(y_pred, tf.float32)
-        if u.shape.rank != 2:
-            raise UsageError(f"y_pred must be relaxed codes [B, K], got shape {u.shape}")
+        u = relaxed_codes(y_pred)
         likelihood, locality = lcdsh_terms(u, self.similarity(tf.convert_to_tensor(y_true)))
         return {"loss": likelihood + self.quantization_weight * locality,
                 "likelihood": likelihood, "locality": locality}

@@ -58,7 +58,7 @@ import tensorflow as tf
 
 from tfhash.errors import UsageError
 from tfhash.losses.base import (DEFAULT_PER_ANCHOR, HashingLoss, _mean, _number, gather_pairs,
-                                set_mining)
+                                relaxed_codes, set_mining)
 from tfhash.losses.mining import mine_triplets
 from tfhash.losses.pairwise import is_multi_label, label_similarity, squared_distances
 from tfhash.losses.triplet import triplet_loss
@@ -259,14 +259,8 @@ class SSDHLoss(HashingLoss):
         self.neighbours = neighbours
         set_mining(self, mining, quadruplets_per_anchor, seed)
 
-    @property
-    def supports_jit(self):
-        return self.mining != "all"
-
     def terms(self, y_true, y_pred):
-        h = tf.cast(y_pred, tf.float32)
-        if h.shape.rank != 2:
-            raise UsageError(f"y_pred must be relaxed codes [B, K], got shape {h.shape}")
+        h = relaxed_codes(y_pred)
         bits = h.shape[1]
         labelled, labels = unpack_labels(y_true)
         if not is_multi_label(labels):
