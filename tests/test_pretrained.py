@@ -540,6 +540,32 @@ def test_other_settings_never_reuse_or_overwrite_a_cache(tmp_path, weights_file,
         features.backbone_features(c, idx, "resnet_small", "none", 32, tmp_path)
 
 
+def test_image_files_are_keyed_by_content_not_by_path_or_time(tmp_path):
+    """A dataset copied again (new paths, new modification times) keeps its cache key; an
+    edited image changes it; a missing one is a one-line error."""
+    def folder(name, payloads):
+        directory = tmp_path / name
+        directory.mkdir()
+        paths = []
+        for i, payload in enumerate(payloads):
+            path = directory / f"{i}.png"
+            path.write_bytes(payload)
+            os.utime(path, (1e9 + 7 * i, 1e9 + 7 * i) if name == "a" else None)
+            paths.append(str(path))
+        return Collection("toy", labels=np.arange(3) % 2, class_names=["a", "b"],
+                          item_ids=np.array([f"toy/{i}" for i in range(3)]),
+                          files=np.array(paths))
+    payloads = [b"one", b"two", b"three"]
+    original, copied = folder("a", payloads), folder("b", payloads)
+    edited = folder("c", [b"one", b"tw0", b"three"])
+    idx = np.arange(3)
+    assert features._image_digest(original, idx) == features._image_digest(copied, idx)
+    assert features._image_digest(original, idx) != features._image_digest(edited, idx)
+    os.remove(copied.files[1])
+    with pytest.raises(UsageError, match="1.png is missing or unreadable; restore it"):
+        features._image_digest(copied, idx)
+
+
 def test_a_file_with_another_key_under_this_name_is_left_alone(tmp_path, weights_file,
                                                                tiny_backbone):
     c, idx = collection(), np.arange(4)
