@@ -76,7 +76,7 @@ METHOD_FLAGS = {"lsdh": {"margin": HALF_CODE}, "lsdh_l1": {"margin": HALF_CODE},
                 "triplet": {"margin": HALF_CODE},
                 "ssdh": {"images_per_class": 8, "labelled_ratio": 0.5}}
 # MIML: miml_lists.py's label-balanced batch of 5 labels x 8 = 40 (the base config's batch
-# flags are dropped); SSDH needs 124 at least: 40 labelled + 88 unlabelled.
+# flags are dropped); SSDH: the official batch of 128, 40 labelled + 88 unlabelled.
 MIML_FLAGS = {"ssdh": {"batch_size": 128, "labelled_ratio": 0.3125}}
 MIML_DROPPED = ("dataset", "data_dir", "protocol", "batch_size", "images_per_class")
 MIML_BITS = 12

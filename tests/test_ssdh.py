@@ -176,7 +176,7 @@ def test_config_round_trip_and_registry():
     assert isinstance(losses.get("ssdh"), SSDHLoss)
     method = methods.get("ssdh")
     assert method.sampler == "semi_supervised" and method.min_batch_size == ssdh.MIN_BATCH_SIZE
-    assert ssdh.MIN_BATCH_SIZE == 124 and method.head == "tanh"
+    assert ssdh.MIN_BATCH_SIZE == 16 and method.head == "tanh"
 
 
 @pytest.mark.parametrize("kwargs,message", [
@@ -196,8 +196,31 @@ def test_bad_batches():
     h, _, _, y = batch_of(12)
     with pytest.raises(UsageError, match=r"ssdh needs y_true = \[labelled mask, labels\]"):
         SSDHLoss().terms(tf.constant(y[:, 1]), tf.constant(h))
-    with pytest.raises(UsageError, match="ranks 120-123 .* at least 124 images, got 100"):
-        SSDHLoss().terms(tf.constant(y[:100]), tf.constant(h[:100]))
+    # 8 images: the window would start at rank 7, inside the 8 nearest
+    with pytest.raises(UsageError, match="rank 7 of a batch of 8, inside the k=8 nearest"):
+        SSDHLoss().terms(tf.constant(y[:8]), tf.constant(h[:8]))
+
+
+@pytest.mark.parametrize("bits,batch,window", [
+    (12, 128, (120, 4)), (48, 128, (114, 10)),   # the official solvers' ranks at its batch
+    (12, 64, (60, 2)), (48, 64, (57, 5)), (24, 256, (228, 20)),
+    (12, 16, (15, 1)), (48, 16, (14, 1)),        # at least one rank
+])
+def test_the_negative_window_is_the_official_one_scaled_to_the_batch(bits, batch, window):
+    assert ssdh.negative_window(bits, batch) == window
+    start, count = ssdh.negative_window(bits, tf.constant(batch))  # a batch of unknown size
+    assert (int(start), int(count)) == window
+    assert window[0] >= ssdh.DEFAULT_NEIGHBOURS and sum(window) <= batch
+
+
+def test_a_batch_of_unknown_size_takes_the_same_window():
+    h, _, _, y = batch_of(48, labelled_count=32, size=64)
+    static = SSDHLoss(seed=5).terms(tf.constant(y), tf.constant(h))
+    loss = SSDHLoss(seed=5)  # a fresh seed generator: the same draws as the static call
+    dynamic = tf.function(lambda y, h: loss.terms(y, h), input_signature=[
+        tf.TensorSpec([None, 2], tf.int64), tf.TensorSpec([None, 48], tf.float32)])
+    for name, value in dynamic(tf.constant(y), tf.constant(h)).items():
+        np.testing.assert_allclose(value.numpy(), static[name].numpy(), rtol=1e-5)
 
 
 # --- the semi-supervised sampler ----------------------------------------------------------
@@ -311,7 +334,8 @@ def _config(run_dir, **overrides):
 @pytest.mark.parametrize("overrides,message", [
     (dict(labelled_ratio=1.0), r"--labelled_ratio must be in \(0, 1\)"),
     (dict(labelled_ratio=0.0), r"--labelled_ratio must be in \(0, 1\)"),
-    (dict(batch_size=64), "--method=ssdh needs batches of at least 124 images"),
+    (dict(batch_size=8, labelled_ratio=0.5, images_per_class=2),
+     "--method=ssdh needs batches of at least 16 images"),
     (dict(labelled_ratio=0.3), "gives 38 labelled images per batch"),
     (dict(labelled_per_class=5), "--labelled_per_class=5 is fewer than --images_per_class=8"),
     (dict(labelled_per_class=-1), "--labelled_per_class must be >= 0"),
@@ -326,16 +350,28 @@ def test_bad_settings_are_refused_in_one_line(tmp_path, overrides, message):
 
 def test_cli_exits_2_on_a_batch_too_small_for_the_window(tmp_path):
     result = subprocess.run([sys.executable, "-m", "tfhash.train", f"--run_dir={tmp_path / 'r'}",
-                             "--method=ssdh", "--batch_size=64", "--images_per_class=8"],
+                             "--method=ssdh", "--batch_size=8", "--images_per_class=2"],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "needs batches of at least 124 images" in lines[0]
+    assert len(lines) == 1 and "needs batches of at least 16 images" in lines[0]
+
+
+def test_digits_keeps_20_labels_per_class_for_a_semi_supervised_method(tmp_path):
+    ssdh_config = _config(tmp_path / "a", labelled_per_class=0)
+    assert ssdh_config.labelled_per_class_for(methods.get("ssdh")) == 20
+    assert ssdh_config.labelled_per_class_for(methods.get("lsdh")) == 0  # the others: all
+    assert _config(tmp_path / "b").labelled_per_class_for(methods.get("ssdh")) == 20
+    assert _config(tmp_path / "c", labelled_per_class=50).labelled_per_class_for(
+        methods.get("ssdh")) == 50
+    assert _config(tmp_path / "d", protocol="cifar10", labelled_per_class=0
+                   ).labelled_per_class_for(methods.get("ssdh")) == 0
 
 
 def test_a_run_trains_on_few_labels_and_the_unlabelled_images(tmp_path):
     run_dir = tmp_path / "run"
-    metrics = train(_config(run_dir))
+    # the quickstart's batch of 64 and the digits protocol's own 20 labels per class
+    metrics = train(_config(run_dir, batch_size=64, labelled_per_class=0))
     assert 0 < next(v for k, v in metrics.items() if k.startswith("map")) <= 1
     split = data.Split.load(str(run_dir / "split"))
     assert len(split.train) == 200 and len(split.val) == 100  # 20 per class kept labelled
@@ -343,4 +379,4 @@ def test_a_run_trains_on_few_labels_and_the_unlabelled_images(tmp_path):
     header, *rows = (run_dir / "history.csv").read_text().splitlines()
     assert {"ranking", "graph"} <= set(header.split(",")) and len(rows) == 1
     settings = json.loads((run_dir / "flags.json").read_text())
-    assert settings["labelled_per_class"] == 20 and settings["labelled_ratio"] == 0.5
+    assert settings["labelled_per_class"] == 0 and settings["labelled_ratio"] == 0.5

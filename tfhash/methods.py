@@ -126,4 +126,4 @@ register(Method("dmssph", "tfhash.losses.dmssph:DMSSPHLoss", "DMSSPH, Wu et al. 
 register(Method("ssdh", "tfhash.losses.ssdh:SSDHLoss", "SSDH-ZP, Zhang & Peng 2017 "
                 "(semi-supervised): triplet ranking on labelled images + an online kNN-graph "
                 "embedding over labelled and unlabelled ones", sampler="semi_supervised",
-                min_batch_size=124))  # its negative window ends at rank 123 (MIN_BATCH_SIZE)
+                min_batch_size=16))  # ssdh.MIN_BATCH_SIZE: its far window lies past the 8 nearest

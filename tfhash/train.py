@@ -118,7 +118,9 @@ class TrainConfig:
                                        "class (label), drawn with --seed; the rest of the "
                                        "training draw becomes unlabelled (a semi-supervised "
                                        "method learns from them, the others ignore them). "
-                                       "Validation images stay labelled. 0: all.")
+                                       "Validation images stay labelled. 0: all, or for a "
+                                       "semi-supervised method the protocol's default (20 "
+                                       "on digits, all elsewhere).")
     epochs: int = _setting(30, "Training epochs. More than a finished run has extends it.")
     steps_per_epoch: int = _setting(0, "Batches per epoch; 0: training images / batch_size "
                                     "(labelled and unlabelled, for a semi-supervised method).")
@@ -223,13 +225,14 @@ class TrainConfig:
     def _label_checks(self, method):
         """(ok, message) of the labelled/unlabelled settings and a semi-supervised batch."""
         labelled, ipc = round(self.labelled_ratio * self.batch_size), self.images_per_class
+        kept = self.labelled_per_class_for(method)
         checks = [
             (0 < self.labelled_ratio < 1, f"--labelled_ratio must be in (0, 1): the part of "
              f"each batch that is labelled, got {self.labelled_ratio}"),
             (self.labelled_per_class >= 0,
              f"--labelled_per_class must be >= 0 (0: all), got {self.labelled_per_class}"),
-            (not 0 < self.labelled_per_class < ipc,
-             f"--labelled_per_class={self.labelled_per_class} is fewer than "
+            (not 0 < kept < ipc,
+             f"--labelled_per_class={kept} is fewer than "
              f"--images_per_class={ipc}: no class could fill its place in a batch"),
         ]
         if method.sampler != "semi_supervised":
@@ -244,11 +247,18 @@ class TrainConfig:
              f"--labelled_ratio={self.labelled_ratio} of --batch_size={self.batch_size} gives "
              f"{labelled} labelled images per batch: make it at least two classes of "
              f"--images_per_class={ipc} (a multiple of it), with some unlabelled"),
-            (self.labelled_per_class or protocol.sampling != "fraction" or protocol.train < 1,
+            (kept or protocol.sampling != "fraction" or protocol.train < 1,
              f"--protocol={self.protocol} trains on the whole database, leaving no unlabelled "
              f"images for --method={self.method}: keep fewer labelled (--labelled_per_class=N) "
              "or draw fewer (--protocol=fraction:train=0.5)"),
         ]
+
+    def labelled_per_class_for(self, method):
+        """Labelled training images kept per class: ``--labelled_per_class``, or for a
+        semi-supervised method the protocol's ``semi_supervised_per_class``; 0: all."""
+        if self.labelled_per_class or method.sampler != "semi_supervised":
+            return self.labelled_per_class
+        return data.get_protocol(self.protocol).semi_supervised_per_class
 
     def augmentation(self):
         """The training augmentation: ``--augment``, or with ``auto`` what suits the data."""
@@ -362,8 +372,9 @@ def train(config):
     else:
         split = data.make_split(collection, config.protocol, seed=config.seed,
                                 val_fraction=config.val_fraction)
-        if config.labelled_per_class:
-            split = data.keep_labelled(collection, split, config.labelled_per_class, config.seed)
+        if config.labelled_per_class_for(method):
+            split = data.keep_labelled(collection, split, config.labelled_per_class_for(method),
+                                       config.seed)
         split.save(out.split)
     out.write_settings(settings)
     loss_kwargs = config.loss_kwargs()

@@ -58,6 +58,9 @@ class Protocol:
         precision_at_k: cut-offs for precision@k (LSDH reports precision@500 and
             precision@k curves).
         hamming_radius: radius of the hash-lookup precision (LSDH: precision@R=2).
+        semi_supervised_per_class: labelled training images per class that a semi-supervised
+            method keeps when ``--labelled_per_class`` is not given (the rest of the training
+            draw joins ``unlabeled``, :func:`keep_labelled`); 0: the whole training draw.
         description: where the preset comes from.
     """
 
@@ -68,6 +71,7 @@ class Protocol:
     map_top_k: int | None = None
     precision_at_k: tuple = (100, 500, 1000)
     hamming_radius: int = 2
+    semi_supervised_per_class: int = 0
     description: str = ""
 
     def to_dict(self):
@@ -97,9 +101,10 @@ PROTOCOLS = {
         Protocol("nuswide21", "per_class", 100, 500, map_top_k=5000,
                  description="LSDH: 100 queries per concept, 500 training images per "
                              "concept from the rest, MAP@5000"),
-        Protocol("digits", "per_class", 30, 100,
+        Protocol("digits", "per_class", 30, 100, semi_supervised_per_class=20,
                  description="quickstart: 30 queries per class, 100 training images per "
-                             "class from the rest"),
+                             "class from the rest (a semi-supervised method: 20 of them "
+                             "labelled, the other 1,197 database images unlabelled)"),
     )
 }
 

@@ -21,14 +21,17 @@ the evolving features); its equations here are those of the official Caffe code 
 * **Embedding error from the online graph, every anchor.** Each anchor ``i`` (labelled or
   not) ranks the whole batch, itself included (its rank 0), by ``D_ij`` of the current hash
   outputs; a positive ``p`` is drawn uniformly among ranks ``0 … k − 1`` (``k = 8``) and a
-  negative ``n`` uniformly among the far ranks ``[r₀, r₀ + c)``: ``[120, 124)`` at 12 bits,
-  ``[114, 124)`` above (the official solvers' ``knn_neg_idx_start`` / ``_range``):
+  negative ``n`` uniformly among the far ranks ``[r₀, r₁)``: in the official code's batch of
+  128, ``[120, 124)`` at 12 bits and ``[114, 124)`` above (its solvers' ``knn_neg_idx_start``
+  / ``_range``); in a batch of ``B``, the same place in the ranking,
+  ``[⌊120·B/128⌋, ⌊124·B/128⌋)`` and ``[⌊114·B/128⌋, ⌊124·B/128⌋)`` (at least one rank):
 
       ℓᵍ(i) = D_ip + max(0, m_g − √D_in)²,           m_g = 2.5 at 12 bits, 3.0 above
 
   The graph is rebuilt at every batch from the outputs as they are (no global graph); the
-  ranks carry no gradient. Both windows end at rank 123: a batch needs at least
-  :data:`MIN_BATCH_SIZE` = 124 images, and a smaller one is refused.
+  ranks carry no gradient. The window must lie beyond the ``k`` nearest: a batch needs at
+  least :data:`MIN_BATCH_SIZE` = 16 images (at 16 the window is rank 14, or 15 at 12 bits),
+  and a smaller one is refused.
 
 * **Total** (the code's normalisation: each term is half a squared distance)::
 
@@ -42,6 +45,8 @@ Deviations from the official code, stated:
 * The head is tfhash's tanh head, ``h = tanh(u)``; the loss works on ``s = (h + 1) / 2 =
   σ(2u)``, the code's sigmoid outputs with the factor 2 absorbed into the layer, so
   ``sign(h)`` is the code's bit ``[s ≥ 0.5]`` and export needs nothing special.
+* The official window is fixed in ranks for its batch of 128; here it is scaled to the batch
+  (the same ranks at 128), so the method runs on smaller batches, such as the quickstart's 64.
 * Ranking triplets are mined like the triplet baseline's (``mining``,
   ``quadruplets_per_anchor``: 128 per labelled anchor by default) rather than the code's one
   (p, n) pair per anchor (drawn by up to 10 tries), a lower-variance estimate of the same mean;
@@ -68,22 +73,35 @@ DEFAULT_GRAPH_WEIGHT = 0.1  # λ
 DEFAULT_NEIGHBOURS = 8  # k: the positive is one of the k nearest, the anchor included
 #: Code lengths up to this use the official 12-bit settings, longer codes the 24/32/48-bit ones.
 SHORT_CODE_BITS = 12
-#: ``(first rank, number of ranks)`` of the negative window, official solvers.
+#: The official code's batch, in which its negative windows below are given.
+OFFICIAL_BATCH_SIZE = 128
+#: ``(first rank, number of ranks)`` of the negative window in a batch of 128, official solvers.
 NEGATIVE_WINDOW_SHORT = (120, 4)
 NEGATIVE_WINDOW = (114, 10)
 GRAPH_MARGIN_SHORT = 2.5  # m_g at 12 bits
 GRAPH_MARGIN = 3.0  # m_g at 24, 32, 48 bits
-#: The smallest batch either negative window fits in (both end at rank 123).
-MIN_BATCH_SIZE = max(sum(NEGATIVE_WINDOW_SHORT), sum(NEGATIVE_WINDOW))
+#: The smallest batch: twice k, so the scaled window (from rank ⌊114·B/128⌋) starts well past
+#: the k = 8 nearest.
+MIN_BATCH_SIZE = 2 * DEFAULT_NEIGHBOURS
 
 
-def negative_window(bits):
-    """``(first rank, count)`` of the graph's negatives for a ``bits``-bit code.
+def negative_window(bits, batch_size=OFFICIAL_BATCH_SIZE):
+    """``(first rank, count)`` of the graph's negatives for a ``bits``-bit code and a batch.
 
-    >>> negative_window(12), negative_window(48)
-    ((120, 4), (114, 10))
+    The official window (:data:`NEGATIVE_WINDOW_SHORT` up to 12 bits, :data:`NEGATIVE_WINDOW`
+    above, given for a batch of 128) at the same place in a ranking of ``batch_size`` items:
+    ``[⌊r₀·B/128⌋, ⌊r₁·B/128⌋)``, at least one rank. ``batch_size`` is an int or a scalar
+    int tensor (a batch of unknown static size).
+
+    >>> negative_window(12), negative_window(48), negative_window(48, 64)
+    ((120, 4), (114, 10), (57, 5))
     """
-    return NEGATIVE_WINDOW_SHORT if bits <= SHORT_CODE_BITS else NEGATIVE_WINDOW
+    first, count = NEGATIVE_WINDOW_SHORT if bits <= SHORT_CODE_BITS else NEGATIVE_WINDOW
+    start = first * batch_size // OFFICIAL_BATCH_SIZE
+    end = (first + count) * batch_size // OFFICIAL_BATCH_SIZE
+    if isinstance(batch_size, int):
+        return start, max(end, start + 1) - start
+    return start, tf.maximum(end, start + 1) - start
 
 
 def default_graph_margin(bits):
@@ -175,8 +193,9 @@ def graph_neighbours(distances, neighbours, negative_start, negative_count, seed
     order = tf.argsort(distances, axis=1, stable=True)
     uniform = keras.random.uniform((tf.shape(distances)[0], 2), seed=seed)
     rank_p = tf.minimum(tf.cast(uniform[:, 0] * neighbours, tf.int32), neighbours - 1)
-    rank_n = negative_start + tf.minimum(tf.cast(uniform[:, 1] * negative_count, tf.int32),
-                                         negative_count - 1)
+    rank_n = negative_start + tf.minimum(
+        tf.cast(uniform[:, 1] * tf.cast(negative_count, uniform.dtype), tf.int32),
+        negative_count - 1)
     return (tf.gather(order, rank_p, batch_dims=1), tf.gather(order, rank_n, batch_dims=1))
 
 
@@ -228,8 +247,8 @@ class SSDHLoss(HashingLoss):
             drives the graph's draws.
         name, reduction: as :class:`~tfhash.losses.HashingLoss`.
 
-    The graph's negative window is fixed, the official one for the code length
-    (:func:`negative_window`): batches need at least :data:`MIN_BATCH_SIZE` = 124 images.
+    The graph's negative window is the official one for the code length, scaled to the batch
+    (:func:`negative_window`): batches need at least :data:`MIN_BATCH_SIZE` = 16 images.
 
     Example:
 
@@ -269,8 +288,15 @@ class SSDHLoss(HashingLoss):
         triplets = ranking_triplets(labelled, labels, self.mining, self.quadruplets_per_anchor,
                                     self.seed_generator)
         ranking = _mean(triplet_loss(distances, triplets, self.margin))
-        positives, negatives = graph_neighbours(distances, self.neighbours,
-                                                *negative_window(bits), self.seed_generator)
+        batch = h.shape[0]
+        start, count = negative_window(bits, tf.shape(h)[0] if batch is None else batch)
+        if batch is not None and start < self.neighbours:
+            raise UsageError(
+                f"ssdh's graph negatives come from rank {start} of a batch of {batch}, inside "
+                f"the k={self.neighbours} nearest its positives come from: use batches of at "
+                f"least {MIN_BATCH_SIZE} images (--batch_size)")
+        positives, negatives = graph_neighbours(distances, self.neighbours, start, count,
+                                                self.seed_generator)
         margin = default_graph_margin(bits) if self.graph_margin is None else self.graph_margin
         graph = tf.reduce_mean(graph_loss(distances, positives, negatives, margin))
         return {"loss": 0.5 * (ranking + self.graph_weight * graph), "ranking": ranking,
