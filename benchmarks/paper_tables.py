@@ -522,8 +522,8 @@ def markdown(args, records, runs, figures):
               "CNNH (CNNH+), KSH, SH, ITQ and LSH rows are copied from earlier papers with 100 "
               "queries per class and other networks (methods.md D4); here every row is one "
               "protocol (10,000 queries, MAP@ALL with ties averaged), one evaluator and one "
-              f"training budget ({args.epochs or flagfile_settings(BASE[False])['epochs']} epochs "
-              "of 100 batches), not each paper's own schedule.", ""]
+              f"training budget ({trained_epochs(args, records)} epochs of 100 batches), not "
+              "each paper's own schedule.", ""]
     lines += ["Figures (Fig. 5 in facets, LSDH in each): " + ", ".join(
         f"[{name}]({os.path.relpath(path, os.path.dirname(os.path.abspath(args.results)))})"
         for name, path in figures) if figures else "Figures: none drawn (nothing finished).", ""]
@@ -531,6 +531,20 @@ def markdown(args, records, runs, figures):
         lines += [f"**Missing** ({len(missing)} runs not finished, their cells say "
                   f"\"{MISSING}\"): " + ", ".join(missing), ""]
     return "\n".join(lines + [end])
+
+
+def trained_epochs(args, records):
+    """The deep runs' epochs as their commands give them (e.g. "8"; "5-15" when they differ),
+    so a --report_only report states what was trained, not this command's --epochs."""
+    default = flagfile_settings(BASE[args.finetuned])["epochs"]
+    found = set()
+    for run, record in records.items():
+        if methods.get(run.method).kind == "keras":
+            given = [a.split("=", 1)[1] for a in record["command"] if a.startswith("--epochs=")]
+            found.add(int(given[-1] if given else default))
+    if not found:
+        return args.epochs or default
+    return str(min(found)) if len(found) == 1 else f"{min(found)}-{max(found)}"
 
 
 def markers(args):

@@ -165,6 +165,18 @@ def test_the_report_from_finished_runs(pt, tmp_path):
     miml = 0.01 * pt.DEEP.index("ssdh") + 0.012
     assert f"| SSDH | {miml:.4f} | {miml:.4f} |" in text  # the MIML table
     assert f"Finished: {len(records)} of {len(records)} runs" in text
+    assert "training budget (15 epochs of 100 batches)" in text  # the base config's
+
+
+def test_the_report_states_the_epochs_the_runs_trained_not_its_own_flag(pt, tmp_path):
+    trained = arguments(pt, tmp_path, "--epochs=8")
+    fabricate(pt, trained, pt.report_runs(trained))
+    text, _ = section(pt, arguments(pt, tmp_path, "--epochs=8"))
+    assert "training budget (8 epochs of 100 batches)" in text
+    runs = pt.report_runs(trained)
+    records = {run: {"command": pt.command(trained, run)} for run in runs}
+    records[runs[0]] = {"command": pt.command(arguments(pt, tmp_path, "--epochs=5"), runs[0])}
+    assert pt.trained_epochs(arguments(pt, tmp_path), records) == "5-8"
 
 
 MISSING_CELL = "| missing"
