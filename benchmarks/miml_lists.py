@@ -89,6 +89,7 @@ def main():
         overrides[name] = {"int": int, "float": float}.get(getattr(fields[name], "__name__",
                                                                    fields[name]), str)(value)
     rows = [run(m, args.out, args.data_dir, overrides) for m in args.methods.split(",")]
+    os.makedirs(args.out, exist_ok=True)  # --run_dir may put the runs elsewhere
     with open(os.path.join(args.out, "results.json"), "w") as f:
         json.dump(rows, f, indent=1)
     print("| method | MAP | MAP (J ≥ 0.5) | NDCG@100 shared | NDCG@100 Jaccard | ACG@100 shared "
