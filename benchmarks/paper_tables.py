@@ -29,11 +29,13 @@ extends it or refuses a directory made with other settings: that error stops thi
 The report (``benchmarks/RESULTS.md`` between the ``paper-tables`` markers, PNGs in
 ``--out_dir``) always covers the whole table and marks what is not finished as missing.
 
-Time on a 2-core CPU: a frozen head run takes 1.5-3.5 minutes with its scoring of 10,000
-queries against 50,000 items, a shallow fit on the cached features about a minute; all 142
-runs (84 deep and 30 shallow for the tables, 9 for Fig. 12, 19 on MIML) take about 5 hours,
-so a partial run (``--only``, ``--methods``, ``--bits``, ``--seeds``, ``--epochs``) is the
-usual way through it.
+Time on a 2-core CPU (measured, benchmarks/RESULTS.md): a frozen head run alone takes about a
+minute and a shallow fit 20-40 s, scoring included; with ``--epochs=8`` all 142 runs (84 deep
+and 30 shallow for the tables, 9 for Fig. 12, 19 on MIML) took 98 minutes for the CIFAR-10 part
+plus 6 for MIML, with two runners on disjoint ``--methods`` sharing the cores (a run is one
+record, so runners on different methods never collide; two on the same run would). A partial
+run (``--only``, ``--methods``, ``--bits``, ``--seeds``, ``--epochs``) is the way through it in
+pieces; the report covers everything finished.
 
     python benchmarks/paper_tables.py                                 # everything
     python benchmarks/paper_tables.py --only=table1 --methods=itq,lsh --bits=12
@@ -77,7 +79,9 @@ METHOD_FLAGS = {"lsdh": {"margin": HALF_CODE}, "lsdh_l1": {"margin": HALF_CODE},
                 "ssdh": {"images_per_class": 8, "labelled_ratio": 0.5}}
 # MIML: miml_lists.py's label-balanced batch of 5 labels x 8 = 40 (the base config's batch
 # flags are dropped); SSDH: the official batch of 128, 40 labelled + 88 unlabelled.
-MIML_FLAGS = {"ssdh": {"batch_size": 128, "labelled_ratio": 0.3125}}
+# SDH's 1,000 anchors need 1,000 training images, and MIML trains on 900: 300, KSH's default.
+MIML_FLAGS = {"ssdh": {"batch_size": 128, "labelled_ratio": 0.3125},
+              "sdh": {"shallow_params": "anchors=300"}}
 MIML_DROPPED = ("dataset", "data_dir", "protocol", "batch_size", "images_per_class")
 MIML_BITS = 12
 MIML_METRICS = ("map", "ndcg@100:shared", "ndcg@100:jaccard", "acg@100:shared",
