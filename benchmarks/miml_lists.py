@@ -46,8 +46,6 @@ def list_split(collection, data_dir, seed=0, val_fraction=0.1):
     protocol = protocols.Protocol("lists", "total", len(query), len(train),
                                   description="the list files as given: train.txt, test.txt "
                                               "(queries), database.txt")
-    # Known by name too, for the settings' checks (a semi-supervised method's unlabelled part).
-    protocols.PROTOCOLS.setdefault("lists", protocol)
     return data.Split(train=np.setdiff1d(train, val), val=val, query=query, database=database,
                       unlabeled=np.setdiff1d(database, train), protocol=protocol, seed=seed,
                       val_fraction=val_fraction, collection=protocols._describe(collection))
@@ -60,10 +58,12 @@ def run(method, out, data_dir, overrides):
                     learning_rate=0.01, head_lr_multiplier=1.0, eval_every=5, verbose=2)
     settings.update(overrides)
     config = train_lib.TrainConfig(**settings)
-    list_split(data.load_collection(config.dataset, config.data_dir), data_dir)  # names "lists"
+    split = list_split(data.load_collection(config.dataset, config.data_dir), data_dir,
+                       config.seed, config.val_fraction)
+    # Known by name too, for the settings' checks (a semi-supervised method's unlabelled part).
+    protocols.PROTOCOLS.setdefault("lists", split.protocol)
     original = data.make_split
-    data.make_split = lambda collection, *args, **kwargs: list_split(
-        collection, data_dir, config.seed, config.val_fraction)
+    data.make_split = lambda *args, **kwargs: split
     try:
         train_lib.train(config)
     finally:

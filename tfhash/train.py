@@ -372,9 +372,9 @@ def train(config):
     else:
         split = data.make_split(collection, config.protocol, seed=config.seed,
                                 val_fraction=config.val_fraction)
-        if config.labelled_per_class_for(method):
-            split = data.keep_labelled(collection, split, config.labelled_per_class_for(method),
-                                       config.seed)
+        kept = config.labelled_per_class_for(method)
+        if kept:
+            split = data.keep_labelled(collection, split, kept, config.seed)
         split.save(out.split)
     out.write_settings(settings)
     loss_kwargs = config.loss_kwargs()
