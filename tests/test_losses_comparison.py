@@ -126,7 +126,7 @@ def test_hashnet_value_and_gradient_match_weighted_ml_by_hand(seed, iterations):
     y, z = batch(seed, n=9, bits=8, classes=3)
     loss = HashNetLoss()
     terms, grad = value_and_gradient(loss, y, z, iterations=iterations)
-    beta = (1 + 0.005 * (iterations // 200 * 200)) ** 0.5
+    beta = (1 + 0.005 * ((iterations + 1) // 200 * 200)) ** 0.5
     ref_loss, ref_grad = hashnet_reference(y, z, beta, 10.0 / 8)
     np.testing.assert_allclose(float(terms["beta"]), beta, rtol=1e-6)
     np.testing.assert_allclose(float(terms["loss"]), ref_loss, rtol=1e-5)
@@ -149,14 +149,32 @@ def test_hashnet_batch_with_one_kind_of_pair_is_the_plain_mean():
     np.testing.assert_allclose(float(HashNetLoss().terms(y, z)["loss"]), expected, rtol=1e-5)
 
 
+def official_pytorch_betas(steps, every=200, step=0.005, power=0.5):
+    """β of each training step in thuml/HashNet's PyTorch network: ``iter_num`` is raised
+    before the forward pass and β recomputed when it is a multiple of ``step_size``."""
+    scale, iter_num, betas = 1.0, 0, []
+    for _ in range(steps):
+        iter_num += 1
+        if iter_num % every == 0:
+            scale = (1 + step * iter_num) ** power
+        betas.append(scale)
+    return betas
+
+
 def test_hashnet_beta_schedule():
     loss = HashNetLoss()
-    for t, t_used in [(0, 0), (199, 0), (200, 200), (399, 200), (1000, 1000), (10_123, 10_000)]:
+    # The step after t completed ones (the optimizer's iterations = t) is the official
+    # iteration t + 1: β changes on the 200th step (t = 199), as in the official code.
+    for t, t_used in [(0, 0), (198, 0), (199, 200), (200, 200), (398, 200), (399, 400),
+                      (1000, 1000), (10_123, 10_000)]:
         np.testing.assert_allclose(float(loss.beta(t)), math.sqrt(1 + 0.005 * t_used),
                                    rtol=1e-6)
+    official = official_pytorch_betas(1000)
+    np.testing.assert_allclose([float(loss.beta(t)) for t in range(1000)], official, rtol=1e-6)
     custom = HashNetLoss(beta_step=0.1, beta_power=1.0, beta_every=10)
     np.testing.assert_allclose(float(custom.beta(25)), 1 + 0.1 * 20, rtol=1e-6)
     assert float(HashNetLoss(beta_step=0.0).beta(10**5)) == 1.0
+    assert float(HashNetLoss(beta_every=1).beta(None)) == 1.0  # no training step: β = 1
 
 
 def tiny_hashnet_model(bits=6, features=12):
@@ -174,8 +192,8 @@ def test_hashnet_beta_follows_the_optimizer_and_survives_resume(tmp_path):
     y = np.arange(32) % 4
     model = tiny_hashnet_model()
     history = model.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0)
-    # Epoch 2 runs iterations 4..7: β on iterations 4, 4, 6, 6 of the schedule.
-    expected = np.mean([math.sqrt(1 + 0.005 * t) for t in (4, 4, 6, 6)])
+    # Epoch 2 runs the steps after 4..7 completed ones, official iterations 5..8: β of 4, 6, 6, 8.
+    expected = np.mean([math.sqrt(1 + 0.005 * t) for t in (4, 6, 6, 8)])
     np.testing.assert_allclose(history.history["beta"][1], expected, rtol=1e-5)
     path = str(tmp_path / "latest.keras")
     model.save(path)
@@ -190,7 +208,7 @@ def test_hashnet_beta_follows_the_optimizer_and_survives_resume(tmp_path):
     fresh.load_weights(path)
     assert int(fresh.optimizer.iterations) == 8
     resumed = fresh.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0)
-    continued = np.mean([math.sqrt(1 + 0.005 * t) for t in (8, 8, 10, 10)])
+    continued = np.mean([math.sqrt(1 + 0.005 * t) for t in (8, 10, 10, 12)])
     np.testing.assert_allclose(resumed.history["beta"][0], continued, rtol=1e-5)
 
 
