@@ -49,8 +49,16 @@ Deviations from the official code, stated:
   (the same ranks at 128), so the method runs on smaller batches, such as the quickstart's 64.
 * Ranking triplets are mined like the triplet baseline's (``mining``,
   ``quadruplets_per_anchor``: 128 per labelled anchor by default) rather than the code's one
-  (p, n) pair per anchor (drawn by up to 10 tries), a lower-variance estimate of the same mean;
-  for multi-label data tfhash does not ask ``p`` and ``n`` to share no label with each other.
+  (p, n) pair per anchor (drawn by up to 10 tries), and averaged over the triplets, not per
+  anchor: the same mean only when every labelled anchor has as many triplets, as in a
+  class-balanced labelled batch. For multi-label data tfhash does not ask ``p`` and ``n`` to
+  share no label with each other.
+* The code's candidate positives of a labelled anchor include the anchor itself (its loop runs
+  over every ``j``, ``j = i`` too), drawn with probability ``1 / (|Pᵢ| + 1)``, which adds
+  triplets ``(i, i, n)`` of loss ``max(0, m_r − D_in)``; by default tfhash's positives are the
+  other images only. ``anchor_as_positive=True`` computes the code's expectation instead: per
+  labelled anchor (with a labelled negative), the positive uniform over ``Pᵢ ∪ {i}``, the
+  negative uniform, the anchors weighted equally.
 * The graph is built on the hash outputs, as the released configuration (``feature_index:
   0``); the code's fc7 option (the paper's "deep features") is not offered, since the loss
   sees only the head's outputs.
@@ -154,6 +162,42 @@ def ranking_triplets(labelled, labels, mining, per_anchor, seed):
     return tf.boolean_mask(triplets, tf.gather(labelled, triplets[:, 2]))
 
 
+def official_ranking(distances, labelled, labels, triplets, margin):
+    """The official ``SemiRankLoss``'s ranking term in expectation, the anchor among its own
+    candidate positives.
+
+    Each labelled anchor ``i`` with a labelled negative draws ``p`` uniformly from ``Pᵢ ∪ {i}``
+    (``Pᵢ``: the other labelled images sharing a label) and ``n`` uniformly from ``Nᵢ`` (the
+    labelled images sharing none); the term is the mean over those anchors of
+    ``E max(0, m + D_ip − D_in)``:
+
+        rᵢ = ( |Pᵢ| · mean over i's mined triplets + mean_{n ∈ Nᵢ} max(0, m − D_in) ) / (|Pᵢ| + 1)
+
+    (``D_ii = 0``). The mined triplets (:func:`ranking_triplets`) estimate the mean over
+    ``Pᵢ × Nᵢ`` (exactly with ``mining="all"``); the self part is exact.
+
+    Returns:
+        A scalar; 0 (with zero gradient) when no anchor qualifies.
+    """
+    batch = tf.shape(distances)[0]
+    others = tf.logical_not(tf.eye(batch, dtype=tf.bool))
+    similar = labelled_similarity(labelled, labels)
+    negatives = labelled[:, None] & labelled[None, :] & tf.logical_not(similar) & others
+    num_pos = tf.reduce_sum(tf.cast(similar & others, distances.dtype), axis=1)
+    negative = tf.cast(negatives, distances.dtype)
+    num_neg = tf.reduce_sum(negative, axis=1)
+    self_part = (tf.reduce_sum(negative * tf.nn.relu(margin - distances), axis=1)
+                 / tf.maximum(num_neg, 1.0))
+    values = triplet_loss(distances, triplets, margin)
+    anchors = triplets[:, 0]
+    mined_sum = tf.math.unsorted_segment_sum(values, anchors, batch)
+    mined_count = tf.math.unsorted_segment_sum(tf.ones_like(values), anchors, batch)
+    mined_mean = mined_sum / tf.maximum(mined_count, 1.0)
+    per_anchor = (num_pos * mined_mean + self_part) / (num_pos + 1.0)
+    valid = tf.cast(labelled & (num_neg > 0), distances.dtype)
+    return tf.reduce_sum(valid * per_anchor) / tf.maximum(tf.reduce_sum(valid), 1.0)
+
+
 def graph_neighbours(distances, neighbours, negative_start, negative_count, seed=None):
     """The online graph's positive and negative of every anchor of the batch.
 
@@ -227,6 +271,7 @@ class SSDHLoss(HashingLoss):
 
         D = squared distances of s
         ranking = mean over labelled triplets (i, p, n) of max(0, m_r + D_ip − D_in)
+                  (anchor_as_positive: the official code's expectation, p = i included)
         graph   = mean over all anchors i of D_ip + max(0, m_g − √D_in)²
                   (p among i's k nearest in the batch, n from the far rank window)
         loss    = ½ · ranking + λ · ½ · graph
@@ -245,6 +290,11 @@ class SSDHLoss(HashingLoss):
         mining, quadruplets_per_anchor, seed: the ranking triplets' mining, as
             :class:`~tfhash.losses.TripletLoss` (``"random"``, 128 per anchor); ``seed`` also
             drives the graph's draws.
+        anchor_as_positive: ``False`` (default, tfhash's figures): a labelled anchor's
+            positives are the other labelled images sharing a label, the ranking term the
+            mean over the mined triplets; ``True``: the official code's, the anchor itself
+            one of its candidate positives, each anchor weighted equally
+            (:func:`official_ranking`).
         name, reduction: as :class:`~tfhash.losses.HashingLoss`.
 
     The graph's negative window is the official one for the code length, scaled to the batch
@@ -264,7 +314,7 @@ class SSDHLoss(HashingLoss):
     def __init__(self, margin=DEFAULT_MARGIN, graph_margin=None,
                  graph_weight=DEFAULT_GRAPH_WEIGHT, neighbours=DEFAULT_NEIGHBOURS,
                  mining="random", quadruplets_per_anchor=DEFAULT_PER_ANCHOR, seed=None,
-                 name="ssdh", reduction="sum_over_batch_size"):
+                 anchor_as_positive=False, name="ssdh", reduction="sum_over_batch_size"):
         super().__init__(name=name, reduction=reduction)
         self.margin = _number("margin", margin, positive=True)
         self.graph_margin = (None if graph_margin is None
@@ -277,6 +327,10 @@ class SSDHLoss(HashingLoss):
                              f"negative window starts at rank {first_rank}), got {neighbours!r}")
         self.neighbours = neighbours
         set_mining(self, mining, quadruplets_per_anchor, seed)
+        if not isinstance(anchor_as_positive, bool):
+            raise UsageError(f"anchor_as_positive must be True or False (the official code's "
+                             f"anchor among its own positives), got {anchor_as_positive!r}")
+        self.anchor_as_positive = anchor_as_positive
 
     def terms(self, y_true, y_pred):
         h = relaxed_codes(y_pred)
@@ -287,7 +341,10 @@ class SSDHLoss(HashingLoss):
         distances = squared_distances((h + 1.0) / 2.0)
         triplets = ranking_triplets(labelled, labels, self.mining, self.quadruplets_per_anchor,
                                     self.seed_generator)
-        ranking = _mean(triplet_loss(distances, triplets, self.margin))
+        if self.anchor_as_positive:
+            ranking = official_ranking(distances, labelled, labels, triplets, self.margin)
+        else:
+            ranking = _mean(triplet_loss(distances, triplets, self.margin))
         batch = h.shape[0]
         start, count = negative_window(bits, tf.shape(h)[0] if batch is None else batch)
         if batch is not None and start < self.neighbours:
@@ -307,5 +364,5 @@ class SSDHLoss(HashingLoss):
         config.update(margin=self.margin, graph_margin=self.graph_margin,
                       graph_weight=self.graph_weight, neighbours=self.neighbours,
                       mining=self.mining, quadruplets_per_anchor=self.quadruplets_per_anchor,
-                      seed=self.seed)
+                      seed=self.seed, anchor_as_positive=self.anchor_as_positive)
         return config
