@@ -10,8 +10,18 @@ On real-valued outputs ``u`` (the linear head, ``Method.head = "linear"``; the c
 with the margin ``m = 2K`` and ``α = 0.01`` (the paper's and its official code's). The first
 two terms are a contrastive loss; the third pulls every entry towards ±1.
 
-tfhash averages Eq. 5 over the batch's ordered pairs ``i ≠ j`` (the official layer sums the
-unordered pairs and divides by ``n (n − 1)``: half of this mean for the contrastive part).
+tfhash averages Eq. 5 over the batch's ordered pairs ``i ≠ j``. The official Caffe layer
+(lhmRyan/deep-supervised-hashing-DSH, ``HashingLossLayer``) reports ``Σ_{i<j} [D_ij or
+max(m − D_ij, 0)] / (n (n − 1)) + α Σ_i ‖|u_i| − 1‖₁ / n``: the same contrastive value as
+tfhash's, and half its regulariser. The gradient it writes is half the gradient of tfhash's loss
+at the same α (for the contrastive part, half the derivative of its own forward value): the same
+direction, so tfhash at α = 0.01 and half the learning rate takes the official layer's SGD steps.
+
+DeepHash-pytorch's ``α · mean |1 − |u||`` is a mean over the ``B · K`` entries, where tfhash's
+regulariser is ``2 · mean_i Σ_k``: its objective is tfhash's with ``α = α_dhp / (2K)`` (its
+0.1 is 0.1 / (2K) here). Its pairs run against a detached memory bank of outputs, so only the
+batch's side of each pair gets a gradient, half of the contrastive gradient of the same
+objective: its training direction is tfhash's at ``α = α_dhp / K``.
 """
 
 import keras
@@ -69,7 +79,7 @@ class DSHLoss(HashingLoss):
         margin: m > 0 in squared-Euclidean units of ``u``; ``None`` (default) for the paper's
             ``2K``, K read from the codes.
         alpha: α > 0, the regulariser's weight (default 0.01, the paper's and the official
-            code's; DeepHash-pytorch uses 0.1).
+            code's; DeepHash-pytorch's 0.1 is ``0.1 / (2K)`` here, see the module docstring).
         name, reduction: as :class:`~tfhash.losses.base.HashingLoss`.
 
     Example:
