@@ -512,6 +512,24 @@ def build_backbone(name, image_size, weights="none"):
 _BLOCK = re.compile(r"^(block\d+|stage\d+_block\d+)_")
 
 
+def _block_starts(model, trainable_blocks):
+    """The first layer of the first of ``model``'s last ``trainable_blocks`` blocks: where a
+    split or a freeze cuts it. Raises :class:`UsageError` as :func:`split_backbone`."""
+    starts = {}  # block name -> its first layer, in the model's (topological) order
+    for layer in model.layers:
+        match = _BLOCK.match(layer.name)
+        if match:
+            starts.setdefault(match.group(1), layer)
+    if not starts:
+        raise UsageError(f"--trainable_blocks needs a backbone made of blocks "
+                         f"(efficientnet_lite0/1/2, resnet_small); {model.name} has none: "
+                         "use --trainable_blocks=0")
+    if not 1 <= trainable_blocks <= len(starts):
+        raise UsageError(f"--trainable_blocks must be in [1, {len(starts)}] for {model.name} "
+                         f"({len(starts)} blocks), got {trainable_blocks}")
+    return list(starts.values())[-trainable_blocks]
+
+
 def split_backbone(model, trainable_blocks):
     """Splits a backbone before its last ``trainable_blocks`` blocks: ``(trunk, top)``.
 
@@ -533,25 +551,42 @@ def split_backbone(model, trainable_blocks):
         UsageError: a backbone without such blocks, or ``trainable_blocks`` outside
             ``[1, number of blocks]``.
     """
-    starts = {}  # block name -> its first layer, in the model's (topological) order
-    for layer in model.layers:
-        match = _BLOCK.match(layer.name)
-        if match:
-            starts.setdefault(match.group(1), layer)
-    if not starts:
-        raise UsageError(f"--trainable_blocks needs a backbone made of blocks "
-                         f"(efficientnet_lite0/1/2, resnet_small); {model.name} has none: "
-                         "use --trainable_blocks=0")
-    if not 1 <= trainable_blocks <= len(starts):
-        raise UsageError(f"--trainable_blocks must be in [1, {len(starts)}] for {model.name} "
-                         f"({len(starts)} blocks), got {trainable_blocks}")
-    cut = list(starts.values())[-trainable_blocks].input
+    cut = _block_starts(model, trainable_blocks).input
     trunk = keras.Model(model.input, cut, name=f"{model.name}_trunk")
     top = keras.Model(cut, model.output, name=f"{model.name}_top{trainable_blocks}")
-    for layer in top.layers:
+    freeze_batch_norm(top)
+    return trunk, top
+
+
+def freeze_batch_norm(model):
+    """Freezes every batch normalisation layer of ``model`` (in place; returns it).
+
+    A frozen layer keeps its (pretrained) moving mean and variance and, in Keras 3,
+    normalises with them in training too (inference mode), as Keras's transfer-learning
+    guide advises. Fine-tuning a pretrained backbone needs this: a class-balanced batch of
+    a few classes has statistics far from ImageNet's, and re-estimating them from such
+    batches moves every later layer's input away from what the pretrained weights expect.
+    Its scale and offset (γ, β) are frozen with it.
+    """
+    for layer in model._flatten_layers(include_self=False):
         if isinstance(layer, layers.BatchNormalization):
             layer.trainable = False
-    return trunk, top
+    return model
+
+
+def freeze_before_last_blocks(model, trainable_blocks):
+    """Freezes every layer of ``model`` before its last ``trainable_blocks`` blocks (in place;
+    returns it): end-to-end fine-tuning on images where only the top trains. Backpropagation
+    then stops at the first trainable layer, so the high-resolution early layers — most of a
+    backward pass's cost — are only run forward, while the images are still augmented on the
+    fly (unlike :func:`split_backbone`'s cached trunk). Raises :class:`UsageError` as
+    :func:`split_backbone`."""
+    first = _block_starts(model, trainable_blocks)
+    for layer in model.layers:
+        if layer is first:
+            break
+        layer.trainable = False
+    return model
 
 
 def _load_weights(model, path):

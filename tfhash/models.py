@@ -13,7 +13,8 @@ import numpy as np
 from keras import ops
 
 from tfhash import losses  # noqa: F401  registers the losses saved models are compiled with
-from tfhash.backbones import build_backbone, split_backbone
+from tfhash.backbones import (build_backbone, freeze_batch_norm, freeze_before_last_blocks,
+                              split_backbone)
 from tfhash.errors import UsageError
 from tfhash.layers import hashing_head
 
@@ -187,3 +188,36 @@ def with_backbone(head_model, backbone, image_size, weights, trainable_blocks=0)
     images = keras.Input((image_size, image_size, 3), name="images")
     h = head_model(features(images))
     return keras.Model(images, h, name=f"{backbone}_{head_model.name}")
+
+
+def fine_tuning_model(head_model, backbone, image_size, weights, trainable_blocks=0,
+                      batch_norm="frozen"):
+    """The whole network for fine-tuning a pretrained backbone end to end on images:
+    ``images → backbone (weights loaded) → head_model``, every layer trainable but the ones
+    ``trainable_blocks`` and ``batch_norm`` freeze.
+
+    ``head_model`` is :func:`build_head`'s head (standardised on the backbone's features
+    of the training images, and possibly already trained on them: a warm-up), so the
+    hashing layer starts on features of a known scale instead of the raw pooled ones.
+
+    Args:
+        head_model: a :class:`HashingModel` from features ``[B, d]`` to relaxed codes.
+        backbone, image_size, weights: as :func:`build_model`.
+        trainable_blocks: 0, the whole backbone trains; ``N``, only its last ``N`` blocks
+            (:func:`tfhash.backbones.freeze_before_last_blocks`).
+        batch_norm: ``"frozen"`` (the pretrained statistics, inference mode:
+            :func:`tfhash.backbones.freeze_batch_norm`) or ``"train"`` (batch statistics).
+
+    Returns:
+        A :class:`HashingModel` from raw ``[0, 255]`` images ``[B, S, S, 3]`` to ``h``.
+    """
+    if batch_norm not in ("frozen", "train"):
+        raise UsageError(f"unknown batch_norm {batch_norm!r}: choose frozen or train")
+    features = build_backbone(backbone, image_size, weights)
+    if trainable_blocks:
+        freeze_before_last_blocks(features, trainable_blocks)
+    if batch_norm == "frozen":
+        freeze_batch_norm(features)
+    images = keras.Input((image_size, image_size, 3), name="images")
+    return HashingModel(images, head_model(features(images)),
+                        name=f"{backbone}_{head_model.name}")

@@ -31,7 +31,7 @@ from absl import flags
 
 from tfhash import cli, data, evaluation, methods
 from tfhash.errors import UsageError
-from tfhash.run_dir import RESUMABLE, RunDir
+from tfhash.run_dir import RESUMABLE, RunDir, write_json
 
 _AUGMENTATIONS = ("auto", "none", "crop", "crop_flip")  # tfhash.data.AUGMENTATIONS + auto
 
@@ -94,11 +94,26 @@ class TrainConfig:
                                      "computed once and cached (--feature_cache): minutes "
                                      "instead of hours on a CPU for a pretrained backbone. The "
                                      "exported model still takes images.")
-    trainable_blocks: int = _setting(0, "With --freeze_backbone: the backbone's last this "
-                                     "many blocks (EfficientNet-Lite's MBConv blocks, with its "
-                                     "1x1 head convolution; the small ResNet's) train with the "
-                                     "head, on the frozen trunk's outputs, cached (partial "
-                                     "fine-tuning); 0: the head alone.")
+    trainable_blocks: int = _setting(0, "The backbone's last this many blocks "
+                                     "(EfficientNet-Lite's MBConv blocks, with its 1x1 head "
+                                     "convolution; the small ResNet's) train with the head, "
+                                     "the layers before them stay frozen. With "
+                                     "--freeze_backbone they train on the frozen trunk's "
+                                     "outputs, cached (0: the head alone); without it, on "
+                                     "augmented images, backpropagation stopping at the first "
+                                     "trainable block (0: every layer trains).")
+    batch_norm: str = _setting("auto", "Batch normalisation of the backbone: frozen (its "
+                               "pretrained statistics, inference mode), train (batch "
+                               "statistics); auto: frozen when a pretrained backbone (--weights) "
+                               "is fine-tuned, train from scratch.",
+                               choices=("auto", "frozen", "train"))
+    head_warmup_epochs: int = _setting(0, "Fine-tuning a pretrained backbone end to end: first "
+                                       "train the head alone this many epochs on the "
+                                       "backbone's cached features of the training images, so "
+                                       "the backbone's first steps follow a trained head, not "
+                                       "a random one.")
+    head_warmup_learning_rate: float = _setting(1e-3, "AdamW learning rate (constant) of the "
+                                                "head warm-up (--head_warmup_epochs).")
     feature_cache: str = _setting(None, "Directory of cached backbone features "
                                   "(--freeze_backbone), shared by runs on the same images, "
                                   "backbone, weights and size; default: run_dir/features.")
@@ -127,6 +142,8 @@ class TrainConfig:
     learning_rate: float = _setting(0.01, "Peak SGD learning rate of the backbone (cosine decay "
                                     "to 0 over the run). Much above 0.01 the tanh codes "
                                     "saturate early and stop learning.")
+    lr_warmup_epochs: int = _setting(0, "Epochs over which the learning rate rises linearly "
+                                     "from 0 to --learning_rate before its cosine decay.")
     optimizer: str = _setting("sgd", "sgd (with --momentum; the paper's) or adam (AdamW); both "
                               "with --weight_decay and the cosine schedule.",
                               choices=("sgd", "adam"))
@@ -209,9 +226,23 @@ class TrainConfig:
              "random: pass --weights=imagenet (or a weights file)"),
             (self.trainable_blocks >= 0,
              f"--trainable_blocks must be >= 0, got {self.trainable_blocks}"),
-            (not self.trainable_blocks or self.freeze_backbone,
-             "--trainable_blocks fine-tunes the last blocks of a frozen backbone: add "
-             "--freeze_backbone (without it the whole backbone trains)"),
+            (not self.trainable_blocks or self.freeze_backbone or self.weights != "none",
+             "--trainable_blocks fine-tunes the last blocks of a pretrained backbone: give "
+             "--weights (with --weights=none every layer must train)"),
+            (not (self.batch_norm == "frozen" and self.weights == "none"),
+             "--batch_norm=frozen keeps pretrained statistics, and --weights=none has none: "
+             "pass --weights or --batch_norm=train"),
+            (self.head_warmup_epochs >= 0,
+             f"--head_warmup_epochs must be >= 0, got {self.head_warmup_epochs}"),
+            (not self.head_warmup_epochs or (self.weights != "none" and not self.freeze_backbone
+                                             and method.sampler == "balanced"),
+             "--head_warmup_epochs warms the head up before a pretrained backbone (--weights) "
+             "is fine-tuned end to end (without --freeze_backbone), for a supervised method"),
+            (self.head_warmup_learning_rate > 0, f"--head_warmup_learning_rate must be > 0, "
+             f"got {self.head_warmup_learning_rate}"),
+            (0 <= self.lr_warmup_epochs < self.epochs,
+             f"--lr_warmup_epochs must be in [0, --epochs={self.epochs}), got "
+             f"{self.lr_warmup_epochs}"),
             (self.eval_batch_size >= 1,
              f"--eval_batch_size must be at least 1, got {self.eval_batch_size}"),
         ]
@@ -322,8 +353,21 @@ def parse_arguments(text, flag):
 
 def train(config):
     """Trains, evaluates and writes a run directory for ``config``; returns the metrics dict
-    (``None`` on a multi-worker cluster's other workers: the chief writes the report)."""
+    (``None`` on a multi-worker cluster's other workers: the chief writes the report).
+
+    The run directory is locked while this runs (:meth:`tfhash.run_dir.RunDir.lock`): a
+    second command on it is refused, naming this one."""
     config.validate()
+    if config.strategy == "multi_worker" and not multi_worker_chief():
+        return _train(config)  # the chief holds the lock; the others write elsewhere
+    lock = RunDir(config.run_dir).lock()
+    try:
+        return _train(config)
+    finally:
+        lock.release()
+
+
+def _train(config):
     if methods.get(config.method).kind == "shallow":
         from tfhash.shallow_run import train_shallow
 
@@ -455,11 +499,17 @@ def train(config):
             return data.eval_dataset(collection, indices, config.image_size,
                                      config.eval_batch_size)
 
-        with strategy.scope():
-            model = models.build_model(config.backbone, config.bits, config.image_size,
-                                       config.weights, head=method.head,
-                                       head_learning_rate_multiplier=config.head_lr_multiplier,
-                                       hidden=config.head_hidden, dropout=config.head_dropout)
+        if config.weights != "none":  # a pretrained backbone fine-tuned end to end
+            cache = (chief and config.feature_cache) or os.path.join(out.path, "features")
+            model = _fine_tuning_model(config, method, strategy, collection, split, cache,
+                                       steps, warm_up=not epochs_done, loss=loss,
+                                       targets=train_targets)
+        else:
+            with strategy.scope():
+                model = models.build_model(
+                    config.backbone, config.bits, config.image_size, config.weights,
+                    head=method.head, head_learning_rate_multiplier=config.head_lr_multiplier,
+                    hidden=config.head_hidden, dropout=config.head_dropout)
         best = out.best
 
     # Every image is decoded before the first epoch, so an unreadable one stops the start
@@ -469,8 +519,10 @@ def train(config):
     # A resumed run continues from its latest checkpoint, optimizer state included. The model,
     # the optimizer and the loss hold one copy of their variables per replica.
     with strategy.scope():
-        schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate,
-                                                          decay_steps=steps * config.epochs)
+        warmup = steps * config.lr_warmup_epochs
+        schedule = keras.optimizers.schedules.CosineDecay(
+            0.0 if warmup else config.learning_rate, steps * config.epochs - warmup,
+            warmup_target=config.learning_rate if warmup else None, warmup_steps=warmup)
         if config.optimizer == "adam":
             optimizer = keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay)
         else:
@@ -480,6 +532,7 @@ def train(config):
         if epochs_done:
             model.optimizer.build(model.trainable_variables)
             model.load_weights(run.latest)
+            callbacks.restore_random_state(model, run.checkpoint_record())  # e.g. mining
             callbacks.HistoryCSV.keep_epochs_before(out.history, epochs_done)
             print(f"resuming {config.run_dir} after epoch {epochs_done} of {config.epochs}")
 
@@ -504,7 +557,8 @@ def train(config):
                   else "starts again (no epoch had completed)")
         raise TrainingStopped(
             f"{e}; training stopped with the state of the last completed epoch kept: rerun with "
-            f"a lower --learning_rate (e.g. --learning_rate={config.learning_rate / 10:g}) and "
+            f"a lower --learning_rate (e.g. --learning_rate="
+            f"{min(config.learning_rate / 10, TrainConfig.learning_rate):g}) and "
             f"it {resume}") from e
     train_seconds = time.time() - start
     if not chief:
@@ -517,8 +571,9 @@ def train(config):
     query_codes, query_h, query_labels = callbacks.encode(model, query_ds)
     db_codes, db_h, db_labels = callbacks.encode(model, database_ds)
     if config.freeze_backbone:  # what export takes: images in, the same codes out
-        models.with_backbone(model, config.backbone, config.image_size, config.weights,
-                             config.trainable_blocks).save(run.best)
+        callbacks.save_model(models.with_backbone(model, config.backbone, config.image_size,
+                                                  config.weights, config.trainable_blocks),
+                             run.best)
     os.makedirs(run.codes, exist_ok=True)
     for name, array in [("query_codes", query_codes), ("query_labels", query_labels),
                         ("database_codes", db_codes), ("database_labels", db_labels),
@@ -532,11 +587,42 @@ def train(config):
                       "method": config.method, "bits": config.bits,
                       "backbone": config.backbone, "epochs": config.epochs,
                       "train_seconds": round(train_seconds, 1)}
-    with open(run.metrics, "w") as f:
-        json.dump(metrics, f, indent=2)
+    write_json(run.metrics, metrics, indent=2)  # atomically: its presence means finished
     _print_summary(metrics)
     print(f"metrics: {run.metrics}; codes: {run.codes}")
     return metrics
+
+
+def _fine_tuning_model(config, method, strategy, collection, split, cache_dir, steps, warm_up,
+                       loss, targets):
+    """The network that fine-tunes a pretrained backbone end to end
+    (:func:`tfhash.models.fine_tuning_model`): its head standardised on the backbone's
+    features of the training images (computed once, cached), and at the start of a run
+    trained alone on them for ``--head_warmup_epochs`` first."""
+    import keras
+
+    from tfhash import data, features, models, trainer
+
+    train_features = features.backbone_features(
+        collection, split.train, config.backbone, config.weights, config.image_size, cache_dir,
+        batch_size=config.eval_batch_size, verbose=config.verbose)
+    with strategy.scope():
+        head = models.build_head(train_features, config.bits, config.head_hidden, method.head,
+                                 config.head_lr_multiplier, config.head_dropout)
+    if warm_up and config.head_warmup_epochs:
+        with strategy.scope():
+            head.compile(optimizer=keras.optimizers.AdamW(
+                config.head_warmup_learning_rate, weight_decay=config.weight_decay), loss=loss)
+        print(f"head warm-up: {config.head_warmup_epochs} epochs on the cached features")
+        trainer.fit(head, data.feature_train_dataset(
+            collection, split.train, train_features, config.batch_size,
+            config.images_per_class, seed=config.seed, targets=targets),
+            strategy=strategy, epochs=config.head_warmup_epochs, steps_per_epoch=steps,
+            verbose=config.verbose)
+    batch_norm = "frozen" if config.batch_norm == "auto" else config.batch_norm
+    with strategy.scope():
+        return models.fine_tuning_model(head, config.backbone, config.image_size,
+                                        config.weights, config.trainable_blocks, batch_norm)
 
 
 class TrainingStopped(RuntimeError):
