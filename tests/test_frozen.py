@@ -92,9 +92,9 @@ def test_partial_fine_tuning_trains_the_last_blocks_on_the_cached_trunk(
     _assert_export_gives_the_report_codes(run_dir, folder, tmp_path / "models")
 
 
-def test_trainable_blocks_need_a_frozen_backbone_made_of_blocks(tmp_path, folder, weights_file):
-    with pytest.raises(UsageError, match="--trainable_blocks .* add --freeze_backbone"):
-        train(_config(tmp_path / "a", folder, trainable_blocks=1, weights=weights_file))
+def test_trainable_blocks_need_a_pretrained_backbone_made_of_blocks(tmp_path, folder, weights_file):
+    with pytest.raises(UsageError, match="--trainable_blocks .* give --weights"):
+        train(_config(tmp_path / "a", folder, trainable_blocks=1))
     with pytest.raises(UsageError, match=r"--trainable_blocks must be in \[1, 6\]"):
         train(_config(tmp_path / "b", folder, freeze_backbone=True, trainable_blocks=7,
                       weights=weights_file, feature_cache=str(tmp_path / "cache")))

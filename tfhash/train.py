@@ -519,10 +519,8 @@ def _train(config):
     # A resumed run continues from its latest checkpoint, optimizer state included. The model,
     # the optimizer and the loss hold one copy of their variables per replica.
     with strategy.scope():
-        warmup = steps * config.lr_warmup_epochs
-        schedule = keras.optimizers.schedules.CosineDecay(
-            0.0 if warmup else config.learning_rate, steps * config.epochs - warmup,
-            warmup_target=config.learning_rate if warmup else None, warmup_steps=warmup)
+        schedule = learning_rate_schedule(config.learning_rate, steps * config.epochs,
+                                          steps * config.lr_warmup_epochs)
         if config.optimizer == "adam":
             optimizer = keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay)
         else:
@@ -591,6 +589,17 @@ def _train(config):
     _print_summary(metrics)
     print(f"metrics: {run.metrics}; codes: {run.codes}")
     return metrics
+
+
+def learning_rate_schedule(peak, steps, warmup_steps=0):
+    """The learning rate over ``steps`` training steps: a linear rise from 0 to ``peak`` over
+    the first ``warmup_steps``, then a cosine decay to 0 at ``steps``."""
+    import keras
+
+    if not warmup_steps:
+        return keras.optimizers.schedules.CosineDecay(peak, steps)
+    return keras.optimizers.schedules.CosineDecay(0.0, steps - warmup_steps, warmup_target=peak,
+                                                  warmup_steps=warmup_steps)
 
 
 def _fine_tuning_model(config, method, strategy, collection, split, cache_dir, steps, warm_up,
