@@ -191,3 +191,21 @@ def test_bad_names_and_settings():
     collection = single_label([40, 40])
     with pytest.raises(UsageError, match=r"--val_fraction must be in \[0, 1\)"):
         data.make_split(collection, "fraction", val_fraction=1.0)
+
+
+def test_deephash_pytorch_protocols():
+    """cifar10-1 is cifar10-dhn under DeepHash-pytorch's name (the same draw); its cifar10
+    (deephash-cifar10) draws the same way and reports on the database less the training draw:
+    54,000 of CIFAR-10's 60,000 images (here 10 classes x 700)."""
+    collection = single_label([700] * 10)
+    dhn, one = (data.make_split(collection, name, seed=3) for name in ("cifar10-dhn", "cifar10-1"))
+    for part in ("train", "val", "query", "database", "unlabeled"):
+        np.testing.assert_array_equal(getattr(dhn, part), getattr(one, part))
+    np.testing.assert_array_equal(one.report_database, one.database)
+    split = data.make_split(collection, "deephash-cifar10", seed=3)
+    np.testing.assert_array_equal(split.train, dhn.train)
+    assert len(split.query) == 1000 and len(split.database) == 6000
+    assert len(split.report_database) == 1000  # 7,000 - 1,000 queries - 5,000 drawn
+    np.testing.assert_array_equal(split.report_database, split.unlabeled)
+    assert not np.intersect1d(split.report_database,
+                              np.concatenate([split.train, split.val])).size

@@ -56,7 +56,8 @@ class TrainConfig:
                             "file).")
     data_dir: str = _setting(None, "Image folder, list file, or TFDS data_dir, by --dataset.")
     protocol: str = _setting("digits", "Named query/train/database split preset: cifar10 (LSDH "
-                             "paper), cifar10-dhn, cifar20, sun397-29, nuswide21, digits, "
+                             "paper), cifar10-dhn, cifar10-1 and deephash-cifar10 "
+                             "(DeepHash-pytorch's), cifar20, sun397-29, nuswide21, digits, "
                              "fraction.")
     val_fraction: float = _setting(0.1, "Part of the training images held out to choose the "
                                    "best checkpoint by validation MAP (the queries are never "
@@ -514,7 +515,7 @@ def _train(config):
 
     # Every image is decoded before the first epoch, so an unreadable one stops the start
     # (which a corrected command then replaces), not the final report.
-    query_ds, database_ds = ordered(split.query), ordered(split.database)
+    query_ds, database_ds = ordered(split.query), ordered(split.report_database)
 
     # A resumed run continues from its latest checkpoint, optimizer state included. The model,
     # the optimizer and the loss hold one copy of their variables per replica.

@@ -18,17 +18,22 @@ data that is plain stratified sampling; for multi-label data (NUS-WIDE: "100 que
 per concept") an image with several concepts is drawn at most once, so the draw has
 exactly ``C x per_class`` images, each concept carried by at least ``per_class`` of them.
 
-===============  ===============================  ===========================  ===========
-preset           queries                          training draw (from the db)  MAP
-===============  ===============================  ===========================  ===========
-``cifar10``      1,000 per class (LSDH)           500 per class                MAP@ALL
-``cifar10-dhn``  100 per class (DHN, HashNet)     500 per class                MAP@ALL
-``cifar20``      100 per class                    500 per class                MAP@ALL
-``sun397-29``    1,000 in total                   5,000 in total               MAP@ALL
-``nuswide21``    100 per concept                  500 per concept              MAP@5000
-``digits``       30 per class                     100 per class                MAP@ALL
-``fraction``     10% (``fraction:query=Q``)       all (``train=T``: a fraction)  MAP@ALL
-===============  ===============================  ===========================  ===========
+====================  ===============================  ===========================  ===========
+preset                queries                          training draw (from the db)  MAP
+====================  ===============================  ===========================  ===========
+``cifar10``           1,000 per class (LSDH)           500 per class                MAP@ALL
+``cifar10-dhn``       100 per class (DHN, HashNet)     500 per class                MAP@ALL
+``cifar10-1``         100 per class (DeepHash-pytorch) 500 per class                MAP@ALL
+``deephash-cifar10``  100 per class (DeepHash-pytorch) 500 per class, not ranked    MAP@ALL
+``cifar20``           100 per class                    500 per class                MAP@ALL
+``sun397-29``         1,000 in total                   5,000 in total               MAP@ALL
+``nuswide21``         100 per concept                  500 per concept              MAP@5000
+``digits``            30 per class                     100 per class                MAP@ALL
+``fraction``          10% (``fraction:query=Q``)       all (``train=T``: a fraction)  MAP@ALL
+====================  ===============================  ===========================  ===========
+
+``cifar10-1`` is ``cifar10-dhn`` under DeepHash-pytorch's name; ``deephash-cifar10`` ranks a
+database without the training draw (54,000 images), as that code's ``cifar10`` does.
 """
 
 import dataclasses
@@ -58,6 +63,10 @@ class Protocol:
         precision_at_k: cut-offs for precision@k (LSDH reports precision@500 and
             precision@k curves).
         hamming_radius: radius of the hash-lookup precision (LSDH: precision@R=2).
+        report_database: ``"all"``, the report ranks the whole database (every non-query
+            image, training images included); ``"untrained"``, the database less the
+            training draw (``train`` and ``val``), as DeepHash-pytorch's ``cifar10``
+            (:meth:`Split.report_database`).
         semi_supervised_per_class: labelled training images per class that a semi-supervised
             method keeps when ``--labelled_per_class`` is not given (the rest of the training
             draw joins ``unlabeled``, :func:`keep_labelled`); 0: the whole training draw.
@@ -71,6 +80,7 @@ class Protocol:
     map_top_k: int | None = None
     precision_at_k: tuple = (100, 500, 1000)
     hamming_radius: int = 2
+    report_database: str = "all"
     semi_supervised_per_class: int = 0
     description: str = ""
 
@@ -79,7 +89,7 @@ class Protocol:
 
     @classmethod
     def from_dict(cls, config):
-        config = dict(config)
+        config = dict(config)  # a split saved before report_database existed: "all"
         config["precision_at_k"] = tuple(config["precision_at_k"])
         return cls(**config)
 
@@ -93,6 +103,15 @@ PROTOCOLS = {
         Protocol("cifar10-dhn", "per_class", 100, 500,
                  description="DHN/HashNet: 100 queries per class, 500 training images per "
                              "class from the rest"),
+        # DeepHash-pytorch's CIFAR-10 splits (utils/tools.py), drawn per class; its DSH and
+        # LCDSH figures are on cifar10-1, its HashNet and DHN figures on cifar10.
+        Protocol("cifar10-1", "per_class", 100, 500,
+                 description="DeepHash-pytorch's cifar10-1 (the same split as cifar10-dhn): "
+                             "100 queries per class, 500 training images per class from the "
+                             "rest, database every non-query image (59,000)"),
+        Protocol("deephash-cifar10", "per_class", 100, 500, report_database="untrained",
+                 description="DeepHash-pytorch's cifar10: 100 queries per class, 500 training "
+                             "images per class, database the other 54,000 images"),
         Protocol("cifar20", "per_class", 100, 500,
                  description="LSDH: 100 queries per superclass, 500 training images per "
                              "superclass from the rest"),
@@ -213,6 +232,14 @@ class Split:
             if not ok:
                 raise UsageError(f"inconsistent split: {problem}; delete the split files and "
                                  "draw a new split")
+
+    @property
+    def report_database(self):
+        """The database the final report ranks: :attr:`database`, less the training draw
+        where the protocol says so (``report_database="untrained"``)."""
+        if self.protocol.report_database == "untrained":
+            return np.setdiff1d(self.database, np.concatenate([self.train, self.val]))
+        return self.database
 
     def save(self, directory):
         """Writes ``train.npy``, ``val.npy``, ``query.npy``, ``database.npy``, ``unlabeled.npy``
