@@ -1,0 +1,191 @@
+"""The fine-tuned table: every method fine-tuned end to end on CIFAR-10, beside the published figures.
+
+    python benchmarks/finetuned_table.py [--only=lsdh,hashnet] [--learning_rates=1e-4,3e-4]
+    python benchmarks/finetuned_table.py --report_only
+
+Each run is ``python -m tfhash.train --flagfile=configs/cifar10_e2e_base.cfg`` with the method,
+code length, protocol and learning rate (ImageNet EfficientNet-Lite0, its last blocks fine-tuned
+on augmented images after a head warm-up; the config says why). Every method gets the same
+budget and, with several ``--learning_rates``, the same search: the rate with the best
+*validation* MAP is reported, never one chosen on the queries. The runs are the LSDH paper's
+protocol (``cifar10``: Table I) and DeepHash-pytorch's (``cifar10-1`` for its DSH and LCDSH
+figures, ``deephash-cifar10`` for HashNet and DHN), each scored with tfhash's conventions
+(ties averaged) and with DeepHash-pytorch's (``--preset=deephash``: ties by index).
+
+Resumable: a run directory that finished is reported, not retrained (``tfhash.train`` resumes an
+interrupted one); each finished run leaves ``records/<run>.json`` (its command, wall-clock, the
+load average before and after, the scores) and ``codes/<run>.npz`` (packed query and database
+codes and labels, to re-score) under ``--out_dir``; the report replaces its section of
+benchmarks/RESULTS.md.
+"""
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from benchmarks._tables import ROOT, machine, run_logged, write_section  # noqa: E402
+from benchmarks.paper_tables import (BITS, LABELS, METHOD_FLAGS, PAPER,  # noqa: E402
+                                     best_val_map, flag_value)
+
+from tfhash import evaluation  # noqa: E402
+from tfhash.evaluation.conventions import PRESETS  # noqa: E402
+
+BASE = "configs/cifar10_e2e_base.cfg"
+# (method, protocol, bits): the paper's Table I methods at 48 bits, LSDH and HashNet at 12, and
+# DeepHash-pytorch's four on its own protocols.
+RUNS = [(m, "cifar10", 48) for m in ("lsdh", "lsdh_l1", "triplet", "hashnet", "dsh", "dhn",
+                                     "lcdsh", "cnnh", "dnnh")]
+RUNS += [("lsdh", "cifar10", 12), ("hashnet", "cifar10", 12),
+         ("hashnet", "deephash-cifar10", 48), ("dhn", "deephash-cifar10", 48),
+         ("dsh", "cifar10-1", 48), ("lcdsh", "cifar10-1", 48)]
+# Published MAP and where it comes from (../shared/research/methods.md): the LSDH paper's Table
+# I (VGG-16 fine-tuned) for its protocol, DeepHash-pytorch's README (AlexNet) for its own.
+PUBLISHED = {(m, "cifar10", b): (values[BITS.index(b)], "LSDH paper, Table I: " + source)
+             for m, (values, source) in PAPER.items() for b in BITS}
+PUBLISHED.update({
+    ("hashnet", "deephash-cifar10", 48): (0.782, "DeepHash-pytorch README"),
+    ("dhn", "deephash-cifar10", 48): (0.781, "DeepHash-pytorch README"),
+    ("dsh", "cifar10-1", 48): (0.800, "DeepHash-pytorch README"),
+    ("lcdsh", "cifar10-1", 48): (0.798, "DeepHash-pytorch, the run in its LCDSH.py"),
+})
+BEGIN, END = "<!-- finetuned-table:begin -->", "<!-- finetuned-table:end -->"
+HEADING = "## CIFAR-10 fine-tuned end to end (issue 25)"
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    method: str
+    protocol: str
+    bits: int
+    learning_rate: str  # "" for the base config's
+
+    @property
+    def name(self):
+        lr = f"_lr{self.learning_rate}" if self.learning_rate else ""
+        protocol = "" if self.protocol == "cifar10" else "_" + self.protocol.replace("-", "_")
+        return f"cifar10_{self.method}_e2e_{self.bits}{protocol}{lr}"
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--only", default="", help="Methods to run (comma-separated); all: ''.")
+    parser.add_argument("--learning_rates", default="",
+                        help="Learning rates each method tries (best by validation MAP); '': "
+                             "the base config's.")
+    parser.add_argument("--epochs", type=int, default=0, help="Override the config's epochs.")
+    parser.add_argument("--report_only", action="store_true",
+                        help="Write the report from the records; train nothing.")
+    parser.add_argument("--runs_dir", default=os.path.join(ROOT, "runs"))
+    parser.add_argument("--out_dir", default=os.path.join(ROOT, "benchmarks", "finetuned_table"))
+    parser.add_argument("--results", default=os.path.join(ROOT, "benchmarks", "RESULTS.md"))
+    return parser.parse_args(argv)
+
+
+def planned(args):
+    methods = set(filter(None, args.only.split(",")))
+    rates = list(filter(None, args.learning_rates.split(","))) or [""]
+    return [Run(m, p, b, lr) for m, p, b in RUNS if not methods or m in methods for lr in rates]
+
+
+def command(args, run):
+    """The run's command after ``python`` (paths relative to the repository root)."""
+    flags = [f"--{k}={flag_value(v, run.bits)}" for k, v in METHOD_FLAGS.get(run.method,
+                                                                            {}).items()]
+    extra = [f"--learning_rate={run.learning_rate}"] if run.learning_rate else []
+    extra += [f"--epochs={args.epochs}"] if args.epochs else []
+    run_dir = os.path.relpath(os.path.join(args.runs_dir, run.name), ROOT)
+    return ["-m", "tfhash.train", f"--flagfile={BASE}", f"--method={run.method}",
+            f"--bits={run.bits}", f"--protocol={run.protocol}", *flags, *extra,
+            f"--run_dir={run_dir}"]
+
+
+def scores(run_dir):
+    """MAP@ALL and precision within radius 2 with tfhash's conventions, MAP with
+    DeepHash-pytorch's, and the packed codes and labels to commit."""
+    arrays = {name: np.load(os.path.join(run_dir, "codes", name + ".npy"))
+              for name in ("query_codes", "query_labels", "database_codes", "database_labels")}
+    codes = (arrays["query_codes"], arrays["query_labels"], arrays["database_codes"],
+             arrays["database_labels"])
+    ours = evaluation.evaluate_codes(*codes, metrics=["map", "p@r2"])
+    theirs = evaluation.evaluate_codes(*codes, metrics=["map"], **PRESETS["deephash"])
+    packed = {name: np.packbits(array > 0, axis=1) if name.endswith("codes")
+              else array.astype(np.uint8) for name, array in arrays.items()}
+    return {"map": ours["map"], "p@r2": ours["p@r2"], "map_deephash": theirs["map"]}, packed
+
+
+def collect(args, runs):
+    records = {}
+    for run in runs:
+        path = os.path.join(args.out_dir, "records", run.name + ".json")
+        if not args.report_only and not os.path.isfile(path):
+            run_dir = os.path.join(args.runs_dir, run.name)
+            load_before = os.getloadavg()[0]
+            seconds = run_logged([sys.executable, *command(args, run)], run_dir)
+            record, packed = scores(run_dir)
+            record.update(run=dataclasses.asdict(run), val_map=best_val_map(run_dir),
+                          command="python " + " ".join(command(args, run)),
+                          wall_seconds=round(seconds, 1), machine=machine(),
+                          load_before=round(load_before, 2),
+                          load_after=round(os.getloadavg()[0], 2),
+                          date=time.strftime("%Y-%m-%d"))
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            os.makedirs(os.path.join(args.out_dir, "codes"), exist_ok=True)
+            np.savez_compressed(os.path.join(args.out_dir, "codes", run.name + ".npz"), **packed)
+            with open(path, "w") as f:
+                json.dump(record, f, indent=2)
+        if os.path.isfile(path):
+            with open(path) as f:
+                records[run] = json.load(f)
+    return records
+
+
+def report(records):
+    """The table: per (method, protocol, bits), the learning rate with the best validation
+    MAP, its query scores and the published figure."""
+    best = {}
+    for run, record in records.items():
+        key = (run.method, run.protocol, run.bits)
+        if key not in best or (record["val_map"] or 0) > (best[key][1]["val_map"] or 0):
+            best[key] = (run, record)
+    lines = [BEGIN, "", "| method | protocol | bits | MAP@ALL | MAP, DeepHash-pytorch's "
+             "conventions | P@r≤2 | published | val MAP | learning rate | wall-clock | load "
+             "before/after |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for key in sorted(best, key=lambda k: (k[1], -k[2], RUNS.index(k) if k in RUNS else 99)):
+        run, r = best[key]
+        published = PUBLISHED.get(key)
+        cell = f"{published[0]:.3f} ({published[1]})" if published else "–"
+        lines.append(
+            f"| {LABELS[run.method]} | `{run.protocol}` | {run.bits} | **{r['map']:.3f}** | "
+            f"{r['map_deephash']:.3f} | {r['p@r2']:.3f} | {cell} | {r['val_map'] or 0:.3f} | "
+            f"{run.learning_rate or 'config'} | {r['wall_seconds'] / 60:.0f} min | "
+            f"{r['load_before']:.1f} / {r['load_after']:.1f} |")
+    missing = [k for k in RUNS if k not in best]
+    if missing:
+        lines += ["", "Not run yet: " + ", ".join(f"{LABELS[m]} `{p}` {b}" for m, p, b
+                                                  in missing) + "."]
+    commands = sorted({r["command"] for _, r in best.values()})
+    lines += ["", "Commands (each resumable; `benchmarks/finetuned_table.py` runs them):", ""]
+    lines += [f"    {c}" for c in commands]
+    machines = sorted({r["machine"] for _, r in best.values()})
+    lines += ["", f"Machine: {'; '.join(machines) or '–'}. Codes of every run: "
+              "`benchmarks/finetuned_table/codes/<run>.npz` (packed with `np.packbits`).", "", END]
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    records = collect(args, planned(args))
+    section = report(records)
+    write_section(args.results, BEGIN, END, HEADING, section)
+    print(section)
+
+
+if __name__ == "__main__":
+    main()
