@@ -11,11 +11,12 @@ import csv
 import json
 import math
 import os
+import zipfile
 
 import keras
 import numpy as np
 
-from tfhash import evaluation
+from tfhash import evaluation, run_dir
 from tfhash.layers import sign
 
 
@@ -64,33 +65,84 @@ class ValidationMAP(keras.callbacks.Callback):
 
 def _write_json(path, value):
     """Writes ``value`` to ``path`` atomically (a reader sees the old file or the new one)."""
-    with open(path + ".tmp", "w") as f:
-        json.dump(value, f)
-    os.replace(path + ".tmp", path)
+    run_dir.write_json(path, value)
 
 
-def _save_model(model, path):
-    """``model.save(path)`` atomically: a kill mid-save leaves the previous file intact."""
+def save_model(model, path, record=None):
+    """``model.save(path)`` atomically: a kill mid-save leaves the previous file intact, a
+    failed save (a full disk) leaves no partial file. ``record`` (a dict) is written inside the
+    archive as :data:`tfhash.run_dir.CHECKPOINT_RECORD` before the rename, so it changes with
+    the weights it describes."""
     partial = path[:-len(".keras")] + ".partial.keras"
-    model.save(partial)
-    os.replace(partial, path)
+    try:
+        model.save(partial)
+        if record is not None:
+            with zipfile.ZipFile(partial, "a") as archive:
+                archive.writestr(run_dir.CHECKPOINT_RECORD, json.dumps(record))
+        with open(partial, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(partial, path)
+    except BaseException:
+        if os.path.exists(partial):
+            os.remove(partial)
+        raise
+
+
+def random_state(model):
+    """The seed generators whose state a resumed run must restore to draw what the
+    uninterrupted run draws: the compiled loss's (random mining) and the model's layers'
+    (dropout), in a fixed order. Keras's own checkpoint saves neither."""
+    generators = [getattr(model, "loss", None)]
+    generators = [g.seed_generator for g in generators if hasattr(g, "seed_generator")]
+    for layer in model._flatten_layers(include_self=False):
+        generators += list(getattr(layer, "_seed_generators", []))
+    return [g for g in generators if isinstance(g, keras.random.SeedGenerator)]
+
+
+def restore_random_state(model, record):
+    """Sets the seed generators of ``model`` (:func:`random_state`) to the state saved in a
+    checkpoint's ``record``; a record without one (an older checkpoint) changes nothing."""
+    saved = (record or {}).get("random_state")
+    generators = random_state(model)
+    if saved is None:
+        return
+    if len(saved) != len(generators):
+        raise ValueError(f"the checkpoint holds {len(saved)} random states, the model and loss "
+                         f"have {len(generators)}")
+    for generator, state in zip(generators, saved):
+        generator.state.assign(np.asarray(state, keras.backend.standardize_dtype(
+            generator.state.dtype)))
 
 
 class LatestCheckpoint(keras.callbacks.Callback):
     """Saves the model with its optimizer state after every epoch: the state a run resumes from.
 
-    ``<path>.json`` records ``{"epoch": n}``, the number of completed epochs, after the model
-    file is in place. It is the last callback of a run, so an epoch counts as completed only
-    once everything else of it is written; :func:`tfhash.run_dir.completed_epochs` reads the
-    record.
+    Inside the checkpoint, :data:`tfhash.run_dir.CHECKPOINT_RECORD` holds ``{"epoch": n,
+    "random_state": …}``: the number of completed epochs and the state of the seed generators
+    (:func:`random_state`), written before the file is renamed into place, so the weights and
+    the epoch they belong to change in one rename. ``<path>.json`` then repeats the epoch for
+    people (:meth:`tfhash.run_dir.RunDir.open` brings it in line if a kill came between). It is
+    the last callback of a run, so an epoch counts as completed only once everything else of it
+    is written; an epoch stopped before its last step (``model.stop_training``) is not saved.
     """
 
     def __init__(self, path):
         super().__init__()
         self.path = path
+        self._steps = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._steps = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._steps += 1
 
     def on_epoch_end(self, epoch, logs=None):
-        _save_model(self.model, self.path)
+        steps = self.params.get("steps")
+        if steps and self._steps < steps:  # stopped inside the epoch: not a completed one
+            return
+        state = [keras.ops.convert_to_numpy(g.state).tolist() for g in random_state(self.model)]
+        save_model(self.model, self.path, {"epoch": epoch + 1, "random_state": state})
         _write_json(self.path + ".json", {"epoch": epoch + 1})
 
 
@@ -116,19 +168,28 @@ class HistoryCSV(keras.callbacks.Callback):
         with open(path, newline="") as f:
             rows = list(csv.reader(f))
         kept = rows[:1] + [row for row in rows[1:] if row and int(row[0]) < epoch]
-        with open(path + ".tmp", "w", newline="") as f:
-            csv.writer(f).writerows(kept)
-        os.replace(path + ".tmp", path)
+        _write_rows(path, kept)
 
     def on_epoch_end(self, epoch, logs=None):
         logs = dict(logs or {}, epoch=epoch)
-        new = not os.path.isfile(self.path)
-        with open(self.path, "a", newline="") as f:
-            writer = csv.writer(f)
-            if new:
-                writer.writerow(self.columns)
-            writer.writerow(["" if logs.get(c) is None else _csv_value(logs[c])
-                             for c in self.columns])
+        rows = [self.columns]
+        if os.path.isfile(self.path):
+            with open(self.path, newline="") as f:
+                rows = list(csv.reader(f)) or rows
+        rows.append(["" if logs.get(c) is None else _csv_value(logs[c]) for c in self.columns])
+        _write_rows(self.path, rows)  # the whole file again: a kill never leaves half a row
+
+
+def _write_rows(path, rows):
+    partial = path + ".partial"
+    try:
+        with open(partial, "w", newline="") as f:
+            csv.writer(f).writerows(rows)
+        os.replace(partial, path)
+    except BaseException:
+        if os.path.exists(partial):
+            os.remove(partial)
+        raise
 
 
 def _csv_value(value):
@@ -152,14 +213,18 @@ class BestCheckpoint(keras.callbacks.Callback):
     def best(self):
         if not os.path.exists(self.record_path):
             return -math.inf
-        with open(self.record_path) as f:
-            return json.load(f)[self.monitor]
+        record = run_dir.read_json(self.record_path, "remove it and the best checkpoint, and "
+                                   "the next validation writes them again")
+        return record[self.monitor]
+
+    def on_train_begin(self, logs=None):
+        self.best()  # a damaged record is refused before the first epoch, not after it
 
     def on_epoch_end(self, epoch, logs=None):
         value = (logs or {}).get(self.monitor)
         if value is None or not value > self.best():
             return
-        _save_model(self.model, self.path)
+        save_model(self.model, self.path)
         _write_json(self.record_path, {"epoch": epoch + 1, self.monitor: float(value)})
 
 

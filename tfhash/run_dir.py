@@ -33,30 +33,104 @@ import json
 import os
 import shutil
 import time
+import zipfile
 
 from tfhash.errors import UsageError
+from tfhash.locking import DirectoryLock
 
 # Settings that may change when a run is resumed or extended: how long or how it learns, on
 # how many devices (--strategy: the same step on any number of replicas, tfhash.trainer), or
 # how loudly it reports. A lower --learning_rate after a NaN loss is the common case.
 RESUMABLE = ("epochs", "learning_rate", "momentum", "weight_decay", "eval_every", "strategy",
              "eval_batch_size", "verbose")
+# Settings that say where the run is, not what it is: a moved or copied run directory resumes.
+LOCATION = ("run_dir",)
 
+LOCK = "lock"  # held by the command writing the run (tfhash.locking)
 # Everything tfhash writes in a run directory (a run of an older version wrote backup/).
 _OWN_ENTRIES = {"flags.json", "flags.cfg", "changes.json", "split", "checkpoints", "logs",
                 "history.csv", "codes", "metrics.json", "backup", "shallow", "features",
-                "cnnh_targets.npz"}
+                "cnnh_targets.npz", LOCK}
+
+# The record inside a latest checkpoint (a .keras file is a zip archive; Keras reads only its
+# own entries): the epochs completed and the random state of the run at that moment. Written
+# into the file before it is renamed into place, so the weights, the optimizer state and the
+# epoch they belong to change together, in one rename.
+CHECKPOINT_RECORD = "tfhash_checkpoint.json"
+
+
+def write_json(path, value, indent=None):
+    """Writes ``value`` to ``path`` atomically: a reader, or a kill at any moment, sees the old
+    file or the new one, never a part; a failed write (a full disk) leaves no partial file."""
+    partial = path + ".partial"
+    try:
+        with open(partial, "w") as f:
+            json.dump(value, f, indent=indent)
+        os.replace(partial, path)
+    except BaseException:
+        if os.path.exists(partial):
+            os.remove(partial)
+        raise
+
+
+def read_json(path, fix):
+    """The JSON value in ``path``, or a one-line :class:`UsageError` saying it is damaged and
+    ``fix``."""
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError) as e:
+        raise UsageError(f"{path} is damaged ({type(e).__name__}: {str(e)[:100]}); "
+                         f"{fix}") from None
+
+
+def checkpoint_record(latest):
+    """The record inside the checkpoint ``latest`` (``{"epoch", "random_state"}``), or ``None``
+    for a checkpoint written before it had one. Every entry of the archive is read and its
+    checksum checked, so a damaged file is refused here, before anything is written.
+
+    Raises:
+        UsageError: the file is not a complete zip archive (truncated, overwritten).
+    """
+    fix = ("it cannot be resumed from: restore the file, or pass a new --run_dir (the run's "
+           "best.keras can still be exported)")
+    try:
+        with zipfile.ZipFile(latest) as archive:
+            damaged = archive.testzip()
+            if damaged is not None:
+                raise zipfile.BadZipFile(f"bad CRC in {damaged}")
+            if CHECKPOINT_RECORD not in archive.namelist():
+                return None
+            record = json.loads(archive.read(CHECKPOINT_RECORD))
+        int(record["epoch"])
+        return record
+    except (zipfile.BadZipFile, OSError, ValueError, KeyError, TypeError, EOFError) as e:
+        raise UsageError(f"{latest} is damaged ({type(e).__name__}: {str(e)[:100]}); "
+                         f"{fix}") from None
 
 
 def completed_epochs(latest):
-    """Epochs completed by the run whose latest checkpoint is ``latest``: the ``"epoch"`` that
-    :class:`tfhash.callbacks.LatestCheckpoint` records in ``<latest>.json`` once the
-    checkpoint is in place (0 where there is none)."""
-    record = latest + ".json"
-    if not (os.path.isfile(record) and os.path.isfile(latest)):
+    """Epochs completed by the run whose latest checkpoint is ``latest``: the epoch recorded
+    inside it (:data:`CHECKPOINT_RECORD`), or for an older checkpoint the ``"epoch"`` of
+    ``<latest>.json``; 0 where there is no checkpoint.
+
+    Raises:
+        UsageError: the checkpoint is damaged, or is an older one whose ``<latest>.json`` is
+            missing or damaged.
+    """
+    if not os.path.isfile(latest):
         return 0
-    with open(record) as f:
-        return int(json.load(f)["epoch"])
+    record = checkpoint_record(latest)
+    if record is None:  # written before the record was inside the checkpoint
+        if not os.path.isfile(latest + ".json"):
+            raise UsageError(f"{latest} does not say how many epochs it holds and "
+                             f"{latest}.json is missing; restore that file, or pass a new "
+                             "--run_dir")
+        record = read_json(latest + ".json", "restore it, or pass a new --run_dir")
+        if not isinstance(record, dict) or not isinstance(record.get("epoch"), int):
+            raise UsageError(f"{latest}.json does not say how many epochs the checkpoint "
+                             "holds; restore it, or pass a new --run_dir")
+    return int(record["epoch"])
 
 
 class RunDir:
@@ -78,9 +152,24 @@ class RunDir:
         self.codes = join("codes")
         self.metrics = join("metrics.json")
 
+    def lock(self):
+        """The lock a command holds while it writes this run (a context manager): a second
+        command on the same directory is refused with one line naming the first (pid, host,
+        command, since when); a killed holder's lock is released by the operating system.
+        Creates the directory; refuses a file, or a directory holding other files, first."""
+        self._own_entries()
+        os.makedirs(self.path, exist_ok=True)
+        return DirectoryLock(os.path.join(self.path, LOCK), f"run directory {self.path}",
+                             "wait for that command to finish (or stop it), or pass another "
+                             "--run_dir").acquire()
+
     def completed_epochs(self):
         """Epochs completed so far (0 for a run that has not finished one)."""
         return completed_epochs(self.latest)
+
+    def checkpoint_record(self):
+        """The record inside the latest checkpoint (see :data:`CHECKPOINT_RECORD`), or None."""
+        return checkpoint_record(self.latest) if os.path.isfile(self.latest) else None
 
     def open(self, settings):
         """Prepares the directory for a run with ``settings`` (a dict of every setting).
@@ -92,7 +181,8 @@ class RunDir:
 
         Raises:
             UsageError: the path is a file, the directory holds something that is not a
-                tfhash run, or a started run with settings that may not change.
+                tfhash run, a started run with settings that may not change, or a run whose
+                files are damaged or missing (named, with the fix): never cleared.
         """
         entries = self._own_entries()
         done = self._epochs_done()
@@ -101,8 +191,12 @@ class RunDir:
             os.makedirs(self.checkpoints, exist_ok=True)
             return 0, False
         saved = self.saved_settings()
-        self._refuse_changes(saved, settings, [k for k in settings if k not in RESUMABLE])
+        self._refuse_changes(saved, settings, [k for k in settings
+                                               if k not in RESUMABLE + LOCATION])
         finished = os.path.isfile(self.metrics)
+        if finished:
+            read_json(self.metrics, "remove it and run the same command again: the run is "
+                      "not trained again, its report is written anew")
         if finished and settings["epochs"] <= done:
             return done, True
         if finished:  # extended: keep the report of the shorter run
@@ -129,7 +223,9 @@ class RunDir:
         """
         entries = self._own_entries()
         if os.path.isfile(self.metrics):
-            self._refuse_changes(self.saved_settings(), settings, keys)
+            self._refuse_changes(self.saved_settings(), settings,
+                                 [k for k in keys if k not in LOCATION])
+            read_json(self.metrics, "remove it and run the same command again")
             return True
         self._clear(entries)
         os.makedirs(self.path, exist_ok=True)
@@ -161,10 +257,42 @@ class RunDir:
             raise UsageError(f"{self.path} holds {done} trained epochs but no flags.json, so "
                              "its settings are unknown; restore flags.json, or pass a new "
                              "--run_dir")
+        if not done:
+            evidence = self._completed_epoch_evidence()
+            if evidence:
+                raise UsageError(f"{self.path} holds a run that completed epochs ({evidence}) "
+                                 f"but its {os.path.relpath(self.latest, self.path)} is "
+                                 "missing, so it cannot be resumed; restore it, or pass a new "
+                                 "--run_dir (nothing here was changed)")
+        else:
+            try:
+                described = read_json(self.latest + ".json", "").get("epoch")
+            except (UsageError, AttributeError):  # missing or damaged
+                described = None
+            if described != done:  # the description lags behind its checkpoint, or is lost
+                write_json(self.latest + ".json", {"epoch": done})
         return done
 
+    def _completed_epoch_evidence(self):
+        """What shows that an epoch completed here, in a directory without a latest
+        checkpoint; "" where nothing does (a start that failed before its first epoch: what
+        it wrote before then, a history row or a best checkpoint of epoch 1 included, may go)."""
+        found = [name for name in ("checkpoints/latest.keras.json", "metrics.json",
+                                   "changes.json")
+                 if os.path.exists(os.path.join(self.path, name))]
+        if os.path.isdir(self.path):
+            found += sorted(e for e in os.listdir(self.path) if e.startswith("finished_at_"))
+        try:
+            with open(self.history) as f:
+                if any(line.split(",")[0].strip() not in ("", "epoch", "0")
+                       for line in f.read().splitlines()):
+                    found.append("history.csv rows after epoch 1")
+        except OSError:
+            pass
+        return ", ".join(found)
+
     def _clear(self, entries):
-        for entry in entries & _OWN_ENTRIES:
+        for entry in entries & _OWN_ENTRIES - {LOCK}:  # the lock is held by this command
             path = os.path.join(self.path, entry)
             if os.path.isdir(path):
                 shutil.rmtree(path)
@@ -172,26 +300,38 @@ class RunDir:
                 os.remove(path)
 
     def saved_settings(self):
-        with open(self.flags) as f:
-            return json.load(f)
+        settings = read_json(self.flags, "restore it (flags.cfg holds the same settings), or "
+                             "pass a new --run_dir")
+        if not isinstance(settings, dict):
+            raise UsageError(f"{self.flags} holds no settings; restore it, or pass a new "
+                             "--run_dir")
+        return settings
 
     def _record_change(self, epoch, changed):
         history = []
         if os.path.isfile(self.changes):
-            with open(self.changes) as f:
-                history = json.load(f)
+            history = read_json(self.changes, "restore it, or remove it to keep no record of "
+                                "earlier changes")
         history.append({"from_epoch": epoch, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                         "changed": changed})
-        with open(self.changes, "w") as f:
-            json.dump(history, f, indent=2)
+        write_json(self.changes, history, indent=2)
 
     def write_settings(self, settings):
-        """Writes ``flags.json`` and ``flags.cfg`` (a flagfile that reruns the same run)."""
-        with open(self.flags, "w") as f:
-            json.dump(settings, f, indent=2)
-        with open(self.flagfile, "w") as f:
-            for key, value in settings.items():
-                if isinstance(value, dict):  # e.g. --shallow_params=anchors=500,sigma=2.5
-                    value = ",".join(f"{k}={v}" for k, v in value.items()) or None
-                if value is not None:
-                    f.write(f"--{key}={str(value).lower() if isinstance(value, bool) else value}\n")
+        """Writes ``flags.json`` and ``flags.cfg`` (a flagfile that reruns the same run),
+        each atomically."""
+        write_json(self.flags, settings, indent=2)
+        lines = []
+        for key, value in settings.items():
+            if isinstance(value, dict):  # e.g. --shallow_params=anchors=500,sigma=2.5
+                value = ",".join(f"{k}={v}" for k, v in value.items()) or None
+            if value is not None:
+                lines.append(f"--{key}={str(value).lower() if isinstance(value, bool) else value}\n")
+        partial = self.flagfile + ".partial"
+        try:
+            with open(partial, "w") as f:
+                f.writelines(lines)
+            os.replace(partial, self.flagfile)
+        except BaseException:
+            if os.path.exists(partial):
+                os.remove(partial)
+            raise
