@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -11,6 +12,7 @@ import pytest
 import tensorflow as tf
 
 from tfhash import callbacks
+from tfhash import run_dir as run_dir_module
 from tfhash.errors import UsageError
 from tfhash.train import train
 
@@ -152,3 +154,211 @@ def test_hashing_losses_refuse_sample_weights_and_misspelt_arguments():
         loss(tf.constant([0, 0, 1, 1]), tf.zeros((4, 8)), sample_weight=tf.zeros(4))
     with pytest.raises(UsageError, match="takes no argument 'margn'"):
         losses.get("lsdh", margn=1.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Faults (issue 28): a kill at the exact moment, damaged or missing files, a moved directory, a
+# second command. Every resumed run is compared with one run of the same command uninterrupted.
+
+# Random mining, the default, sampling: 8 of each anchor's 36 quadruplets.
+FAULT_RUN = dict(epochs=3, steps_per_epoch=2, eval_every=1, quadruplets_per_anchor=8)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, folder):
+    run_dir = tmp_path_factory.mktemp("uninterrupted") / "run"
+    metrics = train(_config(run_dir, folder, **FAULT_RUN))
+    return run_dir, metrics
+
+
+def _weights(run_dir):
+    """The latest checkpoint's weights and optimizer variables, by name, and its record."""
+    import zipfile
+
+    import h5py
+
+    with zipfile.ZipFile(run_dir / "checkpoints" / "latest.keras") as archive:
+        record = json.loads(archive.read(run_dir_module.CHECKPOINT_RECORD))
+        with archive.open("model.weights.h5") as f, h5py.File(f, "r") as weights:
+            arrays = {}
+            weights.visititems(lambda name, item: arrays.__setitem__(name, item[()])
+                               if isinstance(item, h5py.Dataset) else None)
+    return arrays, record
+
+
+def assert_same_run(run_dir, reference):
+    """The run in ``run_dir`` is bit for bit the uninterrupted one: weights, optimizer state,
+    random state, every history value, the codes of the final report."""
+    weights, record = _weights(run_dir)
+    expected, expected_record = _weights(reference)
+    assert record == expected_record
+    assert sorted(weights) == sorted(expected)
+    for name in expected:
+        np.testing.assert_array_equal(weights[name], expected[name], err_msg=name)
+    assert _history(run_dir) == _history(reference)
+    for name in ("query_codes", "database_codes", "query_embedding"):
+        np.testing.assert_array_equal(np.load(run_dir / "codes" / f"{name}.npy"),
+                                      np.load(reference / "codes" / f"{name}.npy"))
+
+
+def _kill_at(monkeypatch, target, name, when):
+    """Makes ``target.name`` raise KeyboardInterrupt (what a kill does: nothing after it runs)
+    on the first call for which ``when(*args)`` holds; other calls run as before."""
+    original = getattr(target, name)
+
+    def killed(*args, **kwargs):
+        if when(*args, **kwargs):
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(target, name, killed)
+
+
+def test_a_resumed_run_is_the_uninterrupted_run_with_random_mining(tmp_path, folder,
+                                                                   uninterrupted, monkeypatch):
+    run_dir = tmp_path / "run"
+    _kill_at(monkeypatch, callbacks.ValidationMAP, "on_epoch_end",
+             lambda self, epoch, logs=None: epoch == 1)  # during epoch 2's validation
+    with pytest.raises(KeyboardInterrupt):
+        train(_config(run_dir, folder, **FAULT_RUN))
+    monkeypatch.undo()
+    assert _weights(run_dir)[1]["epoch"] == 1
+    # The loss's mining state moved on during epoch 1 and is saved with the checkpoint.
+    assert _weights(run_dir)[1]["random_state"][0][1] > 0
+    train(_config(run_dir, folder, **FAULT_RUN))
+    assert_same_run(run_dir, uninterrupted[0])
+
+
+def test_a_kill_between_the_checkpoint_and_its_description_then_a_move_resumes_exactly(
+        tmp_path, folder, uninterrupted, monkeypatch):
+    """Killed after epoch 2's checkpoint is renamed into place, before latest.keras.json says
+    so (the issue: the rerun trained epoch 3 twice), and moved to another directory."""
+    run_dir = tmp_path / "run"
+    _kill_at(monkeypatch, callbacks, "_write_json",
+             lambda path, value: path.endswith("latest.keras.json") and value["epoch"] == 2)
+    with pytest.raises(KeyboardInterrupt):
+        train(_config(run_dir, folder, **FAULT_RUN))
+    monkeypatch.undo()
+    description = run_dir / "checkpoints" / "latest.keras.json"
+    assert json.loads(description.read_text()) == {"epoch": 1}  # behind the checkpoint
+    assert _weights(run_dir)[1]["epoch"] == 2
+
+    moved = tmp_path / "elsewhere" / "run"
+    shutil.move(run_dir, moved)
+    train(_config(moved, folder, **FAULT_RUN))
+    assert_same_run(moved, uninterrupted[0])  # epoch 3 trained once: the same optimizer count
+    assert json.loads((moved / "checkpoints" / "latest.keras.json").read_text()) == {"epoch": 3}
+    assert json.loads((moved / "flags.json").read_text())["run_dir"] == str(moved)
+    assert not (moved / "changes.json").exists()  # a new place is not a change of the run
+
+
+def _snapshot(run_dir):
+    """Every file of a run directory and its bytes (the lock file aside)."""
+    return {str(p.relative_to(run_dir)): p.read_bytes() for p in sorted(run_dir.rglob("*"))
+            if p.is_file() and p.name != "lock"}
+
+
+def _refused(config, match):
+    """train(config) raises a one-line UsageError matching ``match``."""
+    with pytest.raises(UsageError, match=match) as refusal:
+        train(config)
+    assert "\n" not in str(refusal.value)
+    return str(refusal.value)
+
+
+@pytest.mark.parametrize("damage,match", [
+    ("latest_missing", r"holds a run that completed epochs .*latest.keras is missing"),
+    ("latest_truncated", r"latest.keras is damaged \(BadZipFile"),
+    ("flags_garbage", r"flags.json is damaged \(JSONDecodeError.*restore it"),
+    ("old_checkpoint_without_description", r"does not say how many epochs it holds"),
+])
+def test_a_damaged_or_missing_file_is_refused_in_one_line_and_nothing_changes(
+        tmp_path, folder, uninterrupted, damage, match):
+    run_dir = tmp_path / "run"
+    shutil.copytree(uninterrupted[0], run_dir)
+    latest = run_dir / "checkpoints" / "latest.keras"
+    if damage == "latest_missing":
+        latest.unlink()
+    elif damage == "latest_truncated":
+        latest.write_bytes(latest.read_bytes()[:5000])
+    elif damage == "flags_garbage":
+        (run_dir / "flags.json").write_text('{"bits": 8, "meth')
+    else:  # a checkpoint of an earlier tfhash (no record inside) and its description lost
+        _without_record(latest)
+        (run_dir / "checkpoints" / "latest.keras.json").unlink()
+    before = _snapshot(run_dir)
+    for epochs in (3, 4):  # reported as finished, or extended
+        _refused(_config(run_dir, folder, **dict(FAULT_RUN, epochs=epochs)), match)
+    assert _snapshot(run_dir) == before
+
+
+def _without_record(path):
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        entries = {name: archive.read(name) for name in archive.namelist()
+                   if name != run_dir_module.CHECKPOINT_RECORD}
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, content in entries.items():
+            archive.writestr(name, content)
+
+
+def test_a_lost_description_is_recovered_and_a_damaged_report_is_written_anew(
+        tmp_path, folder, uninterrupted):
+    run_dir = tmp_path / "run"
+    shutil.copytree(uninterrupted[0], run_dir)
+    description = run_dir / "checkpoints" / "latest.keras.json"
+    description.unlink()  # the checkpoint says its epoch itself
+    assert train(_config(run_dir, folder, **FAULT_RUN)) == json.loads(
+        (run_dir / "metrics.json").read_text())
+    assert json.loads(description.read_text()) == {"epoch": 3}
+
+    report = json.loads((run_dir / "metrics.json").read_text())
+    (run_dir / "metrics.json").write_text((run_dir / "metrics.json").read_text()[:100])
+    before = _snapshot(run_dir)
+    message = _refused(_config(run_dir, folder, **FAULT_RUN), r"metrics.json is damaged")
+    assert "remove it and run the same command again" in message
+    assert _snapshot(run_dir) == before
+    os.remove(run_dir / "metrics.json")  # what the message advises: the report, not training
+    again = train(_config(run_dir, folder, **FAULT_RUN))
+    for key in report:
+        if key != "run":
+            assert again[key] == report[key], key
+    assert_same_run(run_dir, uninterrupted[0])
+
+
+def test_a_second_command_on_a_run_directory_is_refused_naming_the_first(tmp_path, folder):
+    run_dir = tmp_path / "run"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from tfhash.run_dir import RunDir; "
+         f"RunDir({str(run_dir)!r}).lock(); print('locked', flush=True); time.sleep(600)"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        result = subprocess.run(
+            [sys.executable, "-m", "tfhash.train", f"--run_dir={run_dir}", "--dataset=folder",
+             f"--data_dir={folder}", "--protocol=fraction", "--epochs=1"],
+            capture_output=True, text=True, timeout=120)
+        assert result.returncode == 2
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"error: run directory {run_dir} is in "
+                                                       f"use by pid {holder.pid} on "), lines
+        assert "from tfhash.run_dir import RunDir" in lines[0]  # its command
+        assert "since 20" in lines[0]
+        with pytest.raises(UsageError, match=f"in use by pid {holder.pid}"):
+            train(_config(run_dir, folder, epochs=1, steps_per_epoch=1))
+    finally:
+        holder.kill()  # SIGKILL: the holder never releases its lock itself
+        holder.wait()
+    assert os.listdir(run_dir) == ["lock"]  # the refused commands wrote nothing
+    train(_config(run_dir, folder, epochs=1, steps_per_epoch=1))  # a stale lock blocks nothing
+    assert (run_dir / "metrics.json").exists()
+
+
+def test_the_nan_advice_is_a_learning_rate_that_can_train(tmp_path, folder):
+    from tfhash.train import TrainingStopped
+
+    with pytest.raises(TrainingStopped, match=r"rerun with a lower --learning_rate \(e.g. "
+                       r"--learning_rate=0.01\)"):
+        # The issue's 1e6 diverges later; 1e30 at the first step: the advice was 1e+29.
+        train(_config(tmp_path / "run", folder, epochs=1, steps_per_epoch=2, learning_rate=1e30))
