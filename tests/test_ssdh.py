@@ -97,7 +97,8 @@ def test_loss_values_by_hand(bits):
     terms = loss.terms(tf.constant(y), tf.constant(h))
     # The same draws: triplets of labelled images, the graph's picks with the loss's seed.
     labelled_t, labels_t = unpack_labels(tf.constant(y))
-    triplets = ssdh.ranking_triplets(labelled_t, labels_t[:, 0], "all", 1, None).numpy()
+    triplets, keep = ssdh.ranking_triplets(labelled_t, labels_t[:, 0], "all", 1, None)
+    triplets = triplets.numpy()[keep.numpy() == 1]
     d = tf.constant(np_distances((h.astype(np.float64) + 1) / 2), tf.float32)
     p, n = graph_neighbours(d, 8, *ssdh.negative_window(bits),
                             SSDHLoss(seed=3).seed_generator)  # the loss's first draw
@@ -211,6 +212,23 @@ def test_the_negative_window_is_the_official_one_scaled_to_the_batch(bits, batch
     start, count = ssdh.negative_window(bits, tf.constant(batch))  # a batch of unknown size
     assert (int(start), int(count)) == window
     assert window[0] >= ssdh.DEFAULT_NEIGHBOURS and sum(window) <= batch
+
+
+@pytest.mark.parametrize("anchor_as_positive", [False, True])
+def test_the_loss_is_the_same_under_xla(anchor_as_positive):
+    # Keras compiles the train step with XLA on a GPU (jit_compile="auto"); there, a
+    # boolean_mask of the mined triplets once returned copies of the first one.
+    # 16 images, 12 bits: the graph's window is rank 15 alone and k = 1 picks the anchor, so no
+    # draw decides anything (XLA draws other random numbers); every triplet is mined.
+    h, _, _, y = batch_of(12, labelled_count=8, size=16)
+    make = lambda: SSDHLoss(seed=0, neighbours=1,  # noqa: E731
+                            anchor_as_positive=anchor_as_positive)
+    eager = make().terms(tf.constant(y), tf.constant(h))
+    loss = make()
+    xla = tf.function(tf.autograph.experimental.do_not_convert(loss.terms),
+                      jit_compile=True)(tf.constant(y), tf.constant(h))
+    for name in ("ranking", "graph", "loss"):
+        np.testing.assert_allclose(float(xla[name]), float(eager[name]), rtol=1e-5)
 
 
 def test_a_batch_of_unknown_size_takes_the_same_window():

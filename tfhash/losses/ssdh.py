@@ -70,7 +70,7 @@ import keras
 import tensorflow as tf
 
 from tfhash.errors import UsageError
-from tfhash.losses.base import (DEFAULT_PER_ANCHOR, HashingLoss, _mean, _number, gather_pairs,
+from tfhash.losses.base import (DEFAULT_PER_ANCHOR, HashingLoss, _number, gather_pairs,
                                 relaxed_codes, set_mining)
 from tfhash.losses.mining import mine_triplets
 from tfhash.losses.pairwise import is_multi_label, label_similarity, squared_distances
@@ -152,17 +152,23 @@ def labelled_similarity(labelled, labels):
 
 def ranking_triplets(labelled, labels, mining, per_anchor, seed):
     """Triplets ``(i, p, n)`` of labelled images only: ``p`` shares a label with ``i``,
-    ``n`` shares none; int32 ``[Q, 3]``.
+    ``n`` shares none.
 
     Mined with :func:`tfhash.losses.mining.mine_triplets` on :func:`labelled_similarity`
     (an unlabelled image is relevant to nothing, so it is never an anchor or a positive);
-    triplets whose negative is unlabelled are then dropped.
+    a triplet whose negative is unlabelled is mined too but marked not kept. (Kept as a mask,
+    not dropped: a second ``boolean_mask`` on the mined set's data-dependent shape returns
+    copies of its first row under XLA, TensorFlow 2.21, the default on a GPU.)
+
+    Returns:
+        ``(triplets, keep)``: int32 ``[Q, 3]`` and float32 ``[Q]``, 1 where the negative
+        is labelled, else 0.
     """
     triplets = mine_triplets(labelled_similarity(labelled, labels), mining, per_anchor, seed)
-    return tf.boolean_mask(triplets, tf.gather(labelled, triplets[:, 2]))
+    return triplets, tf.cast(tf.gather(labelled, triplets[:, 2]), tf.float32)
 
 
-def official_ranking(distances, labelled, labels, triplets, margin):
+def official_ranking(distances, labelled, labels, triplets, keep, margin):
     """The official ``SemiRankLoss``'s ranking term in expectation, the anchor among its own
     candidate positives.
 
@@ -173,7 +179,7 @@ def official_ranking(distances, labelled, labels, triplets, margin):
 
         rᵢ = ( |Pᵢ| · mean over i's mined triplets + mean_{n ∈ Nᵢ} max(0, m − D_in) ) / (|Pᵢ| + 1)
 
-    (``D_ii = 0``). The mined triplets (:func:`ranking_triplets`) estimate the mean over
+    (``D_ii = 0``). The mined triplets kept (:func:`ranking_triplets`) estimate the mean over
     ``Pᵢ × Nᵢ`` (exactly with ``mining="all"``); the self part is exact.
 
     Returns:
@@ -188,10 +194,10 @@ def official_ranking(distances, labelled, labels, triplets, margin):
     num_neg = tf.reduce_sum(negative, axis=1)
     self_part = (tf.reduce_sum(negative * tf.nn.relu(margin - distances), axis=1)
                  / tf.maximum(num_neg, 1.0))
-    values = triplet_loss(distances, triplets, margin)
+    values = keep * triplet_loss(distances, triplets, margin)
     anchors = triplets[:, 0]
     mined_sum = tf.math.unsorted_segment_sum(values, anchors, batch)
-    mined_count = tf.math.unsorted_segment_sum(tf.ones_like(values), anchors, batch)
+    mined_count = tf.math.unsorted_segment_sum(keep, anchors, batch)
     mined_mean = mined_sum / tf.maximum(mined_count, 1.0)
     per_anchor = (num_pos * mined_mean + self_part) / (num_pos + 1.0)
     valid = tf.cast(labelled & (num_neg > 0), distances.dtype)
@@ -339,12 +345,13 @@ class SSDHLoss(HashingLoss):
         if not is_multi_label(labels):
             labels = labels[:, 0]
         distances = squared_distances((h + 1.0) / 2.0)
-        triplets = ranking_triplets(labelled, labels, self.mining, self.quadruplets_per_anchor,
-                                    self.seed_generator)
+        triplets, keep = ranking_triplets(labelled, labels, self.mining,
+                                          self.quadruplets_per_anchor, self.seed_generator)
         if self.anchor_as_positive:
-            ranking = official_ranking(distances, labelled, labels, triplets, self.margin)
+            ranking = official_ranking(distances, labelled, labels, triplets, keep, self.margin)
         else:
-            ranking = _mean(triplet_loss(distances, triplets, self.margin))
+            ranking = (tf.reduce_sum(keep * triplet_loss(distances, triplets, self.margin))
+                       / tf.maximum(tf.reduce_sum(keep), 1.0))
         batch = h.shape[0]
         start, count = negative_window(bits, tf.shape(h)[0] if batch is None else batch)
         if batch is not None and start < self.neighbours:
