@@ -175,15 +175,18 @@ def test_an_interrupted_save_leaves_the_previous_index(tied, tmp_path, monkeypat
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
+    files = sorted(os.listdir(out))
     monkeypatch.setattr(np, "savez", interrupted)  # after the FAISS file, before the manifest
     with pytest.raises(KeyboardInterrupt):
         bigger.save(out)
     monkeypatch.undo()
-    assert any(name.startswith(".partial-") for name in os.listdir(out))
+    assert sorted(os.listdir(out)) == files  # the interrupted save removed what it wrote
     after = retrieval.open_index(out)
     assert after.size == 500
     for a, b in zip(before, after.search(queries, 20)):
         np.testing.assert_array_equal(a.item_ids, b.item_ids)
+    (tmp_path / "index" / ".partial-codes-0123.faissindex").write_bytes(b"x")  # what a kill
+    (tmp_path / "index" / "items-0123.npz").write_bytes(b"x")  # -9 would have left
     bigger.save(out)  # the next save clears the leftovers
     assert retrieval.open_index(out).size == 1500 and len(os.listdir(out)) == 3
 
@@ -205,8 +208,12 @@ def test_bad_input(tied, tmp_path):
         index.radius_search(queries, -1)
     with pytest.raises(UsageError, match="item id 'a' appears 2 times"):
         index.add(codes[:2], ["a", "a"])
-    with pytest.raises(UsageError, match="1 item ids to delete are not in the index"):
+    with pytest.raises(UsageError, match=r"1 item ids to delete are not in the index \(first: "
+                       r"'nope'\)"):
         index.delete(["nope"])
+    with pytest.raises(UsageError, match=r"1 item ids are already in the index \(first: "
+                       r"'img/0000.png'\)"):  # the id, not np.str_('img/0000.png')
+        index.add(codes[:1], ids[:1])
     (tmp_path / "plain").mkdir()
     (tmp_path / "plain" / "notes.txt").write_text("x")
     with pytest.raises(UsageError, match=r"plain is not a tfhash index \(no tfhash_index.json\)"):
@@ -389,4 +396,129 @@ def test_milvus_cli_with_a_pointer_directory(encoded, tied, tmp_path):
     assert isinstance(index, retrieval.MilvusIndex) and index.collection == "cli"
     distances, positions = reference_topk(codes[:1200], queries, 25)
     assert_hits_equal(index.search(queries, 25), distances, positions, ids)
+    index.close()
+
+
+
+# ---------------------------------------------------------------------------------------------
+# Faults (issue 28): two writers at once, a writer killed, a Milvus delete killed.
+
+def _hold_lock(*args):
+    """A process holding the index lock ``retrieval.lock_index(*args)``, until killed."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from tfhash import retrieval; "
+         f"retrieval.lock_index(*{args!r}); print('locked', flush=True); time.sleep(600)"],
+        stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "locked"
+    return holder
+
+
+def test_a_second_writer_is_refused_naming_the_first_and_a_killed_one_blocks_nothing(
+        encoded, tied, tmp_path):
+    out = tmp_path / "index"
+    assert run_index(f"--codes={encoded / 'database'}", f"--out={out}").returncode == 0
+    holder = _hold_lock(str(out))
+    try:
+        result = run_index(f"--codes={encoded / 'more'}", f"--out={out}")
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 2 and len(lines) == 1, result.stderr
+        assert lines[0].startswith(f"error: index {out} is in use by pid {holder.pid} on ")
+        assert "retrieval.lock_index" in lines[0] and "since 20" in lines[0]
+    finally:
+        holder.kill()  # SIGKILL: it never releases the lock itself
+        holder.wait()
+    result = run_index(f"--codes={encoded / 'more'}", f"--out={out}")
+    assert result.returncode == 0, result.stderr
+    np.testing.assert_array_equal(retrieval.open_index(str(out)).item_ids, tied[2])
+
+
+def test_two_appends_at_once_lose_nothing(encoded, tied, tmp_path):
+    """The issue's race: both printed "added" and the index held one of them. Now each either
+    adds its items or is refused, and the index holds every item reported added."""
+    out = tmp_path / "index"
+    assert run_index(f"--codes={encoded / 'database'}", f"--out={out}").returncode == 0
+    (tmp_path / "gone.txt").write_text("img/0000.png\n")
+    commands = [[f"--codes={encoded / 'more'}", f"--out={out}"],
+                [f"--delete={tmp_path / 'gone.txt'}", f"--out={out}"]]
+    processes = [subprocess.Popen([sys.executable, "-m", "tfhash.index", *c],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for c in commands]
+    results = [(p.wait(timeout=120), p.stderr.read()) for p in processes]
+    for command, (code, error) in zip(commands, results):
+        assert code == 0 or (code == 2 and "is in use by pid" in error), error
+        if code:  # refused: nothing written, so the same command again
+            assert run_index(*command).returncode == 0
+    index = retrieval.open_index(str(out))
+    assert sorted(index.item_ids.tolist()) == sorted(tied[2][1:].tolist())
+
+
+@needs_milvus
+@pytest.mark.parametrize("moment", ["before_the_commit", "after_the_commit"])
+def test_milvus_delete_killed_at_any_moment_is_recoverable(tied, tmp_path, monkeypatch, moment):
+    """The issue: a kill during --delete left the manifest counting deleted rows, every top-k
+    search crashing with IndexError and the count wrong after later appends."""
+    codes, queries, ids, labels = tied
+    uri = str(tmp_path / "codes.db")
+    index = retrieval.MilvusIndex(uri, "tied")
+    index.create(bits=12)
+    index.add(codes[:1000], ids[:1000], labels=labels[:1000])
+    gone = np.arange(0, 1000, 3)  # 334 items
+    client = index.client
+    original = client.delete
+
+    def killed(collection, **kwargs):
+        if collection == "tied" and "seq in" in kwargs.get("filter", ""):
+            raise KeyboardInterrupt  # as the rows are being removed
+        return original(collection, **kwargs)
+
+    if moment == "before_the_commit":
+        monkeypatch.setattr(index, "_commit", lambda manifest: (_ for _ in ()).throw(
+            KeyboardInterrupt()))
+    else:
+        monkeypatch.setattr(client, "delete", killed)
+    with pytest.raises(KeyboardInterrupt):
+        index.delete(ids[gone])
+    monkeypatch.undo()
+    index.close()
+
+    kept = np.setdiff1d(np.arange(1000), gone) if moment == "after_the_commit" else np.arange(1000)
+    reopened = retrieval.MilvusIndex(uri, "tied")  # what the next command sees
+    assert reopened.size == len(kept)
+    for k in (1, 50, len(kept)):  # every item, ties by position: no IndexError, nothing extra
+        distances, positions = reference_topk(codes[kept], queries, k)
+        assert_hits_equal(reopened.search(queries, k), distances, positions, ids[kept])
+    reference = reference_radius(codes[kept], queries, 3)
+    assert_hits_equal(reopened.radius_search(queries, 3), [d for d, _ in reference],
+                      [p for _, p in reference], ids[kept])
+
+    reopened.add(codes[1000:1100], ids[1000:1100], labels=labels[1000:1100])  # recovers first
+    assert reopened.manifest().get("pending") is None
+    stored = reopened.client.query("tied", filter="seq >= 0", output_fields=["item_id"])
+    assert sorted(r["item_id"] for r in stored) == sorted(ids[np.r_[kept, 1000:1100]])
+    assert reopened.size == len(kept) + 100
+    reopened.close()
+
+
+@needs_milvus
+def test_milvus_delete_and_append_commit_together(encoded, tied, tmp_path, monkeypatch):
+    """--delete with --codes is one commit: a kill before it leaves both undone, so the same
+    command runs again (the deleted ids are still there to delete)."""
+    from tfhash import index as index_command
+
+    codes, queries, ids, _ = tied
+    uri = str(tmp_path / "codes.db")
+    index_command.build(str(encoded / "database"), backend="milvus", uri=uri, bits=12)[0].close()
+    commits = []
+    monkeypatch.setattr(retrieval.MilvusIndex, "_commit", lambda self, manifest: (
+        commits.append(manifest), (_ for _ in ()).throw(KeyboardInterrupt())))
+    with pytest.raises(KeyboardInterrupt):
+        index_command.build(str(encoded / "more"), backend="milvus", uri=uri,
+                            delete=",".join(ids[:5]))
+    monkeypatch.undo()
+    assert len(commits) == 1 and commits[0]["size"] == 1200 - 5 + 300  # both in one write
+    index, added, deleted = index_command.build(str(encoded / "more"), backend="milvus", uri=uri,
+                                                delete=",".join(ids[:5]))
+    assert (added, deleted, index.size) == (300, 5, 1495)
+    distances, positions = reference_topk(codes[5:], queries, 40)
+    assert_hits_equal(index.search(queries, 40), distances, positions, ids[5:])
     index.close()

@@ -113,44 +113,52 @@ def build(codes=None, out=None, backend="faiss", uri=None, collection="tfhash", 
                          "Milvus Lite")
     if out:
         retrieval.check_index_dir(out)
-    exists = bool(out) and os.path.exists(os.path.join(out, retrieval.MANIFEST))
-    if exists:
-        manifest = retrieval.read_manifest(out)
-        if manifest["backend"] != backend:
-            raise UsageError(f"{out} holds a {manifest['backend']} index; pass "
-                             f"--backend={manifest['backend']}, or a new --out")
-        if backend == "milvus" and (manifest["uri"], manifest["collection"]) != (
-                retrieval.MilvusIndex.normalise_uri(uri), collection):
-            raise UsageError(f"{out} points to {manifest['collection']!r} at {manifest['uri']}; "
-                             "pass those --uri and --collection, or a new --out")
-    items = None if codes is None else retrieval.read_encoded(codes, name, image_root, bits)
-
-    if backend == "faiss":
+    # One writer at a time (its lock is released when it ends, however it ends); what the index
+    # holds is read only once the lock is held.
+    lock = retrieval.lock_index(out, uri if backend == "milvus" else None)
+    try:
+        exists = bool(out) and os.path.exists(os.path.join(out, retrieval.MANIFEST))
         if exists:
-            index = retrieval.FaissIndex.load(out)
-        elif items is None:
-            raise UsageError(f"--out={out} is not an index yet; --delete needs an existing one")
+            manifest = retrieval.read_manifest(out)
+            if manifest["backend"] != backend:
+                raise UsageError(f"{out} holds a {manifest['backend']} index; pass "
+                                 f"--backend={manifest['backend']}, or a new --out")
+            if backend == "milvus" and (manifest["uri"], manifest["collection"]) != (
+                    retrieval.MilvusIndex.normalise_uri(uri), collection):
+                raise UsageError(f"{out} points to {manifest['collection']!r} at {manifest['uri']}; "
+                                 "pass those --uri and --collection, or a new --out")
+        items = None if codes is None else retrieval.read_encoded(codes, name, image_root, bits)
+
+        if backend == "faiss":
+            if exists:
+                index = retrieval.FaissIndex.load(out)
+            elif items is None:
+                raise UsageError(f"--out={out} is not an index yet; --delete needs an existing one")
+            else:
+                index = retrieval.FaissIndex(items.bits, kind, nhash, hash_bits, nflip,
+                                             code_bytes=items.codes.shape[1])
         else:
-            index = retrieval.FaissIndex(items.bits, kind, nhash, hash_bits, nflip,
-                                         code_bytes=items.codes.shape[1])
-    else:
-        index = retrieval.MilvusIndex(uri, collection, timeout)
-        if not index.exists():
-            if items is None:
-                raise UsageError(f"Milvus at {uri} has no collection {collection!r}; --delete "
-                                 "needs an existing index")
-            index.create(items.bits, items.codes.shape[1])
-    if items is not None and items.bits and index.bits and items.bits != index.bits:
-        raise UsageError(f"--bits={items.bits} but the index holds {index.bits}-bit codes; add "
-                         "codes of the model the index was built from")
-    deleted = index.delete(read_ids(delete)) if delete else 0
-    if items is not None:
-        index.add(items, None, replace=replace)
-    if backend == "faiss":
-        index.save(out)
-    elif out:
-        index.save_pointer(out)
-    return index, 0 if items is None else len(items.codes), deleted
+            index = retrieval.MilvusIndex(uri, collection, timeout)
+            if not index.exists():
+                if items is None:
+                    raise UsageError(f"Milvus at {uri} has no collection {collection!r}; --delete "
+                                     "needs an existing index")
+                index.create(items.bits, items.codes.shape[1])
+        if items is not None and items.bits and index.bits and items.bits != index.bits:
+            raise UsageError(f"--bits={items.bits} but the index holds {index.bits}-bit codes; add "
+                             "codes of the model the index was built from")
+        # Milvus: a delete commits with the append that follows it, in one manifest write.
+        staged = {"commit": False} if items is not None and backend == "milvus" else {}
+        deleted = index.delete(read_ids(delete), **staged) if delete else 0
+        if items is not None:
+            index.add(items, None, replace=replace)
+        if backend == "faiss":
+            index.save(out)
+        elif out:
+            index.save_pointer(out)
+        return index, 0 if items is None else len(items.codes), deleted
+    finally:
+        lock.release()
 
 
 def main(argv):

@@ -55,6 +55,7 @@ import numpy as np
 from tfhash.errors import UsageError
 
 MANIFEST = "tfhash_index.json"
+LOCK = "tfhash_index.lock"  # held by the command writing the index (lock_index)
 FORMAT = "tfhash-hamming-index"
 FORMAT_VERSION = 1
 BACKENDS = ("faiss", "milvus")
@@ -320,16 +321,73 @@ def read_manifest(directory):
 
 def _write_json_atomically(path, value):
     partial = os.path.join(os.path.dirname(path), f".partial-{uuid.uuid4().hex}.json")
-    with open(partial, "w") as f:
-        json.dump(value, f, indent=2)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(partial, path)
+    try:
+        with open(partial, "w") as f:
+            json.dump(value, f, indent=2)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(partial, path)
+    except BaseException:  # a full disk, an interrupt: no partial file stays behind
+        _remove(partial)
+        raise
+
+
+def _remove(*paths):
+    for path in paths:
+        try:
+            os.remove(path)
+        except OSError:
+            pass
 
 
 def _is_leftover(name):
-    """Files an interrupted build of ours can leave behind."""
-    return name.startswith((".partial-", "codes-", "items-"))
+    """Files an interrupted build of ours can leave behind (and the lock of one)."""
+    return name.startswith((".partial-", "codes-", "items-")) or name == LOCK
+
+
+def lock_index(out=None, uri=None):
+    """The lock that one command writing an index holds (``tfhash.locking``): of the index
+    directory ``out`` (a FAISS index, or a pointer to a Milvus collection) and of a Milvus Lite
+    file ``uri``. A second writer is refused with one line naming the first; a killed holder's
+    lock is released by the operating system. A Milvus server's collection is locked only
+    through a pointer directory (``out``). Returns the held :class:`~tfhash.locking.
+    DirectoryLock` objects in an :class:`IndexLock`."""
+    from tfhash.locking import DirectoryLock
+
+    fix = "wait for that command to finish (or stop it)"
+    locks = IndexLock()
+    try:
+        if out:
+            check_index_dir(out)
+            os.makedirs(out, exist_ok=True)
+            locks.held.append(DirectoryLock(os.path.join(out, LOCK), f"index {out}",
+                                            fix).acquire())
+        if uri and uri.endswith(".db") and "://" not in uri:
+            path = MilvusIndex.normalise_uri(uri)
+            if os.path.isdir(os.path.dirname(path)):
+                lock = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tfhash.lock")
+                locks.held.append(DirectoryLock(lock, f"Milvus Lite file {uri}", fix).acquire())
+    except BaseException:
+        locks.release()
+        raise
+    return locks
+
+
+class IndexLock:
+    """The locks :func:`lock_index` took; ``release()`` (or the end of a ``with``) drops them."""
+
+    def __init__(self):
+        self.held = []
+
+    def release(self):
+        while self.held:
+            self.held.pop().release()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.release()
 
 
 def check_index_dir(directory):
@@ -469,7 +527,7 @@ class FaissIndex:
         if present.any():
             if not replace:
                 raise UsageError(f"{present.sum()} item ids are already in the index (first: "
-                                 f"{items.item_ids[present][0]!r}); pass --replace to re-add "
+                                 f"{str(items.item_ids[present][0])!r}); pass --replace to re-add "
                                  "them, or --delete them first")
             self.delete(items.item_ids[present])
         self._codes = np.concatenate([self._codes, packed])
@@ -486,7 +544,7 @@ class FaissIndex:
         missing = item_ids[~np.isin(item_ids, self.item_ids)]
         if len(missing):
             raise UsageError(f"{len(missing)} item ids to delete are not in the index (first: "
-                             f"{missing[0]!r}); delete ids the index holds")
+                             f"{str(missing[0])!r}); delete ids the index holds")
         keep = ~np.isin(self.item_ids, item_ids)
         self._codes, self.item_ids, self.paths = (self._codes[keep], self.item_ids[keep],
                                                   self.paths[keep])
@@ -565,18 +623,23 @@ class FaissIndex:
         generation = uuid.uuid4().hex[:12]
         files = {"codes": f"codes-{generation}.faissindex", "items": f"items-{generation}.npz"}
         partial = {key: f".partial-{name}" for key, name in files.items()}
-        faiss.write_index_binary(self.engine(), os.path.join(directory, partial["codes"]))
-        arrays = {"item_ids": self.item_ids, "paths": self.paths}
-        if self.labels is not None:
-            arrays["labels"] = self.labels
-        with open(os.path.join(directory, partial["items"]), "wb") as f:
-            np.savez(f, **arrays)
-        for key in files:
-            path = os.path.join(directory, partial[key])
-            with open(path, "rb") as f:
-                os.fsync(f.fileno())
-            os.replace(path, os.path.join(directory, files[key]))
-        _write_json_atomically(os.path.join(directory, MANIFEST), self.manifest(files))
+        written = [os.path.join(directory, name) for name in [*partial.values(), *files.values()]]
+        try:
+            faiss.write_index_binary(self.engine(), os.path.join(directory, partial["codes"]))
+            arrays = {"item_ids": self.item_ids, "paths": self.paths}
+            if self.labels is not None:
+                arrays["labels"] = self.labels
+            with open(os.path.join(directory, partial["items"]), "wb") as f:
+                np.savez(f, **arrays)
+            for key in files:
+                path = os.path.join(directory, partial[key])
+                with open(path, "rb") as f:
+                    os.fsync(f.fileno())
+                os.replace(path, os.path.join(directory, files[key]))
+            _write_json_atomically(os.path.join(directory, MANIFEST), self.manifest(files))
+        except BaseException:  # the previous manifest and its files stay; this try's go
+            _remove(*written)
+            raise
         for name in os.listdir(directory):  # the previous generation, and any leftovers
             if _is_leftover(name) and name not in files.values():
                 os.remove(os.path.join(directory, name))
@@ -641,6 +704,15 @@ class MilvusIndex:
     interrupted append leaves the previous index as it was (its rows are
     removed by the next append).
 
+    A delete (and the old rows of a ``replace``) is committed the same way: the
+    positions to delete are written to the meta collection, then one manifest
+    write commits the new size with them as ``pending``; searches leave pending
+    positions out; only then are the rows removed and ``pending`` cleared. A
+    delete interrupted before its commit changed nothing; one interrupted after
+    it is complete for every search, and the next write removes its rows
+    (positions are never reused, so removing them late is safe). A command that
+    deletes and appends commits both in one manifest write.
+
     Args:
         uri: ``http://host:19530`` (a server or cluster proxy) or a local
             ``.db`` file (Milvus Lite, started in-process).
@@ -666,9 +738,15 @@ class MilvusIndex:
             self.client.list_collections(timeout=timeout)
         except Exception as e:  # noqa: BLE001 -- connection errors come as several types
             reason = str(getattr(e, "message", "") or e or type(e).__name__).splitlines()[0]
+            if uri.endswith(".db") and "://" not in uri:  # Milvus Lite: one process per file
+                raise UsageError(f"the Milvus Lite file {uri} cannot be opened ({reason[:160]}); "
+                                 "Milvus Lite lets one process at a time open a file: wait "
+                                 "for the other command to finish") from None
             raise UsageError(f"Milvus at {uri} does not answer within {timeout:g} s "
                              f"({reason[:160]}); start the server or fix --uri") from None
         self._manifest = None
+        self._stage = None  # a delete staged for the next add (delete(commit=False))
+        self._pending_cache = (None, [])
 
     @staticmethod
     def normalise_uri(uri):
@@ -704,6 +782,50 @@ class MilvusIndex:
         self.client.upsert(self.meta, [{"key": "manifest", "value": json.dumps(manifest),
                                         "dummy": b"\x00"}])
         self._manifest = manifest
+
+    # -- deletes, committed before their rows go (see the class docstring) --
+
+    _PENDING_ROWS = 5000  # positions per meta row (its value holds at most 65,535 characters)
+
+    def _pending(self):
+        """The positions a committed delete has not yet removed (usually none)."""
+        pending = self.manifest().get("pending")
+        if not pending:
+            return []
+        if getattr(self, "_pending_cache", (None,))[0] != pending["txn"]:
+            keys = _quote(f"pending-{pending['txn']}-{i}" for i in range(pending["chunks"]))
+            rows = self.client.query(self.meta, filter=f"key in {keys}",
+                                     output_fields=["key", "value"])
+            seqs = sorted(s for row in rows for s in json.loads(row["value"]))
+            if len(seqs) != pending["count"]:
+                raise UsageError(f"Milvus collection {self.meta} lost part of a delete's record; "
+                                 "rebuild the index with python -m tfhash.index")
+            self._pending_cache = (pending["txn"], seqs)
+        return self._pending_cache[1]
+
+    def _finish(self, manifest, doomed):
+        """Commits ``manifest`` with the positions ``doomed`` deleted, then removes their rows."""
+        manifest = {k: v for k, v in manifest.items() if k != "pending"}
+        if doomed:
+            txn = uuid.uuid4().hex[:12]
+            chunks = [doomed[i:i + self._PENDING_ROWS]
+                      for i in range(0, len(doomed), self._PENDING_ROWS)]
+            self.client.upsert(self.meta, [{"key": f"pending-{txn}-{i}", "value": json.dumps(c),
+                                            "dummy": b"\x00"} for i, c in enumerate(chunks)])
+            manifest["pending"] = {"txn": txn, "chunks": len(chunks), "count": len(doomed)}
+        self._commit(manifest)  # the commit point
+        self._recover()
+
+    def _recover(self):
+        """Removes the rows of a committed delete and clears it; drops the records of deletes
+        that never committed. Every write starts (and a delete ends) with it."""
+        manifest = self.manifest()
+        seqs = self._pending()
+        for start in range(0, len(seqs), 10000):
+            self.client.delete(self.collection, filter=f"seq in {seqs[start:start + 10000]}")
+        if seqs:
+            self._commit({k: v for k, v in manifest.items() if k != "pending"})
+        self.client.delete(self.meta, filter='key like "pending-%"')
 
     @property
     def bits(self):
@@ -759,6 +881,9 @@ class MilvusIndex:
 
     def _visible(self, extra=None):
         condition = f"seq < {self.manifest()['next_seq']}"
+        pending = self._pending()
+        if pending:  # a committed delete whose rows are still there
+            condition += f" and seq not in {pending}"
         return condition if extra is None else f"{condition} and {extra}"
 
     def _present(self, item_ids):
@@ -771,11 +896,14 @@ class MilvusIndex:
         return found
 
     def add(self, codes, item_ids, paths=None, labels=None, replace=False):
-        """Appends items; see :meth:`FaissIndex.add`."""
+        """Appends items; see :meth:`FaissIndex.add`. Commits with any delete staged before it
+        (:meth:`delete` with ``commit=False``)."""
+        manifest, doomed = self._staged()
         items = codes if isinstance(codes, Items) else Items(codes, item_ids, paths, labels)
-        manifest = dict(self.manifest())
         packed = as_packed(items.codes, "codes", manifest["code_bytes"], manifest["bits"])
-        present = self._present(items.item_ids.tolist())
+        staged = set(doomed)
+        present = {i: s for i, s in self._present(items.item_ids.tolist()).items()
+                   if s not in staged}
         if present and not replace:
             raise UsageError(f"{len(present)} item ids are already in the index (first: "
                              f"{next(iter(present))!r}); pass --replace to re-add them, or "
@@ -795,26 +923,37 @@ class MilvusIndex:
                      "labels": json.dumps(sets[i] if sets is not None else None)}
                     for i in range(first, min(first + _MILVUS_BATCH, len(packed)))]
             self.client.insert(self.collection, rows)
-        if present:
-            self.client.delete(self.collection, filter=f"seq in {sorted(present.values())}")
-        manifest.update(size=manifest["size"] - len(present) + len(packed),
+        manifest = dict(manifest, size=manifest["size"] - len(present) + len(packed),
                         next_seq=start + len(packed), labels=layout)
-        self._commit(manifest)
+        self._finish(manifest, doomed + sorted(present.values()))
 
-    def delete(self, item_ids):
-        """Deletes items by id; see :meth:`FaissIndex.delete`."""
+    def delete(self, item_ids, commit=True):
+        """Deletes items by id; see :meth:`FaissIndex.delete`. With ``commit=False`` the delete
+        is staged and commits with the next :meth:`add`, in one manifest write."""
+        manifest, doomed = self._staged()
         item_ids = [str(i) for i in np.asarray(item_ids, dtype=str).reshape(-1)]
-        present = self._present(item_ids)
+        staged = set(doomed)
+        present = {i: s for i, s in self._present(item_ids).items() if s not in staged}
         missing = [i for i in item_ids if i not in present]
         if missing:
             raise UsageError(f"{len(missing)} item ids to delete are not in the index (first: "
                              f"{missing[0]!r}); delete ids the index holds")
-        seqs = sorted(present.values())
-        for start in range(0, len(seqs), 10000):
-            self.client.delete(self.collection, filter=f"seq in {seqs[start:start + 10000]}")
-        manifest = dict(self.manifest(), size=self.size - len(seqs))
-        self._commit(manifest)
-        return len(seqs)
+        manifest = dict(manifest, size=manifest["size"] - len(present))
+        doomed = doomed + sorted(present.values())
+        if commit:
+            self._finish(manifest, doomed)
+        else:
+            self._stage = (manifest, doomed)
+        return len(present)
+
+    def _staged(self):
+        """``(manifest, positions to delete)`` of the write in progress: a delete staged by
+        ``delete(commit=False)``, or the committed state once an earlier write is recovered."""
+        stage, self._stage = getattr(self, "_stage", None), None
+        if stage is not None:
+            return stage
+        self._recover()
+        return dict(self.manifest()), []
 
     # -- searching --
 
@@ -923,6 +1062,15 @@ def image_files(images):
     return files
 
 
+def graph_error_reason(message):
+    """The line of a TensorFlow graph error that says what went wrong (the first line is
+    "Graph execution error:", then where, then the reason)."""
+    lines = [line.strip() for line in message.strip().splitlines()]
+    reasons = [line for line in lines if line and not line.startswith(
+        ("Graph execution error", "Detected at node", "<stack traces", "[["))]
+    return (reasons or lines or ["unknown error"])[0][:160]
+
+
 def encode_image_files(model, files, batch_size=64):
     """Packed codes of image files through an exported model's ``encode_images`` signature.
 
@@ -972,7 +1120,11 @@ def encode_image_files(model, files, batch_size=64):
                 try:
                     run([path])
                 except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as e:
-                    reason = e.message.strip().splitlines()[0][:160]
+                    reason = graph_error_reason(e.message)
+                    if "too small to encode" in reason:
+                        raise UsageError(f"--images: {path} is smaller than "
+                                         f"{serving.MIN_IMAGE_SIDE} x {serving.MIN_IMAGE_SIDE} "
+                                         "pixels, too small to encode; leave it out") from None
                     raise UsageError(f"--images: the model cannot decode {path} ({reason}); "
                                      "pass JPEG, PNG, BMP, GIF or WebP images") from None
             raise
