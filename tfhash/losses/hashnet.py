@@ -20,7 +20,7 @@ normalise by the weighted count:
 
     L = ( class_num · Σ_{S₁} ℓ_ij + Σ_{S₀} ℓ_ij ) / ( class_num · |S₁| + |S₀| )
 
-``official_weighting=True`` trains that (``class_num``: 1 in its PyTorch code and README, 5, 100
+``official_weighting=True`` trains that (``class_num``: 1 in its PyTorch ``pairwise_loss`` and README, 5, 100
 and 1 in its Caffe configurations for NUS-WIDE-81, ImageNet and COCO; its author suggests the
 number of classes, 10, for CIFAR-10, thuml/HashNet#28). The two differ most on small batches
 whose pairs are far from balanced.
@@ -45,7 +45,7 @@ DEFAULT_SCALE = 10.0  # α = 10 / K
 DEFAULT_BETA_STEP = 0.005
 DEFAULT_BETA_POWER = 0.5
 DEFAULT_BETA_EVERY = 200
-DEFAULT_CLASS_NUM = 1.0  # the official PyTorch code's default weight of similar pairs
+DEFAULT_CLASS_NUM = 1.0  # the official PyTorch pairwise_loss's default weight of similar pairs
 
 
 def beta_schedule(iterations, step=DEFAULT_BETA_STEP, power=DEFAULT_BETA_POWER,
@@ -113,7 +113,7 @@ class HashNetLoss(HashingLoss):
         official_weighting: ``False`` (default): the paper's balanced weights (Eq. 5);
             ``True``: the official code's, similar pairs weighted ``class_num``.
         class_num: the official weighting's weight of a similar pair, > 0 (default 1, the
-            official PyTorch code's; its author suggests the number of classes for
+            official PyTorch ``pairwise_loss``'s; its author suggests the number of classes for
             CIFAR-10); only with ``official_weighting=True``.
         name, reduction: as :class:`~tfhash.losses.base.HashingLoss`.
 
