@@ -341,8 +341,8 @@ def _remove(*paths):
 
 
 def _is_leftover(name):
-    """Files an interrupted build of ours can leave behind (and the lock of one)."""
-    return name.startswith((".partial-", "codes-", "items-")) or name == LOCK
+    """Files an interrupted build of ours can leave behind."""
+    return name.startswith((".partial-", "codes-", "items-"))
 
 
 def lock_index(out=None, uri=None):
@@ -395,7 +395,7 @@ def check_index_dir(directory):
     if os.path.exists(directory) and not os.path.isdir(directory):
         raise UsageError(f"--out={directory} is a file; pass a directory for the index")
     if os.path.isdir(directory) and not os.path.exists(os.path.join(directory, MANIFEST)):
-        foreign = [n for n in os.listdir(directory) if not _is_leftover(n)]
+        foreign = [n for n in os.listdir(directory) if not _is_leftover(n) and n != LOCK]
         if foreign:
             raise UsageError(f"--out={directory} exists and is not a tfhash index (it holds "
                              f"{foreign[0]!r} and no {MANIFEST}); pass a new or empty directory")
