@@ -7,11 +7,12 @@ ignores every other name. It has two signatures (method
 
 * ``serving_default``: ``images`` float32 [B, S, S, 3], RGB pixels in [0, 255]
   (the model normalises them itself);
-* ``encode_images``: ``image_bytes`` string [B], JPEG or PNG files of any size,
-  grey or RGB, decoded and resized in the graph by ``tfhash.data.decode_image``,
-  the function training uses;
+* ``encode_images``: ``image_bytes`` string [B], JPEG or PNG files of any size
+  from 8 x 8 pixels (:data:`MIN_IMAGE_SIDE`; a smaller one fails the call, named),
+  grey or RGB, decoded and resized in the graph as ``tfhash.data.decode_image``
+  does, the function training uses;
 
-and the same three outputs:
+and the same three outputs (empty for an empty batch):
 
 * ``embedding`` float32 [B, K]: the relaxed codes h ∈ (−1, 1) (LSDH Eq. 4, the
   model's output), for asymmetric "-C" ranking and re-ranking;
@@ -44,6 +45,10 @@ from tfhash.errors import UsageError
 
 IMAGES_SIGNATURE = "serving_default"
 BYTES_SIGNATURE = "encode_images"
+# Smaller images are refused by ``encode_images``: a 1 x 1 image (a tracking pixel) would be
+# encoded as a flat colour, silently. 8 is the side of the smallest images tfhash trains on
+# (scikit-learn's digits).
+MIN_IMAGE_SIDE = 8
 
 # Byte weights of bits 0..7 within a packed byte, most significant first (np.packbits order).
 _BIT_WEIGHTS = (128, 64, 32, 16, 8, 4, 2, 1)
@@ -112,20 +117,37 @@ def export_model(model, export_dir, version=None):
     import keras
     import tensorflow as tf
 
-    from tfhash import data
+    from tfhash.data import pipeline
+
+    bits = int(model.outputs[0].shape[-1])
+
+    def relaxed(images):
+        # An empty batch gets empty outputs without running the network: a convolution of
+        # zero images fails inside batch normalisation ("Incompatible shapes: [32] vs. [0, …]").
+        return tf.cond(tf.shape(images)[0] > 0,
+                       lambda: tf.cast(model(images, training=False), tf.float32),
+                       lambda: tf.zeros([0, bits], tf.float32))
 
     def encode_pixels(images):
         images = tf.ensure_shape(tf.identity(images, name="images"), [None, size, size, 3])
-        return serving_outputs(model(images, training=False))
+        return serving_outputs(relaxed(images))
+
+    def decode(image_bytes):
+        # tfhash.data.decode_image, with the decoded image's size checked before the resize.
+        image = tf.io.decode_image(image_bytes, channels=3, dtype=tf.uint8,
+                                   expand_animations=False)
+        check = tf.debugging.assert_greater_equal(
+            tf.reduce_min(tf.shape(image)[:2]), MIN_IMAGE_SIDE,
+            message=f"image smaller than {MIN_IMAGE_SIDE} x {MIN_IMAGE_SIDE} pixels: too small "
+                    "to encode")
+        with tf.control_dependencies([check]):
+            return tf.cast(pipeline._fit(image, size), tf.float32)
 
     def encode_bytes(image_bytes):
         image_bytes = tf.ensure_shape(tf.identity(image_bytes, name="image_bytes"), [None])
-        images = tf.map_fn(
-            lambda b: data.decode_image(b, size),
-            image_bytes,
-            fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32),
-        )
-        return serving_outputs(model(images, training=False))
+        images = tf.map_fn(decode, image_bytes,
+                           fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32))
+        return serving_outputs(relaxed(images))
 
     archive = keras.export.ExportArchive()
     archive.track(model)
@@ -142,8 +164,13 @@ def export_model(model, export_dir, version=None):
     partial_dir = os.path.join(export_dir, ".partial-" + os.path.basename(version_dir))
     if os.path.exists(partial_dir):
         tf.io.gfile.rmtree(partial_dir)
-    archive.write_out(partial_dir, verbose=False)
-    os.rename(partial_dir, version_dir)
+    try:
+        archive.write_out(partial_dir, verbose=False)
+        os.rename(partial_dir, version_dir)
+    except BaseException:  # a full disk, an interrupt: no partial version stays behind
+        if os.path.exists(partial_dir):
+            tf.io.gfile.rmtree(partial_dir)
+        raise
     return version_dir
 
 
