@@ -18,6 +18,8 @@ to stderr while it loads; ``--verbosity=0`` shows everything again.
 
 import logging
 import os
+import re
+import signal
 import sys
 
 from absl import app, flags
@@ -26,29 +28,87 @@ from absl import logging as absl_logging
 from tfhash.errors import UsageError, exit_on_usage_error
 
 
+# What asks for help: absl's own flags, and -h, which absl does not know.
+HELP_ARGS = ("-h", "-?", "--help", "--helpshort", "--helpfull", "--helpxml")
+
+INTERRUPTED = "interrupted (Ctrl-C)"
+
+
 def parse_flags(argv):
     """absl's flag parser for ``app.run(main, flags_parser=parse_flags)``: a flag error
-    (unknown flag, bad value) becomes one ``error: …`` line and exit status 2 instead of
-    absl's usage dump."""
+    (unknown flag, bad value, a flagfile that cannot be opened) becomes one ``error: …`` line
+    and exit status 2 instead of absl's usage dump; ``-h`` is ``--help``, and help exits with
+    status 0 (absl's exits with 1, which a script reads as a failure)."""
+    asked = any(arg.split("=")[0] in HELP_ARGS for arg in argv[1:])
     try:
-        return flags.FLAGS(argv)
+        return flags.FLAGS(["--help" if arg == "-h" else arg for arg in argv])
     except flags.Error as e:
-        print(f"error: {e}; see --help for the flags", file=sys.stderr)
+        print(f"error: {flag_error(e)}", file=sys.stderr)
         sys.exit(2)
+    except SystemExit as e:
+        if asked and e.code == 1:  # absl printed the help
+            sys.exit(0)
+        raise
+    except BrokenPipeError:  # the help piped into a reader that stopped (| head)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(0)
 
 
-def run(main, define_flags):
-    """Defines the command's flags, parses them and calls ``main(argv)`` (see the module doc)."""
+def flag_error(error):
+    """The one-line message of absl's flag ``error``, without absl's ``ERROR::`` prefix."""
+    message = re.sub(r"^(ERROR:*\s*)+", "", str(error)).strip()
+    missing = re.search(r"Unable to open flagfile: .*?No such file or directory: '(.*)'",
+                        message)
+    if missing:
+        return (f"--flagfile={missing.group(1)}: no such file in {os.getcwd()}; flagfile paths "
+                "(those nested in a flagfile too) are relative to the current directory: run "
+                "the command from the checkout, or give an absolute path")
+    return f"{message}; see --help for the flags"
+
+
+def run(main, define_flags, interrupted=INTERRUPTED):
+    """Defines the command's flags, parses them and calls ``main(argv)`` (see the module doc).
+
+    Ctrl-C (``KeyboardInterrupt``) prints ``error: <interrupted>`` — one line, no traceback
+    — and exits at once with status 130, the shell's for SIGINT, without Python's shutdown,
+    which waits for TensorFlow's threads for several seconds. ``interrupted`` says what to do
+    next (``tfhash.train``: rerun the same command to resume).
+    """
     define_flags()
 
     def quiet_main(argv):
         if not flags.FLAGS["verbosity"].present:
             os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-            absl_logging.set_verbosity(absl_logging.WARNING)
+            # ERROR: libraries' warnings (TFDS's "Variant folder … has no dataset_info.json")
+            # are not for the user of a command; --verbosity shows them.
+            absl_logging.set_verbosity(absl_logging.ERROR)
             logging.getLogger("tensorflow").setLevel(logging.ERROR)
         return main(argv)
 
-    app.run(exit_on_usage_error(quiet_main), flags_parser=parse_flags)
+    guarded = exit_on_usage_error(quiet_main)
+
+    def interruptible(argv):
+        try:
+            return guarded(argv)
+        except KeyboardInterrupt:
+            exit_interrupted(interrupted)
+
+    try:
+        app.run(interruptible, flags_parser=parse_flags)
+    except KeyboardInterrupt:  # while the flags are parsed
+        exit_interrupted(interrupted)
+
+
+def exit_interrupted(message):
+    """Prints ``error: <message>`` and ends the process with status 130 at once (through
+    Python's shutdown only where Milvus Lite runs: its server process stops there)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the line
+    print(f"error: {message}", file=sys.stderr)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if "milvus_lite" in sys.modules:
+        sys.exit(130)
+    os._exit(130)
 
 
 def load_array(path, flag):

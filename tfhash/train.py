@@ -709,4 +709,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    cli.run(main, define_flags)
+    cli.run(main, define_flags, interrupted="interrupted (Ctrl-C); the run directory keeps every "
+            "completed epoch: run the same command again to resume")

@@ -1,0 +1,89 @@
+"""What every command shares (tfhash.cli), through the commands: help exits 0, a flag or
+flagfile error is one line with exit status 2, Ctrl-C during training is one line, within
+seconds, and the same command resumes the run."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
+
+
+def run(module, *args, cwd=None):
+    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True,
+                          timeout=300, env=ENV, cwd=cwd)
+
+
+@pytest.mark.parametrize("asked", ["--help", "-h", "--helpfull"])
+def test_help_exits_0(asked):
+    result = run("tfhash.evaluate", asked)
+    assert result.returncode == 0, result.stderr
+    assert "--query_codes" in result.stdout
+    assert result.stderr == ""
+
+
+def test_help_into_a_closed_pipe_is_no_traceback():
+    """``python -m tfhash.evaluate --help | head -1``: the reader stops after one line."""
+    process = subprocess.Popen([sys.executable, "-m", "tfhash.evaluate", "--helpfull"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV)
+    process.stdout.readline()
+    process.stdout.close()
+    assert process.wait(timeout=120) == 0
+    assert process.stderr.read() == b""
+
+
+def test_a_missing_flagfile_is_one_line(tmp_path):
+    result = run("tfhash.evaluate", "--flagfile=nope.cfg", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"error: --flagfile=nope.cfg: no such file in {tmp_path}; flagfile paths (those nested "
+        "in a flagfile too) are relative to the current directory: run the command from the "
+        "checkout, or give an absolute path"]
+
+
+def test_a_bad_flag_value_is_one_line():
+    result = run("tfhash.evaluate", "--top_k=many")
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "error: flag --top_k=many: invalid literal for int() with base 10: 'many'; see --help "
+        "for the flags"]
+
+
+def _train_args(run_dir, epochs):
+    return ["--dataset=digits", "--protocol=digits", f"--run_dir={run_dir}", "--bits=8",
+            "--batch_size=16", "--images_per_class=8", "--steps_per_epoch=3",
+            f"--epochs={epochs}", "--eval_every=100", "--head_lr_multiplier=1", "--verbose=2"]
+
+
+def test_ctrl_c_stops_training_at_once_with_one_line_and_the_run_resumes(tmp_path):
+    run_dir = tmp_path / "run"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tfhash.train", *_train_args(run_dir, 500)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
+        # A shell's background job ignores SIGINT, and the child would inherit that.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    for line in process.stdout:  # the first epoch is complete when the third one starts
+        if line.startswith("Epoch 3/"):
+            break
+    else:
+        pytest.fail(f"training ended before its third epoch: {process.stderr.read()[-3000:]}")
+    start = time.monotonic()
+    process.send_signal(signal.SIGINT)
+    returncode = process.wait(timeout=60)
+    stopped = time.monotonic() - start
+    stderr = process.stderr.read()
+    assert returncode == 130
+    assert stderr.splitlines() == [
+        "error: interrupted (Ctrl-C); the run directory keeps every completed epoch: run the "
+        "same command again to resume"]
+    assert stopped < 5, f"took {stopped:.1f} s to stop"
+
+    resumed = run("tfhash.train", *_train_args(run_dir, 3))  # fewer epochs: a resumable change
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resuming" in resumed.stdout and "after epoch 2 of 3" in resumed.stdout, \
+        resumed.stdout[-2000:]
+    assert (run_dir / "metrics.json").exists()
