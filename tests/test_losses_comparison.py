@@ -319,10 +319,12 @@ def test_chen_quadruplets_are_valid_and_score_eq4():
     h = np.tanh(h)
     loss = ChenQuadrupletLoss(mining="all", margin=1.0, second_margin=0.5, seed=0)
     sim = losses.label_similarity(tf.constant(y))
-    quads = loss.mine(sim).numpy()
+    quads, keep = loss.mine(sim)
+    assert keep.numpy().tolist() == [1.0] * len(quads)  # every triplet has an l here
+    quads = quads.numpy()
     triplets = [(i, j, k) for i, j, k in itertools.permutations(range(12), 3)
                 if y[i] == y[j] and y[k] != y[i]]
-    assert sorted(map(tuple, quads[:, :3])) == sorted(triplets)  # every one has an l here
+    assert sorted(map(tuple, quads[:, :3])) == sorted(triplets)
     for i, j, k, q in quads:
         assert y[q] != y[i] and y[q] != y[k]
     d = ((h[:, None].astype(np.float64) - h[None]) ** 2).sum(-1)
@@ -341,9 +343,75 @@ def test_chen_quadruplets_are_valid_and_score_eq4():
 
 def test_chen_quadruplet_drops_triplets_without_a_fourth_class():
     loss = ChenQuadrupletLoss(mining="all")
-    quads = loss.mine(losses.label_similarity(tf.constant([0, 0, 1, 1])))
-    assert quads.shape[0] == 0  # two classes: no l of a third
+    quads, keep = loss.mine(losses.label_similarity(tf.constant([0, 0, 1, 1])))
+    assert quads.shape[0] == 8 and keep.numpy().tolist() == [0.0] * 8  # no l of a third class
     assert float(loss.terms(tf.constant([0, 0, 1, 1]), tf.ones((4, 3)) * 0.5)["loss"]) == 0.0
+
+
+# Multi-hot labels where each of the 76 triplets has exactly one l (36) or none (40), so no
+# draw decides anything (XLA draws other random numbers than eager TensorFlow).
+ONE_OR_NO_FOURTH = np.array([[0, 0, 1, 1], [1, 1, 1, 1], [0, 1, 1, 0], [0, 0, 0, 1],
+                             [0, 0, 1, 0], [1, 0, 1, 0], [1, 1, 0, 0], [1, 1, 1, 1],
+                             [1, 1, 1, 1], [1, 0, 1, 1]], np.float32)
+
+
+def test_chen_quadruplet_mixes_kept_and_dropped_triplets_by_hand():
+    y = ONE_OR_NO_FOURTH
+    h = np.tanh(batch(8, n=10, bits=6)[1])
+    s = (y @ y.T) > 0
+    dissimilar = ~s & ~np.eye(10, dtype=bool)
+    kept = [(i, j, k, int(np.flatnonzero(dissimilar[i] & dissimilar[k])[0]))
+            for i, j, k in itertools.permutations(range(10), 3)
+            if s[i, j] and dissimilar[i, k] and (dissimilar[i] & dissimilar[k]).any()]
+    dropped = [(i, j, k) for i, j, k in itertools.permutations(range(10), 3)
+               if s[i, j] and dissimilar[i, k] and not (dissimilar[i] & dissimilar[k]).any()]
+    assert (len(kept), len(dropped)) == (36, 40)
+    assert all((dissimilar[i] & dissimilar[k]).sum() <= 1
+               for i, j, k in itertools.permutations(range(10), 3))
+    d = ((h[:, None].astype(np.float64) - h[None]) ** 2).sum(-1)
+    expected = np.mean([max(d[i, j] - d[i, k] + 1.0, 0) + max(d[i, j] - d[q, k] + 0.5, 0)
+                        for i, j, k, q in kept])
+    pairs = sorted({tuple(sorted(p)) for i, j, k, q in kept for p in ((i, j), (i, k), (q, k))})
+    l1, iso = quantization_reference(h, pairs, 0.75)  # multi-hot: μ = 0.75
+    terms = ChenQuadrupletLoss(mining="all").terms(y, h)
+    np.testing.assert_allclose(float(terms["semantic"]), expected, rtol=1e-5)
+    np.testing.assert_allclose(float(terms["loss"]), expected + 0.8 * (l1 + 0.75 * iso),
+                               rtol=1e-5)
+
+
+def test_chen_quadruplet_is_the_same_under_xla():
+    # Keras compiles the train step with XLA on a GPU (jit_compile="auto"); there, a second
+    # boolean_mask of the mined triplets once returned copies of one row (semantic 0 here).
+    y, h = tf.constant(ONE_OR_NO_FOURTH), tf.constant(np.tanh(batch(8, n=10, bits=6)[1]))
+    assert ChenQuadrupletLoss().supports_jit and not ChenQuadrupletLoss(mining="all").supports_jit
+    eager_terms, eager_gradient = value_and_gradient(ChenQuadrupletLoss(seed=0), y, h)
+    loss = ChenQuadrupletLoss(seed=0)
+
+    @tf.function(jit_compile=True)
+    def xla(y, h):
+        with tf.GradientTape() as tape:
+            tape.watch(h)
+            terms = loss.terms(y, h)
+        return terms, tape.gradient(terms["loss"], h)
+
+    xla_terms, xla_gradient = xla(y, h)
+    assert float(eager_terms["semantic"]) > 0.1
+    for name in ("semantic", "quantization", "isometric", "loss"):
+        np.testing.assert_allclose(float(xla_terms[name]), float(eager_terms[name]), rtol=1e-5)
+    np.testing.assert_allclose(xla_gradient.numpy(), eager_gradient, rtol=1e-4, atol=1e-6)
+
+
+def test_chen_quadruplets_mined_under_xla_are_all_distinct_and_valid():
+    # The reported case: 4 classes × 4 images, 576 triplets, each with an l of a third class.
+    y = np.repeat(np.arange(4), 4)
+    loss = ChenQuadrupletLoss(seed=0)
+    quads, keep = tf.function(loss.mine, jit_compile=True)(losses.label_similarity(y))
+    quads = quads.numpy()
+    assert keep.numpy().tolist() == [1.0] * 576
+    triplets = [(i, j, k) for i, j, k in itertools.permutations(range(16), 3)
+                if y[i] == y[j] and y[k] != y[i]]
+    assert sorted(map(tuple, quads[:, :3])) == sorted(triplets)
+    assert all(y[q] != y[i] and y[q] != y[k] for i, j, k, q in quads)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -111,8 +111,11 @@ class RankingLoss(HashingLoss):
 
     * ``similarity = self.similarity(y)`` and one matrix of squared distances
       ``d[i, j] = |h_i − h_j|²``;
-    * ``tuples = self.mine(similarity)``: int32 ``[Q, T]``;
-    * ``"semantic"``: the mean over the Q tuples of
+    * ``tuples = self.mine(similarity)``: int32 ``[Q, T]``, or ``(tuples, keep)``
+      with ``keep`` float32 ``[Q]``, 0 for a tuple that counts nowhere (a loss that
+      discards some mined tuples marks them so: a second ``boolean_mask`` on the mined
+      set's data-dependent shape returns copies of its first row under XLA);
+    * ``"semantic"``: the mean over the Q (kept) tuples of
       ``self.tuple_loss(d, similarity, tuples)`` (0 when Q = 0);
     * over the distinct pairs ``(i, j)`` that the tuples use (the columns in
       ``self.pairs``), the means of the two parts of ``Q_Ham`` (Eq. 11):
@@ -175,7 +178,7 @@ class RankingLoss(HashingLoss):
         set_mining(self, mining, quadruplets_per_anchor, seed)
 
     def mine(self, similarity):
-        """Hook: the tuples of a batch, int32 ``[Q, T]`` batch indices."""
+        """Hook: the tuples of a batch, int32 ``[Q, T]`` batch indices, or ``(tuples, keep)``."""
         raise NotImplementedError
 
     def tuple_loss(self, distances, similarity, tuples):
@@ -209,8 +212,11 @@ class RankingLoss(HashingLoss):
         similarity = self.similarity(y_true)
         distances = squared_distances(h)
         tuples = self.mine(similarity)
-        semantic = _mean(self.tuple_loss(distances, similarity, tuples))
-        used = pair_mask(tuples, self.pairs, tf.shape(h)[0])
+        tuples, keep = tuples if isinstance(tuples, tuple) else (tuples, None)
+        values = self.tuple_loss(distances, similarity, tuples)
+        semantic = _mean(values) if keep is None else (
+            tf.reduce_sum(keep * values) / tf.maximum(tf.reduce_sum(keep), 1.0))
+        used = pair_mask(tuples, self.pairs, tf.shape(h)[0], keep)
         num_pairs = tf.maximum(tf.reduce_sum(used), 1.0)
         l1, isometric = hamming_isometric(h, distances)
         quantization = tf.reduce_sum(used * l1) / num_pairs

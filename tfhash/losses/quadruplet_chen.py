@@ -17,8 +17,8 @@ codes, not a learned metric network ``g``; the margins are fixed (the paper's ad
 and its margin-based hard-negative mining are not used); quadruplets come from tfhash's
 in-batch triplet mining (:func:`tfhash.losses.mining.mine_triplets`, ``"random"`` or
 ``"all"``) with, for each triplet, one ``l`` drawn uniformly among the batch items dissimilar
-to both ``i`` and ``k`` (a triplet without such an ``l`` is dropped). Both terms are averaged
-over the quadruplets, and the triplet baseline's quantization ``λ · (Q_L1 + μ · Q_iso)`` is
+to both ``i`` and ``k`` (a triplet without such an ``l`` counts nowhere). Both terms are
+averaged over the quadruplets, and the triplet baseline's quantization ``λ · (Q_L1 + μ · Q_iso)`` is
 added over the pairs ``{i, j}, {i, k}, {l, k}`` they use
 (:class:`~tfhash.losses.base.RankingLoss`).
 """
@@ -48,7 +48,16 @@ def chen_quadruplet_loss(distances, quadruplets, margin, second_margin):
 
 def mine_chen_quadruplets(similarity, mining, per_anchor, seed):
     """Triplets ``(i, j, k)`` mined as the triplet baseline's, each with one uniformly drawn
-    ``l`` dissimilar to ``i`` and to ``k``: int32 ``[Q, 4]``."""
+    ``l`` dissimilar to ``i`` and to ``k``.
+
+    A triplet without such an ``l`` is kept but marked, not dropped: a second ``boolean_mask``
+    on the mined set's data-dependent shape returns copies of its first row under XLA
+    (TensorFlow 2.21; Keras's default on a GPU).
+
+    Returns:
+        ``(quadruplets, keep)``: int32 ``[Q, 4]`` (an unmarked row's ``l`` is arbitrary) and
+        float32 ``[Q]``, 1 where the triplet has an ``l``, else 0.
+    """
     triplets = mine_triplets(similarity, mining, per_anchor, seed)
     similarity = tf.convert_to_tensor(similarity)
     others = tf.logical_not(tf.eye(tf.shape(similarity)[0], dtype=tf.bool))
@@ -61,8 +70,8 @@ def mine_chen_quadruplets(similarity, mining, per_anchor, seed):
                       tf.maximum(count - 1, 0))
     ranked = tf.argsort(tf.cast(tf.logical_not(valid), tf.int32), axis=1, stable=True)
     fourth = tf.gather(ranked, rank, batch_dims=1)
-    keep = count > 0
-    return tf.boolean_mask(tf.concat([triplets, tf.cast(fourth, tf.int32)[:, None]], axis=1), keep)
+    quadruplets = tf.concat([triplets, tf.cast(fourth, tf.int32)[:, None]], axis=1)
+    return quadruplets, tf.cast(count > 0, tf.float32)
 
 
 @keras.saving.register_keras_serializable(package="tfhash")

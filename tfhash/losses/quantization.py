@@ -45,7 +45,7 @@ def hamming_isometric(h, distances):
     return l1, isometric
 
 
-def pair_mask(tuples, pairs, batch_size):
+def pair_mask(tuples, pairs, batch_size, keep=None):
     """The distinct unordered pairs that a set of mined tuples uses, as a mask.
 
     Args:
@@ -53,6 +53,7 @@ def pair_mask(tuples, pairs, batch_size):
         pairs: the column pairs of a tuple whose distances the loss uses, e.g.
             ``((0, 1), (0, 2), (1, 2), (0, 3))`` for LSDH.
         batch_size: B.
+        keep: optional float32 ``[Q]``, 0 for a tuple whose pairs do not count.
 
     Returns:
         float32 ``[B, B]``, 1 at ``[i, j]`` with ``i < j`` for each pair used at
@@ -60,7 +61,8 @@ def pair_mask(tuples, pairs, batch_size):
     """
     ends = tf.concat([tf.gather(tuples, list(pair), axis=1) for pair in pairs], axis=0)
     ends = tf.sort(ends, axis=1)  # unordered pairs as (smaller, larger)
-    hits = tf.scatter_nd(ends, tf.ones(tf.shape(ends)[:1]), (batch_size, batch_size))
+    weights = tf.ones(tf.shape(ends)[:1]) if keep is None else tf.tile(keep, [len(pairs)])
+    hits = tf.scatter_nd(ends, weights, (batch_size, batch_size))
     return tf.cast(hits > 0.0, tf.float32)
 
 
