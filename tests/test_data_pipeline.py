@@ -1,6 +1,7 @@
 """decode_image, balanced training batches and ordered evaluation batches."""
 
 import os
+import re
 
 import numpy as np
 import pytest
@@ -284,11 +285,27 @@ def test_impossible_batch_shapes_are_usage_errors():
         data.train_dataset(collection, train, 2, 10, 4)
     with pytest.raises(UsageError, match="one class per batch"):
         data.train_dataset(collection, train, 2, 4, 4)
-    with pytest.raises(UsageError, match="needs 4 classes with at least 3 training images, but "
-                                         "toy has 3"):
-        data.train_dataset(collection, train, 2, 12, 3)
+    with pytest.raises(UsageError, match="needs 2 classes with at least 5 training images, but "
+                                         "toy has 0; lower --images_per_class"):
+        data.train_dataset(collection, train, 2, 10, 5)
     with pytest.raises(UsageError, match=r"indices must lie in \[0, 12\)"):
         data.eval_dataset(collection, [3, 12], 2, 4)
+
+
+def test_fewer_classes_than_a_batch_has_places_for_fill_it_with_all_of_them():
+    """A batch of 4 classes x 3 over a collection of 3 classes: every batch holds the 3
+    classes, 3 images each (a folder of any number of classes trains with one config);
+    the semi-supervised sampler, whose batch mixes in unlabelled images, still refuses."""
+    collection = pixel_collection(np.repeat(np.arange(3), 4), random_pixels(12, 2))
+    ds = data.train_dataset(collection, np.arange(12), 2, 12, 3, augment=False, seed=0)
+    for _, labels in batches(ds, 5):
+        assert sorted(labels.tolist()) == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    collection = pixel_collection(np.repeat(np.arange(3), 5), random_pixels(15, 2))
+    labelled = np.array([0, 1, 2, 5, 6, 7, 10, 11, 12])
+    with pytest.raises(UsageError, match="needs 4 classes with at least 3 training images, but "
+                                         "toy has 3; lower --images_per_class or --batch_size"):
+        data.semi_supervised_dataset(collection, labelled, np.setdiff1d(np.arange(15), labelled),
+                                     2, 16, 3, 0.75, augment=False, seed=0)
 
 
 def test_corrupt_image_file_is_named(tmp_path):
@@ -301,3 +318,25 @@ def test_corrupt_image_file_is_named(tmp_path):
     (tmp_path / "002.png").write_bytes(b"not an image")
     with pytest.raises(UsageError, match=r"cannot decode image .*002\.png \(Unknown image file"):
         data.eval_dataset(collection, np.arange(4), 6, 4)
+
+
+def test_every_corrupt_image_is_named_at_once_without_libjpeg_noise(tmp_path, capfd,
+                                                                     monkeypatch):
+    """Two bad files far apart (a truncated JPEG early, text late, in another decode chunk):
+    one error names both, so one fix and one rerun suffice; libjpeg's own line ("Improper call
+    to JPEG library in state 201") does not reach stderr where the commands hide TF's lines."""
+    monkeypatch.setattr(pipeline, "_DECODE_CHUNK", 4)
+    pixels = random_pixels(10, 16)
+    collection = file_collection(tmp_path, [0] * 5 + [1] * 5, pixels)
+    jpeg = tf.io.encode_jpeg(pixels[1]).numpy()
+    (tmp_path / "001.png").write_bytes(jpeg[: len(jpeg) // 3])
+    (tmp_path / "008.png").write_bytes(b"not an image")
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "3")
+    capfd.readouterr()
+    with pytest.raises(UsageError) as error:
+        data.eval_dataset(collection, np.arange(10), 6, 4)
+    message = str(error.value)
+    assert message.startswith("cannot decode 2 images: ")
+    assert re.search(r"001\.png \(.*JPEG.*\); .*008\.png \(Unknown image file format", message)
+    assert message.endswith("; replace or remove those files")
+    assert "JPEG library" not in capfd.readouterr().err

@@ -49,7 +49,7 @@ def test_a_corrupt_image_then_the_corrected_command_goes_through(tmp_path, folde
 
 def test_too_few_images_per_class_then_a_smaller_batch_goes_through(tmp_path, folder):
     run_dir = tmp_path / "run"
-    with pytest.raises(UsageError, match="lower --images_per_class or --batch_size"):
+    with pytest.raises(UsageError, match="images, but folder has 0; lower --images_per_class"):
         train(_config(run_dir, folder, batch_size=80, images_per_class=40))
     train(_config(run_dir, folder, epochs=1, steps_per_epoch=1))
     assert (run_dir / "metrics.json").exists()

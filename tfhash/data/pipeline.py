@@ -19,7 +19,9 @@ Images enter a model as float32 ``[B, S, S, 3]`` RGB pixels in ``[0, 255]``.
 * :func:`eval_dataset` yields the given images once, in order, without augmentation.
 """
 
+import os
 import re
+import sys
 
 import numpy as np
 import tensorflow as tf
@@ -117,9 +119,11 @@ def _decoded_stream(collection, indices, image_size):
         load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 
-def _first_unreadable(collection, indices, image_size):
-    """The item that fails to decode (looked for only after a decode error)."""
+def _unreadable(collection, indices, image_size):
+    """``[(item, reason)]`` of every image at ``indices`` that fails to decode (looked for only
+    after a decode error, so that one run names them all, not the first of them)."""
     strings, read = _encoded_source(collection, indices)
+    found = []
     for position, string in enumerate(strings):
         try:
             decode_image(read(string), image_size)
@@ -128,8 +132,28 @@ def _first_unreadable(collection, indices, image_size):
                      else collection.item_ids[indices[position]])
             # TF prefixes "{{function_node …}}" and appends "[Op:DecodeImage] …".
             reason = re.sub(r"\{\{.*?\}\}|\[Op:.*", "", e.message).strip() or "unreadable"
-            return where, reason.splitlines()[0]
-    return None, None
+            found.append((where, reason.splitlines()[0]))
+    return found
+
+
+class _QuietStderr:
+    """File descriptor 2 to /dev/null while decoding, where the command hides TensorFlow's
+    lines (``TF_CPP_MIN_LOG_LEVEL=3``): libjpeg writes "Improper call to JPEG library in state
+    201" there for a corrupt file, before the error that names the file."""
+
+    def __enter__(self):
+        self.saved = None
+        if os.environ.get("TF_CPP_MIN_LOG_LEVEL") == "3":
+            sys.stderr.flush()
+            self.saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, 2)
+            os.close(null)
+        return self
+
+    def __exit__(self, *exc):
+        if self.saved is not None:
+            os.dup2(self.saved, 2)
+            os.close(self.saved)
 
 
 def _decode_table(collection, indices, image_size):
@@ -145,18 +169,24 @@ def _decode_table(collection, indices, image_size):
                                for chunk in chunks])
     table = np.empty((len(indices), image_size, image_size, 3), np.uint8)
     stream = _decoded_stream(collection, indices, image_size).batch(_DECODE_CHUNK)
-    start = 0
-    try:
-        for batch in stream:
-            table[start:start + len(batch)] = batch.numpy()
-            start += len(batch)
-    except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError) as e:
-        chunk = indices[start:start + _DECODE_CHUNK]
-        where, reason = _first_unreadable(collection, chunk, image_size)
-        if where is None:
-            raise
-        raise UsageError(f"cannot decode image {where} ({reason}); replace or remove that "
-                         "file") from e
+    start, bad = 0, None
+    with _QuietStderr():
+        try:
+            for batch in stream:
+                table[start:start + len(batch)] = batch.numpy()
+                start += len(batch)
+        except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError) as e:
+            bad = _unreadable(collection, indices[start:], image_size)
+            if not bad:
+                raise
+            error = e
+    if bad:
+        if len(bad) == 1:
+            raise UsageError(f"cannot decode image {bad[0][0]} ({bad[0][1]}); replace or "
+                             "remove that file") from error
+        raise UsageError(f"cannot decode {len(bad)} images: " + "; ".join(
+            f"{where} ({reason})" for where, reason in bad) + "; replace or remove those "
+            "files") from error
     return table
 
 
@@ -196,8 +226,13 @@ def eval_dataset(collection, indices, image_size, batch_size):
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def _balanced_groups(collection, indices, batch_size, images_per_class):
-    """Validates the batch shape; returns (members [C, max_count], counts [C], groups)."""
+def _balanced_groups(collection, indices, batch_size, images_per_class, fewer_classes=False):
+    """Validates the batch shape; returns (members [C, max_count], counts [C], groups).
+
+    With ``fewer_classes``, a collection with fewer classes (with ``images_per_class``
+    training images) than a batch has places for fills its batches with every one of them,
+    at least two: ``eligible x images_per_class`` images, fewer than ``batch_size`` (a folder
+    of three classes trains with the batch shape a folder of ten does)."""
     if images_per_class < 2:
         raise UsageError(f"--images_per_class must be at least 2 so every image has a "
                          f"positive in its batch, got {images_per_class}")
@@ -213,11 +248,15 @@ def _balanced_groups(collection, indices, batch_size, images_per_class):
     counts = membership.sum(axis=0)
     eligible = int((counts >= images_per_class).sum())
     kind = "labels" if collection.multi_label else "classes"
+    if fewer_classes and 2 <= eligible < groups:
+        groups = eligible
     if eligible < groups:
+        fix = ("lower --images_per_class" if fewer_classes
+               else "lower --images_per_class or --batch_size")
         raise UsageError(
-            f"a batch of {batch_size} with {images_per_class} images per class needs {groups} "
-            f"{kind} with at least {images_per_class} training images, but {collection.name} "
-            f"has {eligible}; lower --images_per_class or --batch_size")
+            f"a batch of {batch_size} with {images_per_class} images per class needs "
+            f"{2 if fewer_classes else groups} {kind} with at least "
+            f"{images_per_class} training images, but {collection.name} has {eligible}; {fix}")
     members = np.zeros((membership.shape[1], max(1, counts.max())), np.int32)
     for c in range(membership.shape[1]):
         rows = np.flatnonzero(membership[:, c])
@@ -310,7 +349,9 @@ def train_dataset(collection, indices, image_size, batch_size, images_per_class,
     ``images_per_class - 1`` positives and ``(P - 1) * images_per_class`` negatives in its
     batch. For multi-label data the batch is label-balanced: ``P`` labels, then
     ``images_per_class`` images carrying each. Classes are drawn uniformly (among those
-    with enough training images), images uniformly within a class.
+    with enough training images), images uniformly within a class. Where fewer than ``P``
+    (but at least two) classes have enough training images, each batch holds all of them,
+    ``images_per_class`` images each.
 
     Args:
         collection: a :class:`Collection`.
@@ -346,7 +387,7 @@ def train_dataset(collection, indices, image_size, batch_size, images_per_class,
     augment = _augmentation(augment)
     indices = _check_indices(collection, indices)
     members, counts, groups = _balanced_groups(collection, indices, batch_size,
-                                               images_per_class)
+                                               images_per_class, fewer_classes=True)
     table = tf.constant(_decode_table(collection, indices, image_size))
     return _balanced_batches(collection, indices, members, counts, groups, images_per_class,
                              _image_inputs(table, augment), seed, start_step, targets)
@@ -379,7 +420,7 @@ def feature_train_dataset(collection, indices, features, batch_size, images_per_
         raise UsageError(f"{len(features)} feature rows for {len(indices)} images; give one "
                          "row per index")
     members, counts, groups = _balanced_groups(collection, indices, batch_size,
-                                               images_per_class)
+                                               images_per_class, fewer_classes=True)
     table = tf.constant(np.asarray(features, np.float32))
     return _balanced_batches(collection, indices, members, counts, groups, images_per_class,
                              lambda positions, _: tf.gather(table, positions), seed,

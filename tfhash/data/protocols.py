@@ -318,6 +318,12 @@ def make_split(collection, protocol, seed=0, val_fraction=0.1):
         raise UsageError(f"--val_fraction must be in [0, 1), got {val_fraction}")
     rng = np.random.default_rng(seed)
     membership = collection.membership()
+    carried = np.flatnonzero(membership.any(axis=0))
+    if len(carried) < 2:
+        only = f" ({collection.class_names[carried[0]]!r})" if len(carried) else ""
+        raise UsageError(f"{collection.name} holds images of one class only{only}: codes are "
+                         "learnt from what tells classes apart, so training needs at least two "
+                         "(an image folder holds one subfolder per class: <root>/<class>/<image>)")
     everything = np.ones(len(collection), bool)
     query = _draw(protocol, "queries", protocol.queries, membership, everything, rng,
                   collection)
@@ -385,7 +391,7 @@ def _draw(protocol, what, amount, membership, available, rng, collection):
                     f"protocol {protocol.name} needs {per_class} {what} {of} {name!r} but "
                     f"only {len(candidates)} are left ({int(membership[:, c].sum())} images carry "
                     f"it in {collection.name}); use --protocol=fraction for a collection this "
-                    "small")
+                    "small (as configs/images.cfg does, for a folder of any size)")
             chosen[rng.choice(candidates, per_class, replace=False)] = True
         return np.flatnonzero(chosen)
     count = int(amount) if protocol.sampling == "total" else int(round(amount * len(pool)))
