@@ -229,6 +229,17 @@ def test_list_file_errors(tmp_path):
         data.load_collection("list", str(tmp_path))
 
 
+def test_an_image_or_a_binary_file_as_a_list_file_is_one_clear_error(tmp_path):
+    """``--data=query.jpg`` used to be read as text: a UnicodeDecodeError traceback."""
+    write_image(str(tmp_path / "query.jpg"), np.arange(108, dtype=np.uint8).reshape(6, 6, 3))
+    with pytest.raises(UsageError, match=r"query.jpg is an image, not a list file .* pass an "
+                                         r"image folder <root>/<class>/<image> or a list file"):
+        data.load_collection("list", str(tmp_path / "query.jpg"))
+    (tmp_path / "blob.txt").write_bytes(bytes(range(256)))
+    with pytest.raises(UsageError, match=r"blob.txt is not text, not a list file"):
+        data.load_collection("list", str(tmp_path / "blob.txt"))
+
+
 def test_nuswide21_reads_21_concepts(tmp_path):
     write_image(str(tmp_path / "x.jpg"), solid(5))
     write_image(str(tmp_path / "y.jpg"), solid(6))
@@ -255,3 +266,37 @@ def test_collection_checks_labels_against_images():
     with pytest.raises(UsageError, match=r"class ids must lie in \[0, 2\)"):
         data.Collection("mine", labels=np.array([0, 2]), class_names=["a", "b"],
                         item_ids=np.array(["0", "1"]), pixels=np.zeros((2, 4, 4, 3), np.uint8))
+
+
+# One class; a collection written out as a folder ------------------------------------------------
+
+def test_a_folder_of_one_class_is_told_to_add_classes_not_to_lower_the_batch(tmp_path):
+    for i in range(12):
+        write_image(str(tmp_path / "cats" / f"{i}.png"), solid(i))
+    collection = data.load_collection("folder", str(tmp_path))
+    with pytest.raises(UsageError, match=r"folder holds images of one class only \('cats'\): "
+                                         r".* at least two \(an image folder holds one "
+                                         r"subfolder per class: <root>/<class>/<image>\)"):
+        data.make_split(collection, "fraction")
+
+
+def test_write_folder_gives_back_the_same_images_and_labels(tmp_path):
+    digits = data.load_collection("digits")
+    picked = np.array([3, 0, 17, 1796])
+    assert sources.write_folder(digits, str(tmp_path / "d"), picked) == 4
+    folder = data.load_collection("folder", str(tmp_path / "d"))
+    assert folder.item_ids.tolist() == ["0/0000.png", "3/0003.png", "7/0017.png", "8/1796.png"]
+    by_index = {int(i.split("/")[1][:4]): n for n, i in enumerate(folder.item_ids)}
+    for i in picked:  # the same class (by name) and, PNG being lossless, the same pixels
+        n = by_index[i]
+        assert folder.class_names[folder.labels[n]] == digits.class_names[digits.labels[i]]
+        decoded = tf.io.decode_png(tf.io.read_file(folder.files[n]), channels=3).numpy()
+        np.testing.assert_array_equal(decoded, digits.pixels[i])
+    with pytest.raises(UsageError, match="exists and is not an empty directory"):
+        sources.write_folder(digits, str(tmp_path / "d"), picked)
+    assert len(os.listdir(tmp_path / "d" / "0")) == 1  # nothing overwritten
+    multi = data.Collection("multi", labels=np.array([[1, 1], [0, 1]], np.uint8),
+                            class_names=["a", "b"], item_ids=np.array(["m/0", "m/1"]),
+                            pixels=np.zeros((2, 4, 4, 3), np.uint8))
+    with pytest.raises(UsageError, match="multi is multi-label: an image has no one class"):
+        sources.write_folder(multi, str(tmp_path / "m"))

@@ -279,27 +279,34 @@ def _list_file(dataset, path, class_names=None):
     base = os.path.dirname(os.path.abspath(path))
     expected = len(class_names) if class_names else None
     item_ids, rows = [], []
-    with open(path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, 1):
-            tokens = line.split()
-            if not tokens:
-                continue
-            values = tokens[1:]
-            if expected is None:
-                expected = len(values)
-                if expected == 0:
-                    raise UsageError(f"line {line_no} of {path} has no labels; each line must be "
-                                     "'relative/path.jpg 0 1 … 0' (a path, then a 0/1 vector)")
-            if len(values) != expected:
-                source = (f"the {dataset} layout has {expected}" if class_names
-                          else f"the first line has {expected}")
-                raise UsageError(f"line {line_no} of {path} has {len(values)} label values, "
-                                 f"{source}; give every image a vector of the same length")
-            if any(v not in ("0", "1") for v in values):
-                raise UsageError(f"line {line_no} of {path}: label values must be 0 or 1, got "
-                                 f"{' '.join(values)}")
-            item_ids.append(tokens[0])
-            rows.append([v == "1" for v in values])
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.readlines()
+    except UnicodeDecodeError:
+        kind = "an image" if path.lower().endswith(IMAGE_EXTENSIONS) else "not text"
+        raise UsageError(f"{path} is {kind}, not a list file of 'relative/path.jpg 0 1 … 0' "
+                         "lines; pass an image folder <root>/<class>/<image> or a list "
+                         "file") from None
+    for line_no, line in enumerate(lines, 1):
+        tokens = line.split()
+        if not tokens:
+            continue
+        values = tokens[1:]
+        if expected is None:
+            expected = len(values)
+            if expected == 0:
+                raise UsageError(f"line {line_no} of {path} has no labels; each line must be "
+                                 "'relative/path.jpg 0 1 … 0' (a path, then a 0/1 vector)")
+        if len(values) != expected:
+            source = (f"the {dataset} layout has {expected}" if class_names
+                      else f"the first line has {expected}")
+            raise UsageError(f"line {line_no} of {path} has {len(values)} label values, "
+                             f"{source}; give every image a vector of the same length")
+        if any(v not in ("0", "1") for v in values):
+            raise UsageError(f"line {line_no} of {path}: label values must be 0 or 1, got "
+                             f"{' '.join(values)}")
+        item_ids.append(tokens[0])
+        rows.append([v == "1" for v in values])
     if not item_ids:
         raise UsageError(f"list file {path} is empty; add one 'relative/path.jpg 0 1 … 0' line "
                          "per image")
@@ -320,3 +327,52 @@ def _list_file(dataset, path, class_names=None):
         item_ids=np.array(item_ids),
         files=np.array(files),
     )
+
+
+def write_folder(collection, out, indices=None):
+    """Writes the images of ``collection`` (those at ``indices``, default all) as an image
+    folder ``out/<class>/<name>``: what ``--dataset=folder --data_dir=out`` reads back with the
+    same labels and, for lossless PNGs, the same pixels.
+
+    In-memory pixels (digits, TFDS CIFAR) become PNG files named after the item's index
+    (``0042.png``); encoded bytes (SUN397) and image files are written as they are, under
+    their own names. It is how the bundled digits become a folder of real images to try
+    ``configs/images.cfg`` or ``python -m tfhash.search --images`` on.
+
+    Returns:
+        The number of images written.
+
+    Raises:
+        UsageError: multi-label data (an image has no one class folder), an ``out`` that
+            exists and is not empty, or indices outside the collection.
+    """
+    if collection.multi_label:
+        raise UsageError(f"{collection.name} is multi-label: an image has no one class folder "
+                         "to go in; keep it as a list file")
+    if os.path.exists(out) and (not os.path.isdir(out) or os.listdir(out)):
+        raise UsageError(f"--out={out} exists and is not an empty directory; pass a new one "
+                         "(nothing is overwritten)")
+    indices = np.arange(len(collection)) if indices is None else np.asarray(
+        indices, np.int64).reshape(-1)
+    if indices.size and (indices.min() < 0 or indices.max() >= len(collection)):
+        raise UsageError(f"indices outside [0, {len(collection)}) of {collection.name}; pass "
+                         "the split of a run on this collection")
+    from PIL import Image
+
+    width = len(str(max(len(collection) - 1, 1)))
+    folders = [str(name).replace(os.sep, "_") or "_" for name in collection.class_names]
+    for i in indices:
+        folder = os.path.join(out, folders[collection.labels[i]])
+        os.makedirs(folder, exist_ok=True)
+        if collection.pixels is not None:
+            Image.fromarray(collection.pixels[i]).save(os.path.join(folder, f"{i:0{width}d}.png"))
+        elif collection.encoded is not None:
+            name = os.path.basename(str(collection.item_ids[i]))
+            with open(os.path.join(folder, f"{name}.jpg"), "wb") as f:
+                f.write(collection.encoded[i])
+        else:
+            import shutil
+
+            shutil.copyfile(collection.files[i], os.path.join(
+                folder, os.path.basename(collection.files[i])))
+    return len(indices)
