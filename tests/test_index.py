@@ -522,3 +522,28 @@ def test_milvus_delete_and_append_commit_together(encoded, tied, tmp_path, monke
     distances, positions = reference_topk(codes[5:], queries, 40)
     assert_hits_equal(index.search(queries, 40), distances, positions, ids[5:])
     index.close()
+
+
+@needs_milvus
+def test_a_milvus_lite_file_being_written_refuses_a_second_command_in_one_line(
+        encoded, tmp_path):
+    from tfhash import index as index_command
+
+    uri = str(tmp_path / "codes.db")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import time; from tfhash import retrieval; "
+         f"retrieval.lock_index(None, {uri!r}); retrieval.MilvusIndex({uri!r}); "
+         "print('open', flush=True); time.sleep(600)"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "open"
+        with pytest.raises(UsageError, match=f"Milvus Lite file {uri} is in use by pid "
+                                             f"{holder.pid}"):
+            index_command.build(str(encoded / "database"), backend="milvus", uri=uri)
+        with pytest.raises(UsageError, match="lets one process at a time open a file"):
+            retrieval.MilvusIndex(uri)  # a search
+    finally:
+        holder.kill()
+        holder.wait()
+    index, added, _ = index_command.build(str(encoded / "database"), backend="milvus", uri=uri)
+    assert added == index.size == 1200
+    index.close()
