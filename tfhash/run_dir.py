@@ -7,16 +7,19 @@
       checkpoints/best.keras    best validation MAP (best.keras.json: which epoch); with a frozen
                                 backbone the whole network, its head from best_head.keras
       features/                 cached backbone features (--freeze_backbone)
-      checkpoints/latest.keras  the last completed epoch, with the optimizer state: the state
-                                a run resumes from (latest.keras.json: how many epochs)
+      checkpoints/latest.keras  the last completed epoch, with the optimizer and random state:
+                                the state a run resumes from; the epoch is recorded inside it
+                                (CHECKPOINT_RECORD), latest.keras.json repeats it
       logs/                     TensorBoard
       history.csv               every loss term and val_map per epoch
       codes/                    query/database codes, labels, relaxed codes
       metrics.json              the final report (its presence: the run is finished)
       finished_at_<n>/          metrics.json and codes/ of a run later extended past n epochs
+      lock                      held by the command writing the run (tfhash.locking)
 
-The rules, in :meth:`RunDir.open`:
+The rules, in :meth:`RunDir.lock` and :meth:`RunDir.open`:
 
+* One command at a time: it holds the directory's lock, and a second is refused, naming it.
 * A directory where no epoch has completed holds nothing worth keeping: whatever a failed
   start left (flags, a split, empty checkpoint folders) is replaced by the new command's, so a
   corrected command always goes through.
@@ -26,7 +29,9 @@ The rules, in :meth:`RunDir.open`:
   ``changes.json`` with the epoch it took effect at.
 * A finished run is reported, not retrained; asked for more epochs than it has, it is
   extended: its report and codes move to ``finished_at_<n>/`` and training continues.
-* A directory holding anything that is not a tfhash run is refused, never written into.
+* A directory holding anything that is not a tfhash run is refused, never written into; so is
+  a run whose files are damaged or missing (flags.json, the latest checkpoint, metrics.json),
+  named with the fix. Where it is does not matter: a moved run directory resumes.
 """
 
 import json
