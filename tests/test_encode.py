@@ -161,3 +161,30 @@ def test_existing_codes_are_never_overwritten_silently(export_dir, folder, tmp_p
     assert len(np.load(out / "all_codes.npy")) == 2
     # Image files are named by their paths, for an index or a gallery.
     assert np.load(out / "all_paths.npy")[0] == os.path.abspath(folder / second["item_ids"][0])
+
+
+def test_one_image_as_data_is_one_line_pointing_to_search(export_dir, folder, tmp_path):
+    """``--data=query.jpg`` was read as a list file: a 31-line UnicodeDecodeError."""
+    result = run_cli(f"--model={export_dir}", f"--data={folder / 'cat' / '1.jpg'}",
+                     f"--out={tmp_path / 'codes'}")
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"error: --data={folder / 'cat' / '1.jpg'} is one image; encode takes an image folder "
+        "(<root>/<class>/<image>) or a list file. To find the images nearest to it: python -m "
+        f"tfhash.search --index=<index> --images={folder / 'cat' / '1.jpg'} --model=<model>"]
+    assert not (tmp_path / "codes").exists()
+
+
+def test_redirected_output_has_no_progress_bar_codes_and_the_info_names_bits_and_classes(
+        export_dir, folder, tmp_path):
+    result = run_cli(f"--model={export_dir}", f"--data={folder}", f"--out={tmp_path}",
+                     "--batch_size=2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "\x1b" not in result.stdout and "\r" not in result.stdout  # no colours, no redraws
+    assert result.stdout.splitlines() == [
+        f"5 images → {BITS}-bit packed codes: {tmp_path / 'all'}_{{codes,labels,item_ids}}.npy"]
+    info = json.loads((tmp_path / "all_info.json").read_text())
+    assert (info["bits"], info["class_names"], info["count"]) == (BITS, ["cat", "dog"], 5)
+    assert info["multi_label"] is False and info["data"] == str(folder)
+    again = run_cli(f"--model={export_dir}", f"--data={folder}", f"--out={tmp_path}")
+    assert again.returncode == 2 and "already exists" in again.stderr

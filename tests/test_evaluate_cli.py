@@ -242,3 +242,41 @@ def test_the_gallery_shows_the_first_queries_with_their_results(tmp_path):
     os.remove(tmp_path / "database_paths.npy")
     result = run(*args, "--gallery", f"--out={tmp_path / 'again'}")
     assert result.returncode == 2 and "--gallery needs the image paths of --db_codes" in result.stderr
+
+
+def test_the_gallery_spreads_its_queries_over_the_classes():
+    """A split sorted by class drew its first 8 queries, all of class 0 (identical rows)."""
+    from tfhash.evaluate import spread_queries
+
+    labels = np.repeat([2, 0, 1], [5, 9, 2])  # queries in class order, classes of every size
+    chosen = spread_queries(labels, 8)
+    assert chosen.tolist() == [5, 14, 0, 6, 15, 1, 7, 2]
+    assert [labels[q] for q in chosen[:3]] == [0, 1, 2]  # every class before a second of any
+    multi = np.array([[0, 1, 1], [0, 1, 0], [1, 0, 0], [0, 0, 1]])  # by the first label
+    assert spread_queries(multi, 3).tolist() == [2, 0, 3]
+
+
+def test_encodes_packed_codes_need_no_bits_and_disagreeing_lengths_are_refused(files,
+                                                                              tmp_path):
+    """The code length of encode's packed codes comes from its <name>_info.json."""
+    arrays = files["arrays"]
+    for name, codes, labels in (("query", "q32", "ql"), ("database", "d32", "dl")):
+        np.save(tmp_path / f"{name}_codes.npy", arrays[codes])
+        np.save(tmp_path / f"{name}_labels.npy", arrays[labels])
+        (tmp_path / f"{name}_info.json").write_text(json.dumps({"bits": 32}))
+    args = [f"--query_codes={tmp_path / 'query_codes.npy'}",
+            f"--query_labels={tmp_path / 'query_labels.npy'}",
+            f"--db_codes={tmp_path / 'database_codes.npy'}",
+            f"--db_labels={tmp_path / 'database_labels.npy'}", "--metrics=map", "--noplots"]
+    result = run(*args, f"--out={tmp_path / 'report'}")
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "report" / "metrics.json").read_text())
+    expected = evaluation.evaluate_codes(arrays["q32"], arrays["ql"], arrays["d32"],
+                                         arrays["dl"], bits=32, metrics=["map"])
+    assert report["data"]["bits"] == 32 and report["map"] == expected["map"]
+    (tmp_path / "database_info.json").write_text(json.dumps({"bits": 30}))
+    result = run(*args, f"--out={tmp_path / 'again'}")
+    assert result.returncode == 2 and result.stderr.splitlines() == [
+        f"error: {tmp_path / 'query_codes.npy'} and {tmp_path / 'database_codes.npy'} hold "
+        "codes of different lengths (30 and 32 bits, by encode's _info.json); score codes of "
+        "one model"]

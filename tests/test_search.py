@@ -171,6 +171,8 @@ def test_gallery_frames_relevant_results_green_and_others_red(collection, tmp_pa
      "tfhash.index"),
     (["--index={index}", "--images={bad}"], "error: --images needs --model"),
     (["--index={index}"], "error: give exactly one of --query_codes"),
+    (["--index={index}", "--query_codes={codes}", "--gallery={gallery}", "--gallery_queries=0"],
+     "error: --gallery_queries must be at least 1, got 0"),
     (["--index=http://127.0.0.1:1", "--query_codes={codes}", "--timeout=2"],
      "error: Milvus at http://127.0.0.1:1 does not answer within 2 s"),
 ])
@@ -184,12 +186,12 @@ def test_cli_bad_input_is_one_line_and_exit_2(collection, export_dir, tmp_path, 
     (tmp_path / "bad.png").write_text("not an image")
     fill = {"index": collection["index"], "codes": collection["codes_dir"] / "db_codes.npy",
             "wide": tmp_path / "wide.npy", "plain": plain, "bad": tmp_path / "bad.png",
-            "model": export_dir}
+            "model": export_dir, "gallery": tmp_path / "g.png"}
     result = run_search(*[a.format(**fill) for a in args], f"--out={tmp_path / 'r.json'}")
     assert result.returncode == 2, result.stderr[-3000:]
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(message.format(**fill)), lines
-    assert not (tmp_path / "r.json").exists()
+    assert not (tmp_path / "r.json").exists() and not (tmp_path / "g.png").exists()
 
 
 def test_images_the_model_cannot_take(export_dir, collection, tmp_path):
@@ -206,3 +208,101 @@ def test_image_files_lists_folders_recursively_and_refuses_missing(collection):
     assert len(files) == 24 and files == sorted(files)
     with pytest.raises(UsageError, match="does not exist"):
         retrieval.image_files(str(collection["root"] / "nope.png"))
+
+
+# The index built by the command's function from encode's output ------------------------------
+
+@pytest.fixture(scope="module")
+def built(collection, tmp_path_factory):
+    """The collection's codes indexed by ``tfhash.index.build`` from encode's --out: the code
+    length and the class names come from encode's db_info.json."""
+    from tfhash import index as index_command
+
+    out = str(tmp_path_factory.mktemp("built") / "index")
+    index_command.build(str(collection["codes_dir"]), out)
+    return out
+
+
+def test_an_index_of_encode_output_knows_its_bits_and_class_names(built):
+    """12-bit codes fill 2 bytes: the index said "2-byte codes (up to 16 bits)", results.json
+    "bits": null."""
+    from tfhash.index import read_class_names
+
+    index = retrieval.open_index(built)
+    assert index.bits == BITS
+    assert index.describe() == f"faiss: 24 items, {BITS}-bit codes"
+    assert read_class_names(built) == ["cat", "dog", "owl"]
+
+
+def test_query_images_in_a_class_folder_are_labelled_framed_and_captioned(built, collection,
+                                                                          export_dir, tmp_path):
+    stray = tmp_path / "mine" / "x.png"  # a folder that names no class: no label, grey frames
+    stray.parent.mkdir()
+    stray.write_bytes((collection["root"] / "owl" / "1.png").read_bytes())
+    out, picture = tmp_path / "r.json", tmp_path / "g.png"
+    result = run_search(f"--index={built}", f"--images={collection['root'] / 'dog'},{stray}",
+                        f"--model={export_dir}", "--k=4", f"--out={out}", f"--gallery={picture}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["bits"] == BITS and report["class_names"] == ["cat", "dog", "owl"]
+    assert [q.get("labels") for q in report["queries"]] == [[1]] * 8 + [None]
+    from PIL import Image
+
+    with Image.open(picture) as image:
+        pixels = np.asarray(image.convert("RGB")).reshape(-1, 3).astype(int)
+    framed = [np.mean(np.abs(pixels - [int(c[i:i + 2], 16) for i in (1, 3, 5)]).sum(axis=1) < 30)
+              for c in (gallery.GREEN, gallery.RED)]
+    assert sum(framed) > 0.002  # the dog queries' results are framed green or red, not grey
+
+
+def test_existing_results_and_gallery_are_refused_unless_overwrite(built, collection,
+                                                                   tmp_path):
+    out, picture = tmp_path / "r.json", tmp_path / "g.png"
+    out.write_text("earlier results")
+    args = [f"--index={built}", f"--query_codes={collection['codes_dir'] / 'db_codes.npy'}",
+            "--k=3", f"--out={out}"]
+    result = run_search(*args)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"error: --out={out} already exists; pass another name, or --overwrite to replace"]
+    assert out.read_text() == "earlier results"
+    out.unlink()
+    picture.write_bytes(b"earlier picture")
+    result = run_search(*args, f"--gallery={picture}")
+    assert result.returncode == 2 and result.stderr.splitlines() == [
+        f"error: --gallery={picture} already exists; pass another name, or --overwrite to "
+        "replace"]
+    assert not out.exists() and picture.read_bytes() == b"earlier picture"
+    result = run_search(*args, f"--gallery={picture}", "--overwrite")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads(out.read_text())["k"] == 3 and picture.read_bytes()[:8] == PNG_MAGIC
+
+
+def test_index_kind_of_an_existing_index_is_refused_not_ignored(built, collection, tmp_path):
+    import shutil
+
+    copy = tmp_path / "index"
+    shutil.copytree(built, copy)
+    manifest = (copy / retrieval.MANIFEST).read_text()
+    result = subprocess.run(
+        [sys.executable, "-m", "tfhash.index", f"--codes={collection['codes_dir']}",
+         f"--out={copy}", "--kind=multihash"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"error: --kind=multihash: {copy} holds a flat index (faiss: 24 items, {BITS}-bit "
+        "codes), which an append keeps; build the new kind in a new --out, or drop the flag "
+        "to append"]
+    assert (copy / retrieval.MANIFEST).read_text() == manifest
+    from tfhash import index as index_command
+
+    with pytest.raises(UsageError, match="--nflip=2: .* holds a flat index"):
+        index_command.build(str(collection["codes_dir"]), str(copy), nflip=2)
+    mixed = tmp_path / "codes"
+    mixed.mkdir()
+    for part in ("codes", "labels", "item_ids"):
+        shutil.copy(collection["codes_dir"] / f"db_{part}.npy", mixed / f"other_{part}.npy")
+    info = json.loads((collection["codes_dir"] / "db_info.json").read_text())
+    (mixed / "other_info.json").write_text(json.dumps(dict(info, class_names=["a", "b", "c"])))
+    with pytest.raises(UsageError, match="--codes name their 3 classes a, b, c… but the index"):
+        index_command.build(str(mixed), str(copy), replace=True)
+    assert (copy / retrieval.MANIFEST).read_text() == manifest

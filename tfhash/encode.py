@@ -12,17 +12,22 @@ version under ``--model`` — in batches, with a progress bar, and writes
     <out>/<name>_labels.npy     labels, int [N] or multi-hot [N, C]
     <out>/<name>_item_ids.npy   the collection's item ids [N]
     <out>/<name>_paths.npy      absolute image paths [N] (image folders and list files)
+    <out>/<name>_info.json      the code length K, the class names, the model and the data
 
 where ``<name>`` is ``--name``, by default the stem of ``--indices`` ("query",
 "database") or ``all``. Encoding a run's query and database splits gives what
-``python -m tfhash.evaluate`` scores (with ``--bits=K``: the codes are packed). Files of
-the same names already in ``--out`` are refused unless ``--overwrite``.
+``python -m tfhash.evaluate`` scores (packed codes: it reads K from ``<name>_info.json``, or
+``--bits=K``); ``python -m tfhash.index`` reads K and the class names from it too. Files of
+the same names already in ``--out`` are refused unless ``--overwrite``. The progress bar is
+drawn on a terminal only; redirected output gets the summary lines alone.
 
 Images are decoded and resized by ``tfhash.data.eval_dataset``, the pipeline
 used at training time.
 """
 
+import json
 import os
+import sys
 
 from absl import flags
 
@@ -58,6 +63,11 @@ def collection_source(data, data_dir=None):
         raise UsageError("--data is required: a dataset name, an image folder or a list file")
     if os.path.isdir(data):
         return "folder", data
+    if os.path.isfile(data) and data.lower().endswith(sources.IMAGE_EXTENSIONS):
+        raise UsageError(f"--data={data} is one image; encode takes an image folder "
+                         "(<root>/<class>/<image>) or a list file. To find the images nearest "
+                         "to it: python -m tfhash.search --index=<index> --images="
+                         f"{data} --model=<model>")
     if os.path.isfile(data):
         return "list", data
     if data not in sources.DATASETS or data in ("folder", "list"):
@@ -68,6 +78,23 @@ def collection_source(data, data_dir=None):
 
 
 _OUTPUTS = ("codes", "labels", "item_ids", "paths")
+INFO = "info.json"  # <name>_info.json
+
+
+def read_info(codes_path):
+    """The ``<name>_info.json`` beside encode's ``<name>_codes.npy`` (``bits``, ``class_names``,
+    ``model``, ``data``), or ``{}`` where there is none (codes from elsewhere)."""
+    if not str(codes_path).endswith("_codes.npy"):
+        return {}
+    path = str(codes_path)[:-len("codes.npy")] + INFO
+    try:
+        with open(path) as f:
+            info = json.load(f)
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as e:
+        raise UsageError(f"{path} is not readable JSON ({e}); encode the images again") from None
+    return info if isinstance(info, dict) else {}
 
 
 def encode_collection(model, data, out, data_dir=None, indices=None, name=None,
@@ -114,8 +141,9 @@ def encode_collection(model, data, out, data_dir=None, indices=None, name=None,
         os.path.splitext(os.path.basename(p))[0] if p else "all" for p in index_files]
     if len(set(names)) < len(names):
         raise UsageError(f"--indices files {index_files} share a name; rename one")
-    existing = [f"{os.path.join(out, n)}_{key}.npy" for n in names for key in _OUTPUTS
-                if os.path.exists(f"{os.path.join(out, n)}_{key}.npy")]
+    existing = [path for n in names
+                for path in [f"{os.path.join(out, n)}_{key}.npy" for key in _OUTPUTS]
+                + [f"{os.path.join(out, n)}_{INFO}"] if os.path.exists(path)]
     if existing and not overwrite:
         raise UsageError(f"{existing[0]} already exists; pass another --out or --name, or "
                          "--overwrite to replace it")
@@ -146,9 +174,10 @@ def encode_collection(model, data, out, data_dir=None, indices=None, name=None,
 
     results = []
     os.makedirs(out, exist_ok=True)
+    # Keras's bar writes colour codes and redraws with carriage returns: for a terminal only.
+    bar = verbose and sys.stdout.isatty()
     for part, order in zip(names, orders):
-        progress = keras.utils.Progbar(len(order), unit_name="image",
-                                       verbose=1 if verbose else 0)
+        progress = keras.utils.Progbar(len(order), unit_name="image", verbose=1 if bar else 0)
         codes = []
         for images, _ in tfhash_data.eval_dataset(collection, order, image_size, batch_size):
             codes.append(encode(images=images)["packed"].numpy())
@@ -163,6 +192,11 @@ def encode_collection(model, data, out, data_dir=None, indices=None, name=None,
         prefix = os.path.join(out, part)
         for key, array in result.items():
             np.save(f"{prefix}_{key}.npy", array)
+        info = {"bits": int(bits), "class_names": [str(c) for c in collection.class_names],
+                "multi_label": bool(collection.multi_label), "count": len(order),
+                "model": os.path.abspath(version_dir), "data": data}
+        with open(f"{prefix}_{INFO}", "w") as f:
+            json.dump(info, f, indent=1)
         results.append(dict(result, bits=bits, prefix=prefix))
     return results if several else results[0]
 

@@ -1,7 +1,8 @@
 r"""Score binary codes from ``.npy`` files: ``python -m tfhash.evaluate``.
 
-    python -m tfhash.evaluate --query_codes=q.npy --query_labels=ql.npy \
-        --db_codes=d.npy --db_labels=dl.npy \
+    python -m tfhash.evaluate --query_codes=codes/query_codes.npy \
+        --query_labels=codes/query_labels.npy --db_codes=codes/database_codes.npy \
+        --db_labels=codes/database_labels.npy --bits=12 \
         --metrics=map,map@1000,p@k,p@r2,pr --ties=average --out=report/
 
 writes ``report/metrics.json`` (the report of
@@ -11,6 +12,11 @@ lengths (comma-separated ``--query_codes`` and ``--db_codes``, paired in order,
 sharing the label files), ``metrics.json`` holds ``{"reports": [...]}``, one per
 length, and two more plots show precision within radius 2 and MAP against the
 number of bits (the LSDH paper's Fig. 5).
+
+Packed codes (``python -m tfhash.encode``'s) need their length K: ``--bits=12``, or
+without it the ``<name>_info.json`` that encode writes beside them. ``--gallery`` draws
+queries of every class in turn (one of each before a second of any), captioned with the class
+names encode recorded.
 
 Imports NumPy, SciPy and absl only (matplotlib for plots); never TensorFlow.
 See ``docs/evaluation.md``.
@@ -39,7 +45,8 @@ def define_flags():
     flags.DEFINE_string("query_labels", None, "Query labels .npy: class ids [Q] or multi-hot [Q, C].")
     flags.DEFINE_string("db_labels", None, "Database labels .npy: class ids [N] or multi-hot [N, C].")
     flags.DEFINE_list("bits", [], "Code length of packed uint8 codes, one per code file (0 for a file "
-                      "of ±1 or 0/1 codes); leave unset when no file is packed.")
+                      "of ±1 or 0/1 codes); unset: encode's <name>_info.json beside packed "
+                      "codes says it, and other files are not packed.")
     flags.DEFINE_list("metrics", list(evaluation.DEFAULT_METRICS), "Metrics: map, map@K, wap, wap@K, "
                       "ndcg@K, acg@K, p@k (precision/recall@k curves), p@rR (hash lookup within "
                       "radius R), pr (precision-recall over radii). Unset with a real-valued "
@@ -68,10 +75,10 @@ def define_flags():
                          "already in --out; the earlier one's files are removed first, so the two "
                          "are never mixed.")
     flags.DEFINE_boolean("plots", True, "Write PNG plots.")
-    flags.DEFINE_boolean("gallery", False, "Also draw gallery.png: the first queries' images with "
-                         "their top results, relevant ones framed green, others red. Needs the "
-                         "image paths that encode writes beside the codes (<name>_paths.npy, for "
-                         "image folders and list files).")
+    flags.DEFINE_boolean("gallery", False, "Also draw gallery.png: queries of every class in turn, "
+                         "with their top results, relevant ones framed green, others red. Needs "
+                         "the image paths that encode writes beside the codes "
+                         "(<name>_paths.npy, for image folders and list files).")
 
 _CONVENTION_FLAGS = ("ties", "ap_denominator", "empty_queries", "empty_ball", "gain")
 
@@ -99,10 +106,41 @@ def _code_files():
         raise UsageError(f"--bits has {len(FLAGS.bits)} values for {len(FLAGS.query_codes)} code "
                          "files; give one per file, or none for unpacked codes")
     try:
-        bits = [int(b) or None for b in FLAGS.bits] or [None] * len(FLAGS.query_codes)
+        bits = [int(b) or None for b in FLAGS.bits]
     except ValueError:
         raise UsageError(f"--bits must be integers, got {FLAGS.bits}") from None
+    bits = bits or [_encoded_bits(q, d) for q, d in zip(FLAGS.query_codes, FLAGS.db_codes)]
     return list(zip(FLAGS.query_codes, FLAGS.db_codes, bits))
+
+
+def _encoded_bits(query_path, db_path):
+    """K from encode's ``<name>_info.json`` beside the codes, or ``None`` (not encode's)."""
+    from tfhash.encode import read_info
+
+    found = {read_info(path).get("bits") for path in (query_path, db_path)} - {None}
+    if len(found) > 1:
+        raise UsageError(f"{query_path} and {db_path} hold codes of different lengths "
+                         f"({' and '.join(map(str, sorted(found)))} bits, by encode's "
+                         "_info.json); score codes of one model")
+    return found.pop() if found else None
+
+
+def spread_queries(labels, count):
+    """Positions of up to ``count`` queries taken from each class in turn — one of every
+    class before a second of any, in query order within a class (a multi-label query counts
+    for its first label): the gallery shows the classes, not the first rows of a split
+    sorted by class.
+
+    >>> spread_queries(np.array([0, 0, 0, 1, 1, 2]), 4).tolist()
+    [0, 3, 5, 1]
+    """
+    labels = np.asarray(labels)
+    first = labels if labels.ndim == 1 else np.argmax(labels, axis=1)
+    rank = np.zeros(len(first), np.int64)
+    for c in np.unique(first):
+        members = np.flatnonzero(first == c)
+        rank[members] = np.arange(len(members))
+    return np.lexsort((first, rank))[:count]
 
 
 def _metrics():
@@ -138,25 +176,26 @@ def _paths_beside(codes_path, flag):
 
 
 def _gallery(query_codes, query_labels, db_codes, db_labels, bits, query_paths, db_paths, out,
-             queries=8, k=8):
-    """Draws ``out/gallery.png``: the first ``queries`` queries and their top ``k`` results by
-    Hamming distance (ties in database order, as ``tfhash.search``)."""
+             queries=8, k=8, class_names=None):
+    """Draws ``out/gallery.png``: ``queries`` queries spread over the classes
+    (:func:`spread_queries`) and their top ``k`` results by Hamming distance (ties in
+    database order, as ``tfhash.search``)."""
     from tfhash import gallery, retrieval
 
+    chosen = spread_queries(query_labels, queries)
     space = distances.Hamming(db_codes, bits)
-    rows = space(space.prepare(query_codes[:queries], "query_codes")).astype(np.int64)
+    rows = space(space.prepare(query_codes[chosen], "query_codes")).astype(np.int64)
+    db_sets, query_sets = retrieval.label_sets(db_labels), retrieval.label_sets(query_labels)
     hits, relevant = [], []
-    for q, row in enumerate(rows):
+    for q, row in zip(chosen, rows):
         top = np.argsort(row, kind="stable")[:k]
         hits.append(retrieval.Hits(distances=row[top], positions=top, item_ids=db_paths[top],
-                                   paths=db_paths[top], labels=None))
-        if query_labels.ndim == 1:
-            relevant.append(list(db_labels[top] == query_labels[q]))
-        else:
-            relevant.append(list(db_labels[top] @ query_labels[q] > 0))
-    titles = [(query_paths[q], f"query {q}") for q in range(len(rows))]
+                                   paths=db_paths[top], labels=[db_sets[i] for i in top]))
+        relevant.append(gallery.relevance(query_sets[q], hits[-1].labels))
+    titles = [(query_paths[q], f"query {q}") for q in chosen]
     return gallery.draw_gallery(os.path.join(out, "gallery.png"), titles, hits, relevant,
-                                max_results=k)
+                                max_results=k, class_names=class_names,
+                                query_labels=[query_sets[q] for q in chosen])
 
 
 def _summary(report):
@@ -205,10 +244,12 @@ def main(argv):
         written += plots.save_plots(reports, FLAGS.out)
     if FLAGS.gallery:
         query_path, db_path, bits = files[0]
+        from tfhash.encode import read_info
+
         written.append(_gallery(cli.load_array(query_path, "query_codes"), query_labels,
                                 cli.load_array(db_path, "db_codes"), db_labels, bits,
-                                *gallery_paths,
-                                FLAGS.out))
+                                *gallery_paths, FLAGS.out,
+                                class_names=read_info(db_path).get("class_names")))
     print("wrote " + ", ".join(written))
 
 

@@ -1,11 +1,12 @@
 """The retrieval gallery: each query image with its top results, relevant ones framed green.
 
 One row per query: the query image (framed black), then its results in rank
-order, each titled with its rank and Hamming distance and framed green when it
-shares a label with the query, red when it shares none, grey when either has
-no labels. An image that cannot be read (a path that is not on this machine)
-is drawn as a grey tile with its item id. It is the figure people look at
-first to judge a hashing model.
+order, each titled with its rank and Hamming distance, captioned with its class
+names (when known) and framed green when it shares a label with the query, red
+when it shares none, grey when either has no labels. An image that cannot be
+read (a path that is not on this machine) is drawn as a grey tile with its item
+id. It is the figure people look at first to judge a hashing model, so its text
+is set at 9-10 points on tiles of 128 pixels, readable at the PNG's own size.
 
 Drawn with matplotlib on its Agg canvas (no GUI backend, no pyplot state);
 images are read with Pillow, which matplotlib depends on.
@@ -24,6 +25,19 @@ import numpy as np
 from tfhash.errors import UsageError
 
 GREEN, RED, GREY, BLACK = "#1a9850", "#d73027", "#9e9e9e", "#000000"
+FONT = 9  # points; at the PNG's 100 dpi about 12 pixels high
+
+
+def label_names(labels, class_names):
+    """``"cat"`` (or ``"sea+sunset"``) for label ids and the class names; ``""`` without.
+
+    >>> label_names([2, 0], ["sea", "sky", "sunset"])
+    'sunset+sea'
+    """
+    if labels is None or not class_names:
+        return ""
+    return "+".join(str(class_names[i]) if 0 <= i < len(class_names) else str(i)
+                    for i in labels)
 
 
 def relevance(query_labels, hit_labels):
@@ -56,24 +70,26 @@ def _thumbnail(path, size):
         return None
 
 
-def _cell(axes, path, title, colour, size, label):
+def _cell(axes, path, title, colour, size, label, caption=""):
     pixels = _thumbnail(path, size) if path else None
     if pixels is None:
         axes.imshow(np.full((size, size, 3), 225, np.uint8))
         axes.text(size / 2, size / 2, os.path.basename(str(label))[:14], ha="center",
-                  va="center", fontsize=6, wrap=True)
+                  va="center", fontsize=FONT - 1, wrap=True)
     else:
         axes.imshow(pixels)
     axes.set_xticks([])
     axes.set_yticks([])
     for spine in axes.spines.values():
         spine.set_edgecolor(colour)
-        spine.set_linewidth(3.5)
-    axes.set_title(title, fontsize=7, pad=2)
+        spine.set_linewidth(4)
+    axes.set_title(title, fontsize=FONT + 1, pad=3)
+    if caption:
+        axes.set_xlabel(caption[:18], fontsize=FONT, labelpad=2)
 
 
 def draw_gallery(path, queries, hits, relevant=None, max_queries=10, max_results=10,
-                 thumbnail=96):
+                 thumbnail=128, class_names=None, query_labels=None):
     """Draws queries and their results into a PNG at ``path``; returns ``path``.
 
     Args:
@@ -83,6 +99,8 @@ def draw_gallery(path, queries, hits, relevant=None, max_queries=10, max_results
         relevant: one list of bools (or ``None``) per query, from :func:`relevance`.
         max_queries, max_results: rows and result columns drawn.
         thumbnail: pixels per tile.
+        class_names: the names of the label ids, to caption each image with its classes.
+        query_labels: one list of label ids (or ``None``) per query, for its caption.
     """
     from tfhash.evaluation import plots
 
@@ -94,12 +112,15 @@ def draw_gallery(path, queries, hits, relevant=None, max_queries=10, max_results
         raise UsageError("no queries to draw in the gallery")
     rows = min(len(hits), max_queries)
     columns = 1 + max(1, min(max(len(h) for h in hits[:rows]), max_results))
-    figure = Figure(figsize=(1.15 * columns, 1.3 * rows))
+    inches = thumbnail / 100  # a tile at the saved 100 dpi
+    figure = Figure(figsize=(columns * (inches + 0.25), rows * (inches + 0.6)))
     FigureCanvasAgg(figure)
     grid = figure.subplots(rows, columns, squeeze=False)
     for row in range(rows):
         query_path, query_title = queries[row]
-        _cell(grid[row, 0], query_path, query_title, BLACK, thumbnail, query_title)
+        query_label = None if query_labels is None else query_labels[row]
+        _cell(grid[row, 0], query_path, query_title, BLACK, thumbnail, query_title,
+              label_names(query_label, class_names))
         marks = relevant[row] if relevant is not None else None
         found = hits[row]
         for column in range(1, columns):
@@ -109,10 +130,12 @@ def draw_gallery(path, queries, hits, relevant=None, max_queries=10, max_results
                 axes.axis("off")
                 continue
             colour = GREY if marks is None else (GREEN if marks[rank] else RED)
+            caption = label_names(None if found.labels is None else found.labels[rank],
+                                  class_names)
             _cell(axes, found.paths[rank], f"{rank + 1}: d={int(found.distances[rank])}",
-                  colour, thumbnail, found.item_ids[rank])
-    figure.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.95, wspace=0.08,
-                           hspace=0.3)
+                  colour, thumbnail, found.item_ids[rank], caption)
+    figure.subplots_adjust(left=0.01, right=0.99, bottom=0.03, top=0.97, wspace=0.12,
+                           hspace=0.45)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     figure.savefig(path, dpi=100)
     return path

@@ -23,6 +23,7 @@ as it was. See ``docs/search.md``.
 Imports NumPy and the engine's client only; never TensorFlow.
 """
 
+import json
 import os
 
 from absl import flags
@@ -56,7 +57,8 @@ def define_flags():
     flags.DEFINE_float("timeout", 10.0, "Seconds to wait for a Milvus server to answer.")
     flags.DEFINE_enum("kind", "flat", ["flat", "multihash"], "faiss index: flat (exact "
                       "IndexBinaryFlat) or multihash (IndexBinaryMultiHash, for radius search; "
-                      "top-k stays exact). Only for a new index.")
+                      "top-k stays exact). Only for a new index: an existing index of another "
+                      "kind is refused, never silently kept.")
     flags.DEFINE_integer("nhash", None, "multihash: number of hash tables (default K // 16).")
     flags.DEFINE_integer("hash_bits", None, "multihash: bits per table (default K // nhash).")
     flags.DEFINE_integer("nflip", None, "multihash: bits flipped per table when probing "
@@ -82,8 +84,46 @@ def read_ids(value):
     return [v for v in value.split(",") if v]
 
 
+CLASS_NAMES = "class_names.json"  # in --out: the names of the label ids, from encode's info
+
+
+def read_class_names(directory):
+    """The class names an index directory records (``class_names.json``), or ``None``."""
+    path = os.path.join(directory, CLASS_NAMES) if directory else None
+    if not path or not os.path.isfile(path):
+        return None
+    try:
+        with open(path) as f:
+            names = json.load(f)
+    except (OSError, ValueError):
+        return None  # only the gallery's captions and query labels depend on it
+    return names if isinstance(names, list) else None
+
+
+def _check_class_names(out, exists, items):
+    """Refuses codes whose class names differ from those the index holds (their label ids
+    would mean other classes)."""
+    held = read_class_names(out) if exists else None
+    if held and items is not None and items.class_names and items.class_names != held:
+        raise UsageError(f"--codes name their {len(items.class_names)} classes "
+                         f"{', '.join(items.class_names[:4])}… but the index at {out} holds "
+                         f"codes of the classes {', '.join(held[:4])}… (another collection, whose "
+                         "label ids mean other classes); add codes of the same collection, or "
+                         "build a new index in another --out")
+
+
+def _write_class_names(out, items):
+    if not out or items is None or not items.class_names:
+        return
+    path = os.path.join(out, CLASS_NAMES)
+    partial = os.path.join(out, f".partial-{os.getpid()}-{CLASS_NAMES}")
+    with open(partial, "w") as f:
+        json.dump(list(items.class_names), f)
+    os.replace(partial, path)
+
+
 def build(codes=None, out=None, backend="faiss", uri=None, collection="tfhash", name=None,
-          image_root=None, bits=None, kind="flat", nhash=None, hash_bits=None, nflip=None,
+          image_root=None, bits=None, kind=None, nhash=None, hash_bits=None, nflip=None,
           delete=None, replace=False, timeout=10.0):
     """Creates or updates an index; the command's work, callable from Python.
 
@@ -93,7 +133,8 @@ def build(codes=None, out=None, backend="faiss", uri=None, collection="tfhash", 
         backend: ``"faiss"`` or ``"milvus"``.
         uri, collection, timeout: the Milvus server and collection.
         name, image_root, bits: see :func:`tfhash.retrieval.read_encoded`.
-        kind, nhash, hash_bits, nflip: the FAISS index type, for a new index.
+        kind, nhash, hash_bits, nflip: the FAISS index type, for a new index (default
+            ``"flat"``); given for an existing index of another kind, refused.
         delete: item ids to delete first.
         replace: re-add items already in the index.
 
@@ -128,15 +169,25 @@ def build(codes=None, out=None, backend="faiss", uri=None, collection="tfhash", 
                 raise UsageError(f"{out} points to {manifest['collection']!r} at {manifest['uri']}; "
                                  "pass those --uri and --collection, or a new --out")
         items = None if codes is None else retrieval.read_encoded(codes, name, image_root, bits)
+        _check_class_names(out, exists, items)
 
         if backend == "faiss":
             if exists:
                 index = retrieval.FaissIndex.load(out)
+                settings = {"kind": kind, "nhash": nhash, "hash_bits": hash_bits,
+                            "nflip": nflip}
+                held = dict(index.multihash or {}, kind=index.kind)
+                changed = [f"--{k}={v}" for k, v in settings.items()
+                           if v is not None and held.get(k) != v]
+                if changed:
+                    raise UsageError(f"{' '.join(changed)}: {out} holds a {index.kind} index "
+                                     f"({index.describe()}), which an append keeps; build the "
+                                     "new kind in a new --out, or drop the flag to append")
             elif items is None:
                 raise UsageError(f"--out={out} is not an index yet; --delete needs an existing one")
             else:
-                index = retrieval.FaissIndex(items.bits, kind, nhash, hash_bits, nflip,
-                                             code_bytes=items.codes.shape[1])
+                index = retrieval.FaissIndex(items.bits, kind or "flat", nhash, hash_bits,
+                                             nflip, code_bytes=items.codes.shape[1])
         else:
             index = retrieval.MilvusIndex(uri, collection, timeout)
             if not index.exists():
@@ -156,6 +207,7 @@ def build(codes=None, out=None, backend="faiss", uri=None, collection="tfhash", 
             index.save(out)
         elif out:
             index.save_pointer(out)
+        _write_class_names(out, items)
         return index, 0 if items is None else len(items.codes), deleted
     finally:
         lock.release()
@@ -166,7 +218,8 @@ def main(argv):
         raise UsageError(f"unexpected arguments {argv[1:]}: every setting is a --flag")
     index, added, deleted = build(
         FLAGS.codes, FLAGS.out, FLAGS.backend, FLAGS.uri, FLAGS.collection, FLAGS.name,
-        FLAGS.image_root, FLAGS.bits, FLAGS.kind, FLAGS.nhash, FLAGS.hash_bits, FLAGS.nflip,
+        FLAGS.image_root, FLAGS.bits, FLAGS.kind if FLAGS["kind"].present else None,
+        FLAGS.nhash, FLAGS.hash_bits, FLAGS.nflip,
         FLAGS.delete, FLAGS.replace, FLAGS.timeout)
     where = FLAGS.out if FLAGS.backend == "faiss" else f"{FLAGS.uri} ({FLAGS.collection})"
     print(f"added {added}, deleted {deleted}: {index.describe()} in {where}")

@@ -146,6 +146,7 @@ class Items:
         paths: ``[N]`` image paths (for the gallery); by default the item ids.
         labels: class ids ``[N]`` or multi-hot ``[N, C]``, or ``None``.
         bits: K when known (packed rows do not carry it).
+        class_names: the names of the label ids, when known.
     """
 
     codes: np.ndarray
@@ -153,6 +154,7 @@ class Items:
     paths: np.ndarray | None = None
     labels: np.ndarray | None = None
     bits: int | None = None
+    class_names: list | None = None
 
     def __post_init__(self):
         self.codes = as_packed(self.codes, "codes", bits=self.bits)
@@ -186,8 +188,11 @@ def read_encoded(codes, name=None, image_root=None, bits=None):
             or the list file's directory); paths become ``image_root/<item id>``.
             Without it, a ``<name>_paths.npy`` next to the codes is used if
             there is one, else the item ids themselves.
-        bits: K, when known (packed rows do not carry it).
+        bits: K, when known (packed rows do not carry it); default: encode's
+            ``<name>_info.json``, which also gives the class names.
     """
+    from tfhash.encode import read_info
+
     if not codes:
         raise UsageError("--codes is required: the --out directory of python -m tfhash.encode")
     if os.path.isfile(codes):
@@ -234,7 +239,9 @@ def read_encoded(codes, name=None, image_root=None, bits=None):
                              "folder (or the list file's directory) the item ids are relative to")
         root = os.path.abspath(image_root)
         paths = np.array([os.path.join(root, str(i)) for i in item_ids])
-    return Items(packed, item_ids, paths, load("labels", required=False), bits)
+    info = read_info(f"{prefix}_codes.npy")
+    return Items(packed, item_ids, paths, load("labels", required=False),
+                 bits or info.get("bits"), info.get("class_names"))
 
 
 @dataclasses.dataclass
