@@ -27,6 +27,7 @@ same three steps run on the CPU at a tiny setting (tests/test_gpu_finetune.py).
 import argparse
 import json
 import os
+import shutil
 import sys
 import time
 
@@ -180,6 +181,12 @@ def train(args):
     every_train, every_val = np.arange(len(train_set)), np.arange(len(val_set))
     os.makedirs(args.work, exist_ok=True)
     methods = args.methods.split(",")
+    todo = [m for m in methods
+            if not os.path.isfile(os.path.join(args.work, f"{m}_{args.bits}.npz"))]
+    if not todo:
+        print("every method is done in an earlier call", flush=True)
+        _copy_results(args)
+        return
     base = _settings(args, methods[0])
     train_features = features.compute_features(train_set, every_train, args.backbone,
                                                args.weights, args.image_size, batch_size=256)
@@ -243,12 +250,15 @@ def train(args):
                  **{f"w{j}": w for j, w in enumerate(best.get("weights", []))})
         print(f"{method}: best validation MAP {best['val_map']:.4f} at epoch "
               f"{best.get('epoch')}, {time.time() - start:.0f} s", flush=True)
+    _copy_results(args)
+
+
+def _copy_results(args):
+    """What ``--work`` holds, into ``--out`` (the device tool brings $OUT back)."""
+    os.makedirs(args.out, exist_ok=True)
     for name in sorted(os.listdir(args.work)):
         if name.endswith((".npz", ".json")):
-            os.makedirs(args.out, exist_ok=True)
-            with open(os.path.join(args.work, name), "rb") as src, \
-                    open(os.path.join(args.out, name), "wb") as dst:
-                dst.write(src.read())
+            shutil.copyfile(os.path.join(args.work, name), os.path.join(args.out, name))
 
 
 def encode(args):
