@@ -67,7 +67,11 @@ def export_run(run_dir, export_dir, version=None):
     import keras
 
     import tfhash.models  # noqa: F401  (registers HashingModel for load_model)
+    from tfhash import methods
 
+    for method in methods.REGISTRY.values():  # the run's loss class, e.g. HashNetLoss: a
+        if method.kind == "keras":            # frozen backbone's head saves it with the model
+            method.loss_class()
     model = keras.saving.load_model(path, compile=False)
     return serving.export_model(model, export_dir, version)
 
