@@ -101,3 +101,25 @@ def test_convert_weights_creates_the_folder_of_its_out(tmp_path):
     again = run("tfhash.convert_weights", "--backbone=efficientnet_lite0", f"--out={out}")
     assert again.returncode == 2 and again.stderr.splitlines() == [
         f"error: --out={out} exists; delete it or pass another path"]
+
+
+def test_an_unprepared_tfds_dataset_is_one_line_without_tfds_warnings(tmp_path):
+    """A TFDS data_dir whose version folder holds nothing (an interrupted ``tfds build``): TFDS
+    logged 'Variant folder … has no dataset_info.json' and then raised a KeyError."""
+    (tmp_path / "tfds" / "cifar10" / "3.0.2").mkdir(parents=True)
+    result = run("tfhash.train", "--dataset=cifar10", "--protocol=cifar10",
+                 f"--data_dir={tmp_path / 'tfds'}", f"--run_dir={tmp_path / 'run'}")
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"error: cifar10 is not in TFDS data_dir {tmp_path / 'tfds'}; run `tfds build cifar10` "
+        "with network access (then pass --data_dir=<its data_dir>) or pass --dataset=folder "
+        "--data_dir=<image folder>"]
+
+
+def test_train_help_lists_every_backbone():
+    result = run("tfhash.train", "--helpshort")
+    assert result.returncode == 0, result.stderr[-2000:]
+    backbone = result.stdout.split("--backbone:")[1].split("(default")[0]
+    for name in ("resnet_small", "nin", "vgg16", "resnet50", "mobilenetv3", "efficientnet_lite0",
+                 "efficientnet_lite1", "efficientnet_lite2"):
+        assert name in backbone, name

@@ -149,7 +149,9 @@ def _tfds_load(name, split, data_dir, **kwargs):
     try:
         return tfds.load(name, split=split, data_dir=data_dir, download=False,
                          shuffle_files=False, **kwargs)
-    except AssertionError as e:  # TFDS's "could not find data in <data_dir>".
+    # TFDS's "could not find data in <data_dir>"; a KeyError ("splits is empty") where a
+    # version folder exists but holds no prepared data (an interrupted `tfds build`).
+    except (AssertionError, KeyError) as e:
         where = data_dir or os.environ.get("TFDS_DATA_DIR", "~/tensorflow_datasets")
         raise UsageError(
             f"{name} is not in TFDS data_dir {where}; run `tfds build {name}` with network "
