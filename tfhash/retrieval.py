@@ -1128,10 +1128,10 @@ def encode_image_files(model, files, batch_size=64):
                     run([path])
                 except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as e:
                     reason = graph_error_reason(e.message)
-                    if "too small to encode" in reason:
-                        raise UsageError(f"--images: {path} is smaller than "
-                                         f"{serving.MIN_IMAGE_SIDE} x {serving.MIN_IMAGE_SIDE} "
-                                         "pixels, too small to encode; leave it out") from None
+                    if "too small to encode" in reason:  # "image smaller than 8 x 8 pixels"
+                        size = reason.split("smaller than ")[1].split(" pixels")[0]
+                        raise UsageError(f"--images: {path} is smaller than {size} pixels, too "
+                                         "small to encode; leave it out") from None
                     raise UsageError(f"--images: the model cannot decode {path} ({reason}); "
                                      "pass JPEG, PNG, BMP, GIF or WebP images") from None
             raise

@@ -8,7 +8,8 @@ ignores every other name. It has two signatures (method
 * ``serving_default``: ``images`` float32 [B, S, S, 3], RGB pixels in [0, 255]
   (the model normalises them itself);
 * ``encode_images``: ``image_bytes`` string [B], JPEG or PNG files of any size
-  from 8 x 8 pixels (:data:`MIN_IMAGE_SIDE`; a smaller one fails the call, named),
+  from 8 x 8 pixels (:data:`MIN_IMAGE_SIDE`, or the model's input side where that is
+  smaller; a smaller one fails the call, named),
   grey or RGB, decoded and resized in the graph as ``tfhash.data.decode_image``
   does, the function training uses;
 
@@ -45,9 +46,9 @@ from tfhash.errors import UsageError
 
 IMAGES_SIGNATURE = "serving_default"
 BYTES_SIGNATURE = "encode_images"
-# Smaller images are refused by ``encode_images``: a 1 x 1 image (a tracking pixel) would be
-# encoded as a flat colour, silently. 8 is the side of the smallest images tfhash trains on
-# (scikit-learn's digits).
+# Smaller images are refused by ``encode_images`` (or than the model's input, where that is
+# smaller): a 1 x 1 image (a tracking pixel) would be encoded as a flat colour, silently. 8 is
+# the side of the smallest photographs tfhash trains on (scikit-learn's digits).
 MIN_IMAGE_SIDE = 8
 
 # Byte weights of bits 0..7 within a packed byte, most significant first (np.packbits order).
@@ -120,6 +121,7 @@ def export_model(model, export_dir, version=None):
     from tfhash.data import pipeline
 
     bits = int(model.outputs[0].shape[-1])
+    smallest = min(MIN_IMAGE_SIDE, size)
 
     def relaxed(images):
         # An empty batch gets empty outputs without running the network: a convolution of
@@ -137,9 +139,8 @@ def export_model(model, export_dir, version=None):
         image = tf.io.decode_image(image_bytes, channels=3, dtype=tf.uint8,
                                    expand_animations=False)
         check = tf.debugging.assert_greater_equal(
-            tf.reduce_min(tf.shape(image)[:2]), MIN_IMAGE_SIDE,
-            message=f"image smaller than {MIN_IMAGE_SIDE} x {MIN_IMAGE_SIDE} pixels: too small "
-                    "to encode")
+            tf.reduce_min(tf.shape(image)[:2]), smallest,
+            message=f"image smaller than {smallest} x {smallest} pixels: too small to encode")
         with tf.control_dependencies([check]):
             return tf.cast(pipeline._fit(image, size), tf.float32)
 
