@@ -117,7 +117,8 @@ def scores(run_dir):
     theirs = evaluation.evaluate_codes(*codes, metrics=["map"], **PRESETS["deephash"])
     packed = {name: np.packbits(array > 0, axis=1) if name.endswith("codes")
               else array.astype(np.uint8) for name, array in arrays.items()}
-    return {"map": ours["map"], "p@r2": ours["p@r2"], "map_deephash": theirs["map"]}, packed
+    return {"map": ours["map"], "p@r2": ours["p@r2"]["precision"],
+            "map_deephash": theirs["map"]}, packed
 
 
 def collect(args, runs):
@@ -173,6 +174,10 @@ def report(records):
     commands = sorted({r["command"] for _, r in best.values()})
     lines += ["", "Commands (each resumable; `benchmarks/finetuned_table.py` runs them):", ""]
     lines += [f"    {c}" for c in commands]
+    notes = [f"{LABELS[run.method]} `{run.protocol}` {run.bits}: {r['note']}"
+             for run, r in best.values() if r.get("note")]
+    if notes:
+        lines += [""] + [f"* {note}" for note in notes]
     machines = sorted({r["machine"] for _, r in best.values()})
     lines += ["", f"Machine: {'; '.join(machines) or '–'}. Codes of every run: "
               "`benchmarks/finetuned_table/codes/<run>.npz` (packed with `np.packbits`).", "", END]
