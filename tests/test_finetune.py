@@ -1,6 +1,8 @@
 """Fine-tuning a pretrained backbone end to end on images: which weights move, batch
 normalisation, the head warm-up, the learning-rate warm-up, and the export's codes."""
 
+import json
+
 import keras
 import numpy as np
 import pytest
@@ -119,3 +121,17 @@ def test_fine_tuning_settings_that_cannot_work_are_refused(tmp_path, folder, ove
                                                            message):
     with pytest.raises(UsageError, match=message):
         train(_config(tmp_path / "run", folder, **overrides))
+
+
+def test_a_run_made_before_these_settings_existed_still_resumes(tmp_path, folder):  # noqa: F811
+    run_dir = tmp_path / "run"
+    train(_config(run_dir, folder, epochs=1))
+    flags = json.loads((run_dir / "flags.json").read_text())
+    for name in ("batch_norm", "head_warmup_epochs", "head_warmup_learning_rate",
+                 "lr_warmup_epochs"):
+        del flags[name]  # what a run of the version before them recorded
+    (run_dir / "flags.json").write_text(json.dumps(flags))
+    train(_config(run_dir, folder, epochs=2))  # extends it, not refused
+    assert json.loads((run_dir / "checkpoints" / "latest.keras.json").read_text())["epoch"] == 2
+    with pytest.raises(UsageError, match="--batch_norm='auto' there vs 'train' now"):
+        train(_config(run_dir, folder, epochs=3, batch_norm="train"))

@@ -176,8 +176,12 @@ class RunDir:
         """The record inside the latest checkpoint (see :data:`CHECKPOINT_RECORD`), or None."""
         return checkpoint_record(self.latest) if os.path.isfile(self.latest) else None
 
-    def open(self, settings):
+    def open(self, settings, defaults=None):
         """Prepares the directory for a run with ``settings`` (a dict of every setting).
+
+        A setting that a run made by an earlier version did not record counts as its value in
+        ``defaults`` (the setting's default today, which is what that version did), so such a
+        run still resumes.
 
         Returns:
             ``(epochs_done, finished)``: the epochs the run has completed (0 for a new run)
@@ -195,7 +199,7 @@ class RunDir:
             self._clear(entries)  # what a start that failed before its first epoch left
             os.makedirs(self.checkpoints, exist_ok=True)
             return 0, False
-        saved = self.saved_settings()
+        saved = {**(defaults or {}), **self.saved_settings()}
         self._refuse_changes(saved, settings, [k for k in settings
                                                if k not in RESUMABLE + LOCATION])
         finished = os.path.isfile(self.metrics)

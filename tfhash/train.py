@@ -381,7 +381,8 @@ def _train(config):
     settings = dataclasses.asdict(config)
     chief = config.strategy != "multi_worker" or multi_worker_chief()
     if chief:
-        epochs_done, finished = run.open(settings)
+        epochs_done, finished = run.open(settings, defaults={
+            field.name: field.default for field in dataclasses.fields(TrainConfig)})
     else:  # another worker: reads the chief's run directory (at the start, none is training)
         epochs_done = run.completed_epochs()
         finished = os.path.isfile(run.metrics) and config.epochs <= epochs_done
