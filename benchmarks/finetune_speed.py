@@ -33,6 +33,8 @@ flags.DEFINE_string("backbone", "efficientnet_lite0", "Pretrained backbone to ti
 flags.DEFINE_integer("steps", 8, "Timed training steps per measurement.")
 flags.DEFINE_integer("repeats", 2, "Timings per figure; the best is reported.")
 flags.DEFINE_integer("batch_size", 128, "Images per training batch.")
+flags.DEFINE_integer("lever_timeout", 600, "Seconds a lever may take (XLA's compilation of "
+                     "the training step can take longer on a CPU).")
 flags.DEFINE_string("one", None, "Internal: time one lever (JSON settings) and print JSON.")
 FLAGS = flags.FLAGS
 
@@ -166,9 +168,18 @@ def main(argv):
         command = [sys.executable, __file__, "--one=" + json.dumps(settings),
                    f"--steps={steps}", f"--repeats={1 if FLAGS.quick else FLAGS.repeats}",
                    f"--batch_size={FLAGS.batch_size}", f"--backbone={FLAGS.backbone}"]
-        result = subprocess.run(command, capture_output=True, text=True)
+        try:
+            result = subprocess.run(command, capture_output=True, text=True,
+                                    timeout=FLAGS.lever_timeout)
+        except subprocess.TimeoutExpired:
+            print(f"{name:45s} not done in {FLAGS.lever_timeout} s (trace, compile and "
+                  "timing): rejected", flush=True)
+            continue
         if result.returncode:
-            print(f"{name:45s} failed: {result.stderr.strip().splitlines()[-1]}")
+            errors = [line for line in result.stderr.splitlines()
+                      if "Error" in line or line.startswith("error")]
+            print(f"{name:45s} failed (exit {result.returncode}): "
+                  f"{(errors or ['see its stderr'])[-1][:120]}", flush=True)
             continue
         rates = json.loads(result.stdout.strip().splitlines()[-1])
         print(f"{name:45s} {rates['train_images_per_s']:12.1f} "
