@@ -73,19 +73,13 @@ def save_model(model, path, record=None):
     failed save (a full disk) leaves no partial file. ``record`` (a dict) is written inside the
     archive as :data:`tfhash.run_dir.CHECKPOINT_RECORD` before the rename, so it changes with
     the weights it describes."""
-    partial = path[:-len(".keras")] + ".partial.keras"
-    try:
+    with run_dir.atomic_path(path, path[:-len(".keras")] + ".partial.keras") as partial:
         model.save(partial)
         if record is not None:
             with zipfile.ZipFile(partial, "a") as archive:
                 archive.writestr(run_dir.CHECKPOINT_RECORD, json.dumps(record))
         with open(partial, "rb") as f:
             os.fsync(f.fileno())
-        os.replace(partial, path)
-    except BaseException:
-        if os.path.exists(partial):
-            os.remove(partial)
-        raise
 
 
 def random_state(model):
@@ -181,15 +175,8 @@ class HistoryCSV(keras.callbacks.Callback):
 
 
 def _write_rows(path, rows):
-    partial = path + ".partial"
-    try:
-        with open(partial, "w", newline="") as f:
-            csv.writer(f).writerows(rows)
-        os.replace(partial, path)
-    except BaseException:
-        if os.path.exists(partial):
-            os.remove(partial)
-        raise
+    with run_dir.atomic_path(path) as partial, open(partial, "w", newline="") as f:
+        csv.writer(f).writerows(rows)
 
 
 def _csv_value(value):

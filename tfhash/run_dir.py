@@ -34,6 +34,7 @@ The rules, in :meth:`RunDir.lock` and :meth:`RunDir.open`:
   named with the fix. Where it is does not matter: a moved run directory resumes.
 """
 
+import contextlib
 import json
 import os
 import shutil
@@ -64,18 +65,26 @@ _OWN_ENTRIES = {"flags.json", "flags.cfg", "changes.json", "split", "checkpoints
 CHECKPOINT_RECORD = "tfhash_checkpoint.json"
 
 
-def write_json(path, value, indent=None):
-    """Writes ``value`` to ``path`` atomically: a reader, or a kill at any moment, sees the old
-    file or the new one, never a part; a failed write (a full disk) leaves no partial file."""
-    partial = path + ".partial"
+@contextlib.contextmanager
+def atomic_path(path, partial=None):
+    """Yields the name to write ``path``'s new content to (``partial``, by default ``path +
+    ".partial"``) and renames it into place when the block ends: a reader, or a kill at any
+    moment, sees the old file or the new one, never a part; a block that fails (a full disk)
+    leaves no partial file."""
+    partial = partial or path + ".partial"
     try:
-        with open(partial, "w") as f:
-            json.dump(value, f, indent=indent)
+        yield partial
         os.replace(partial, path)
     except BaseException:
         if os.path.exists(partial):
             os.remove(partial)
         raise
+
+
+def write_json(path, value, indent=None):
+    """Writes ``value`` to ``path`` atomically (:func:`atomic_path`)."""
+    with atomic_path(path) as partial, open(partial, "w") as f:
+        json.dump(value, f, indent=indent)
 
 
 def read_json(path, fix):
