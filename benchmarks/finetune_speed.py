@@ -2,7 +2,7 @@
 
     python benchmarks/finetune_speed.py [--quick] [--backbone=efficientnet_lite0] [--steps=8]
 
-Prints, for each lever, training images/s (the step ``tfhash.train`` runs: ``tfhash.trainer``'s
+Prints, for each lever, training images/s (the step ``tfhash.train`` runs: ``tfhash.training.trainer``'s
 step on :func:`tfhash.models.fine_tuning_model`, LSDH at 48 bits, batch 128 of 8 classes x 16,
 batch normalisation frozen) and encoding images/s (the forward pass that encodes the database),
 each the best of ``--repeats`` timings of ``--steps`` batches after a warm-up. The batches are
@@ -65,7 +65,8 @@ def _time_one(settings):
     if settings["inter_op_threads"]:
         tf.config.threading.set_inter_op_parallelism_threads(settings["inter_op_threads"])
     keras.mixed_precision.set_global_policy(settings["precision"])
-    from tfhash import losses, models, trainer
+    from tfhash import losses, models
+    from tfhash.training import trainer
 
     size, batch = settings["image_size"], FLAGS.batch_size
     rng = np.random.default_rng(0)

@@ -151,7 +151,8 @@ def _throughput(args, arrays, settings, train_features):
     """Training images/s of the first method's step in float32 and in mixed_float16."""
     import tensorflow as tf
 
-    from tfhash import data, trainer
+    from tfhash import data
+    from tfhash.training import trainer
 
     collection = _collection(arrays, "train")
     rates = {}
@@ -174,7 +175,9 @@ def _throughput(args, arrays, settings, train_features):
 def train(args):
     import keras
 
-    from tfhash import callbacks, data, features, trainer
+    from tfhash import data
+    from tfhash.training import callbacks, trainer
+    from tfhash.models import features
 
     arrays = dict(np.load(args.data))
     train_set, val_set = _collection(arrays, "train"), _collection(arrays, "val")
@@ -265,7 +268,8 @@ def encode(args):
     """Rebuilds the trained network and writes a run directory's codes and metrics."""
     import keras
 
-    from tfhash import callbacks, data, evaluation, models  # noqa: F401  (models: registers)
+    from tfhash import data, evaluation, models  # noqa: F401  (models: registers)
+    from tfhash.training import callbacks
 
     saved = np.load(args.model)
     model = keras.saving.deserialize_keras_object(json.loads(str(saved["config"])))

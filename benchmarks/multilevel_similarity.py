@@ -60,7 +60,7 @@ def train_codes(method, features, labels, train, test, steps, bits=16, seed=0, b
     import keras
 
     from tfhash import losses, models
-    from tfhash.layers import HashingLayer
+    from tfhash.models.layers import HashingLayer
 
     keras.utils.set_random_seed(seed)
     inputs = keras.Input((features.shape[1],))

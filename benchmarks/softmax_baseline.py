@@ -22,7 +22,8 @@ def main(argv):
     import keras
     import numpy as np
 
-    from tfhash import backbones, data, evaluation
+    from tfhash import data, evaluation
+    from tfhash.models import backbones
 
     config = training.config_from_flags()
     collection = data.load_collection(config.dataset, config.data_dir)

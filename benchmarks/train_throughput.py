@@ -5,7 +5,7 @@
 Prints images/s for
   * LSDH training (48 bits, batch 128, the default in-batch quadruplet mining) by ``model.fit``,
   * the same backbone trained with plain softmax cross-entropy, same batch size,
-  * LSDH training by the loop ``tfhash.train`` runs (``tfhash.trainer``), on one device and
+  * LSDH training by the loop ``tfhash.train`` runs (``tfhash.training.trainer``), on one device and
     under ``MirroredStrategy`` on 2 logical CPU devices (the global batch split in two, the
     loss on the gathered batch, synchronised batch normalisation), with the step time of each,
   * the class-balanced input pipeline alone (decoding, augmentation, batching),
@@ -46,10 +46,10 @@ def _images_per_second(model, batch, steps, repeats):
 
 
 def _trainer_images_per_second(build, strategy, batch, steps, repeats):
-    """images/s and s/step of ``tfhash.trainer``'s step under ``strategy``."""
+    """images/s and s/step of ``tfhash.training.trainer``'s step under ``strategy``."""
     import tensorflow as tf
 
-    from tfhash import trainer
+    from tfhash.training import trainer
 
     with strategy.scope():
         model = build()
@@ -78,7 +78,7 @@ def main(argv):
     import numpy as np
 
     from tfhash import data, losses
-    from tfhash.backbones import build_backbone
+    from tfhash.models.backbones import build_backbone
     from tfhash.models import build_model
 
     keras.utils.set_random_seed(0)
@@ -129,7 +129,7 @@ def main(argv):
           f"{os.cpu_count()} CPU cores")
     print(f"LSDH training:        {lsdh:8.1f} images/s  (model.fit)")
     print(f"softmax training:     {softmax:8.1f} images/s")
-    print(f"LSDH, tfhash.trainer: {one:8.1f} images/s  ({1000 * one_step:.0f} ms/step, 1 device)")
+    print(f"LSDH, tfhash.training.trainer: {one:8.1f} images/s  ({1000 * one_step:.0f} ms/step, 1 device)")
     print(f"LSDH, mirrored:       {mirrored:8.1f} images/s  ({1000 * mirrored_step:.0f} ms/step, "
           "2 logical CPU devices)")
     print(f"LSDH step overhead:   {100 * overhead:+8.1f} %   (target <= +10 %)  "

@@ -1,4 +1,4 @@
-"""tf.distribute (tfhash.trainer): a step on 2 replicas is the step of 1 on the same global batch;
+"""tf.distribute (tfhash.training.trainer): a step on 2 replicas is the step of 1 on the same global batch;
 two local workers (--strategy=multi_worker) train one run directory and resume after a kill.
 
 Logical CPU devices must be configured before TensorFlow initialises its devices, and a
@@ -29,8 +29,9 @@ import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 import keras
-from tfhash import losses, models, trainer
-from tfhash.layers import HashingLayer
+from tfhash import losses, models
+from tfhash.training import trainer
+from tfhash.models.layers import HashingLayer
 
 rng = np.random.default_rng(0)
 x = rng.uniform(0, 255, (16, 8, 8, 3)).astype("float32")

@@ -9,10 +9,10 @@ import pytest
 import tensorflow as tf
 
 from tfhash import losses, methods, models
-from tfhash.backbones import build_backbone
+from tfhash.models.backbones import build_backbone
 from tfhash.errors import UsageError
 from tfhash.export import export_run
-from tfhash.layers import DivideAndEncode, hashing_head, piecewise_threshold
+from tfhash.models.layers import DivideAndEncode, hashing_head, piecewise_threshold
 from tfhash.losses.dnnh import DNNHLoss, dnnh_loss
 
 

@@ -53,7 +53,7 @@ def _partial_files(root):
 
 def test_a_full_disk_stops_training_in_one_line_and_keeps_the_last_epoch(
         small_disk, tmp_path, capsys):
-    from tfhash import run_dir as run_dir_module
+    from tfhash.training import run_dir as run_dir_module
     from tfhash.train import train
 
     folder = _write_folder(tmp_path / "colours")

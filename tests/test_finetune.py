@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfhash import backbones, losses, models, trainer
+from tfhash import losses, models
+from tfhash.models import backbones
+from tfhash.training import trainer
 from tfhash.errors import UsageError
 from tfhash.train import learning_rate_schedule, train
 

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfhash import backbones, data
+from tfhash import data
+from tfhash.models import backbones
 from tfhash.errors import UsageError
 from tfhash.export import export_run
 from tfhash.train import train

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfhash.layers import HashingLayer, Sign, sign
+from tfhash.models.layers import HashingLayer, Sign, sign
 
 
 def test_hashing_layer_is_tanh_of_affine_map():

@@ -13,7 +13,7 @@ import tensorflow as tf
 import tfhash.losses as losses
 from tfhash import methods
 from tfhash.errors import UsageError
-from tfhash.layers import HashingLayer
+from tfhash.models.layers import HashingLayer
 from tfhash.losses.angular import AngularLoss
 from tfhash.losses.dhn import DHNLoss
 from tfhash.losses.dsh import DSHLoss

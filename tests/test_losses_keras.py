@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 import tfhash.losses as losses
-from tfhash.layers import HashingLayer
+from tfhash.models.layers import HashingLayer
 
 
 @keras.saving.register_keras_serializable(package="tfhash_tests")

@@ -6,9 +6,9 @@ import keras
 import numpy as np
 import pytest
 
-from tfhash import backbones
+from tfhash.models import backbones
 from tfhash.errors import UsageError
-from tfhash.layers import HashingLayer
+from tfhash.models.layers import HashingLayer
 from tfhash.models import HashingModel, build_model
 
 

@@ -21,7 +21,7 @@ import sys
 import numpy as np
 import pytest
 
-from tfhash import backbones, features, torch_legacy
+from tfhash.models import backbones, features, torch_legacy
 from tfhash.data import Collection
 from tfhash.errors import UsageError
 

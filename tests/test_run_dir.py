@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfhash import callbacks
-from tfhash import run_dir as run_dir_module
+from tfhash.training import callbacks
+from tfhash.training import run_dir as run_dir_module
 from tfhash.errors import UsageError
 from tfhash.train import train
 
@@ -330,7 +330,7 @@ def test_a_lost_description_is_recovered_and_a_damaged_report_is_written_anew(
 def test_a_second_command_on_a_run_directory_is_refused_naming_the_first(tmp_path, folder):
     run_dir = tmp_path / "run"
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from tfhash.run_dir import RunDir; "
+        [sys.executable, "-c", "import sys, time; from tfhash.training.run_dir import RunDir; "
          f"RunDir({str(run_dir)!r}).lock(); print('locked', flush=True); time.sleep(600)"],
         stdout=subprocess.PIPE, text=True)
     try:
@@ -343,7 +343,7 @@ def test_a_second_command_on_a_run_directory_is_refused_naming_the_first(tmp_pat
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith(f"error: run directory {run_dir} is in "
                                                        f"use by pid {holder.pid} on "), lines
-        assert "from tfhash.run_dir import RunDir" in lines[0]  # its command
+        assert "from tfhash.training.run_dir import RunDir" in lines[0]  # its command
         assert "since 20" in lines[0]
         with pytest.raises(UsageError, match=f"in use by pid {holder.pid}"):
             train(_config(run_dir, folder, epochs=1, steps_per_epoch=1))

@@ -1,4 +1,4 @@
-"""Shallow methods as SavedModels (tfhash.shallow_export) and as runs (tfhash.shallow_run)."""
+"""Shallow methods as SavedModels (tfhash.shallow.export) and as runs (tfhash.shallow.run)."""
 
 import json
 import os
@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfhash import data, serving, shallow, shallow_export
+from tfhash import data, serving, shallow
+from tfhash.shallow import export as shallow_export
 from tfhash.errors import UsageError
-from tfhash.shallow_run import train_shallow
+from tfhash.shallow.run import train_shallow
 from tfhash.train import TrainConfig
 
 SIZE = 4  # 4 x 4 x 3 pixels: 48-d features

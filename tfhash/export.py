@@ -55,7 +55,7 @@ def export_run(run_dir, export_dir, version=None):
     the written version directory."""
     if os.path.isfile(os.path.join(run_dir or "", "shallow", "model.json")):
         cli.import_tensorflow()
-        from tfhash import shallow_export
+        from tfhash.shallow import export as shallow_export
 
         return shallow_export.export_run(run_dir, export_dir, version)
     path = checkpoint_path(run_dir)

@@ -28,16 +28,16 @@ class Method:
         summary: one line for ``--help``.
         images_per_class: the fewest images of a class a batch must hold (an LSDH quadruplet
             needs an anchor and two positives: 3).
-        head: the hashing layer's activation (``tfhash.layers.HashingLayer``): ``"tanh"``
+        head: the hashing layer's activation (``tfhash.models.layers.HashingLayer``): ``"tanh"``
             or ``"linear"``, or ``"divide_encode"`` (DNNH's ``DivideAndEncode``); every
-            head's output has the binary code as its sign (``tfhash.layers.HEADS``).
+            head's output has the binary code as its sign (``tfhash.models.layers.HEADS``).
         prepare: ``"module:function"`` run once before training, as
             ``function(config, collection, split, run_dir)``, returning further arguments of
             the loss (a two-stage method's first stage: CNNH's target codes, say, which it
             saves in ``run_dir`` and reuses on resume); ``None`` for most methods.
-        kind: ``"keras"``, a loss trained on images (by :func:`tfhash.trainer.fit`); or ``"shallow"``, a
+        kind: ``"keras"``, a loss trained on images (by :func:`tfhash.training.trainer.fit`); or ``"shallow"``, a
             NumPy method of :mod:`tfhash.shallow` fitted once on features
-            (:mod:`tfhash.shallow_run`).
+            (:mod:`tfhash.shallow.run`).
         sampler: the training batches: ``"balanced"`` (class-balanced labelled images,
             ``tfhash.data.train_dataset``) or ``"semi_supervised"`` (those and unlabelled
             images, with a labelled mask: ``tfhash.data.semi_supervised_dataset``).

@@ -10,9 +10,9 @@ The path of the data, top to bottom in this file:
 Every setting is a field of :class:`TrainConfig`, written once: its default, its help text and
 whether a resumed run may change it; the command's flags are made from those fields. Any flag
 can be overridden after the flagfile, e.g. ``--bits=12 --run_dir=runs/x``. How a run directory
-is resumed, extended or refused is in :mod:`tfhash.run_dir`.
+is resumed, extended or refused is in :mod:`tfhash.training.run_dir`.
 
-The training loop (:mod:`tfhash.trainer`) is the same on one device and under ``--strategy=
+The training loop (:mod:`tfhash.training.trainer`) is the same on one device and under ``--strategy=
 mirrored`` or ``multi_worker``: a step on any number of replicas is the step of one device on
 the same global batch. On a multi-worker cluster every worker runs the same command (with its
 own ``TF_CONFIG``); the chief writes the run directory, the others resume from it and write only
@@ -31,7 +31,7 @@ from absl import flags
 
 from tfhash import cli, data, evaluation, methods
 from tfhash.errors import UsageError
-from tfhash.run_dir import RESUMABLE, RunDir, write_json
+from tfhash.training.run_dir import RESUMABLE, RunDir, write_json
 
 _AUGMENTATIONS = ("auto", "none", "crop", "crop_flip")  # tfhash.data.AUGMENTATIONS + auto
 
@@ -45,7 +45,7 @@ class TrainConfig:
     """Everything a training run depends on; written to ``run_dir/flags.json``.
 
     Each field is one ``--flag`` of ``python -m tfhash.train`` with the same default and help.
-    Those in :data:`tfhash.run_dir.RESUMABLE` may change when a run is resumed.
+    Those in :data:`tfhash.training.run_dir.RESUMABLE` may change when a run is resumed.
     """
 
     run_dir: str = _setting(None, "Directory for checkpoints, logs, the split, codes and "
@@ -360,7 +360,7 @@ def train(config):
     """Trains, evaluates and writes a run directory for ``config``; returns the metrics dict
     (``None`` on a multi-worker cluster's other workers: the chief writes the report).
 
-    The run directory is locked while this runs (:meth:`tfhash.run_dir.RunDir.lock`): a
+    The run directory is locked while this runs (:meth:`tfhash.training.run_dir.RunDir.lock`): a
     second command on it is refused, naming this one."""
     config.validate()
     if config.strategy == "multi_worker" and not multi_worker_chief():
@@ -374,7 +374,7 @@ def train(config):
 
 def _train(config):
     if methods.get(config.method).kind == "shallow":
-        from tfhash.shallow_run import train_shallow
+        from tfhash.shallow.run import train_shallow
 
         return train_shallow(config, config.features, config.shallow_params)
     run = RunDir(config.run_dir)
@@ -398,7 +398,9 @@ def _train(config):
     import keras
     import numpy as np
 
-    from tfhash import callbacks, features, losses, models, trainer
+    from tfhash import losses, models
+    from tfhash.training import callbacks, trainer
+    from tfhash.models import features
 
     strategy = trainer.make_strategy(config.strategy)  # before TensorFlow runs any op
     replicas = strategy.num_replicas_in_sync
@@ -480,7 +482,7 @@ def _train(config):
 
         top = None
         if config.trainable_blocks:
-            from tfhash.backbones import build_backbone, split_backbone
+            from tfhash.models.backbones import build_backbone, split_backbone
 
             top = split_backbone(build_backbone(config.backbone, config.image_size,
                                                 config.weights), config.trainable_blocks)[1]
@@ -541,7 +543,7 @@ def _train(config):
             print(f"resuming {config.run_dir} after epoch {epochs_done} of {config.epochs}")
 
     top_k = split.protocol.map_top_k
-    fit_callbacks = [  # in this order: see tfhash.callbacks
+    fit_callbacks = [  # in this order: see tfhash.training.callbacks
         callbacks.StopOnNaN(),
         callbacks.ValidationMAP(ordered(split.val), ordered(split.train),
                                 every_n_epochs=config.eval_every, top_k=top_k),
@@ -616,7 +618,9 @@ def _fine_tuning_model(config, method, strategy, collection, split, cache_dir, s
     trained alone on them for ``--head_warmup_epochs`` first."""
     import keras
 
-    from tfhash import data, features, models, trainer
+    from tfhash import data, models
+    from tfhash.models import features
+    from tfhash.training import trainer
 
     train_features = features.backbone_features(
         collection, split.train, config.backbone, config.weights, config.image_size, cache_dir,

@@ -413,7 +413,7 @@ def feature_train_dataset(collection, indices, features, batch_size, images_per_
 
     Args:
         features: float32 ``[len(indices), d]``, row ``i`` the features of image
-            ``indices[i]`` (e.g. a frozen backbone's, from :mod:`tfhash.features`).
+            ``indices[i]`` (e.g. a frozen backbone's, from :mod:`tfhash.models.features`).
     """
     indices = _check_indices(collection, indices)
     if len(features) != len(indices):

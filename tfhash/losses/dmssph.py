@@ -43,7 +43,7 @@ import keras
 import tensorflow as tf
 
 from tfhash.errors import UsageError
-from tfhash.layers import sign
+from tfhash.models.layers import sign
 from tfhash.losses.base import HashingLoss, _number
 from tfhash.losses.pairwise import is_multi_label, squared_distances
 

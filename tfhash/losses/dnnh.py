@@ -3,7 +3,7 @@
 Lai, Pan, Liu, Yan, "Simultaneous Feature Learning and Hash Coding with Deep Neural
 Networks", CVPR 2015 (arXiv 1504.03410). For a triplet ``(I, I⁺, I⁻)`` — an image, one
 more similar to it and one less similar — with codes ``b = F(I) ∈ [0, 1]^q`` from the
-divide-and-encode module (:class:`tfhash.layers.DivideAndEncode`), the relaxed triplet
+divide-and-encode module (:class:`tfhash.models.layers.DivideAndEncode`), the relaxed triplet
 ranking loss is
 
     ℓ(b, b⁺, b⁻) = max(0, 1 + |b − b⁺|² − |b − b⁻|²)
@@ -62,7 +62,7 @@ def dnnh_loss(codes, triplets, margin=DEFAULT_MARGIN):
 class DNNHLoss(HashingLoss):
     """DNNH's triplet ranking loss, on in-batch triplets, for the divide-and-encode head.
 
-    On a batch of head outputs ``h ∈ [−1, 1]^q`` (``tfhash.layers.DivideAndEncode``; any
+    On a batch of head outputs ``h ∈ [−1, 1]^q`` (``tfhash.models.layers.DivideAndEncode``; any
     tfhash head works, its ``(h + 1) / 2`` being read as the ``[0, 1]`` codes):
 
         b = (h + 1) / 2

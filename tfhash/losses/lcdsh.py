@@ -23,7 +23,7 @@ clip at ±50 stops the gradient of pairs beyond it (the code's ``clamp``).
 import keras
 import tensorflow as tf
 
-from tfhash.layers import sign
+from tfhash.models.layers import sign
 from tfhash.losses.base import HashingLoss, _number, relaxed_codes
 
 DEFAULT_LOCALITY_WEIGHT = 3.0  # λ of the public code

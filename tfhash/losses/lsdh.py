@@ -59,7 +59,7 @@ class LSDHLoss(RankingLoss):
     """LSDH's objective: semantic-aware quadruplet loss + λ · Hamming-isometric quantization.
 
     On a batch of relaxed codes ``h`` (``[B, K]``, from
-    :class:`tfhash.layers.HashingLayer`) and labels (class ids ``[B]`` or
+    :class:`tfhash.models.layers.HashingLayer`) and labels (class ids ``[B]`` or
     multi-hot ``[B, C]``), quadruplets are mined in the batch
     (:func:`tfhash.losses.mining.mine_quadruplets`) and
 

@@ -19,7 +19,7 @@ point ``h = 0``, where tfhash's ``sign(0) = +1`` gives −1 and the paper's
 
 import tensorflow as tf
 
-from tfhash.layers import sign
+from tfhash.models.layers import sign
 from tfhash.losses.pairwise import squared_distances
 
 

@@ -28,7 +28,7 @@ Example:
 dtype('int8')
 
 A fitted model saves to a directory (``model.json`` and ``.npy`` arrays) and
-:func:`load` reads it back exactly. ``tfhash.shallow_export`` writes its
+:func:`load` reads it back exactly. ``tfhash.shallow.export`` writes its
 encoding as TensorFlow ops for a SavedModel; this package never imports
 TensorFlow. See docs/shallow.md.
 """

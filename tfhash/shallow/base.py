@@ -17,7 +17,7 @@ step            output                                                used by
 The relaxed code ``h`` is the last step's output, rounded to float32; the code
 is ``b = sign(h)`` with ``sign(0) = +1`` (the package contract, LSDH Eq. 5). The
 same steps are written in NumPy here (:func:`apply_steps`) and as TensorFlow
-ops in ``tfhash.shallow_export``, both in float64, so an exported SavedModel
+ops in ``tfhash.shallow.export``, both in float64, so an exported SavedModel
 gives the codes of :meth:`ShallowHash.encode`. Squared distances are always
 computed as ``‖x‖² − 2 x·a + ‖a‖²`` clipped at 0, in both.
 
@@ -135,7 +135,7 @@ def random_anchors(x, m, rng):
 
 
 # ---------------------------------------------------------------------------------------------
-# The encoder steps in NumPy (float64). tfhash.shallow_export writes the same in TensorFlow.
+# The encoder steps in NumPy (float64). tfhash.shallow.export writes the same in TensorFlow.
 
 def apply_steps(steps, x):
     """Runs the encoder ``steps`` (a list of ``(name, arrays)``) on float64 ``x [n, d]``."""

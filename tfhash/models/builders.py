@@ -4,7 +4,7 @@
       └─ backbone (normalisation inside)  → features [B, d]
            └─ HashingLayer (Eq. 4, tanh)  → h float32 [B, K] in (−1, 1)
 
-Binary codes are ``sign(h)`` (Eq. 5), computed outside the model (``tfhash.layers.sign``)
+Binary codes are ``sign(h)`` (Eq. 5), computed outside the model (``tfhash.models.layers.sign``)
 or inside the exported serving graph.
 """
 
@@ -13,10 +13,10 @@ import numpy as np
 from keras import ops
 
 from tfhash import losses  # noqa: F401  registers the losses saved models are compiled with
-from tfhash.backbones import (build_backbone, freeze_batch_norm, freeze_before_last_blocks,
+from tfhash.models.backbones import (build_backbone, freeze_batch_norm, freeze_before_last_blocks,
                               split_backbone)
 from tfhash.errors import UsageError
-from tfhash.layers import hashing_head
+from tfhash.models.layers import hashing_head
 
 
 @keras.saving.register_keras_serializable(package="tfhash")
@@ -101,7 +101,7 @@ def build_model(backbone="resnet_small", bits=48, image_size=32, weights="none",
     """Builds the hashing network for ``backbone`` with a ``bits``-bit hashing layer.
 
     Args:
-        backbone: a name from ``tfhash.backbones.BACKBONES``.
+        backbone: a name from ``tfhash.models.backbones.BACKBONES``.
         bits: K, the code length.
         image_size: side S of the square input images.
         weights: ``"none"``, ``"imagenet"`` or a local weights file for the backbone.
@@ -109,8 +109,8 @@ def build_model(backbone="resnet_small", bits=48, image_size=32, weights="none",
             the backbone's (the LSDH paper: 10).
         head: the method's head (``tfhash.methods.Method.head``): ``"tanh"`` or
             ``"linear"`` (the hashing layer's activation) or ``"divide_encode"``
-            (DNNH's :class:`~tfhash.layers.DivideAndEncode`); see
-            :func:`tfhash.layers.hashing_head`.
+            (DNNH's :class:`~tfhash.models.layers.DivideAndEncode`); see
+            :func:`tfhash.models.layers.hashing_head`.
         hidden, dropout: a ReLU layer of ``hidden`` units (and dropout) between the
             features and the hashing layer; 0: none (the LSDH paper's network).
 
@@ -136,7 +136,7 @@ def _head(x, bits, hidden, dropout, head, learning_rate_multiplier):
 def build_head(train_features, bits=48, hidden=0, head="tanh",
                head_learning_rate_multiplier=10.0, dropout=0.0, top=None):
     """The hashing head alone, from a backbone's features to relaxed codes: what a run with a
-    frozen backbone trains, on features computed once (:mod:`tfhash.features`).
+    frozen backbone trains, on features computed once (:mod:`tfhash.models.features`).
 
     ``features [B, d] → standardise → (Dense(hidden, ReLU) → Dropout, if hidden > 0)
     → the method's hashing head``, the standardisation with the mean and variance of
@@ -146,7 +146,7 @@ def build_head(train_features, bits=48, hidden=0, head="tanh",
     for export.
 
     With ``top`` (partial fine-tuning: the last blocks of the backbone, from
-    :func:`tfhash.backbones.split_backbone`), the input is the frozen trunk's output
+    :func:`tfhash.models.backbones.split_backbone`), the input is the frozen trunk's output
     (``train_features`` ``[n, h, w, c]``), ``top`` turns it into features and trains with
     the head; the standardisation uses the top's features of ``train_features`` before
     training (per feature, across images: it removes the component all images share, which
@@ -175,7 +175,7 @@ def with_backbone(head_model, backbone, image_size, weights, trainable_blocks=0)
     """The whole network for a head trained on frozen features: images in, the head's codes
     out, the backbone exactly the one the features came from (``weights`` loaded again).
     With ``trainable_blocks``, the head holds the fine-tuned top and only the frozen trunk
-    (:func:`tfhash.backbones.split_backbone`) is put in front.
+    (:func:`tfhash.models.backbones.split_backbone`) is put in front.
 
     Returns:
         A ``keras.Model`` from raw ``[0, 255]`` images ``[B, S, S, 3]`` to ``h``, as
@@ -204,9 +204,9 @@ def fine_tuning_model(head_model, backbone, image_size, weights, trainable_block
         head_model: a :class:`HashingModel` from features ``[B, d]`` to relaxed codes.
         backbone, image_size, weights: as :func:`build_model`.
         trainable_blocks: 0, the whole backbone trains; ``N``, only its last ``N`` blocks
-            (:func:`tfhash.backbones.freeze_before_last_blocks`).
+            (:func:`tfhash.models.backbones.freeze_before_last_blocks`).
         batch_norm: ``"frozen"`` (the pretrained statistics, inference mode:
-            :func:`tfhash.backbones.freeze_batch_norm`) or ``"train"`` (batch statistics).
+            :func:`tfhash.models.backbones.freeze_batch_norm`) or ``"train"`` (batch statistics).
 
     Returns:
         A :class:`HashingModel` from raw ``[0, 255]`` images ``[B, S, S, 3]`` to ``h``.

