@@ -1,12 +1,42 @@
-"""Test-wide settings: quiet TensorFlow logs, deterministic seeds, small thread pools."""
+"""Test-wide settings (quiet TensorFlow logs, no GPU) and the fixtures several test files share.
+
+tests/ goes on ``sys.path`` so that test files in any subdirectory ``import helpers``.
+"""
 
 import os
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+if os.path.dirname(os.path.abspath(__file__)) not in sys.path:
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 
 import pytest  # noqa: E402
+
+import helpers  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    """A four-colour image folder (``helpers.write_folder``), written once per test module.
+
+    A module that needs another folder defines its own ``folder`` fixture, which wins.
+    """
+    return helpers.write_folder(tmp_path_factory.mktemp("colours"))
+
+
+@pytest.fixture(scope="module")
+def weights_file(tmp_path_factory):
+    """A 'pretrained' small ResNet as a user's local weights file (CI has no ImageNet weights)."""
+    import keras
+
+    from tfhash.models import backbones
+
+    keras.utils.set_random_seed(1)
+    path = str(tmp_path_factory.mktemp("weights") / "small.weights.h5")
+    backbones.build_backbone("resnet_small", 32).save_weights(path)
+    return path
 
 
 @pytest.fixture(scope="session")
