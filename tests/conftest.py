@@ -18,6 +18,14 @@ import helpers  # noqa: E402
 
 
 @pytest.fixture(scope="module")
+def images():
+    """Six random 32 x 32 RGB images, float32 pixels in [0, 255)."""
+    import numpy as np
+
+    return np.random.default_rng(0).uniform(0, 255, size=(6, 32, 32, 3)).astype("float32")
+
+
+@pytest.fixture(scope="module")
 def folder(tmp_path_factory):
     """A four-colour image folder (``helpers.write_folder``), written once per test module.
 

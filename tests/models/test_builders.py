@@ -1,4 +1,4 @@
-"""Backbones and the hashing model: shapes, weights files, saving, per-term logging."""
+"""The hashing model: shapes, saving and reloading, per-term logging."""
 
 import warnings
 
@@ -6,15 +6,8 @@ import keras
 import numpy as np
 import pytest
 
-from tfhash.models import backbones
-from tfhash.errors import UsageError
 from tfhash.models.layers import HashingLayer
 from tfhash.models import HashingModel, build_model
-
-
-@pytest.fixture(scope="module")
-def images():
-    return np.random.default_rng(0).uniform(0, 255, size=(6, 32, 32, 3)).astype("float32")
 
 
 def test_small_resnet_maps_raw_pixels_to_relaxed_codes(images):
@@ -32,57 +25,6 @@ def test_keras_file_round_trip_gives_the_same_codes(images, tmp_path):
     assert isinstance(restored, HashingModel)
     np.testing.assert_array_equal(restored.predict(images, verbose=0),
                                   model.predict(images, verbose=0))
-
-
-def test_local_weights_file_is_loaded(images, tmp_path):
-    source = backbones.build_backbone("resnet_small", 32)
-    path = str(tmp_path / "backbone.weights.h5")
-    source.save_weights(path)
-    loaded = backbones.build_backbone("resnet_small", 32, weights=path)
-    np.testing.assert_array_equal(loaded.predict(images, verbose=0),
-                                  source.predict(images, verbose=0))
-
-
-def test_keras_application_backbone_loads_a_local_weights_file(tmp_path):
-    source = backbones.build_backbone("mobilenetv3", 32)
-    path = str(tmp_path / "mnv3.weights.h5")
-    source.save_weights(path)
-    loaded = backbones.build_backbone("mobilenetv3", 32, weights=path)
-    for a, b in zip(source.get_weights(), loaded.get_weights()):
-        np.testing.assert_array_equal(a, b)
-
-
-@pytest.mark.parametrize("name,size,features", [("resnet50", 32, 2048),
-                                                ("mobilenetv3", 32, 960)])
-def test_keras_applications_backbones(name, size, features):
-    model = build_model(name, bits=16, image_size=size)
-    assert model.layers[1].output.shape[-1] == features
-    assert model.output.shape[-1] == 16
-
-
-def test_vgg16_uses_fc7_at_224():
-    backbone = backbones.build_backbone("vgg16", 224)
-    assert backbone.output.shape[-1] == 4096
-    with pytest.raises(UsageError, match="--image_size=224"):
-        backbones.build_backbone("vgg16", 32)
-
-
-@pytest.mark.parametrize("name,weights,message", [
-    ("alexnet", "none", "unknown backbone"),
-    ("resnet_small", "imagenet", "no ImageNet weights"),
-    ("resnet_small", "/nonexistent/w.h5", "does not exist"),
-])
-def test_backbone_errors_name_the_problem(name, weights, message):
-    with pytest.raises(UsageError, match=message):
-        backbones.build_backbone(name, 32, weights)
-
-
-def test_imagenet_download_failure_says_how_to_proceed(monkeypatch):
-    def offline(*args, **kwargs):
-        raise OSError("no network")
-    monkeypatch.setattr(keras.applications, "ResNet50", offline)
-    with pytest.raises(UsageError, match="--weights=<path>.*--weights=none"):
-        backbones.build_backbone("resnet50", 32, "imagenet")
 
 
 class _TwoTermLoss(keras.losses.Loss):
