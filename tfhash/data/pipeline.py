@@ -17,6 +17,9 @@ Images enter a model as float32 ``[B, S, S, 3]`` RGB pixels in ``[0, 255]``.
 * :func:`semi_supervised_dataset` (and :func:`feature_semi_supervised_dataset`) yields batches
   mixing class-balanced labelled images with unlabelled ones, and a labelled mask (SSDH).
 * :func:`eval_dataset` yields the given images once, in order, without augmentation.
+
+The sampling of a batch's rows lives in :mod:`tfhash.data.sampling`, the augmentation in
+:mod:`tfhash.data.augment`; this module decodes the images and puts the pieces together.
 """
 
 import os
@@ -26,6 +29,10 @@ import sys
 import numpy as np
 import tensorflow as tf
 
+from tfhash.data.augment import image_inputs, resolve_augmentation
+from tfhash.data.sampling import (balanced_batches, balanced_groups, check_indices,
+                                  label_tensor, semi_supervised_batches, semi_supervised_shape)
+from tfhash.data.sources import AUGMENTATIONS  # noqa: F401  (read as pipeline.AUGMENTATIONS)
 from tfhash.errors import UsageError
 
 # File/byte sources whose decoded evaluation images fit in this many bytes are decoded once
@@ -80,23 +87,6 @@ def decode_image(image_bytes, image_size):
     image = tf.io.decode_image(image_bytes, channels=3, dtype=tf.uint8,
                                expand_animations=False)
     return tf.cast(_fit(image, image_size), tf.float32)
-
-
-def _check_indices(collection, indices):
-    indices = np.asarray(indices, np.int64).reshape(-1)
-    if len(indices) == 0:
-        raise UsageError(f"no images selected from {collection.name}: the split part is empty "
-                         "(e.g. val with --val_fraction=0); choose a split that has some")
-    if indices.min() < 0 or indices.max() >= len(collection):
-        raise UsageError(f"image indices must lie in [0, {len(collection)}) for "
-                         f"{collection.name}, got [{indices.min()}, {indices.max()}]")
-    return indices
-
-
-def _label_tensor(collection, indices):
-    """int64 ``[n]`` class ids or float32 ``[n, C]`` multi-hot rows."""
-    labels = collection.labels[indices]
-    return tf.constant(labels.astype(np.float32 if collection.multi_label else np.int64))
 
 
 def _encoded_source(collection, indices):
@@ -162,7 +152,7 @@ def _decode_table(collection, indices, image_size):
     Raises:
         UsageError: an unreadable or corrupt image file; the message names it.
     """
-    indices = _check_indices(collection, indices)
+    indices = check_indices(collection, indices)
     if collection.pixels is not None:
         chunks = np.array_split(indices, max(1, len(indices) // 4096))
         return np.concatenate([np.asarray(_fit(collection.pixels[chunk], image_size))
@@ -203,8 +193,8 @@ def eval_dataset(collection, indices, image_size, batch_size):
         ``tf.data.Dataset`` of ``(float32 [B, S, S, 3] in [0, 255], labels)`` with labels
         int64 ``[B]`` (single-label) or float32 multi-hot ``[B, C]``.
     """
-    indices = _check_indices(collection, indices)
-    labels = _label_tensor(collection, indices)
+    indices = check_indices(collection, indices)
+    labels = label_tensor(collection, indices)
     if collection.pixels is not None:
         pixels = tf.constant(collection.pixels[indices])  # resized batch by batch
 
@@ -224,120 +214,6 @@ def eval_dataset(collection, indices, image_size, batch_size):
         ds = tf.data.Dataset.zip(images, tf.data.Dataset.from_tensor_slices(labels))
         ds = ds.batch(batch_size)
     return ds.prefetch(tf.data.AUTOTUNE)
-
-
-def _balanced_groups(collection, indices, batch_size, images_per_class, fewer_classes=False):
-    """Validates the batch shape; returns (members [C, max_count], counts [C], groups).
-
-    With ``fewer_classes``, a collection with fewer classes (with ``images_per_class``
-    training images) than a batch has places for fills its batches with every one of them,
-    at least two: ``eligible x images_per_class`` images, fewer than ``batch_size`` (a folder
-    of three classes trains with the batch shape a folder of ten does)."""
-    if images_per_class < 2:
-        raise UsageError(f"--images_per_class must be at least 2 so every image has a "
-                         f"positive in its batch, got {images_per_class}")
-    if batch_size % images_per_class:
-        raise UsageError(f"--batch_size={batch_size} is not a multiple of "
-                         f"--images_per_class={images_per_class}")
-    groups = batch_size // images_per_class
-    if groups < 2:
-        raise UsageError(f"--batch_size={batch_size} with --images_per_class="
-                         f"{images_per_class} gives one class per batch, so no negatives; "
-                         "use a batch of at least two classes")
-    membership = collection.membership(indices)
-    counts = membership.sum(axis=0)
-    eligible = int((counts >= images_per_class).sum())
-    kind = "labels" if collection.multi_label else "classes"
-    if fewer_classes and 2 <= eligible < groups:
-        groups = eligible
-    if eligible < groups:
-        fix = ("lower --images_per_class" if fewer_classes
-               else "lower --images_per_class or --batch_size")
-        raise UsageError(
-            f"a batch of {batch_size} with {images_per_class} images per class needs "
-            f"{2 if fewer_classes else groups} {kind} with at least "
-            f"{images_per_class} training images, but {collection.name} has {eligible}; {fix}")
-    members = np.zeros((membership.shape[1], max(1, counts.max())), np.int32)
-    for c in range(membership.shape[1]):
-        rows = np.flatnonzero(membership[:, c])
-        members[c, :len(rows)] = rows
-    return members, counts, groups
-
-
-def _sample_positions(seed, members, counts, num_images, groups, images_per_class):
-    """Positions (rows of the training table) of one balanced batch, as pure TF ops.
-
-    Draws ``groups`` distinct labels uniformly among those carried by at least
-    ``images_per_class`` training images, then for each label ``images_per_class``
-    distinct images carrying it, uniformly among those not yet in the batch. For
-    multi-label data an image carrying two chosen labels is taken twice only when a
-    label has too few other images left.
-
-    Args:
-        seed: stateless seed, int64 ``[2]``.
-        members: int32 ``[C, M]``; row ``c`` lists the table rows carrying label ``c``,
-            padded after its ``counts[c]`` entries.
-        counts: int ``[C]``.
-        num_images: rows in the training table.
-    """
-    num_labels, max_count = members.shape
-    seeds = tf.random.experimental.stateless_split(seed, groups + 1)
-    eligible = tf.cast(counts >= images_per_class, tf.float32)
-    # Uniform scores in [0, 1) lifted by 2 for eligible labels: top_k picks eligible ones.
-    label_score = tf.random.stateless_uniform([num_labels], seeds[0]) + 2.0 * eligible
-    chosen = tf.math.top_k(label_score, groups).indices
-    in_batch = tf.zeros([num_images], tf.bool)
-    picks = []
-    for g in range(groups):
-        row = tf.gather(members, chosen[g])
-        valid = tf.range(max_count) < tf.gather(counts, chosen[g])
-        fresh = tf.logical_and(valid, tf.logical_not(tf.gather(in_batch, row)))
-        # Fresh images score in [2, 3), images already in the batch in [1, 2), padding [0, 1).
-        score = (tf.random.stateless_uniform([max_count], seeds[g + 1])
-                 + tf.cast(valid, tf.float32) + tf.cast(fresh, tf.float32))
-        pick = tf.gather(row, tf.math.top_k(score, images_per_class).indices)
-        in_batch = tf.tensor_scatter_nd_update(in_batch, pick[:, None],
-                                               tf.ones([images_per_class], tf.bool))
-        picks.append(pick)
-    return tf.concat(picks, 0)
-
-
-AUGMENTATIONS = ("none", "crop", "crop_flip")
-
-
-def _augment(images, seed, flip):
-    """CIFAR-style augmentation of uint8 ``[B, S, S, 3]``: zero-pad by ``S // 8`` (4 pixels
-    at 32x32), crop ``S x S`` at a random offset, and with ``flip`` flip left-right with
-    probability 1/2.
-
-    The crop is two batched gathers (rows, then columns); a flipped image reads its
-    columns in reverse order, so flipping costs nothing extra.
-    """
-    batch, size = tf.shape(images)[0], images.shape[1]
-    pad = max(1, size // 8)
-    crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
-    padded = tf.pad(images, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
-    offsets = tf.random.stateless_uniform([batch, 2], crop_seed, minval=0, maxval=2 * pad + 1,
-                                          dtype=tf.int32)
-    steps = tf.range(size)[None, :]
-    rows = offsets[:, :1] + steps
-    cols = offsets[:, 1:] + steps
-    if flip:
-        flipped = tf.random.stateless_uniform([batch, 1], flip_seed) < 0.5
-        cols = offsets[:, 1:] + tf.where(flipped, size - 1 - steps, steps)
-    return tf.gather(tf.gather(padded, rows, axis=1, batch_dims=1), cols, axis=2, batch_dims=1)
-
-
-def _augmentation(augment):
-    """The augmentation name for ``augment`` (a name, or True/False for crop_flip/none)."""
-    if augment is True:
-        return "crop_flip"
-    if augment is False or augment is None:
-        return "none"
-    if augment not in AUGMENTATIONS:
-        raise UsageError(f"unknown augmentation {augment!r}; choose one of "
-                         f"{', '.join(AUGMENTATIONS)}")
-    return augment
 
 
 def train_dataset(collection, indices, image_size, batch_size, images_per_class, augment=True,
@@ -384,26 +260,13 @@ def train_dataset(collection, indices, image_size, batch_size, images_per_class,
         ds = train_dataset(collection, split.train, 32, batch_size=64, images_per_class=8)
         images, labels = next(iter(ds))   # 8 classes x 8 images
     """
-    augment = _augmentation(augment)
-    indices = _check_indices(collection, indices)
-    members, counts, groups = _balanced_groups(collection, indices, batch_size,
+    augment = resolve_augmentation(augment)
+    indices = check_indices(collection, indices)
+    members, counts, groups = balanced_groups(collection, indices, batch_size,
                                                images_per_class, fewer_classes=True)
     table = tf.constant(_decode_table(collection, indices, image_size))
-    return _balanced_batches(collection, indices, members, counts, groups, images_per_class,
-                             _image_inputs(table, augment), seed, start_step, targets)
-
-
-def _image_inputs(table, augment):
-    """``inputs(positions, augment_seed)`` of the batch samplers for a uint8 image table: the
-    rows, augmented, as float32."""
-
-    def images(positions, augment_seed):
-        batch = tf.gather(table, positions)
-        if augment != "none":
-            batch = _augment(batch, augment_seed, flip=augment == "crop_flip")
-        return tf.cast(batch, tf.float32)
-
-    return images
+    return balanced_batches(collection, indices, members, counts, groups, images_per_class,
+                             image_inputs(table, augment), seed, start_step, targets)
 
 
 def feature_train_dataset(collection, indices, features, batch_size, images_per_class, seed=0,
@@ -415,14 +278,14 @@ def feature_train_dataset(collection, indices, features, batch_size, images_per_
         features: float32 ``[len(indices), d]``, row ``i`` the features of image
             ``indices[i]`` (e.g. a frozen backbone's, from :mod:`tfhash.models.features`).
     """
-    indices = _check_indices(collection, indices)
+    indices = check_indices(collection, indices)
     if len(features) != len(indices):
         raise UsageError(f"{len(features)} feature rows for {len(indices)} images; give one "
                          "row per index")
-    members, counts, groups = _balanced_groups(collection, indices, batch_size,
+    members, counts, groups = balanced_groups(collection, indices, batch_size,
                                                images_per_class, fewer_classes=True)
     table = tf.constant(np.asarray(features, np.float32))
-    return _balanced_batches(collection, indices, members, counts, groups, images_per_class,
+    return balanced_batches(collection, indices, members, counts, groups, images_per_class,
                              lambda positions, _: tf.gather(table, positions), seed,
                              start_step, targets)
 
@@ -430,37 +293,10 @@ def feature_train_dataset(collection, indices, features, batch_size, images_per_
 def feature_eval_dataset(collection, indices, features, batch_size):
     """:func:`eval_dataset` over precomputed features (row ``i`` for ``indices[i]``): finite
     ``(float32 [B, d], labels)`` batches in order."""
-    indices = _check_indices(collection, indices)
-    labels = _label_tensor(collection, indices)
+    indices = check_indices(collection, indices)
+    labels = label_tensor(collection, indices)
     rows = tf.data.Dataset.from_tensor_slices((np.asarray(features, np.float32), labels))
     return rows.batch(batch_size).prefetch(tf.data.AUTOTUNE)
-
-
-def _balanced_batches(collection, indices, members, counts, groups, images_per_class, inputs,
-                      seed, start_step, targets=None):
-    """The endless balanced batches: batch ``t`` samples its rows from ``(seed, t)`` and
-    ``inputs(positions, augment_seed)`` turns them into the batch's inputs; the second element
-    is the rows' labels, or their ``targets``."""
-    if targets is None:
-        labels = _label_tensor(collection, indices)
-    elif len(targets) != len(indices):
-        raise UsageError(f"{len(targets)} targets for {len(indices)} training images; give "
-                         "one per image")
-    else:
-        labels = tf.constant(np.asarray(targets, np.float32))
-    members, counts = tf.constant(members), tf.constant(counts, tf.int32)
-
-    def make_batch(step):
-        batch_seed = tf.stack([tf.constant(seed, tf.int64), step])
-        sample_seed, augment_seed = tf.unstack(
-            tf.random.experimental.stateless_split(batch_seed, 2))
-        positions = _sample_positions(sample_seed, members, counts, len(indices), groups,
-                                      images_per_class)
-        return inputs(positions, augment_seed), tf.gather(labels, positions)
-
-    return (tf.data.Dataset.counter(start=start_step)
-            .map(make_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-            .prefetch(tf.data.AUTOTUNE))
 
 
 def semi_supervised_dataset(collection, labelled, unlabelled, image_size, batch_size,
@@ -500,13 +336,13 @@ def semi_supervised_dataset(collection, labelled, unlabelled, image_size, batch_
                                      batch_size=128, images_per_class=8, labelled_ratio=0.5)
         images, y = next(iter(ds))   # 8 classes x 8 labelled images, 64 unlabelled
     """
-    augment = _augmentation(augment)
-    shape = _semi_supervised_shape(collection, labelled, unlabelled, batch_size,
+    augment = resolve_augmentation(augment)
+    shape = semi_supervised_shape(collection, labelled, unlabelled, batch_size,
                                    images_per_class, labelled_ratio)
     table = tf.constant(np.concatenate([_decode_table(collection, part, image_size)
                                         for part in shape[:2]]))
-    return _semi_supervised_batches(collection, *shape, images_per_class,
-                                    _image_inputs(table, augment), seed, start_step)
+    return semi_supervised_batches(collection, *shape, images_per_class,
+                                    image_inputs(table, augment), seed, start_step)
 
 
 def feature_semi_supervised_dataset(collection, labelled, unlabelled, labelled_features,
@@ -515,7 +351,7 @@ def feature_semi_supervised_dataset(collection, labelled, unlabelled, labelled_f
     """:func:`semi_supervised_dataset` over precomputed features (row ``i`` of
     ``labelled_features`` for ``labelled[i]``, of ``unlabelled_features`` for ``unlabelled[i]``):
     the same batches for the same seed, yielding ``(float32 [B, d], [B, 1 + L])``."""
-    shape = _semi_supervised_shape(collection, labelled, unlabelled, batch_size,
+    shape = semi_supervised_shape(collection, labelled, unlabelled, batch_size,
                                    images_per_class, labelled_ratio)
     for part, rows in zip(shape[:2], (labelled_features, unlabelled_features)):
         if len(rows) != len(part):
@@ -523,64 +359,6 @@ def feature_semi_supervised_dataset(collection, labelled, unlabelled, labelled_f
                              "per index")
     table = tf.constant(np.concatenate([np.asarray(labelled_features, np.float32),
                                         np.asarray(unlabelled_features, np.float32)]))
-    return _semi_supervised_batches(collection, *shape, images_per_class,
+    return semi_supervised_batches(collection, *shape, images_per_class,
                                     lambda positions, _: tf.gather(table, positions), seed,
                                     start_step)
-
-
-def _semi_supervised_shape(collection, labelled, unlabelled, batch_size, images_per_class,
-                           labelled_ratio):
-    """Validates a semi-supervised batch; returns (labelled, unlabelled, members, counts,
-    groups, unlabelled per batch)."""
-    if not 0 < labelled_ratio < 1:
-        raise UsageError(f"--labelled_ratio must be in (0, 1): the part of each batch that is "
-                         f"labelled, got {labelled_ratio}")
-    if len(unlabelled) == 0:
-        raise UsageError(f"the split of {collection.name} has no unlabelled images (its "
-                         "training draw is the whole database): keep fewer labelled with "
-                         "--labelled_per_class or use a protocol with a smaller training draw")
-    unlabelled = _check_indices(collection, unlabelled)
-    num_labelled = round(labelled_ratio * batch_size)
-    per_batch = batch_size - num_labelled
-    if num_labelled % images_per_class or num_labelled < 2 * images_per_class or not per_batch:
-        raise UsageError(
-            f"--labelled_ratio={labelled_ratio} of --batch_size={batch_size} gives "
-            f"{num_labelled} labelled and {per_batch} unlabelled images per batch: the "
-            f"labelled ones must be at least two classes of --images_per_class="
-            f"{images_per_class} (a multiple of it), with some unlabelled; change the ratio")
-    if per_batch > len(unlabelled):
-        raise UsageError(f"a batch takes {per_batch} unlabelled images but the split has "
-                         f"{len(unlabelled)}: raise --labelled_ratio or lower --batch_size")
-    labelled = _check_indices(collection, labelled)
-    members, counts, groups = _balanced_groups(collection, labelled, num_labelled,
-                                               images_per_class)
-    return labelled, unlabelled, members, counts, groups, per_batch
-
-
-def _semi_supervised_batches(collection, labelled, unlabelled, members, counts, groups,
-                             per_batch, images_per_class, inputs, seed, start_step):
-    """The endless mixed batches: rows ``0 … len(labelled) − 1`` of the table ``inputs`` reads
-    are the labelled images, the rest the unlabelled ones."""
-    labels = _label_tensor(collection, labelled)
-    if collection.multi_label:
-        targets = tf.concat([tf.ones([len(labelled), 1]), labels], 1)
-    else:
-        targets = tf.stack([tf.ones([len(labelled)], tf.int64), labels], 1)
-    unlabelled_targets = tf.zeros([per_batch, targets.shape[1]], targets.dtype)
-    members, counts = tf.constant(members), tf.constant(counts, tf.int32)
-
-    def make_batch(step):
-        batch_seed = tf.stack([tf.constant(seed, tf.int64), step])
-        sample_seed, unlabelled_seed, augment_seed = tf.unstack(
-            tf.random.experimental.stateless_split(batch_seed, 3))
-        positions = _sample_positions(sample_seed, members, counts, len(labelled), groups,
-                                      images_per_class)
-        scores = tf.random.stateless_uniform([len(unlabelled)], unlabelled_seed)
-        others = len(labelled) + tf.math.top_k(scores, per_batch).indices
-        rows = tf.concat([positions, others], 0)
-        return (inputs(rows, augment_seed),
-                tf.concat([tf.gather(targets, positions), unlabelled_targets], 0))
-
-    return (tf.data.Dataset.counter(start=start_step)
-            .map(make_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-            .prefetch(tf.data.AUTOTUNE))

@@ -47,6 +47,10 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 
 _TFDS_BATCH = 4096
 
+# The training augmentations a run may choose (tfhash.data.augment applies them): none, a random
+# crop of the zero-padded image, and that crop flipped left-right with probability 1/2.
+AUGMENTATIONS = ("none", "crop", "crop_flip")
+
 # The augmentation that suits each source (``--augment=auto``). Handwritten digits are glyphs:
 # a mirrored 2 or 7 is another symbol, so they are never flipped. Every other source holds
 # photographs, for which a mirror image is an image of the same class.
