@@ -48,7 +48,7 @@ class _LossClasses(collections.abc.Mapping):
 
     @staticmethod
     def _names():
-        return [name for name, m in methods.REGISTRY.items() if m.kind == "keras"]
+        return methods.names("keras")
 
 
 METHODS = _LossClasses()

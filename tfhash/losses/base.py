@@ -21,6 +21,9 @@ from tfhash.losses.quantization import all_pairs, hamming_isometric, pair_mask, 
 # margin in (0, 4] asks exactly what Eq. 6's Hamming margin of 1 asks: one bit
 # between a positive and a negative pair; 1 is the paper's relaxed value (Eq. 8).
 DEFAULT_MARGIN = 1.0
+# What margin=None means for a ranking loss: K/2, half the code length, which grows with the
+# distances' range [0, 4K] (the margin tfhash's CIFAR-10 configs used, typed per code length).
+MARGIN_PER_BIT = 0.5
 DEFAULT_QUANTIZATION_WEIGHT = 0.8  # λ
 SINGLE_LABEL_ISOMETRIC_WEIGHT = 0.25  # μ for class-id labels
 MULTI_LABEL_ISOMETRIC_WEIGHT = 0.75  # μ for multi-hot labels
@@ -133,9 +136,11 @@ class RankingLoss(HashingLoss):
 
     Args:
         margin: m > 0, in squared-Euclidean units on ``h`` (the distances lie in
-            ``[0, 4K]`` and one flipped bit moves a binary distance by 4).
-            Default 1.0, the paper's: once codes are binary, any m in (0, 4]
-            demands one bit of separation, which is Eq. 6's Hamming margin.
+            ``[0, 4K]`` and one flipped bit moves a binary distance by 4), or
+            ``None`` (default) for ``K/2``, resolved on the batch's code length
+            (:meth:`margin_for`). The paper's relaxed value is 1.0: once codes are
+            binary, any m in (0, 4] demands one bit of separation (Eq. 6's Hamming
+            margin); a margin that grows with K ranks better.
         quantization_weight: λ ≥ 0 (paper: 0.8).
         isometric_weight: μ ≥ 0, or ``None`` for the paper's value for the
             batch's label type: 0.25 for class ids (``[B]``, ``[B, 1]``), 0.75
@@ -160,7 +165,7 @@ class RankingLoss(HashingLoss):
 
     def __init__(
         self,
-        margin=DEFAULT_MARGIN,
+        margin=None,
         quantization_weight=DEFAULT_QUANTIZATION_WEIGHT,
         isometric_weight=None,
         mining="random",
@@ -170,24 +175,34 @@ class RankingLoss(HashingLoss):
         reduction="sum_over_batch_size",
     ):
         super().__init__(name=name, reduction=reduction)
-        self.margin = _number("margin", margin, positive=True)
+        self.margin = None if margin is None else _number("margin", margin, positive=True)
         self.quantization_weight = _number("quantization_weight", quantization_weight)
         self.isometric_weight = (
             None if isometric_weight is None else _number("isometric_weight", isometric_weight)
         )
         set_mining(self, mining, quadruplets_per_anchor, seed)
 
+    def margin_for(self, h):
+        """m for relaxed codes ``h`` ``[B, K]``: the set margin, or ``K/2`` for ``None``."""
+        if self.margin is not None:
+            return self.margin
+        bits = h.shape[-1]
+        if bits is None:
+            return MARGIN_PER_BIT * tf.cast(tf.shape(h)[-1], tf.float32)
+        return MARGIN_PER_BIT * bits
+
     def mine(self, similarity):
         """Hook: the tuples of a batch, int32 ``[Q, T]`` batch indices, or ``(tuples, keep)``."""
         raise NotImplementedError
 
-    def tuple_loss(self, distances, similarity, tuples):
+    def tuple_loss(self, distances, similarity, tuples, margin):
         """Hook: the ranking loss of each tuple, ``[Q]``.
 
         Args:
             distances: ``[B, B]`` squared distances of the relaxed codes.
             similarity: boolean ``[B, B]`` from :meth:`similarity`.
             tuples: int32 ``[Q, T]`` from :meth:`mine`.
+            margin: m of this batch (:meth:`margin_for`).
         """
         raise NotImplementedError
 
@@ -213,7 +228,7 @@ class RankingLoss(HashingLoss):
         distances = squared_distances(h)
         tuples = self.mine(similarity)
         tuples, keep = tuples if isinstance(tuples, tuple) else (tuples, None)
-        values = self.tuple_loss(distances, similarity, tuples)
+        values = self.tuple_loss(distances, similarity, tuples, self.margin_for(h))
         semantic = _mean(values) if keep is None else (
             tf.reduce_sum(keep * values) / tf.maximum(tf.reduce_sum(keep), 1.0))
         used = pair_mask(tuples, self.pairs, tf.shape(h)[0], keep)

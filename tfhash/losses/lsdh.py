@@ -101,8 +101,8 @@ class LSDHLoss(RankingLoss):
             similarity, self.mining, self.quadruplets_per_anchor, self.seed_generator
         )
 
-    def tuple_loss(self, distances, similarity, tuples):
-        return quadruplet_loss(distances, similarity, tuples, self.margin)
+    def tuple_loss(self, distances, similarity, tuples, margin):
+        return quadruplet_loss(distances, similarity, tuples, margin)
 
 
 @keras.saving.register_keras_serializable(package="tfhash")

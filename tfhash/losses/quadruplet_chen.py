@@ -26,7 +26,7 @@ added over the pairs ``{i, j}, {i, k}, {l, k}`` they use
 import keras
 import tensorflow as tf
 
-from tfhash.losses.base import RankingLoss, _number, gather_pairs
+from tfhash.losses.base import DEFAULT_MARGIN, RankingLoss, _number, gather_pairs
 from tfhash.losses.mining import mine_triplets
 
 DEFAULT_SECOND_MARGIN = 0.5  # α₂
@@ -93,17 +93,18 @@ class ChenQuadrupletLoss(RankingLoss):
 
     pairs = ((0, 1), (0, 2), (3, 2))
 
-    def __init__(self, *args, second_margin=DEFAULT_SECOND_MARGIN, name="quadruplet_chen",
-                 **kwargs):
-        super().__init__(*args, name=name, **kwargs)
+    def __init__(self, margin=DEFAULT_MARGIN, *args, second_margin=DEFAULT_SECOND_MARGIN,
+                 name="quadruplet_chen", **kwargs):
+        # α₁ is the paper's fixed 1.0, not K/2: Chen et al. give no rule in the code length.
+        super().__init__(margin, *args, name=name, **kwargs)
         self.second_margin = _number("second_margin", second_margin, positive=True)
 
     def mine(self, similarity):
         return mine_chen_quadruplets(similarity, self.mining, self.quadruplets_per_anchor,
                                      self.seed_generator)
 
-    def tuple_loss(self, distances, similarity, tuples):
-        return chen_quadruplet_loss(distances, tuples, self.margin, self.second_margin)
+    def tuple_loss(self, distances, similarity, tuples, margin):
+        return chen_quadruplet_loss(distances, tuples, margin, self.second_margin)
 
     def get_config(self):
         config = super().get_config()

@@ -61,5 +61,5 @@ class TripletLoss(RankingLoss):
             similarity, self.mining, self.quadruplets_per_anchor, self.seed_generator
         )
 
-    def tuple_loss(self, distances, similarity, tuples):
-        return triplet_loss(distances, tuples, self.margin)
+    def tuple_loss(self, distances, similarity, tuples, margin):
+        return triplet_loss(distances, tuples, margin)

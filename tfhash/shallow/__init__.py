@@ -33,6 +33,9 @@ encoding as TensorFlow ops for a SavedModel; this package never imports
 TensorFlow. See docs/shallow.md.
 """
 
+import collections.abc
+
+from tfhash import methods
 from tfhash.errors import UsageError
 from tfhash.shallow.base import ShallowHash, load_model
 from tfhash.shallow.itq import ITQ
@@ -41,7 +44,24 @@ from tfhash.shallow.lsh import LSH
 from tfhash.shallow.sdh import SDH
 from tfhash.shallow.sh import SH
 
-METHODS = {cls.name: cls for cls in (LSH, SH, ITQ, KSH, SDH)}
+
+class _ShallowClasses(collections.abc.Mapping):
+    """Method name → model class, a live view of the shallow methods of the one method table
+    (:mod:`tfhash.methods`)."""
+
+    def __getitem__(self, name):
+        if name not in methods.names("shallow"):
+            raise KeyError(name)
+        return methods.REGISTRY[name].model_class()
+
+    def __iter__(self):
+        return iter(methods.names("shallow"))
+
+    def __len__(self):
+        return len(methods.names("shallow"))
+
+
+METHODS = _ShallowClasses()
 
 
 def get(name, bits, seed=0, **params):

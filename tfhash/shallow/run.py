@@ -27,7 +27,7 @@ not refitted; one holding other settings is refused.
 Example::
 
     from tfhash.shallow.run import train_shallow
-    from tfhash.train import TrainConfig
+    from tfhash.config import TrainConfig
 
     metrics = train_shallow(TrainConfig(run_dir="runs/itq32", method="itq", bits=32,
                                         backbone="pixels", image_size=8))
@@ -57,7 +57,7 @@ def _settings(config, features, params):
     missing = [k for k in ("run_dir",) + SETTINGS if k not in values]
     if missing:
         raise UsageError(f"the run configuration lacks {', '.join(missing)}; pass a "
-                         "tfhash.train.TrainConfig")
+                         "tfhash.config.TrainConfig")
     values["features"] = os.path.abspath(features) if features else None
     values["shallow_params"] = dict(params)
     return values
@@ -127,7 +127,7 @@ def train_shallow(config, features=None, params=None):
     """Fits ``config.method`` (a shallow method) and writes its run directory.
 
     Args:
-        config: a :class:`tfhash.train.TrainConfig` (or any object with its fields); a
+        config: a :class:`tfhash.config.TrainConfig` (or any object with its fields); a
             shallow run reads ``run_dir``, ``dataset``, ``data_dir``, ``protocol``,
             ``val_fraction``, ``seed``, ``method``, ``bits``, ``backbone`` (``"pixels"``
             for raw pixels), ``weights``, ``image_size``, ``eval_batch_size`` and

@@ -1,6 +1,6 @@
 """Training callbacks: validation MAP, the best and latest checkpoints, the history, a NaN guard.
 
-Their order in a run (:mod:`tfhash.train`) is what makes a run resumable at any moment: at the
+Their order in a run (:mod:`tfhash.training.run`) is what makes a run resumable at any moment: at the
 end of an epoch, validation MAP is computed, then the best checkpoint, the history row and the
 TensorBoard events are written, and last :class:`LatestCheckpoint` saves the state and records
 the epoch as done. A run killed anywhere before that last step repeats the whole epoch when it

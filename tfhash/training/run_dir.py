@@ -24,8 +24,9 @@ The rules, in :meth:`RunDir.lock` and :meth:`RunDir.open`:
   start left (flags, a split, empty checkpoint folders) is replaced by the new command's, so a
   corrected command always goes through.
 * A started run continues only under the same settings. Settings that change how long or how
-  a run learns, not what it is (:data:`RESUMABLE`: epochs, learning rate, momentum, weight
-  decay, how often to validate, verbosity, the strategy), may differ; each change is appended to
+  a run learns, not what it is (the ``resumable`` ones, which the caller names:
+  :meth:`tfhash.config.TrainConfig.resumable` — epochs, learning rate, momentum, weight decay,
+  how often to validate, verbosity, the strategy), may differ; each change is appended to
   ``changes.json`` with the epoch it took effect at.
 * A finished run is reported, not retrained; asked for more epochs than it has, it is
   extended: its report and codes move to ``finished_at_<n>/`` and training continues.
@@ -41,22 +42,23 @@ import shutil
 import time
 import zipfile
 
+from tfhash import methods
 from tfhash.errors import UsageError
 from tfhash.locking import DirectoryLock
 
-# Settings that may change when a run is resumed or extended: how long or how it learns, on
-# how many devices (--strategy: the same step on any number of replicas, tfhash.training.trainer), or
-# how loudly it reports. A lower --learning_rate after a NaN loss is the common case.
-RESUMABLE = ("epochs", "learning_rate", "momentum", "weight_decay", "eval_every", "strategy",
-             "eval_batch_size", "verbose")
 # Settings that say where the run is, not what it is: a moved or copied run directory resumes.
 LOCATION = ("run_dir",)
 
 LOCK = "lock"  # held by the command writing the run (tfhash.locking)
-# Everything tfhash writes in a run directory (a run of an older version wrote backup/).
+# Everything tfhash writes in a run directory (a run of an older version wrote backup/), but
+# the files a method's own steps keep there (tfhash.methods.Method.run_dir_files).
 _OWN_ENTRIES = {"flags.json", "flags.cfg", "changes.json", "split", "checkpoints", "logs",
-                "history.csv", "codes", "metrics.json", "backup", "shallow", "features",
-                "cnnh_targets.npz", LOCK}
+                "history.csv", "codes", "metrics.json", "backup", "shallow", "features", LOCK}
+
+
+def own_entries():
+    """The names tfhash writes at the top of a run directory, the methods' own files included."""
+    return _OWN_ENTRIES | methods.run_dir_files()
 
 # The record inside a latest checkpoint (a .keras file is a zip archive; Keras reads only its
 # own entries): the epochs completed and the random state of the run at that moment. Written
@@ -185,12 +187,13 @@ class RunDir:
         """The record inside the latest checkpoint (see :data:`CHECKPOINT_RECORD`), or None."""
         return checkpoint_record(self.latest) if os.path.isfile(self.latest) else None
 
-    def open(self, settings, defaults=None):
+    def open(self, settings, defaults=None, resumable=()):
         """Prepares the directory for a run with ``settings`` (a dict of every setting).
 
         A setting that a run made by an earlier version did not record counts as its value in
         ``defaults`` (the setting's default today, which is what that version did), so such a
-        run still resumes.
+        run still resumes. The settings named in ``resumable`` may differ from the run's; any
+        other change is refused.
 
         Returns:
             ``(epochs_done, finished)``: the epochs the run has completed (0 for a new run)
@@ -210,7 +213,7 @@ class RunDir:
             return 0, False
         saved = {**(defaults or {}), **self.saved_settings()}
         self._refuse_changes(saved, settings, [k for k in settings
-                                               if k not in RESUMABLE + LOCATION])
+                                               if k not in (*resumable, *LOCATION)])
         finished = os.path.isfile(self.metrics)
         if finished:
             read_json(self.metrics, "remove it and run the same command again: the run is "
@@ -223,7 +226,7 @@ class RunDir:
             for entry in (self.metrics, self.codes):
                 if os.path.exists(entry):
                     os.replace(entry, os.path.join(keep, os.path.basename(entry)))
-        changed = {k: [saved.get(k), settings[k]] for k in RESUMABLE
+        changed = {k: [saved.get(k), settings[k]] for k in resumable
                    if k in settings and saved.get(k) != settings[k]}
         if changed:
             self._record_change(done, changed)
@@ -255,7 +258,7 @@ class RunDir:
             raise UsageError(f"--run_dir={self.path} is a file; pass a directory")
         entries = set(os.listdir(self.path)) if os.path.isdir(self.path) else set()
         foreign = sorted(e for e in entries
-                         if e not in _OWN_ENTRIES and not e.startswith("finished_at_"))
+                         if e not in own_entries() and not e.startswith("finished_at_"))
         if foreign:
             raise UsageError(f"--run_dir={self.path} holds no tfhash run but other files "
                              f"({', '.join(foreign[:3])}); pass a new or empty directory")
@@ -310,7 +313,7 @@ class RunDir:
         return ", ".join(found)
 
     def _clear(self, entries):
-        for entry in entries & _OWN_ENTRIES - {LOCK}:  # the lock is held by this command
+        for entry in entries & own_entries() - {LOCK}:  # the lock is held by this command
             path = os.path.join(self.path, entry)
             if os.path.isdir(path):
                 shutil.rmtree(path)

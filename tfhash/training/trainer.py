@@ -47,7 +47,7 @@ the first steps. Random mining draws the same tuples on every replica: create th
 ``strategy.scope()``, so its seed state is mirrored, as the model and the optimizer must be.
 
 Which process writes what is the caller's choice (in a run, the chief:
-:func:`tfhash.train.multi_worker_chief`); every worker runs the same steps, which are collective.
+:func:`tfhash.config.multi_worker_chief`); every worker runs the same steps, which are collective.
 """
 
 import keras
@@ -59,7 +59,7 @@ from tfhash.errors import UsageError
 def make_strategy(name):
     """The ``tf.distribute`` strategy of ``--strategy=name``: ``default`` (no distribution, one
     device), ``mirrored`` (every local GPU, or the logical devices configured), ``multi_worker``
-    (the workers of ``TF_CONFIG``, each with its local devices; :func:`tfhash.train.
+    (the workers of ``TF_CONFIG``, each with its local devices; :func:`tfhash.config.
     multi_worker_chief` checks it and says which worker writes).
 
     Create it before TensorFlow runs any op (``multi_worker`` configures the collectives).
