@@ -96,8 +96,7 @@ def planned(args):
 
 def command(args, run):
     """The run's command after ``python`` (paths relative to the repository root)."""
-    flags = [f"--{k}={flag_value(v, run.bits)}" for k, v in METHOD_FLAGS.get(run.method,
-                                                                            {}).items()]
+    flags = [f"--{k}={flag_value(v)}" for k, v in METHOD_FLAGS.get(run.method, {}).items()]
     extra = [f"--learning_rate={run.learning_rate}"] if run.learning_rate else []
     extra += [f"--epochs={args.epochs}"] if args.epochs else []
     run_dir = os.path.relpath(os.path.join(args.runs_dir, run.name), ROOT)

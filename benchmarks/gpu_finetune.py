@@ -112,8 +112,7 @@ def _collection(arrays, part):
 def _settings(args, method):
     """The base config's settings for ``method``, with the GPU's changes."""
     settings = flagfile_settings(BASE)
-    settings.update({k: flag_value(v, args.bits) for k, v in METHOD_FLAGS.get(method,
-                                                                              {}).items()})
+    settings.update({k: flag_value(v) for k, v in METHOD_FLAGS.get(method, {}).items()})
     settings.update(image_size=str(args.image_size), trainable_blocks="0",
                     backbone=args.backbone, weights=args.weights)
     for item in filter(None, args.override.split(",")):

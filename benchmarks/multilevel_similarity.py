@@ -66,9 +66,7 @@ def train_codes(method, features, labels, train, test, steps, bits=16, seed=0, b
     inputs = keras.Input((features.shape[1],))
     hidden = keras.layers.Dense(64, activation="relu")(inputs)
     model = models.HashingModel(inputs, HashingLayer(bits)(hidden))
-    kwargs = {"margin": bits / 2.0} if method == "lsdh" else {}  # the configs' m = K/2
-    if method == "lsdh":
-        kwargs["seed"] = seed
+    kwargs = {"seed": seed} if method == "lsdh" else {}  # LSDH's margin: its default, K/2
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=losses.get(method, **kwargs))
     rng = np.random.default_rng(seed)
     batches = np.stack([rng.choice(train, batch, replace=False) for _ in range(steps)])

@@ -1,22 +1,17 @@
 """benchmarks/cifar10_table.py: the table it writes from finished runs (no training here)."""
 
-import importlib.util
 import json
 import os
 
 import numpy as np
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from helpers import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def table():
-    spec = importlib.util.spec_from_file_location(
-        "cifar10_table", os.path.join(ROOT, "benchmarks", "cifar10_table.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("cifar10_table")
 
 
 def report(map_value, lookup=None):

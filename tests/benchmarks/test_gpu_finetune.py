@@ -10,16 +10,15 @@ import pytest
 
 from tfhash import data
 
-from test_frozen import folder, weights_file  # noqa: F401
-from test_paper_tables import load
+from helpers import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def gpu():
-    return load("gpu_finetune")
+    return load_benchmark("gpu_finetune")
 
 
-def test_pack_train_encode_at_a_tiny_setting(gpu, tmp_path, folder, weights_file):  # noqa: F811
+def test_pack_train_encode_at_a_tiny_setting(gpu, tmp_path, folder, weights_file):
     packed = str(tmp_path / "train.npz")
     gpu.main(["pack", f"--data_dir={folder}", "--protocol=fraction", "--out=" + packed])
     arrays = np.load(packed)

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from helpers import ROOT
+
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
 
 pytestmark = pytest.mark.skipif(

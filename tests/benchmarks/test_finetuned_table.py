@@ -9,12 +9,12 @@ import pytest
 
 from tfhash import evaluation
 
-from test_paper_tables import load
+from helpers import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def ft():
-    return load("finetuned_table")
+    return load_benchmark("finetuned_table")
 
 
 def test_the_plan_covers_the_issue_runs_and_each_rate(ft):
@@ -27,10 +27,12 @@ def test_the_plan_covers_the_issue_runs_and_each_rate(ft):
     lsdh = ft.Run("lsdh", "cifar10", 48, "")
     command = ft.command(ft.parse_args([]), lsdh)
     assert command[:3] == ["-m", "tfhash.train", "--flagfile=configs/cifar10_e2e_base.cfg"]
-    assert "--margin=24" in command and command[-1] == "--run_dir=runs/cifar10_lsdh_e2e_48"
-    # The LSDH row's run directory is the one its config (the README's command) writes.
-    with open(os.path.join(ft.ROOT, "configs", "cifar10_lsdh_e2e_48.cfg")) as f:
-        assert "--run_dir=runs/cifar10_lsdh_e2e_48\n" in f.read()
+    assert "--bits=48" in command and command[-1] == "--run_dir=runs/cifar10_lsdh_e2e_48"
+    assert not any(f.startswith("--margin") for f in command)  # K/2 is the loss's default
+    # The LSDH row's run directory is the one the README's command of its config names.
+    with open(os.path.join(ft.ROOT, "README.md")) as f:
+        assert ("--flagfile=configs/cifar10_lsdh_e2e.cfg --bits=48 "
+                "--run_dir=runs/cifar10_lsdh_e2e_48") in f.read()
     dsh = ft.Run("dsh", "cifar10-1", 48, "3e-4")
     assert ft.command(ft.parse_args([]), dsh)[-2:] == [
         "--learning_rate=3e-4", "--run_dir=runs/cifar10_dsh_e2e_48_cifar10_1_lr3e-4"]
