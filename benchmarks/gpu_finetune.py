@@ -21,7 +21,7 @@ the device tool's 16 MiB per file), and the best validation MAP.
 ``encode`` rebuilds that network here, runs the protocol's 10,000 queries and 50,000 database
 images through it and writes a run directory (``codes/``, ``metrics.json``) that
 ``benchmarks/finetuned_table.py``'s scoring and ``tfhash.evaluate`` read. Without a GPU, the
-same three steps run on the CPU at a tiny setting (tests/test_gpu_finetune.py).
+same three steps run on the CPU at a tiny setting (tests/benchmarks/test_gpu_finetune.py).
 """
 
 import argparse
