@@ -6,40 +6,15 @@ import json
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
-from tfhash import data
 from tfhash.models import backbones
 from tfhash.errors import UsageError
-from tfhash.export import export_run
 from tfhash.train import train
 
-from test_train import _config, _write_folder
+from helpers import assert_export_gives_the_report_codes
+from helpers import train_config as _config
 
-
-@pytest.fixture(scope="module")
-def folder(tmp_path_factory):
-    return _write_folder(tmp_path_factory.mktemp("colours"))
-
-
-@pytest.fixture(scope="module")
-def weights_file(tmp_path_factory):
-    """A 'pretrained' backbone as a user's local weights file (CI has no ImageNet weights)."""
-    keras.utils.set_random_seed(1)
-    path = str(tmp_path_factory.mktemp("weights") / "small.weights.h5")
-    backbones.build_backbone("resnet_small", 32).save_weights(path)
-    return path
-
-
-def _assert_export_gives_the_report_codes(run_dir, folder, models_dir):
-    """The run's exported SavedModel, fed the query images, gives the report's query codes."""
-    version_dir = export_run(str(run_dir), str(models_dir))
-    collection = data.load_collection("folder", str(folder))
-    query = np.load(run_dir / "split" / "query.npy")
-    images = np.concatenate([x for x, _ in data.eval_dataset(collection, query, 32, 64)])
-    served = tf.saved_model.load(version_dir).signatures["serving_default"]
-    codes = served(images=tf.constant(images))["codes"].numpy()
-    np.testing.assert_array_equal(codes, np.load(run_dir / "codes" / "query_codes.npy"))
+pytestmark = pytest.mark.slow  # trains networks
 
 
 def test_a_frozen_run_trains_the_head_on_cached_features_and_exports_images_to_codes(
@@ -54,7 +29,7 @@ def test_a_frozen_run_trains_the_head_on_cached_features_and_exports_images_to_c
     assert (run_dir / "checkpoints" / "best_head.keras").exists()
 
     # The exported SavedModel takes images and gives the codes of the training-time report.
-    _assert_export_gives_the_report_codes(run_dir, folder, tmp_path / "models")
+    assert_export_gives_the_report_codes(run_dir, folder, tmp_path / "models")
 
     # A second run (another code length) reuses the cached features.
     train(_config(tmp_path / "run12", folder, bits=12, **settings))
@@ -90,7 +65,7 @@ def test_partial_fine_tuning_trains_the_last_blocks_on_the_cached_trunk(
     np.testing.assert_array_equal(trunk_kernel,
                                   pretrained.get_layer("stage3_block1_conv1").kernel.numpy())
     assert np.abs(top_kernel - pretrained.get_layer("stage3_block2_conv1").kernel.numpy()).max() > 0
-    _assert_export_gives_the_report_codes(run_dir, folder, tmp_path / "models")
+    assert_export_gives_the_report_codes(run_dir, folder, tmp_path / "models")
 
 
 def test_trainable_blocks_need_a_pretrained_backbone_made_of_blocks(tmp_path, folder, weights_file):

@@ -16,7 +16,10 @@ from tfhash.training import run_dir as run_dir_module
 from tfhash.errors import UsageError
 from tfhash.train import train
 
-from test_train import _config, _write_folder
+from helpers import train_config as _config
+from helpers import write_folder as _write_folder
+
+pytestmark = pytest.mark.slow  # trains networks and starts commands
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,10 @@ import tensorflow as tf
 from tfhash import errors, retrieval, serving
 from tfhash.errors import UsageError
 
-from test_train import _config, _write_folder
+from helpers import train_config as _config
+from helpers import write_folder as _write_folder
+
+pytestmark = pytest.mark.slow  # kills and resumes training runs
 
 
 @pytest.fixture

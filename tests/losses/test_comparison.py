@@ -22,7 +22,9 @@ from tfhash.losses.lifted import LiftedStructuredLoss
 from tfhash.losses.quadruplet_chen import ChenQuadrupletLoss, chen_quadruplet_loss
 from tfhash.models import HashingModel
 from tfhash.train import train
-from test_train import _config, _map_of, _write_folder
+from helpers import train_config as _config
+from helpers import map_of as _map_of
+from helpers import write_folder as _write_folder
 
 NEW = ("dsh", "hashnet", "dhn", "lifted", "quadruplet_chen", "angular")
 
@@ -468,6 +470,7 @@ def folder(tmp_path_factory):
 
 
 @pytest.mark.parametrize("method", NEW)
+@pytest.mark.slow
 def test_each_method_trains_through_tfhash_train(method, tmp_path, folder):
     metrics = train(_config(tmp_path / "run", folder, method=method, epochs=1,
                             steps_per_epoch=4))

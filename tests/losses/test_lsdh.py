@@ -373,7 +373,7 @@ def test_config_round_trip(cls):
 def test_defaults(cls):
     loss = cls()
     assert (loss.margin, loss.quantization_weight, loss.mining, loss.quadruplets_per_anchor) == (
-        1.0, 0.8, "random", 128)
+        None, 0.8, "random", 128)
     assert loss.supports_jit and not cls(mining="all").supports_jit
     assert cls(seed=None).seed is None
 
@@ -424,3 +424,29 @@ def test_bad_shapes():
         loss.terms(np.zeros((2, 2, 2)), np.zeros((2, 3), np.float32))
     with pytest.raises(UsageError, match=r"y_pred must be relaxed codes \[B, K\]"):
         loss.terms(np.zeros(3), np.zeros(3, np.float32))
+
+
+@pytest.mark.parametrize("cls", ALL_CLASSES)
+def test_margin_none_is_half_the_code_length(cls):
+    # K = 4 codes, one class of three and one other: the hinges are active at m = 2 (K/2) and
+    # inactive at m = 1 on some tuples, so the two margins give different semantic terms.
+    labels = tf.constant([0, 0, 0, 1])
+    h = tf.constant([[0.9, 0.8, -0.2, 0.5], [0.7, 0.9, 0.1, -0.3], [0.8, -0.6, 0.4, 0.2],
+                     [-0.9, -0.7, 0.3, 0.6]])
+    default = cls(mining="all").terms(labels, h)
+    half = cls(mining="all", margin=2.0).terms(labels, h)
+    one = cls(mining="all", margin=1.0).terms(labels, h)
+    for name in default:
+        np.testing.assert_allclose(float(default[name]), float(half[name]), rtol=1e-6)
+    assert float(one["semantic"]) != pytest.approx(float(half["semantic"]))
+    assert cls(mining="all").margin_for(h) == 2.0 and cls(margin=3.0).margin_for(h) == 3.0
+    assert cls().get_config()["margin"] is None and cls.from_config(cls().get_config()).margin is None
+
+
+def test_triplet_margin_none_by_hand():
+    # Triplets (anchor, positive, negative) of two items of class 0 and one of class 1, K = 2:
+    # d(0, 1) = 0.08, d(0, 2) = 0.5, d(1, 2) = 0.18; m = K/2 = 1:
+    # max(0, 1 + 0.08 − 0.5) = 0.58 and max(0, 1 + 0.08 − 0.18) = 0.9, mean 0.74.
+    h = tf.constant([[0.5, 0.5], [0.3, 0.3], [0.0, 0.0]])
+    got = TripletLoss(mining="all").terms(tf.constant([0, 0, 1]), h)["semantic"]
+    assert float(got) == pytest.approx(0.74, rel=1e-5)

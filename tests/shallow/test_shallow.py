@@ -40,7 +40,7 @@ def test_importing_tfhash_shallow_does_not_import_tensorflow():
     code = ("import sys, tfhash.shallow, tfhash.shallow.ksh, tfhash.shallow.sdh; "
             "assert not any(m.split('.')[0] in ('tensorflow', 'keras') for m in sys.modules), "
             "'TensorFlow was imported'")
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     subprocess.run([sys.executable, "-c", code], check=True, cwd=root)
 
 

@@ -15,39 +15,11 @@ import tensorflow as tf
 from tfhash.training import callbacks
 from tfhash.train import TrainConfig, train
 
-CLASSES = ("red", "green", "blue", "grey")
+from helpers import map_of as _map_of
+from helpers import run_cli as _cli
+from helpers import train_config as _config
 
-
-def _write_folder(root, per_class=40, size=12):
-    """An image folder whose classes differ by colour, with noise: learnable in a few steps."""
-    rng = np.random.default_rng(0)
-    base = {"red": (200, 40, 40), "green": (40, 200, 40), "blue": (40, 40, 200),
-            "grey": (128, 128, 128)}
-    for name in CLASSES:
-        os.makedirs(root / name)
-        for i in range(per_class):
-            pixels = np.clip(rng.normal(base[name], 40, (size, size, 3)), 0, 255).astype(np.uint8)
-            tf.io.write_file(str(root / name / f"{i:03d}.png"), tf.io.encode_png(pixels))
-    return root
-
-
-@pytest.fixture(scope="module")
-def folder(tmp_path_factory):
-    return _write_folder(tmp_path_factory.mktemp("colours"))
-
-
-def _config(run_dir, folder, **overrides):
-    settings = dict(run_dir=str(run_dir), dataset="folder", data_dir=str(folder),
-                    protocol="fraction", bits=8, batch_size=16, images_per_class=4, epochs=2,
-                    steps_per_epoch=3, eval_every=1, eval_batch_size=64, verbose=0,
-                    learning_rate=0.01, head_lr_multiplier=1.0, augment="none")
-    settings.update(overrides)
-    return TrainConfig(**settings)
-
-
-def _cli(*args, timeout=300):
-    return subprocess.run([sys.executable, "-m", "tfhash.train", *args], capture_output=True,
-                          text=True, timeout=timeout)
+pytestmark = pytest.mark.slow  # trains networks and starts the command
 
 
 def test_a_run_fills_its_directory_and_reports_map_above_chance(tmp_path, folder):
@@ -78,12 +50,6 @@ def test_a_run_fills_its_directory_and_reports_map_above_chance(tmp_path, folder
     before = (run_dir / "checkpoints" / "best.keras").stat().st_mtime
     assert train(_config(run_dir, folder, epochs=3, steps_per_epoch=6)) == on_disk
     assert (run_dir / "checkpoints" / "best.keras").stat().st_mtime == before
-
-
-def _map_of(metrics):
-    candidates = [v for k, v in metrics.items() if k.startswith("map") and isinstance(v, float)]
-    assert candidates, f"no MAP in {sorted(metrics)}"
-    return candidates[0]
 
 
 def test_every_loss_term_is_in_the_history(tmp_path, folder):

@@ -6,10 +6,12 @@ import json
 import numpy as np
 import pytest
 
-from tfhash import cnnh
+from tfhash import methods
+from tfhash.losses import cnnh
 from tfhash.errors import UsageError
 
-from test_train import _config, _write_folder
+from helpers import train_config as _config
+from helpers import write_folder as _write_folder
 
 
 def brute_force_minimum(similarity, bits):
@@ -51,6 +53,13 @@ def test_stage_one_descends_monotonically_and_fits_the_classes():
     assert agreement[same].mean() > 0.95 and agreement[~same].mean() < -0.15
 
 
+def test_the_registry_entry_declares_the_prepare_step_and_its_run_dir_file():
+    entry = methods.get("cnnh")
+    assert entry.prepare_function() is cnnh.prepare
+    assert entry.run_dir_files == (cnnh.TARGETS_FILE,) and entry.loss_class() is cnnh.CNNHLoss
+
+
+@pytest.mark.slow
 def test_cnnh_trains_through_the_command_and_resume_reuses_stage_one(tmp_path):
     from tfhash.train import train
 

@@ -15,7 +15,9 @@ from tfhash.errors import UsageError
 from tfhash.train import learning_rate_schedule, train
 
 from test_frozen import _assert_export_gives_the_report_codes, folder, weights_file  # noqa: F401
-from test_train import _config
+from helpers import train_config as _config
+
+pytestmark = pytest.mark.slow  # trains networks
 
 
 def _kernel(model, name):

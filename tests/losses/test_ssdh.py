@@ -366,6 +366,7 @@ def test_bad_settings_are_refused_in_one_line(tmp_path, overrides, message):
     assert "\n" not in str(error.value)
 
 
+@pytest.mark.slow
 def test_cli_exits_2_on_a_batch_too_small_for_the_window(tmp_path):
     result = subprocess.run([sys.executable, "-m", "tfhash.train", f"--run_dir={tmp_path / 'r'}",
                              "--method=ssdh", "--batch_size=8", "--images_per_class=2"],
@@ -386,6 +387,7 @@ def test_digits_keeps_20_labels_per_class_for_a_semi_supervised_method(tmp_path)
                    ).labelled_per_class_for(methods.get("ssdh")) == 0
 
 
+@pytest.mark.slow
 def test_a_run_trains_on_few_labels_and_the_unlabelled_images(tmp_path):
     run_dir = tmp_path / "run"
     # the quickstart's batch of 64 and the digits protocol's own 20 labels per class

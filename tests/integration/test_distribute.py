@@ -33,6 +33,8 @@ from tfhash import losses, models
 from tfhash.training import trainer
 from tfhash.models.layers import HashingLayer
 
+pytestmark = pytest.mark.slow  # trains under several strategies and processes
+
 rng = np.random.default_rng(0)
 x = rng.uniform(0, 255, (16, 8, 8, 3)).astype("float32")
 four_classes = np.repeat(np.arange(4), 4)  # each replica's half: 2 classes
