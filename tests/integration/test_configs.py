@@ -20,7 +20,7 @@ COMPLETE = {"quickstart.cfg": 12, "images.cfg": 64, "miml_quickstart.cfg": 12}
 # Parses each config as `python -m tfhash.train --flagfile=configs/<name> --bits=24` does, in one
 # process, and validates the settings (the data's location aside: the datasets are not here).
 PARSE = """
-import json, sys
+import dataclasses, json, sys
 from absl import flags
 from tfhash import config, train
 train.define_flags()
@@ -32,9 +32,7 @@ for name in sys.argv[1:]:
         flags.FLAGS(["train", f"--flagfile=configs/{name}", "--bits=24"])
         settings = train.config_from_flags()
         run_dir = settings.run_dir
-        if run_dir is None:
-            settings.run_dir = "runs/x"
-        settings.validate()
+        dataclasses.replace(settings, run_dir=run_dir or "runs/x").validate()
         out[name] = dict(bits=settings.bits, method=settings.method, run_dir=run_dir,
                          margin=settings.margin)
     except Exception as e:
