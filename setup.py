@@ -67,4 +67,6 @@ setup(
                  "pymilvus>=2.4.2,<3.1", "milvus-lite==2.4.12; sys_platform != 'win32'",
                  "setuptools<70"],
     },
+    # `tfhash <command> [flags]` runs `python -m tfhash.<command> [flags]`.
+    entry_points={"console_scripts": ["tfhash = tfhash.cli:main"]},
 )

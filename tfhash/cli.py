@@ -26,6 +26,7 @@ from absl import app, flags
 from absl import logging as absl_logging
 
 from tfhash.errors import UsageError, exit_on_usage_error
+from tfhash.tf_import import import_tensorflow  # noqa: F401  (the commands' quiet TensorFlow)
 
 
 # What asks for help: absl's own flags, and -h, which absl does not know.
@@ -69,12 +70,16 @@ def flag_error(error):
 def run(main, define_flags, interrupted=INTERRUPTED):
     """Defines the command's flags, parses them and calls ``main(argv)`` (see the module doc).
 
-    Ctrl-C (``KeyboardInterrupt``) prints ``error: <interrupted>`` — one line, no traceback
-    — and exits at once with status 130, the shell's for SIGINT, without Python's shutdown,
-    which waits for TensorFlow's threads for several seconds. ``interrupted`` says what to do
-    next (``tfhash.train``: rerun the same command to resume).
+    Positional arguments are refused (every setting is a flag), and a
+    :class:`~tfhash.errors.UsageError` from the library names its arguments as the command's
+    flags (:func:`as_flags`). Ctrl-C (``KeyboardInterrupt``) prints ``error: <interrupted>`` —
+    one line, no traceback — and exits at once with status 130, the shell's for SIGINT, without
+    Python's shutdown, which waits for TensorFlow's threads for several seconds.
+    ``interrupted`` says what to do next (``tfhash.train``: rerun the same command to resume).
     """
+    before = set(flags.FLAGS)
     define_flags()
+    names = set(flags.FLAGS) - before
 
     def quiet_main(argv):
         if not flags.FLAGS["verbosity"].present:
@@ -83,7 +88,12 @@ def run(main, define_flags, interrupted=INTERRUPTED):
             # are not for the user of a command; --verbosity shows them.
             absl_logging.set_verbosity(absl_logging.ERROR)
             logging.getLogger("tensorflow").setLevel(logging.ERROR)
-        return main(argv)
+        try:
+            if len(argv) > 1:
+                raise UsageError(f"unexpected arguments {argv[1:]}: every setting is a --flag")
+            return main(argv)
+        except UsageError as e:
+            raise UsageError(as_flags(str(e), names)) from None
 
     guarded = exit_on_usage_error(quiet_main)
 
@@ -111,40 +121,69 @@ def exit_interrupted(message):
     os._exit(130)
 
 
+# Flags that several commands share, defined once: each command gives its own help text.
+
+def define_out(help, overwrite=None):
+    """``--out`` (a string), and ``--overwrite`` (a boolean, default off) with help
+    ``overwrite`` when given."""
+    flags.DEFINE_string("out", None, help)
+    if overwrite:
+        flags.DEFINE_boolean("overwrite", False, overwrite)
+
+
+def define_milvus(collection_default, collection_help):
+    """``--collection`` and ``--timeout``: the Milvus collection and how long to wait for it."""
+    flags.DEFINE_string("collection", collection_default, collection_help)
+    flags.DEFINE_float("timeout", 10.0, "Seconds to wait for a Milvus server to answer.")
+
+
+def define_source(data_dir_help, indices_help):
+    """``--data_dir`` (where a dataset lives) and ``--indices`` (``.npy`` files of indices into
+    it, each part written apart)."""
+    flags.DEFINE_string("data_dir", None, data_dir_help)
+    flags.DEFINE_list("indices", None, indices_help)
+
+
 def load_array(path, flag):
     """``np.load(path)`` of a command's ``--flag`` file, or a one-line :class:`UsageError`
     (missing file, not an array; pickles are never loaded)."""
-    import numpy as np
+    from tfhash.retrieval.codes import load_array
 
-    if not os.path.isfile(path):
-        raise UsageError(f"--{flag}: no such file {path!r}")
-    try:
-        return np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as e:
-        raise UsageError(f"--{flag}: {path!r} is not a readable .npy array ({e})") from None
+    return load_array(path, f"--{flag}")
 
 
-def import_tensorflow():
-    """Imports TensorFlow and Keras; with ``TF_CPP_MIN_LOG_LEVEL=3`` silently.
+def as_flags(message, names):
+    """A library message with its arguments named as the command's flags: ```name``` becomes
+    ``--name`` and ``name=value`` becomes ``--name=value``, for each of ``names``.
 
-    The lines TensorFlow writes before its C++ logging is initialised ignore the log level, so
-    file descriptor 2 points at ``/dev/null`` while it loads and probes its devices. An import
-    error is raised after stderr is restored, so it is still seen.
+    >>> as_flags("`k` must be at least 1; k=0, top_k=3, pass `radius`", ["k", "radius"])
+    '--k must be at least 1; --k=0, top_k=3, pass --radius'
     """
-    if "tensorflow" in sys.modules or os.environ.get("TF_CPP_MIN_LOG_LEVEL") != "3":
-        import keras  # noqa: F401
-        import tensorflow as tf
-        return tf
-    sys.stderr.flush()
-    saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    os.dup2(null, 2)
-    try:
-        import keras  # noqa: F401
-        import tensorflow as tf
+    if not names:
+        return message
+    pattern = "|".join(sorted(map(re.escape, names), key=len, reverse=True))
+    message = re.sub(rf"`({pattern})`", r"--\1", message)
+    return re.sub(rf"(?<![\w\-./`])({pattern})=", r"--\1=", message)
 
-        tf.config.list_physical_devices()
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(null)
-    return tf
+
+COMMANDS = ("train", "export", "encode", "evaluate", "index", "search", "convert_weights",
+            "write_folder")
+USAGE = ("usage: tfhash <command> [--flags]; commands: " + ", ".join(COMMANDS)
+         + "; tfhash <command> --help lists a command's flags")
+
+
+def main(argv=None):
+    """The ``tfhash`` console script: ``tfhash <command> [flags]`` runs ``python -m
+    tfhash.<command> [flags]`` exactly (the module runs as ``__main__``, with these flags)."""
+    import runpy
+
+    argv = sys.argv if argv is None else argv
+    if len(argv) < 2 or argv[1] in HELP_ARGS:
+        print(USAGE, file=sys.stdout if len(argv) >= 2 else sys.stderr)
+        sys.exit(0 if len(argv) >= 2 else 2)
+    command = argv[1].replace("-", "_")
+    if command not in COMMANDS:
+        print(f"error: unknown command {argv[1]!r}; {USAGE}", file=sys.stderr)
+        sys.exit(2)
+    sys.argv = [f"tfhash {command}", *argv[2:]]
+    runpy.run_module(f"tfhash.{command}", run_name="__main__", alter_sys=False)

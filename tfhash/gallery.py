@@ -11,6 +11,9 @@ is set at 9-10 points on tiles of 128 pixels, readable at the PNG's own size.
 Drawn with matplotlib on its Agg canvas (no GUI backend, no pyplot state);
 images are read with Pillow, which matplotlib depends on.
 
+:func:`draw_search_gallery` and :func:`draw_evaluation_gallery` lay out the galleries of
+``python -m tfhash.search`` and ``python -m tfhash.evaluate``.
+
 Example::
 
     hits = index.search(query_codes, k=8)
@@ -95,7 +98,7 @@ def draw_gallery(path, queries, hits, relevant=None, max_queries=10, max_results
     Args:
         path: the output file (``.png``).
         queries: one ``(image path or None, title)`` per query.
-        hits: one :class:`tfhash.retrieval.Hits` per query.
+        hits: one :class:`tfhash.retrieval.codes.Hits` per query.
         relevant: one list of bools (or ``None``) per query, from :func:`relevance`.
         max_queries, max_results: rows and result columns drawn.
         thumbnail: pixels per tile.
@@ -139,3 +142,54 @@ def draw_gallery(path, queries, hits, relevant=None, max_queries=10, max_results
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     figure.savefig(path, dpi=100)
     return path
+
+
+def draw_search_gallery(path, hits, ids, paths, labels, class_names, max_queries, max_results):
+    """The gallery of ``python -m tfhash.search``: each query (its image when ``paths`` has
+    one, titled by its id) with its results, framed by whether they share a label with it."""
+    relevant = None if labels is None else [relevance(q, h.labels) for q, h in zip(labels, hits)]
+    queries = [(None if paths is None else paths[i], os.path.basename(str(ids[i]))[:18])
+               for i in range(len(hits))]
+    return draw_gallery(path, queries, hits, relevant, max_queries=max_queries,
+                        max_results=max_results, class_names=class_names, query_labels=labels)
+
+
+def spread_queries(labels, count):
+    """Positions of up to ``count`` queries taken from each class in turn — one of every
+    class before a second of any, in query order within a class (a multi-label query counts
+    for its first label): the gallery shows the classes, not the first rows of a split
+    sorted by class.
+
+    >>> spread_queries(np.array([0, 0, 0, 1, 1, 2]), 4).tolist()
+    [0, 3, 5, 1]
+    """
+    labels = np.asarray(labels)
+    first = labels if labels.ndim == 1 else np.argmax(labels, axis=1)
+    rank = np.zeros(len(first), np.int64)
+    for c in np.unique(first):
+        members = np.flatnonzero(first == c)
+        rank[members] = np.arange(len(members))
+    return np.lexsort((first, rank))[:count]
+
+
+def draw_evaluation_gallery(path, query_codes, query_labels, db_codes, db_labels, bits,
+                            query_paths, db_paths, queries=8, k=8, class_names=None):
+    """The gallery of ``python -m tfhash.evaluate --gallery``: ``queries`` queries spread over
+    the classes (:func:`spread_queries`) and their top ``k`` results by Hamming distance (ties
+    in database order, as ``tfhash.search``), drawn into ``path``."""
+    from tfhash.evaluation import distances
+    from tfhash.retrieval.codes import Hits, label_sets
+
+    chosen = spread_queries(query_labels, queries)
+    space = distances.Hamming(db_codes, bits)
+    rows = space(space.prepare(query_codes[chosen], "query_codes")).astype(np.int64)
+    db_sets, query_sets = label_sets(db_labels), label_sets(query_labels)
+    hits, relevant = [], []
+    for q, row in zip(chosen, rows):
+        top = np.argsort(row, kind="stable")[:k]
+        hits.append(Hits(distances=row[top], positions=top, item_ids=db_paths[top],
+                         paths=db_paths[top], labels=[db_sets[i] for i in top]))
+        relevant.append(relevance(query_sets[q], hits[-1].labels))
+    titles = [(query_paths[q], f"query {q}") for q in chosen]
+    return draw_gallery(path, titles, hits, relevant, max_results=k, class_names=class_names,
+                        query_labels=[query_sets[q] for q in chosen])

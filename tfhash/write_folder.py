@@ -22,15 +22,14 @@ FLAGS = flags.FLAGS
 
 
 def define_flags():
-    """Defines the command's flags; only when run as a program (see :mod:`tfhash.cli`)."""
+    """write_folder's flags, defined by ``cli.run`` (importing the module defines none)."""
     flags.DEFINE_string("dataset", "digits", "Dataset to write: digits, cifar10, cifar20, "
                         "sun397 (TFDS), folder or list (single-label) with --data_dir.")
-    flags.DEFINE_string("data_dir", None, "TFDS data_dir, or the folder or list file, by "
-                        "--dataset.")
-    flags.DEFINE_list("indices", None, "Optional .npy files of indices into the dataset (e.g. "
+    cli.define_source("TFDS data_dir, or the folder or list file, by --dataset.",
+                      "Optional .npy files of indices into the dataset (e.g. "
                       "a run's split/query.npy,split/database.npy): each part is written into "
                       "<out>/<stem of its file>/<class>/.")
-    flags.DEFINE_string("out", None, "The folder to write (new or empty).")
+    cli.define_out("The folder to write (new or empty).")
 
 
 def write(dataset, out, data_dir=None, indices=None):
@@ -58,8 +57,6 @@ def write(dataset, out, data_dir=None, indices=None):
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise UsageError(f"unexpected arguments {argv[1:]}: every setting is a --flag")
     for folder, count in write(FLAGS.dataset, FLAGS.out, FLAGS.data_dir, FLAGS.indices):
         print(f"{count} images of {FLAGS.dataset} → {folder}/<class>/")
 
