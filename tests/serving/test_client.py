@@ -27,6 +27,8 @@ from tensorflow.core.framework import tensor_pb2
 
 from tfhash import data, models, serving
 
+pytestmark = pytest.mark.slow  # trains or exports models, or runs commands in subprocesses
+
 try:
     from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 except ImportError:  # the gRPC side of the client needs tensorflow-serving-api
@@ -38,7 +40,7 @@ needs_serving_api = pytest.mark.skipif(
 
 BITS = 20
 SIZE = 32
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def load_client():

@@ -19,9 +19,11 @@ import tensorflow as tf
 
 from tfhash import data
 
+pytestmark = pytest.mark.slow  # trains or exports models, or runs commands in subprocesses
+
 BITS = 12  # the conftest's shared model
 SIZE = 32
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 QUIET = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
 
 

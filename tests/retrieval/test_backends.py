@@ -1,4 +1,4 @@
-"""tfhash.retrieval and python -m tfhash.index: exact top-k and radius search against a brute-force
+"""tfhash.retrieval's backends and python -m tfhash.index: exact top-k and radius search against a brute-force
 reference (FAISS, and Milvus Lite where installed), the tie rule on tie-heavy codes, persistence,
 append, delete, atomic saves and the command's error paths (exit 2)."""
 
@@ -18,8 +18,13 @@ pytest.importorskip("faiss", reason="the faiss backend needs faiss-cpu (a core d
 
 HAVE_MILVUS = (importlib.util.find_spec("pymilvus") is not None
                and importlib.util.find_spec("milvus_lite") is not None)
-needs_milvus = pytest.mark.skipif(not HAVE_MILVUS, reason="Milvus Lite not installed: "
-                                  "pip install 'tfhash[milvus]'")
+_no_milvus = pytest.mark.skipif(not HAVE_MILVUS, reason="Milvus Lite not installed: "
+                                "pip install 'tfhash[milvus]'")
+
+
+def needs_milvus(test):
+    """Runs ``test`` where Milvus Lite is installed; slow (it starts a Milvus Lite server)."""
+    return pytest.mark.slow(_no_milvus(test))
 
 
 def brute_force(database, queries):
@@ -156,7 +161,7 @@ def test_persistence_append_delete_and_re_add(tied, tmp_path):
     assert sorted(os.listdir(out))[-1] == retrieval.MANIFEST
     assert len(os.listdir(out)) == 3  # the manifest and one generation: old files removed
 
-    with pytest.raises(UsageError, match=r"1 item ids are already in the index .*--replace"):
+    with pytest.raises(UsageError, match=r"1 item ids are already in the index .*`replace`"):
         reloaded.add(codes[:1], ids[:1], labels=labels[:1])
     reloaded.add(codes[1:2], ids[:1], labels=labels[:1], replace=True)  # a new code for an id: at the end
     assert reloaded.item_ids[-1] == ids[0] and reloaded.size == len(order)
@@ -200,11 +205,11 @@ def test_bad_input(tied, tmp_path):
         index.search(np.ones((2, 16), np.int8), 5)
     with pytest.raises(UsageError, match="set bits past bit 12"):
         index.search(np.full((1, 2), 255, np.uint8), 5)
-    with pytest.raises(UsageError, match="--k must be at least 1, got 0"):
+    with pytest.raises(UsageError, match="`k` must be at least 1, got 0"):
         index.search(queries, 0)
-    with pytest.raises(UsageError, match=r"--k=1501 is larger than the index \(1500 items\)"):
+    with pytest.raises(UsageError, match=r"k=1501 is larger than the index \(1500 items\)"):
         index.search(queries, 1501)
-    with pytest.raises(UsageError, match=r"--radius must be 0 or more .* got -1"):
+    with pytest.raises(UsageError, match=r"`radius` must be 0 or more .* got -1"):
         index.radius_search(queries, -1)
     with pytest.raises(UsageError, match="item id 'a' appears 2 times"):
         index.add(codes[:2], ["a", "a"])
@@ -246,6 +251,7 @@ def run_index(*args):
                           text=True, timeout=120)
 
 
+@pytest.mark.slow  # python -m tfhash.index in subprocesses
 def test_cli_builds_appends_and_deletes(encoded, tied, tmp_path):
     codes, queries, ids, labels = tied
     out = tmp_path / "index"
@@ -272,6 +278,7 @@ def test_cli_builds_appends_and_deletes(encoded, tied, tmp_path):
     assert manifest["size"] == 1498 and manifest["bits"] == 12 and manifest["kind"] == "flat"
 
 
+@pytest.mark.slow  # python -m tfhash.index in subprocesses
 @pytest.mark.parametrize("args, message", [
     (["--out={out}"], "error: nothing to do: give --codes to add, or --delete ids"),
     (["--codes={codes}/database"], "error: --out is required: the index directory"),
@@ -305,6 +312,7 @@ def test_cli_bad_input_is_one_line_and_exit_2(encoded, tmp_path, args, message):
     assert len(lines) == 1 and lines[0].startswith(message.format(**fill)), lines
 
 
+@pytest.mark.slow  # python -m tfhash.index in subprocesses
 def test_cli_refuses_codes_of_another_length(encoded, tmp_path):
     out = tmp_path / "index"
     assert run_index(f"--codes={encoded / 'database'}", f"--out={out}").returncode == 0
@@ -355,7 +363,7 @@ def test_milvus_lite_top_k_radius_persistence_append_delete(tied, tmp_path):
     assert_hits_equal(reopened.search(queries, 200), distances, positions, ids[order])
     with pytest.raises(UsageError, match="already in the index"):
         reopened.add(codes[:1], ids[:1])
-    with pytest.raises(UsageError, match=r"--k=1499 is larger than the index \(1498 items\)"):
+    with pytest.raises(UsageError, match=r"k=1499 is larger than the index \(1498 items\)"):
         reopened.search(queries, 1499)
     with pytest.raises(UsageError, match=r"3-byte codes"):
         reopened.search(np.zeros((1, 3), np.uint8), 1)
@@ -413,6 +421,7 @@ def _hold_lock(*args):
     return holder
 
 
+@pytest.mark.slow  # python -m tfhash.index in subprocesses
 def test_a_second_writer_is_refused_naming_the_first_and_a_killed_one_blocks_nothing(
         encoded, tied, tmp_path):
     out = tmp_path / "index"
@@ -432,6 +441,7 @@ def test_a_second_writer_is_refused_naming_the_first_and_a_killed_one_blocks_not
     np.testing.assert_array_equal(retrieval.open_index(str(out)).item_ids, tied[2])
 
 
+@pytest.mark.slow  # python -m tfhash.index in subprocesses
 def test_two_appends_at_once_lose_nothing(encoded, tied, tmp_path):
     """The issue's race: both printed "added" and the index held one of them. Now each either
     adds its items or is refused, and the index holds every item reported added."""

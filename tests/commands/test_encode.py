@@ -10,8 +10,10 @@ import pytest
 import tensorflow as tf
 
 from tfhash import data, evaluation
-from tfhash.encode import encode_collection
 from tfhash.errors import UsageError
+from tfhash.serving.encoding import encode_collection
+
+pytestmark = pytest.mark.slow  # trains or exports models, or runs commands in subprocesses
 
 BITS = 12  # the conftest's shared model
 SIZE = 32
@@ -109,15 +111,15 @@ def test_bad_arguments_are_usage_errors(export_dir, folder, tmp_path):
     out = str(tmp_path / "codes")
     with pytest.raises(UsageError, match=r"no SavedModel in .*; export one"):
         encode_collection(str(tmp_path), str(folder), out)
-    with pytest.raises(UsageError, match=r"--indices=.*missing.npy does not exist"):
+    with pytest.raises(UsageError, match=r"indices=.*missing.npy does not exist"):
         encode_collection(export_dir, str(folder), out, indices=str(tmp_path / "missing.npy"))
     np.save(tmp_path / "far.npy", np.array([0, 5]))
-    with pytest.raises(UsageError, match=r"--indices=.*far.npy holds indices outside \[0, 5\)"):
+    with pytest.raises(UsageError, match=r"indices=.*far.npy holds indices outside \[0, 5\)"):
         encode_collection(export_dir, str(folder), out, indices=str(tmp_path / "far.npy"))
     (tmp_path / "file").write_text("")
-    with pytest.raises(UsageError, match=r"--out=.*file is a file; pass a directory"):
+    with pytest.raises(UsageError, match=r"out=.*file is a file; pass a directory"):
         encode_collection(export_dir, str(folder), str(tmp_path / "file"))
-    with pytest.raises(UsageError, match="--data is required"):
+    with pytest.raises(UsageError, match="`data` is required"):
         encode_collection(export_dir, "", out)
 
 
@@ -142,7 +144,7 @@ def test_cli(export_dir, folder, tmp_path):
 
 
 def test_a_missing_data_path_is_named(export_dir, tmp_path):
-    with pytest.raises(UsageError, match=r"--data=.*nowhere: no such image folder or list file"):
+    with pytest.raises(UsageError, match=r"data=.*nowhere: no such image folder or list file"):
         encode_collection(export_dir, str(tmp_path / "nowhere"), str(tmp_path / "codes"))
 
 
@@ -151,7 +153,7 @@ def test_existing_codes_are_never_overwritten_silently(export_dir, folder, tmp_p
     first = encode_collection(export_dir, str(folder), str(out), verbose=False)
     before = np.load(out / "all_codes.npy")
     np.save(tmp_path / "two.npy", np.array([0, 1]))
-    with pytest.raises(UsageError, match=r"all_codes.npy already exists.*--overwrite"):
+    with pytest.raises(UsageError, match=r"all_codes.npy already exists.*`overwrite`"):
         encode_collection(export_dir, str(folder), str(out), name="all",
                           indices=str(tmp_path / "two.npy"))
     np.testing.assert_array_equal(np.load(out / "all_codes.npy"), before)

@@ -11,6 +11,8 @@ import time
 
 import pytest
 
+pytestmark = pytest.mark.slow  # trains or exports models, or runs commands in subprocesses
+
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
 
 
@@ -123,3 +125,37 @@ def test_train_help_lists_every_backbone():
     for name in ("resnet_small", "nin", "vgg16", "resnet50", "mobilenetv3", "efficientnet_lite0",
                  "efficientnet_lite1", "efficientnet_lite2"):
         assert name in backbone, name
+
+
+def test_the_tfhash_console_script_runs_the_command_word_for_word(tmp_path):
+    """``tfhash <command> [flags]`` (setup.py's console script, tfhash.cli:main) is ``python -m
+    tfhash.<command> [flags]``: the same output and exit status, a library error reworded as
+    the command's flags in both."""
+    script = [sys.executable, "-c", "from tfhash.cli import main; main()"]
+    for args in (["--top_k=many"], [f"--query_codes={tmp_path}/q.npy", "--db_codes=d.npy",
+                                    "--query_labels=q.npy", "--db_labels=d.npy",
+                                    f"--out={tmp_path}/r"]):
+        direct = run("tfhash.evaluate", *args)
+        console = subprocess.run([*script, "evaluate", *args], capture_output=True, text=True,
+                                 timeout=300, env=ENV)
+        assert (console.returncode, console.stdout, console.stderr) == (
+            direct.returncode, direct.stdout, direct.stderr)
+        assert direct.returncode == 2 and direct.stderr.startswith("error: "), direct.stderr
+    index = subprocess.run([*script, "index", f"--out={tmp_path}/i"], capture_output=True,
+                           text=True, timeout=300, env=ENV)
+    assert index.returncode == 2 and index.stderr.splitlines() == [
+        "error: nothing to do: give --codes to add, or --delete ids"]
+    unknown = subprocess.run([*script, "serve"], capture_output=True, text=True, env=ENV)
+    assert unknown.returncode == 2 and unknown.stderr.startswith("error: unknown command 'serve'")
+    usage = subprocess.run([*script, "--help"], capture_output=True, text=True, env=ENV)
+    assert usage.returncode == 0 and "write_folder" in usage.stdout
+
+
+def test_library_errors_are_reworded_as_the_commands_flags():
+    from tfhash import cli
+
+    assert cli.as_flags("`k` must be at least 1, got 0", ["k"]) == "--k must be at least 1, got 0"
+    assert cli.as_flags("k=11 is larger; use `radius`", ["k", "radius"]) == (
+        "--k=11 is larger; use --radius")
+    # Only the command's own flags, never a word inside a path or another name.
+    assert cli.as_flags("top_k=3 /a/k=1 `kind` --k=2", ["k"]) == "top_k=3 /a/k=1 `kind` --k=2"

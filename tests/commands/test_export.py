@@ -14,6 +14,8 @@ from tfhash import data, losses, models, serving
 from tfhash.errors import UsageError
 from tfhash.export import export_run
 
+pytestmark = pytest.mark.slow  # trains or exports models, or runs commands in subprocesses
+
 BITS = 12  # the conftest's shared model; not a multiple of 8: the packed codes carry 4 bits of padding
 SIZE = 32
 

@@ -11,8 +11,10 @@ import pytest
 import tensorflow as tf
 
 from tfhash import gallery, retrieval
-from tfhash.encode import encode_collection
 from tfhash.errors import UsageError
+from tfhash.serving.encoding import encode_collection
+
+pytestmark = pytest.mark.slow  # trains or exports models, or runs commands in subprocesses
 
 pytest.importorskip("faiss", reason="the faiss backend needs faiss-cpu (a core dependency)")
 
@@ -198,7 +200,7 @@ def test_images_the_model_cannot_take(export_dir, collection, tmp_path):
     """In-process (the command turns the same UsageError into one line and exit 2)."""
     (tmp_path / "bad.png").write_text("not an image")
     files = [str(collection["root"] / "cat" / "0.jpg"), str(tmp_path / "bad.png")]
-    with pytest.raises(UsageError, match=r"--images: the model cannot decode .*bad.png \(.*\); "
+    with pytest.raises(UsageError, match=r"`images`: the model cannot decode .*bad.png \(.*\); "
                                          "pass JPEG, PNG, BMP, GIF or WebP images"):
         retrieval.encode_image_files(export_dir, files)
 
@@ -214,24 +216,22 @@ def test_image_files_lists_folders_recursively_and_refuses_missing(collection):
 
 @pytest.fixture(scope="module")
 def built(collection, tmp_path_factory):
-    """The collection's codes indexed by ``tfhash.index.build`` from encode's --out: the code
+    """The collection's codes indexed by ``tfhash.retrieval.update_index`` from encode's --out: the code
     length and the class names come from encode's db_info.json."""
-    from tfhash import index as index_command
 
     out = str(tmp_path_factory.mktemp("built") / "index")
-    index_command.build(str(collection["codes_dir"]), out)
+    retrieval.update_index(str(collection["codes_dir"]), out)
     return out
 
 
 def test_an_index_of_encode_output_knows_its_bits_and_class_names(built):
     """12-bit codes fill 2 bytes: the index said "2-byte codes (up to 16 bits)", results.json
     "bits": null."""
-    from tfhash.index import read_class_names
 
     index = retrieval.open_index(built)
     assert index.bits == BITS
     assert index.describe() == f"faiss: 24 items, {BITS}-bit codes"
-    assert read_class_names(built) == ["cat", "dog", "owl"]
+    assert retrieval.read_class_names(built) == ["cat", "dog", "owl"]
 
 
 def test_query_images_in_a_class_folder_are_labelled_framed_and_captioned(built, collection,
@@ -293,16 +293,15 @@ def test_index_kind_of_an_existing_index_is_refused_not_ignored(built, collectio
         "codes), which an append keeps; build the new kind in a new --out, or drop the flag "
         "to append"]
     assert (copy / retrieval.MANIFEST).read_text() == manifest
-    from tfhash import index as index_command
 
-    with pytest.raises(UsageError, match="--nflip=2: .* holds a flat index"):
-        index_command.build(str(collection["codes_dir"]), str(copy), nflip=2)
+    with pytest.raises(UsageError, match="nflip=2: .* holds a flat index"):
+        retrieval.update_index(str(collection["codes_dir"]), str(copy), nflip=2)
     mixed = tmp_path / "codes"
     mixed.mkdir()
     for part in ("codes", "labels", "item_ids"):
         shutil.copy(collection["codes_dir"] / f"db_{part}.npy", mixed / f"other_{part}.npy")
     info = json.loads((collection["codes_dir"] / "db_info.json").read_text())
     (mixed / "other_info.json").write_text(json.dumps(dict(info, class_names=["a", "b", "c"])))
-    with pytest.raises(UsageError, match="--codes name their 3 classes a, b, c… but the index"):
-        index_command.build(str(mixed), str(copy), replace=True)
+    with pytest.raises(UsageError, match="`codes` name their 3 classes a, b, c… but the index"):
+        retrieval.update_index(str(mixed), str(copy), replace=True)
     assert (copy / retrieval.MANIFEST).read_text() == manifest

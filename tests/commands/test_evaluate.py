@@ -10,6 +10,8 @@ import pytest
 
 from tfhash import evaluation
 
+pytestmark = pytest.mark.slow  # trains or exports models, or runs commands in subprocesses
+
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -246,7 +248,7 @@ def test_the_gallery_shows_the_first_queries_with_their_results(tmp_path):
 
 def test_the_gallery_spreads_its_queries_over_the_classes():
     """A split sorted by class drew its first 8 queries, all of class 0 (identical rows)."""
-    from tfhash.evaluate import spread_queries
+    from tfhash.gallery import spread_queries
 
     labels = np.repeat([2, 0, 1], [5, 9, 2])  # queries in class order, classes of every size
     chosen = spread_queries(labels, 8)
