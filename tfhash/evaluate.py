@@ -30,7 +30,7 @@ from absl import flags
 from tfhash import cli, evaluation
 from tfhash.errors import UsageError
 from tfhash.evaluation import conventions, distances, plots
-from tfhash.retrieval.codes import beside, read_info
+from tfhash.retrieval.codes import encoded_bits, read_info, read_paths
 
 FLAGS = flags.FLAGS
 
@@ -107,18 +107,8 @@ def _code_files():
         bits = [int(b) or None for b in FLAGS.bits]
     except ValueError:
         raise UsageError(f"--bits must be integers, got {FLAGS.bits}") from None
-    bits = bits or [_encoded_bits(q, d) for q, d in zip(FLAGS.query_codes, FLAGS.db_codes)]
+    bits = bits or [encoded_bits(q, d) for q, d in zip(FLAGS.query_codes, FLAGS.db_codes)]
     return list(zip(FLAGS.query_codes, FLAGS.db_codes, bits))
-
-
-def _encoded_bits(query_path, db_path):
-    """K from encode's ``<name>_info.json`` beside the codes, or ``None`` (not encode's)."""
-    found = {read_info(path).get("bits") for path in (query_path, db_path)} - {None}
-    if len(found) > 1:
-        raise UsageError(f"{query_path} and {db_path} hold codes of different lengths "
-                         f"({' and '.join(map(str, sorted(found)))} bits, by encode's "
-                         "_info.json); score codes of one model")
-    return found.pop() if found else None
 
 
 def _metrics():
@@ -142,16 +132,6 @@ def _prepare_out(out, overwrite):
         os.remove(os.path.join(out, name))
 
 
-def _paths_beside(codes_path, flag):
-    """The image paths encode wrote beside ``<name>_codes.npy``: ``<name>_paths.npy``."""
-    path = beside(codes_path, "paths")
-    if path is None:
-        raise UsageError(f"--gallery needs the image paths of --{flag}: encode an image folder "
-                         "or list file with python -m tfhash.encode, which writes "
-                         "<name>_paths.npy beside <name>_codes.npy")
-    return cli.load_array(path, flag)
-
-
 def _summary(report):
     data = report["data"]
     size = f"{data['bits']} bits" if "bits" in data else f"{data['dimensions']} dimensions"
@@ -167,8 +147,8 @@ def main(argv):
     if FLAGS.plots:  # these checks before minutes of scoring, not after
         plots.require_matplotlib()
     if FLAGS.gallery:
-        gallery_paths = (_paths_beside(files[0][0], "query_codes"),
-                         _paths_beside(files[0][1], "db_codes"))
+        gallery_paths = (read_paths(files[0][0], "`gallery`", "`query_codes`"),
+                         read_paths(files[0][1], "`gallery`", "`db_codes`"))
     _prepare_out(FLAGS.out, FLAGS.overwrite)
     query_labels = cli.load_array(FLAGS.query_labels, "query_labels")
     db_labels = cli.load_array(FLAGS.db_labels, "db_labels")

@@ -80,6 +80,28 @@ def read_info(codes_path):
     return info if isinstance(info, dict) else {}
 
 
+def encoded_bits(*codes_paths):
+    """K from encode's ``<name>_info.json`` beside the codes, or ``None`` (not encode's);
+    codes of different lengths are refused."""
+    found = {read_info(path).get("bits") for path in codes_paths} - {None}
+    if len(found) > 1:
+        raise UsageError(f"{' and '.join(map(str, codes_paths))} hold codes of different "
+                         f"lengths ({' and '.join(map(str, sorted(found)))} bits, by encode's "
+                         "_info.json); score codes of one model")
+    return found.pop() if found else None
+
+
+def read_paths(codes_path, needed_by, what):
+    """The image paths encode wrote beside ``<name>_codes.npy`` (``<name>_paths.npy``), which
+    ``needed_by`` needs; ``what`` names the codes in the refusal."""
+    path = beside(codes_path, "paths")
+    if path is None:
+        raise UsageError(f"{needed_by} needs the image paths of {what}: encode an image folder "
+                         "or list file with python -m tfhash.encode, which writes "
+                         "<name>_paths.npy beside <name>_codes.npy")
+    return load_array(path, what)
+
+
 def load_array(path, what):
     """``np.load(path)`` without pickles, or a one-line :class:`UsageError` that names ``what``
     (an argument, ```query_codes```) when the file is missing or not an array."""
