@@ -336,6 +336,7 @@ def test_missing_wheel_names_the_extra(monkeypatch):
         backbones.build_backbone("efficientnet_lite2", 64, "imagenet")
 
 
+@pytest.mark.slow  # a fresh process that imports TensorFlow
 def test_convert_command_refuses_a_malicious_file_with_exit_2(tmp_path):
     marker = tmp_path / "pwned"
     evil = (b"\x80\x02" + _global("os", "system") + pickle.MARK + _value(f"touch {marker}")
