@@ -14,7 +14,7 @@ from tfhash.training import trainer
 from tfhash.errors import UsageError
 from tfhash.train import learning_rate_schedule, train
 
-from test_frozen import _assert_export_gives_the_report_codes, folder, weights_file  # noqa: F401
+from helpers import assert_export_gives_the_report_codes as _assert_export_gives_the_report_codes
 from helpers import train_config as _config
 
 pytestmark = pytest.mark.slow  # trains networks
