@@ -16,6 +16,8 @@ import time
 
 import pytest
 
+pytestmark = pytest.mark.slow  # trains under several strategies and processes
+
 # One step of a small network (convolution with an L2 regulariser, batch normalisation, the
 # tanh hashing layer) on 1 replica and on 2 logical CPU devices, from the same initial weights
 # on the same global batch, ordered class by class as the pipeline orders it: 4 classes x 4
@@ -32,8 +34,6 @@ import keras
 from tfhash import losses, models
 from tfhash.training import trainer
 from tfhash.models.layers import HashingLayer
-
-pytestmark = pytest.mark.slow  # trains under several strategies and processes
 
 rng = np.random.default_rng(0)
 x = rng.uniform(0, 255, (16, 8, 8, 3)).astype("float32")
