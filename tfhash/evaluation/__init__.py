@@ -1,9 +1,9 @@
 """Exact, tie-aware retrieval metrics for binary codes, with NumPy and SciPy only.
 
 Hamming distances are small integers, so rankings are full of ties, and public
-evaluation code breaks them by whatever order its sort leaves: on class-structured
-16-bit codes MAP moves from 0.41 to 0.59 between "relevant last" and "relevant
-first" within ties. This evaluator is exact under a named tie policy and states
+evaluation code breaks them by whatever order its sort leaves, and the same codes
+score very differently with relevant items last or first within ties (an example in
+``docs/evaluation.md``). This evaluator is exact under a named tie policy and states
 every convention it used in its report (see ``docs/evaluation.md``).
 
 Main entry points:

@@ -91,8 +91,9 @@ def resnet_small(image_size, widths=(32, 64, 128), blocks_per_stage=2):
 def nin(image_size):
     """DNNH's network-in-network for 32 × 32 images (Lai et al., CVPR 2015), from scratch.
 
-    The CIFAR-10 network of the DNNH prototxt (the research notes, A4): each convolution is
-    followed by a 1 × 1 "cccp" convolution, ReLU after each,
+    The CIFAR-10 network of the DNNH prototxt (https://github.com/HYPJUDY/caffe-dnnh, whose net
+    refers to the first author's code): each convolution is followed by a 1 × 1 "cccp"
+    convolution, ReLU after each,
 
         5×5×96 – 1×1×96 – maxpool 3/2 – dropout 0.5
         5×5×256 – 1×1×256 – maxpool 3/2

@@ -197,8 +197,8 @@ class DivideAndEncode(keras.layers.Layer):
 
     Args:
         bits: q, the code length.
-        epsilon: ε, the half-width of the band, in (0, 0.5). The paper's value is not
-            known (the research notes, A4); 0.1 is tfhash's choice.
+        epsilon: ε, the half-width of the band, in (0, 0.5). The paper's value could not
+            be read (only its abstract was available); 0.1 is tfhash's choice.
         slice_width: features per bit (the paper: 50).
         projection: ``"auto"`` (project when the input width is not
             ``slice_width · bits``), ``"always"`` or ``"none"`` (the input must be
