@@ -80,6 +80,10 @@ def run(main, define_flags, interrupted=INTERRUPTED):
     before = set(flags.FLAGS)
     define_flags()
     names = set(flags.FLAGS) - before
+    # --helpshort lists the main module's key flags (absl names it sys.argv[0]): the command's
+    # flags, wherever they were defined (tfhash.config's TrainConfig fields, define_out here).
+    for name in names:
+        flags.FLAGS.register_key_flag_for_module(sys.argv[0], flags.FLAGS[name])
 
     def quiet_main(argv):
         if not flags.FLAGS["verbosity"].present:

@@ -37,7 +37,8 @@ class TrainConfig:
     """
 
     run_dir: str = _setting(None, "Directory for checkpoints, logs, the split, codes and "
-                            "metrics.json. An existing run directory is resumed.")
+                            "metrics.json; {bits} in it is the code length (--bits). An "
+                            "existing run directory is resumed.")
     dataset: str = _setting("digits", "Data source: digits (scikit-learn's bundled handwritten "
                             "digits, no download), cifar10, cifar20, sun397 (TFDS), folder "
                             "(--data_dir=root/<class>/*), list or nuswide21 (--data_dir=list "
@@ -168,6 +169,12 @@ class TrainConfig:
     verbose: int = _setting(1, "Keras progress output: 0 silent, 1 progress bar, 2 a line per "
                             "epoch. (TensorFlow's own log lines: --verbosity=0.)", resumable=True)
 
+    def __post_init__(self):
+        # "{bits}" in run_dir is the code length, expanded once here so that everything (the
+        # lock, flags.json, the report) sees the one path: runs/cifar10_lsdh_{bits} → _48.
+        if self.run_dir and "{bits}" in self.run_dir:
+            object.__setattr__(self, "run_dir", self.run_dir.replace("{bits}", str(self.bits)))
+
     def validate(self):
         """Raises :class:`UsageError` on the first invalid value, naming the flag.
 
@@ -175,65 +182,65 @@ class TrainConfig:
         """
         method = methods.get(self.method)
         checks = [
-            (self.run_dir, "--run_dir is required: the directory for this run's outputs"),
-            (self.bits >= 1, f"--bits must be at least 1, got {self.bits}"),
+            (self.run_dir, "`run_dir` is required: the directory for this run's outputs"),
+            (self.bits >= 1, f"`bits` must be at least 1, got {self.bits}"),
             (self.image_size >= (1 if method.kind == "shallow" else 32),
-             f"--image_size must be at least 32 pixels, got {self.image_size}"),
+             f"`image_size` must be at least 32 pixels, got {self.image_size}"),
             (self.quantization_weight is None or self.quantization_weight >= 0,
-             f"--quantization_weight (λ) must be >= 0, got {self.quantization_weight}"),
+             f"`quantization_weight` (λ) must be >= 0, got {self.quantization_weight}"),
             (self.isometric_weight is None or self.isometric_weight >= 0,
-             f"--isometric_weight (μ) must be >= 0, got {self.isometric_weight}"),
-            (self.margin is None or self.margin > 0, f"--margin must be > 0, got {self.margin}"),
+             f"`isometric_weight` (μ) must be >= 0, got {self.isometric_weight}"),
+            (self.margin is None or self.margin > 0, f"`margin` must be > 0, got {self.margin}"),
             (self.quadruplets_per_anchor is None or self.quadruplets_per_anchor >= 1,
-             f"--quadruplets_per_anchor must be >= 1, got {self.quadruplets_per_anchor}"),
+             f"`quadruplets_per_anchor` must be >= 1, got {self.quadruplets_per_anchor}"),
             (self.images_per_class >= 2,
-             f"--images_per_class must be at least 2 so every anchor has a positive, got "
+             f"`images_per_class` must be at least 2 so every anchor has a positive, got "
              f"{self.images_per_class}"),
             (self.batch_size >= 2 * self.images_per_class,
-             f"--batch_size={self.batch_size} holds fewer than two classes of "
-             f"--images_per_class={self.images_per_class}: no anchor would have a negative; "
-             "raise --batch_size or lower --images_per_class"),
+             f"batch_size={self.batch_size} holds fewer than two classes of "
+             f"images_per_class={self.images_per_class}: no anchor would have a negative; "
+             "raise `batch_size` or lower `images_per_class`"),
             (self.batch_size % self.images_per_class == 0,
-             f"--batch_size={self.batch_size} is not a multiple of "
-             f"--images_per_class={self.images_per_class}"),
-            (self.epochs >= 1, f"--epochs must be at least 1, got {self.epochs}"),
+             f"batch_size={self.batch_size} is not a multiple of "
+             f"images_per_class={self.images_per_class}"),
+            (self.epochs >= 1, f"`epochs` must be at least 1, got {self.epochs}"),
             (self.steps_per_epoch >= 0,
-             f"--steps_per_epoch must be >= 0 (0: automatic), got {self.steps_per_epoch}"),
-            (self.learning_rate > 0, f"--learning_rate must be > 0, got {self.learning_rate}"),
-            (0 <= self.momentum < 1, f"--momentum must be in [0, 1), got {self.momentum}"),
-            (self.weight_decay >= 0, f"--weight_decay must be >= 0, got {self.weight_decay}"),
+             f"`steps_per_epoch` must be >= 0 (0: automatic), got {self.steps_per_epoch}"),
+            (self.learning_rate > 0, f"`learning_rate` must be > 0, got {self.learning_rate}"),
+            (0 <= self.momentum < 1, f"`momentum` must be in [0, 1), got {self.momentum}"),
+            (self.weight_decay >= 0, f"`weight_decay` must be >= 0, got {self.weight_decay}"),
             (self.head_lr_multiplier > 0,
-             f"--head_lr_multiplier must be > 0, got {self.head_lr_multiplier}"),
+             f"`head_lr_multiplier` must be > 0, got {self.head_lr_multiplier}"),
             (0 < self.val_fraction < 1,
-             f"--val_fraction must be in (0, 1), got {self.val_fraction}"),
-            (self.eval_every >= 1, f"--eval_every must be at least 1, got {self.eval_every}"),
-            (self.head_hidden >= 0, f"--head_hidden must be >= 0, got {self.head_hidden}"),
+             f"`val_fraction` must be in (0, 1), got {self.val_fraction}"),
+            (self.eval_every >= 1, f"`eval_every` must be at least 1, got {self.eval_every}"),
+            (self.head_hidden >= 0, f"`head_hidden` must be >= 0, got {self.head_hidden}"),
             (0 <= self.head_dropout < 1,
-             f"--head_dropout must be in [0, 1), got {self.head_dropout}"),
+             f"`head_dropout` must be in [0, 1), got {self.head_dropout}"),
             (not (self.freeze_backbone and self.weights == "none"),
-             "--freeze_backbone trains on fixed features, and --weights=none makes them "
-             "random: pass --weights=imagenet (or a weights file)"),
+             "`freeze_backbone` trains on fixed features, and weights=none makes them "
+             "random: pass weights=imagenet (or a weights file)"),
             (self.trainable_blocks >= 0,
-             f"--trainable_blocks must be >= 0, got {self.trainable_blocks}"),
+             f"`trainable_blocks` must be >= 0, got {self.trainable_blocks}"),
             (not self.trainable_blocks or self.freeze_backbone or self.weights != "none",
-             "--trainable_blocks fine-tunes the last blocks of a pretrained backbone: give "
-             "--weights (with --weights=none every layer must train)"),
+             "`trainable_blocks` fine-tunes the last blocks of a pretrained backbone: give "
+             "`weights` (with weights=none every layer must train)"),
             (not (self.batch_norm == "frozen" and self.weights == "none"),
-             "--batch_norm=frozen keeps pretrained statistics, and --weights=none has none: "
-             "pass --weights or --batch_norm=train"),
+             "batch_norm=frozen keeps pretrained statistics, and weights=none has none: "
+             "pass `weights` or batch_norm=train"),
             (self.head_warmup_epochs >= 0,
-             f"--head_warmup_epochs must be >= 0, got {self.head_warmup_epochs}"),
+             f"`head_warmup_epochs` must be >= 0, got {self.head_warmup_epochs}"),
             (not self.head_warmup_epochs or (self.weights != "none" and not self.freeze_backbone
                                              and method.sampler == "balanced"),
-             "--head_warmup_epochs warms the head up before a pretrained backbone (--weights) "
-             "is fine-tuned end to end (without --freeze_backbone), for a supervised method"),
-            (self.head_warmup_learning_rate > 0, f"--head_warmup_learning_rate must be > 0, "
+             "`head_warmup_epochs` warms the head up before a pretrained backbone (`weights`) "
+             "is fine-tuned end to end (without `freeze_backbone`), for a supervised method"),
+            (self.head_warmup_learning_rate > 0, f"`head_warmup_learning_rate` must be > 0, "
              f"got {self.head_warmup_learning_rate}"),
             (0 <= self.lr_warmup_epochs < self.epochs,
-             f"--lr_warmup_epochs must be in [0, --epochs={self.epochs}), got "
+             f"`lr_warmup_epochs` must be in [0, epochs={self.epochs}), got "
              f"{self.lr_warmup_epochs}"),
             (self.eval_batch_size >= 1,
-             f"--eval_batch_size must be at least 1, got {self.eval_batch_size}"),
+             f"`eval_batch_size` must be at least 1, got {self.eval_batch_size}"),
         ]
         for ok, message in checks + self._label_checks(method):
             if not ok:
@@ -247,13 +254,13 @@ class TrainConfig:
         its batches (:meth:`tfhash.methods.Method.checks`)."""
         kept = self.labelled_per_class_for(method)
         return [
-            (0 < self.labelled_ratio < 1, f"--labelled_ratio must be in (0, 1): the part of "
+            (0 < self.labelled_ratio < 1, f"`labelled_ratio` must be in (0, 1): the part of "
              f"each batch that is labelled, got {self.labelled_ratio}"),
             (self.labelled_per_class >= 0,
-             f"--labelled_per_class must be >= 0 (0: all), got {self.labelled_per_class}"),
+             f"`labelled_per_class` must be >= 0 (0: all), got {self.labelled_per_class}"),
             (not 0 < kept < self.images_per_class,
-             f"--labelled_per_class={kept} is fewer than "
-             f"--images_per_class={self.images_per_class}: no class could fill its place in a "
+             f"labelled_per_class={kept} is fewer than "
+             f"images_per_class={self.images_per_class}: no class could fill its place in a "
              "batch"),
         ] + method.checks(self, self._protocol)
 
@@ -278,7 +285,7 @@ class TrainConfig:
                       isometric_weight=self.isometric_weight, mining=self.mining,
                       quadruplets_per_anchor=self.quadruplets_per_anchor)
         kwargs = {k: v for k, v in kwargs.items() if v is not None}
-        kwargs.update(parse_arguments(self.method_args, "--method_args"))
+        kwargs.update(parse_arguments(self.method_args, "method_args"))
         return kwargs
 
     @classmethod
@@ -303,7 +310,7 @@ def multi_worker_chief(environ=os.environ):
                '"task": {"type": "worker", "index": 0}}\'')
     text = environ.get("TF_CONFIG")
     if not text:
-        raise UsageError("--strategy=multi_worker reads the cluster from TF_CONFIG, which is not "
+        raise UsageError("strategy=multi_worker reads the cluster from TF_CONFIG, which is not "
                          f"set: set it in every worker's environment, e.g. {example}")
     try:
         config = json.loads(text)
@@ -319,14 +326,16 @@ def multi_worker_chief(environ=os.environ):
     return kind == "chief" or (kind == "worker" and index == 0 and "chief" not in cluster)
 
 
-def parse_arguments(text, flag):
+def parse_arguments(text, argument):
     """``"a=1,b=0.5,c=all"`` → ``{"a": 1, "b": 0.5, "c": "all"}`` (numbers, booleans and
-    ``None`` as Python literals, anything else as a string)."""
+    ``None`` as Python literals, anything else as a string); errors name ``argument``."""
+    argument = argument.lstrip("-")
     arguments = {}
     for item in filter(None, (part.strip() for part in (text or "").split(","))):
         name, equals, value = item.partition("=")
         if not equals or not name.strip():
-            raise UsageError(f"{flag}: {item!r} is not name=value; write e.g. {flag}=alpha=0.01")
+            raise UsageError(f"`{argument}`: {item!r} is not name=value; write e.g. "
+                             f"{argument}=alpha=0.01")
         try:
             arguments[name.strip()] = ast.literal_eval(value.strip())
         except (ValueError, SyntaxError):

@@ -1,7 +1,7 @@
 """The one exception type for bad user input.
 
 Library code raises :class:`UsageError` with a one-line message that names the
-problem and the fix (for example ``"--bits must be at least 1, got 0"``). Every
+problem and the fix (for example ``"`bits` must be at least 1, got 0"``). Every
 command-line entry point catches it (:func:`exit_on_usage_error`, applied by
 :func:`tfhash.cli.run`), prints ``error: <message>`` to stderr and exits with
 status 2, never a traceback. A full disk is one ``error: no space left …`` line

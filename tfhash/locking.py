@@ -55,7 +55,7 @@ class DirectoryLock:
     Args:
         path: the lock file.
         what: how the refusal names the locked thing (``"run directory runs/x"``).
-        fix: what the refusal advises (``"wait for it to finish, or pass another --run_dir"``).
+        fix: what the refusal advises (``"wait for it to finish, or pass another `run_dir`"``).
     """
 
     def __init__(self, path, what, fix):

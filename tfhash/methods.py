@@ -93,8 +93,8 @@ class Method:
         command's flags; ``protocol()`` returns the run's :class:`tfhash.data.Protocol`."""
         checks = [
             (config.images_per_class >= self.images_per_class,
-             f"--method={self.name} needs {self.images_per_class - 1} positives per anchor: "
-             f"raise --images_per_class to at least {self.images_per_class}"),
+             f"method={self.name} needs {self.images_per_class - 1} positives per anchor: "
+             f"raise `images_per_class` to at least {self.images_per_class}"),
         ]
         if self.sampler != "semi_supervised":
             return checks
@@ -104,17 +104,17 @@ class Method:
         split = protocol()
         return checks + [
             (config.batch_size >= self.min_batch_size,
-             f"--method={self.name} needs batches of at least {self.min_batch_size} images "
+             f"method={self.name} needs batches of at least {self.min_batch_size} images "
              f"(its graph's negatives come from far ranks of the batch), got "
-             f"--batch_size={config.batch_size}"),
+             f"batch_size={config.batch_size}"),
             (labelled % ipc == 0 and 2 * ipc <= labelled < config.batch_size,
-             f"--labelled_ratio={config.labelled_ratio} of --batch_size={config.batch_size} gives "
+             f"labelled_ratio={config.labelled_ratio} of batch_size={config.batch_size} gives "
              f"{labelled} labelled images per batch: make it at least two classes of "
-             f"--images_per_class={ipc} (a multiple of it), with some unlabelled"),
+             f"images_per_class={ipc} (a multiple of it), with some unlabelled"),
             (kept or split.sampling != "fraction" or split.train < 1,
-             f"--protocol={config.protocol} trains on the whole database, leaving no unlabelled "
-             f"images for --method={self.name}: keep fewer labelled (--labelled_per_class=N) "
-             "or draw fewer (--protocol=fraction:train=0.5)"),
+             f"protocol={config.protocol} trains on the whole database, leaving no unlabelled "
+             f"images for method={self.name}: keep fewer labelled (labelled_per_class=N) "
+             "or draw fewer (protocol=fraction:train=0.5)"),
         ]
 
 

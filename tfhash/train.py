@@ -27,8 +27,8 @@ def main(argv):
         raise UsageError(f"unexpected arguments {argv[1:]}: every setting is a --flag")
     try:
         train(config_from_flags())
-    except TrainingStopped as e:
-        print(f"error: {e}", file=sys.stderr)
+    except TrainingStopped as e:  # named as the library names it: as this command's flags
+        print(f"error: {cli.as_flags(str(e), TrainConfig.defaults())}", file=sys.stderr)
         sys.exit(1)
 
 

@@ -172,8 +172,8 @@ def test_one_image_as_data_is_one_line_pointing_to_search(export_dir, folder, tm
     assert result.returncode == 2
     assert result.stderr.splitlines() == [
         f"error: --data={folder / 'cat' / '1.jpg'} is one image; encode takes an image folder "
-        "(<root>/<class>/<image>) or a list file. To find the images nearest to it: python -m "
-        f"tfhash.search --index=<index> --images={folder / 'cat' / '1.jpg'} --model=<model>"]
+        "(<root>/<class>/<image>) or a list file. To find the images nearest to it, give it to "
+        "the search command as a query image, with an index and a model"]
     assert not (tmp_path / "codes").exists()
 
 

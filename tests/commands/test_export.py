@@ -199,10 +199,10 @@ def test_versions_are_the_integer_directories(tmp_path):
 
 def test_explicit_versions(model, tmp_path):
     export_dir = str(tmp_path / "m")
-    with pytest.raises(UsageError, match="--version must be a positive integer, got 0"):
+    with pytest.raises(UsageError, match="`version` must be a positive integer, got 0"):
         serving.export_model(model, export_dir, version=0)
     assert serving.export_model(model, export_dir, version=5) == os.path.join(export_dir, "5")
-    with pytest.raises(UsageError, match=r"m/5 already exists; omit --version"):
+    with pytest.raises(UsageError, match=r"m/5 already exists; omit `version`"):
         serving.export_model(model, export_dir, version=5)
     assert serving.versions(export_dir) == [5]
 
@@ -210,7 +210,7 @@ def test_explicit_versions(model, tmp_path):
 def test_export_dir_that_is_a_file_is_refused(model, tmp_path):
     path = tmp_path / "model.txt"
     path.write_text("not a directory")
-    with pytest.raises(UsageError, match=r"--export_dir .*model.txt is a file; pass a directory"):
+    with pytest.raises(UsageError, match=r"`export_dir` .*model.txt is a file; pass a directory"):
         serving.export_model(model, str(path))
 
 
@@ -245,7 +245,7 @@ def test_run_dir_without_a_checkpoint_is_refused(tmp_path):
     with pytest.raises(UsageError, match=r"no checkpoint at .*run/checkpoints/best.keras; train "
                                          r"the run first"):
         export_run(str(tmp_path / "run"), str(tmp_path / "models"))
-    with pytest.raises(UsageError, match=r"--run_dir=.*missing is not a directory"):
+    with pytest.raises(UsageError, match=r"run_dir=.*missing is not a directory"):
         export_run(str(tmp_path / "missing"), str(tmp_path / "models"))
 
 

@@ -278,15 +278,15 @@ def test_multi_label_batches_avoid_repeating_images_when_they_can():
 def test_impossible_batch_shapes_are_usage_errors():
     collection = pixel_collection(np.repeat(np.arange(3), 4), random_pixels(12, 2))
     train = np.arange(12)
-    with pytest.raises(UsageError, match="--images_per_class must be at least 2"):
+    with pytest.raises(UsageError, match="`images_per_class` must be at least 2"):
         data.train_dataset(collection, train, 2, 8, 1)
-    with pytest.raises(UsageError, match="--batch_size=10 is not a multiple of "
-                                         "--images_per_class=4"):
+    with pytest.raises(UsageError, match="batch_size=10 is not a multiple of "
+                                         "images_per_class=4"):
         data.train_dataset(collection, train, 2, 10, 4)
     with pytest.raises(UsageError, match="one class per batch"):
         data.train_dataset(collection, train, 2, 4, 4)
     with pytest.raises(UsageError, match="needs 2 classes with at least 5 training images, but "
-                                         "toy has 0; lower --images_per_class"):
+                                         "toy has 0; lower `images_per_class`"):
         data.train_dataset(collection, train, 2, 10, 5)
     with pytest.raises(UsageError, match=r"indices must lie in \[0, 12\)"):
         data.eval_dataset(collection, [3, 12], 2, 4)
@@ -303,7 +303,7 @@ def test_fewer_classes_than_a_batch_has_places_for_fill_it_with_all_of_them():
     collection = pixel_collection(np.repeat(np.arange(3), 5), random_pixels(15, 2))
     labelled = np.array([0, 1, 2, 5, 6, 7, 10, 11, 12])
     with pytest.raises(UsageError, match="needs 4 classes with at least 3 training images, but "
-                                         "toy has 3; lower --images_per_class or --batch_size"):
+                                         "toy has 3; lower `images_per_class` or `batch_size`"):
         data.semi_supervised_dataset(collection, labelled, np.setdiff1d(np.arange(15), labelled),
                                      2, 16, 3, 0.75, augment=False, seed=0)
 

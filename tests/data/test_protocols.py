@@ -173,7 +173,7 @@ def test_protocol_json_records_how_the_split_was_made(tmp_path):
 def test_too_small_collection_names_the_numbers():
     digits = data.load_collection("digits")
     with pytest.raises(UsageError, match=r"protocol cifar10 needs 1000 queries of class '0' but "
-                                         r"only 178 are left .*--protocol=fraction"):
+                                         r"only 178 are left .*protocol=fraction"):
         data.make_split(digits, "cifar10")
     with pytest.raises(UsageError, match="protocol sun397-29 needs 1000 queries but 80 images"):
         data.make_split(single_label([40, 40]), "sun397-29")
@@ -189,7 +189,7 @@ def test_bad_names_and_settings():
         with pytest.raises(UsageError, match="fraction:query=Q,train=T"):
             data.get_protocol(bad)
     collection = single_label([40, 40])
-    with pytest.raises(UsageError, match=r"--val_fraction must be in \[0, 1\)"):
+    with pytest.raises(UsageError, match=r"`val_fraction` must be in \[0, 1\)"):
         data.make_split(collection, "fraction", val_fraction=1.0)
 
 

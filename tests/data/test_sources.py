@@ -45,7 +45,7 @@ def test_digits_are_the_1797_sklearn_images_scaled_to_rgb():
 
 
 def test_digits_rejects_a_data_dir(tmp_path):
-    with pytest.raises(UsageError, match="drop --data_dir"):
+    with pytest.raises(UsageError, match="drop `data_dir`"):
         data.load_collection("digits", str(tmp_path))
 
 
@@ -85,7 +85,7 @@ def test_cifar20_uses_the_coarse_labels():
 
 def test_tfds_dataset_not_prepared_names_the_command(tmp_path):
     with pytest.raises(UsageError, match=r"cifar10 is not in TFDS data_dir .*tfds build cifar10"
-                                         r".*--dataset=folder"):
+                                         r".*dataset=folder"):
         data.load_collection("cifar10", str(tmp_path))
 
 
@@ -166,7 +166,7 @@ def test_folder_with_splits_pools_them(tmp_path):
 
 
 def test_folder_errors(tmp_path):
-    with pytest.raises(UsageError, match="needs --data_dir"):
+    with pytest.raises(UsageError, match="needs data_dir=<"):
         data.load_collection("folder")
     with pytest.raises(UsageError, match="does not exist"):
         data.load_collection("folder", str(tmp_path / "missing"))

@@ -16,6 +16,9 @@ CONFIGS = sorted(os.path.basename(p) for p in glob.glob(os.path.join(ROOT, "conf
 # The configs that keep their own code length and run directory: the README's first commands
 # (`python -m tfhash.train --flagfile=configs/quickstart.cfg`, word for word) and their kin.
 COMPLETE = {"quickstart.cfg": 12, "images.cfg": 64, "miml_quickstart.cfg": 12}
+# The configs other configs include, or that are added after one: no run directory of their own.
+INCLUDED = {"cifar10_base.cfg", "cifar10_common.cfg", "cifar10_e2e_base.cfg",
+            "cifar10_finetuned_base.cfg", "cifar10_pretrained_base.cfg", "paper_vgg16.cfg"}
 
 # Parses each config as `python -m tfhash.train --flagfile=configs/<name> --bits=24` does, in one
 # process, and validates the settings (the data's location aside: the datasets are not here).
@@ -63,10 +66,29 @@ def test_every_config_parses_and_validates_with_bits_on_the_command_line(parsed)
         assert result["bits"] == 24, name
         if name in COMPLETE:
             assert result["run_dir"] == f"runs/{name[:-4]}", name
-        else:
-            # No per-length run directory can be named in a file without a length: the command
-            # line names it (--run_dir=runs/<config>_<bits>), so two lengths never share one.
+        elif name in INCLUDED:
             assert result["run_dir"] is None, name
+        else:
+            # A method's config names its run directory after itself and the code length
+            # (runs/<config>_{bits}): two lengths never share one, and --bits alone suffices.
+            assert result["run_dir"] == f"runs/{name[:-4]}_24", name
+
+
+def test_the_run_directory_follows_bits_and_an_explicit_one_wins():
+    """``{bits}`` in a config's run_dir is expanded once, in TrainConfig, to the --bits of the
+    command line; a --run_dir after the flagfile replaces it."""
+    from tfhash.config import TrainConfig
+
+    assert TrainConfig(run_dir="runs/x_{bits}", bits=12).run_dir == "runs/x_12"
+    assert TrainConfig(run_dir="runs/x", bits=12).run_dir == "runs/x"
+    script = ("from absl import flags; from tfhash import train; train.define_flags(); "
+              "flags.FLAGS(['train', '--flagfile=configs/cifar10_lsdh.cfg', '--bits=32', *{}]); "
+              "print(train.config_from_flags().run_dir)")
+    for extra, expected in (([], "runs/cifar10_lsdh_32"), (["--run_dir=runs/mine"], "runs/mine")):
+        result = subprocess.run([sys.executable, "-c", script.format(extra)], capture_output=True,
+                                text=True, cwd=ROOT, timeout=120)
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert result.stdout.strip().splitlines()[-1] == expected
 
 
 def test_a_method_config_trains_the_method_in_its_name(parsed):

@@ -77,6 +77,6 @@ def test_cnnh_trains_through_the_command_and_resume_reuses_stage_one(tmp_path):
     assert (run_dir / "cnnh_targets.npz").stat().st_mtime == before
     config = json.loads((run_dir / "flags.json").read_text())
     split = type("Split", (), {"train": np.arange(3)})
-    with pytest.raises(UsageError, match="other training images or another --bits"):
+    with pytest.raises(UsageError, match="other training images or another `bits`"):
         cnnh.prepare(type("C", (), {"bits": config["bits"], "seed": 0}), None, split,
                      str(run_dir))

@@ -299,8 +299,8 @@ def test_sampler_is_deterministic_and_features_give_the_same_batches(digits):
 
 
 @pytest.mark.parametrize("kwargs,message", [
-    (dict(labelled_ratio=1.0), r"--labelled_ratio must be in \(0, 1\)"),
-    (dict(labelled_ratio=0.0), r"--labelled_ratio must be in \(0, 1\)"),
+    (dict(labelled_ratio=1.0), r"`labelled_ratio` must be in \(0, 1\)"),
+    (dict(labelled_ratio=0.0), r"`labelled_ratio` must be in \(0, 1\)"),
     (dict(labelled_ratio=0.3), "gives 19 labelled and 45 unlabelled"),
     (dict(labelled_ratio=0.1), "at least two classes"),
     (dict(unlabelled=np.array([], np.int64)), "has no unlabelled images"),
@@ -334,7 +334,7 @@ def test_keep_labelled_per_class(digits):
                               few.train)
     everything = data.keep_labelled(collection, split, 1000)  # more than a class has: all
     np.testing.assert_array_equal(everything.train, split.train)
-    with pytest.raises(UsageError, match="--labelled_per_class must be a whole number"):
+    with pytest.raises(UsageError, match="`labelled_per_class` must be a whole number"):
         data.keep_labelled(collection, split, 0)
 
 
@@ -350,15 +350,15 @@ def _config(run_dir, **overrides):
 
 
 @pytest.mark.parametrize("overrides,message", [
-    (dict(labelled_ratio=1.0), r"--labelled_ratio must be in \(0, 1\)"),
-    (dict(labelled_ratio=0.0), r"--labelled_ratio must be in \(0, 1\)"),
+    (dict(labelled_ratio=1.0), r"`labelled_ratio` must be in \(0, 1\)"),
+    (dict(labelled_ratio=0.0), r"`labelled_ratio` must be in \(0, 1\)"),
     (dict(batch_size=8, labelled_ratio=0.5, images_per_class=2),
-     "--method=ssdh needs batches of at least 16 images"),
+     "method=ssdh needs batches of at least 16 images"),
     (dict(labelled_ratio=0.3), "gives 38 labelled images per batch"),
-    (dict(labelled_per_class=5), "--labelled_per_class=5 is fewer than --images_per_class=8"),
-    (dict(labelled_per_class=-1), "--labelled_per_class must be >= 0"),
+    (dict(labelled_per_class=5), "labelled_per_class=5 is fewer than images_per_class=8"),
+    (dict(labelled_per_class=-1), "`labelled_per_class` must be >= 0"),
     (dict(protocol="fraction", labelled_per_class=0), "leaving no unlabelled images"),
-    (dict(method="lsdh", labelled_ratio=2.0), r"--labelled_ratio must be in \(0, 1\)"),
+    (dict(method="lsdh", labelled_ratio=2.0), r"`labelled_ratio` must be in \(0, 1\)"),
 ])
 def test_bad_settings_are_refused_in_one_line(tmp_path, overrides, message):
     with pytest.raises(UsageError, match=message) as error:

@@ -37,7 +37,7 @@ def test_keras_applications_backbones(name, size, features):
 def test_vgg16_uses_fc7_at_224():
     backbone = backbones.build_backbone("vgg16", 224)
     assert backbone.output.shape[-1] == 4096
-    with pytest.raises(UsageError, match="--image_size=224"):
+    with pytest.raises(UsageError, match="image_size=224"):
         backbones.build_backbone("vgg16", 32)
 
 
@@ -55,5 +55,5 @@ def test_imagenet_download_failure_says_how_to_proceed(monkeypatch):
     def offline(*args, **kwargs):
         raise OSError("no network")
     monkeypatch.setattr(keras.applications, "ResNet50", offline)
-    with pytest.raises(UsageError, match="--weights=<path>.*--weights=none"):
+    with pytest.raises(UsageError, match="weights=<path>.*weights=none"):
         backbones.build_backbone("resnet50", 32, "imagenet")

@@ -74,7 +74,7 @@ def test_other_settings_never_reuse_or_overwrite_a_cache(tmp_path, weights_file,
     assert changed_pixels.fingerprint() == c.fingerprint()
     assert len([p for p in _files(tmp_path) if p.endswith(".npz")]) == 5
     assert (tmp_path / original).read_bytes() == before
-    with pytest.raises(UsageError, match="--weights=none"):
+    with pytest.raises(UsageError, match="weights=none"):
         features.backbone_features(c, idx, "resnet_small", "none", 32, tmp_path)
 
 

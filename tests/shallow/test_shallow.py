@@ -327,7 +327,7 @@ def test_bad_input_is_a_one_line_usage_error():
         (lambda: shallow.get("ksh", 8, anchors=30).fit(x), "needs labels"),
         (lambda: shallow.get("sdh", 8, anchors=30).fit(x), "needs labels"),
         (lambda: shallow.get("ksh", 8, anchors=30).fit(x, y[:-1]), "labels"),
-        (lambda: shallow.get("itq", 17).fit(x), "use --bits <= 16"),
+        (lambda: shallow.get("itq", 17).fit(x), "use `bits` <= 16"),
         (lambda: shallow.get("pca", 8), "unknown shallow method"),
         (lambda: shallow.get("itq", 0), "positive integer"),
         (lambda: shallow.get("itq", 8, anchors=3), "no parameter anchors"),

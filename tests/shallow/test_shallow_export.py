@@ -135,7 +135,7 @@ def test_a_finished_run_is_reported_and_other_settings_are_refused(itq_run):
     before = os.path.getmtime(run_dir / "metrics.json")
     assert train_shallow(config(run_dir)) == metrics
     assert os.path.getmtime(run_dir / "metrics.json") == before
-    with pytest.raises(UsageError, match="other settings.*--bits=16 there vs 24 now"):
+    with pytest.raises(UsageError, match="other settings.*bits=16 there vs 24 now"):
         train_shallow(TrainConfig(run_dir=str(run_dir), method="itq", bits=24,
                                   backbone="pixels", image_size=8))
 
@@ -194,7 +194,7 @@ def test_run_input_errors_are_one_line(tmp_path):
         (lambda: train_shallow(config(tmp_path / "full")), "holds no tfhash run"),
         (lambda: train_shallow(TrainConfig(run_dir=str(tmp_path / "g"), method="itq",
                                            bits=200, backbone="pixels", image_size=8)),
-         "use --bits <= 192"),
+         "use `bits` <= 192"),
     ]
     for call, fragment in cases:
         with pytest.raises(UsageError) as info:

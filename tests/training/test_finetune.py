@@ -116,10 +116,10 @@ def test_the_learning_rate_warms_up_linearly_then_decays_to_zero():
 
 
 @pytest.mark.parametrize("overrides, message", [
-    (dict(batch_norm="frozen"), "--batch_norm=frozen .* --weights=none"),
+    (dict(batch_norm="frozen"), "batch_norm=frozen .* weights=none"),
     (dict(trainable_blocks=1), "--trainable_blocks .* give --weights"),
     (dict(head_warmup_epochs=2), "--head_warmup_epochs .* pretrained backbone"),
-    (dict(lr_warmup_epochs=2), r"--lr_warmup_epochs must be in \[0, --epochs=2\)"),
+    (dict(lr_warmup_epochs=2), r"`lr_warmup_epochs` must be in \[0, epochs=2\)"),
 ])
 def test_fine_tuning_settings_that_cannot_work_are_refused(tmp_path, folder, overrides,  # noqa: F811
                                                            message):
@@ -137,5 +137,5 @@ def test_a_run_made_before_these_settings_existed_still_resumes(tmp_path, folder
     (run_dir / "flags.json").write_text(json.dumps(flags))
     train(_config(run_dir, folder, epochs=2))  # extends it, not refused
     assert json.loads((run_dir / "checkpoints" / "latest.keras.json").read_text())["epoch"] == 2
-    with pytest.raises(UsageError, match="--batch_norm='auto' there vs 'train' now"):
+    with pytest.raises(UsageError, match="batch_norm='auto' there vs 'train' now"):
         train(_config(run_dir, folder, epochs=3, batch_norm="train"))

@@ -38,7 +38,7 @@ def test_a_frozen_run_trains_the_head_on_cached_features_and_exports_images_to_c
 
 
 def test_frozen_random_weights_are_refused(tmp_path, folder):
-    with pytest.raises(UsageError, match="--freeze_backbone .* --weights=none"):
+    with pytest.raises(UsageError, match="`freeze_backbone` .* weights=none"):
         train(_config(tmp_path / "run", folder, freeze_backbone=True))
 
 
@@ -69,8 +69,8 @@ def test_partial_fine_tuning_trains_the_last_blocks_on_the_cached_trunk(
 
 
 def test_trainable_blocks_need_a_pretrained_backbone_made_of_blocks(tmp_path, folder, weights_file):
-    with pytest.raises(UsageError, match="--trainable_blocks .* give --weights"):
+    with pytest.raises(UsageError, match="`trainable_blocks` .* give `weights`"):
         train(_config(tmp_path / "a", folder, trainable_blocks=1))
-    with pytest.raises(UsageError, match=r"--trainable_blocks must be in \[1, 6\]"):
+    with pytest.raises(UsageError, match=r"`trainable_blocks` must be in \[1, 6\]"):
         train(_config(tmp_path / "b", folder, freeze_backbone=True, trainable_blocks=7,
                       weights=weights_file, feature_cache=str(tmp_path / "cache")))

@@ -52,7 +52,7 @@ def test_a_corrupt_image_then_the_corrected_command_goes_through(tmp_path, folde
 
 def test_too_few_images_per_class_then_a_smaller_batch_goes_through(tmp_path, folder):
     run_dir = tmp_path / "run"
-    with pytest.raises(UsageError, match="images, but folder has 0; lower --images_per_class"):
+    with pytest.raises(UsageError, match="images, but folder has 0; lower `images_per_class`"):
         train(_config(run_dir, folder, batch_size=80, images_per_class=40))
     train(_config(run_dir, folder, epochs=1, steps_per_epoch=1))
     assert (run_dir / "metrics.json").exists()
@@ -72,7 +72,7 @@ def test_a_finished_run_is_extended_by_more_epochs_with_a_recorded_change(tmp_pa
     assert changes[0]["changed"] == {"epochs": [2, 3], "learning_rate": [0.01, 0.005]}
     assert json.loads((run_dir / "flags.json").read_text())["learning_rate"] == 0.005
     # Settings that define the run still may not change.
-    with pytest.raises(UsageError, match="--bits=8 there vs 16 now"):
+    with pytest.raises(UsageError, match="bits=8 there vs 16 now"):
         train(_config(run_dir, folder, epochs=4, bits=16))
 
 
@@ -361,7 +361,7 @@ def test_a_second_command_on_a_run_directory_is_refused_naming_the_first(tmp_pat
 def test_the_nan_advice_is_a_learning_rate_that_can_train(tmp_path, folder):
     from tfhash.train import TrainingStopped
 
-    with pytest.raises(TrainingStopped, match=r"rerun with a lower --learning_rate \(e.g. "
-                       r"--learning_rate=0.01\)"):
+    with pytest.raises(TrainingStopped, match=r"rerun with a lower `learning_rate` \(e.g. "
+                       r"learning_rate=0.01\)"):
         # The 1e6 diverges later; 1e30 at the first step: the advice was 1e+29.
         train(_config(tmp_path / "run", folder, epochs=1, steps_per_epoch=2, learning_rate=1e30))

@@ -160,7 +160,7 @@ def test_bad_flags_give_one_line_and_exit_2(tmp_path, args, message):
 
 
 def test_quadruplets_need_three_images_per_class(tmp_path, folder):
-    with pytest.raises(Exception, match="--images_per_class to at least 3"):
+    with pytest.raises(Exception, match="`images_per_class` to at least 3"):
         train(_config(tmp_path / "run", folder, images_per_class=2))
     train(_config(tmp_path / "triplet", folder, method="triplet", batch_size=8, images_per_class=2,
                   epochs=1, steps_per_epoch=1))  # a triplet needs one positive
@@ -179,7 +179,7 @@ def test_a_run_directory_with_other_settings_is_not_overwritten(tmp_path, folder
     run_dir = tmp_path / "run"
     train(_config(run_dir, folder, epochs=1))
     metrics = (run_dir / "metrics.json").read_text()
-    with pytest.raises(Exception, match="--bits=8 there vs 16 now"):
+    with pytest.raises(Exception, match="bits=8 there vs 16 now"):
         train(_config(run_dir, folder, epochs=1, bits=16))
     assert (run_dir / "metrics.json").read_text() == metrics
 

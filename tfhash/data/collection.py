@@ -67,7 +67,7 @@ class Collection:
                 f"collection {self.name!r} has {n_images} images but {len(self.item_ids)} item "
                 "ids; give one id per image")
         if n_images == 0:
-            raise UsageError(f"collection {self.name!r} has no images; point --data_dir at "
+            raise UsageError(f"collection {self.name!r} has no images; point `data_dir` at "
                              "a directory or list file that holds some")
         num_classes = len(self.class_names)
         if labels.ndim == 1:

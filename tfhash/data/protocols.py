@@ -150,7 +150,7 @@ def get_protocol(name):
         return PROTOCOLS[name]
     if name == "fraction" or str(name).startswith("fraction:"):
         return _fraction_protocol(name)
-    raise UsageError(f"unknown protocol {name!r}; choose --protocol from "
+    raise UsageError(f"unknown protocol {name!r}; choose `protocol` from "
                      f"{', '.join(PROTOCOLS)}, fraction or fraction:query=Q,train=T")
 
 
@@ -164,7 +164,7 @@ def _fraction_protocol(name):
         except ValueError:
             number = float("nan")
         if key not in settings or not 0 < number <= 1 or (key == "query" and number == 1):
-            raise UsageError(f"bad --protocol={name}: write fraction:query=Q,train=T with "
+            raise UsageError(f"bad protocol={name}: write fraction:query=Q,train=T with "
                              "0 < Q < 1 and 0 < T <= 1")
         settings[key] = number
     return Protocol(f"fraction:query={settings['query']:g},train={settings['train']:g}",
@@ -280,7 +280,7 @@ class Split:
                     f"the split in {directory} was made for {made_for['name']} "
                     f"({made_for['size']} images, fingerprint {made_for['fingerprint']}), not "
                     f"this {here['name']} ({here['size']} images, fingerprint "
-                    f"{here['fingerprint']}); pass the same --dataset/--data_dir or start a new "
+                    f"{here['fingerprint']}); pass the same `dataset`/`data_dir` or start a new "
                     "run directory")
         return split
 
@@ -315,7 +315,7 @@ def make_split(collection, protocol, seed=0, val_fraction=0.1):
     """
     protocol = get_protocol(protocol)
     if not 0 <= val_fraction < 1:
-        raise UsageError(f"--val_fraction must be in [0, 1), got {val_fraction}")
+        raise UsageError(f"`val_fraction` must be in [0, 1), got {val_fraction}")
     rng = np.random.default_rng(seed)
     membership = collection.membership()
     carried = np.flatnonzero(membership.any(axis=0))
@@ -334,7 +334,7 @@ def make_split(collection, protocol, seed=0, val_fraction=0.1):
                   collection)
     n_val = int(round(val_fraction * len(drawn)))
     if n_val >= len(drawn):
-        raise UsageError(f"--val_fraction={val_fraction} leaves no training images out of "
+        raise UsageError(f"val_fraction={val_fraction} leaves no training images out of "
                          f"{len(drawn)}; lower it")
     val = np.sort(rng.choice(drawn, n_val, replace=False))
     return Split(
@@ -365,7 +365,7 @@ def keep_labelled(collection, split, per_class, seed=0):
     (200, 700, 100)
     """
     if isinstance(per_class, bool) or int(per_class) != per_class or per_class < 1:
-        raise UsageError(f"--labelled_per_class must be a whole number of at least 1, got "
+        raise UsageError(f"`labelled_per_class` must be a whole number of at least 1, got "
                          f"{per_class!r}")
     rng = np.random.default_rng([seed, int(per_class)])
     membership = collection.membership(split.train)
@@ -390,7 +390,7 @@ def _draw(protocol, what, amount, membership, available, rng, collection):
                 raise UsageError(
                     f"protocol {protocol.name} needs {per_class} {what} {of} {name!r} but "
                     f"only {len(candidates)} are left ({int(membership[:, c].sum())} images carry "
-                    f"it in {collection.name}); use --protocol=fraction for a collection this "
+                    f"it in {collection.name}); use protocol=fraction for a collection this "
                     "small (as configs/images.cfg does, for a folder of any size)")
             chosen[rng.choice(candidates, per_class, replace=False)] = True
         return np.flatnonzero(chosen)
@@ -399,5 +399,5 @@ def _draw(protocol, what, amount, membership, available, rng, collection):
         raise UsageError(
             f"protocol {protocol.name} needs {count} {what} but {len(pool)} images are "
             f"available in {collection.name} ({len(available)} in all); use a larger collection "
-            "or a smaller --protocol=fraction:query=Q,train=T")
+            "or a smaller protocol=fraction:query=Q,train=T")
     return np.sort(rng.choice(pool, count, replace=False))

@@ -16,7 +16,7 @@ def check_indices(collection, indices):
     indices = np.asarray(indices, np.int64).reshape(-1)
     if len(indices) == 0:
         raise UsageError(f"no images selected from {collection.name}: the split part is empty "
-                         "(e.g. val with --val_fraction=0); choose a split that has some")
+                         "(e.g. val with val_fraction=0); choose a split that has some")
     if indices.min() < 0 or indices.max() >= len(collection):
         raise UsageError(f"image indices must lie in [0, {len(collection)}) for "
                          f"{collection.name}, got [{indices.min()}, {indices.max()}]")
@@ -37,14 +37,14 @@ def balanced_groups(collection, indices, batch_size, images_per_class, fewer_cla
     at least two: ``eligible x images_per_class`` images, fewer than ``batch_size`` (a folder
     of three classes trains with the batch shape a folder of ten does)."""
     if images_per_class < 2:
-        raise UsageError(f"--images_per_class must be at least 2 so every image has a "
+        raise UsageError(f"`images_per_class` must be at least 2 so every image has a "
                          f"positive in its batch, got {images_per_class}")
     if batch_size % images_per_class:
-        raise UsageError(f"--batch_size={batch_size} is not a multiple of "
-                         f"--images_per_class={images_per_class}")
+        raise UsageError(f"batch_size={batch_size} is not a multiple of "
+                         f"images_per_class={images_per_class}")
     groups = batch_size // images_per_class
     if groups < 2:
-        raise UsageError(f"--batch_size={batch_size} with --images_per_class="
+        raise UsageError(f"batch_size={batch_size} with images_per_class="
                          f"{images_per_class} gives one class per batch, so no negatives; "
                          "use a batch of at least two classes")
     membership = collection.membership(indices)
@@ -54,8 +54,8 @@ def balanced_groups(collection, indices, batch_size, images_per_class, fewer_cla
     if fewer_classes and 2 <= eligible < groups:
         groups = eligible
     if eligible < groups:
-        fix = ("lower --images_per_class" if fewer_classes
-               else "lower --images_per_class or --batch_size")
+        fix = ("lower `images_per_class`" if fewer_classes
+               else "lower `images_per_class` or `batch_size`")
         raise UsageError(
             f"a batch of {batch_size} with {images_per_class} images per class needs "
             f"{2 if fewer_classes else groups} {kind} with at least "
@@ -137,24 +137,24 @@ def semi_supervised_shape(collection, labelled, unlabelled, batch_size, images_p
     """Validates a semi-supervised batch; returns (labelled, unlabelled, members, counts,
     groups, unlabelled per batch)."""
     if not 0 < labelled_ratio < 1:
-        raise UsageError(f"--labelled_ratio must be in (0, 1): the part of each batch that is "
+        raise UsageError(f"`labelled_ratio` must be in (0, 1): the part of each batch that is "
                          f"labelled, got {labelled_ratio}")
     if len(unlabelled) == 0:
         raise UsageError(f"the split of {collection.name} has no unlabelled images (its "
                          "training draw is the whole database): keep fewer labelled with "
-                         "--labelled_per_class or use a protocol with a smaller training draw")
+                         "`labelled_per_class` or use a protocol with a smaller training draw")
     unlabelled = check_indices(collection, unlabelled)
     num_labelled = round(labelled_ratio * batch_size)
     per_batch = batch_size - num_labelled
     if num_labelled % images_per_class or num_labelled < 2 * images_per_class or not per_batch:
         raise UsageError(
-            f"--labelled_ratio={labelled_ratio} of --batch_size={batch_size} gives "
+            f"labelled_ratio={labelled_ratio} of batch_size={batch_size} gives "
             f"{num_labelled} labelled and {per_batch} unlabelled images per batch: the "
-            f"labelled ones must be at least two classes of --images_per_class="
+            f"labelled ones must be at least two classes of images_per_class="
             f"{images_per_class} (a multiple of it), with some unlabelled; change the ratio")
     if per_batch > len(unlabelled):
         raise UsageError(f"a batch takes {per_batch} unlabelled images but the split has "
-                         f"{len(unlabelled)}: raise --labelled_ratio or lower --batch_size")
+                         f"{len(unlabelled)}: raise `labelled_ratio` or lower `batch_size`")
     labelled = check_indices(collection, labelled)
     members, counts, groups = balanced_groups(collection, labelled, num_labelled,
                                                images_per_class)

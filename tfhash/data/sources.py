@@ -115,17 +115,17 @@ def check_source(dataset, data_dir=None):
             from files, or a ``data_dir`` for ``digits`` (which reads none).
     """
     if dataset not in DATASETS:
-        raise UsageError(f"unknown dataset {dataset!r}; choose --dataset from "
+        raise UsageError(f"unknown dataset {dataset!r}; choose `dataset` from "
                          f"{', '.join(DATASETS)}")
     data_dir = os.path.expanduser(data_dir) if data_dir else None
     if dataset == "digits" and data_dir:
-        raise UsageError("--dataset=digits ships with scikit-learn and reads no files; "
-                         "drop --data_dir (or use --dataset=folder/list for your own images)")
+        raise UsageError("dataset=digits ships with scikit-learn and reads no files; "
+                         "drop `data_dir` (or use dataset=folder/list for your own images)")
     if dataset in _PATHS:
         if not data_dir:
-            raise UsageError(f"--dataset={dataset} needs --data_dir=<{_PATHS[dataset]}>")
+            raise UsageError(f"dataset={dataset} needs data_dir=<{_PATHS[dataset]}>")
         if not os.path.exists(data_dir):
-            raise UsageError(f"--data_dir {data_dir} does not exist; point it at "
+            raise UsageError(f"`data_dir` {data_dir} does not exist; point it at "
                              f"{_PATHS[dataset]}")
     return data_dir
 
@@ -159,8 +159,8 @@ def _tfds_load(name, split, data_dir, **kwargs):
         where = data_dir or os.environ.get("TFDS_DATA_DIR", "~/tensorflow_datasets")
         raise UsageError(
             f"{name} is not in TFDS data_dir {where}; run `tfds build {name}` with network "
-            "access (then pass --data_dir=<its data_dir>) or pass --dataset=folder "
-            "--data_dir=<image folder>") from e
+            "access (then pass data_dir=<its data_dir>) or pass dataset=folder "
+            "data_dir=<image folder>") from e
 
 
 def _tfds_pixels(dataset, tfds_name, label_key, data_dir):
@@ -240,7 +240,7 @@ def _subdirs(directory):
 def _folder(root):
     """``root/<class>/<image>`` or ``root/<split>/<class>/<image>`` (splits pooled)."""
     if not os.path.isdir(root):
-        raise UsageError(f"--data_dir {root} is not a directory; --dataset=folder needs "
+        raise UsageError(f"`data_dir` {root} is not a directory; dataset=folder needs "
                          "<root>/<class>/<image> or <root>/<split>/<class>/<image>")
     top = _subdirs(root)
     # A top-level folder that holds images directly is a class; otherwise they are splits.
@@ -251,7 +251,7 @@ def _folder(root):
     images = {folder: names for folder, names in images.items() if names}
     if not images:
         raise UsageError(
-            f"no images ({', '.join(IMAGE_EXTENSIONS)}) found in {root}; --dataset=folder needs "
+            f"no images ({', '.join(IMAGE_EXTENSIONS)}) found in {root}; dataset=folder needs "
             "<root>/<class>/<image> or <root>/<split>/<class>/<image>")
     class_names = sorted({folder[-1] for folder in images})
     class_id = {c: i for i, c in enumerate(class_names)}
@@ -274,8 +274,8 @@ def _find_list_file(path):
     lists = sorted(n for n in os.listdir(path) if n.endswith(".txt"))
     if len(lists) != 1:
         found = ", ".join(lists) if lists else "none"
-        raise UsageError(f"--data_dir {path} must hold exactly one list file (*.txt), found "
-                         f"{found}; pass the list file itself as --data_dir")
+        raise UsageError(f"`data_dir` {path} must hold exactly one list file (*.txt), found "
+                         f"{found}; pass the list file itself as `data_dir`")
     return os.path.join(path, lists[0])
 
 
@@ -356,7 +356,7 @@ def write_folder(collection, out, indices=None):
         raise UsageError(f"{collection.name} is multi-label: an image has no one class folder "
                          "to go in; keep it as a list file")
     if os.path.exists(out) and (not os.path.isdir(out) or os.listdir(out)):
-        raise UsageError(f"--out={out} exists and is not an empty directory; pass a new one "
+        raise UsageError(f"out={out} exists and is not an empty directory; pass a new one "
                          "(nothing is overwritten)")
     indices = np.arange(len(collection)) if indices is None else np.asarray(
         indices, np.int64).reshape(-1)

@@ -16,7 +16,7 @@ def require_matplotlib():
         import matplotlib  # noqa: F401
     except ImportError:
         raise UsageError("plots need matplotlib: pip install matplotlib, or turn plots off "
-                         "(--noplots)") from None
+                         "(`plots`=false)") from None
 
 
 def new_figure():

@@ -188,7 +188,7 @@ def prepare(config, collection, split, run_dir):
         if (not np.array_equal(saved["train"], split.train)
                 or saved["codes"].shape[1] != config.bits):
             raise UsageError(f"{path} holds CNNH target codes for other training images or "
-                             "another --bits; pass a new --run_dir (or delete that file to "
+                             "another `bits`; pass a new `run_dir` (or delete that file to "
                              "recompute them)")
         return {"train_targets": saved["codes"]}
     labels = collection.labels[split.train]
@@ -231,6 +231,6 @@ class CNNHLoss(HashingLoss):
         if targets.shape.rank != 2 or targets.shape[-1] != h.shape[-1]:
             raise UsageError(f"CNNHLoss takes target codes [B, {h.shape[-1]}] as y_true (from "
                              f"tfhash.losses.cnnh.prepare), got shape {targets.shape}; train it with "
-                             "--method=cnnh")
+                             "method=cnnh")
         regression = target_regression(h, targets)
         return {"loss": regression, "regression": regression}

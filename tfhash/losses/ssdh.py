@@ -239,7 +239,7 @@ def graph_neighbours(distances, neighbours, negative_start, negative_count, seed
             f"ssdh's graph negatives come from ranks {negative_start}-"
             f"{negative_start + negative_count - 1} of each anchor's neighbours, so a batch "
             f"needs at least {negative_start + negative_count} images, got {batch}: raise "
-            "--batch_size")
+            "`batch_size`")
     order = tf.argsort(distances, axis=1, stable=True)
     uniform = keras.random.uniform((tf.shape(distances)[0], 2), seed=seed)
     rank_p = tf.minimum(tf.cast(uniform[:, 0] * neighbours, tf.int32), neighbours - 1)
@@ -358,7 +358,7 @@ class SSDHLoss(HashingLoss):
             raise UsageError(
                 f"ssdh's graph negatives come from rank {start} of a batch of {batch}, inside "
                 f"the k={self.neighbours} nearest its positives come from: use batches of at "
-                f"least {MIN_BATCH_SIZE} images (--batch_size)")
+                f"least {MIN_BATCH_SIZE} images (`batch_size`)")
         positives, negatives = graph_neighbours(distances, self.neighbours, start, count,
                                                 self.seed_generator)
         margin = default_graph_margin(bits) if self.graph_margin is None else self.graph_margin

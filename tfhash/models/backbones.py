@@ -126,7 +126,7 @@ def nin(image_size):
 def _vgg16(image_size, weights):
     if image_size != 224:
         raise UsageError(
-            f"vgg16 uses its fc7 features and needs --image_size=224, got {image_size}"
+            f"vgg16 uses its fc7 features and needs image_size=224, got {image_size}"
         )
     vgg = keras.applications.VGG16(include_top=True, weights=weights)
     inputs = keras.Input((224, 224, 3), name="images")
@@ -177,17 +177,17 @@ def build_backbone(name, image_size, weights="none"):
     if name not in BACKBONES:
         raise UsageError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
     if image_size < 32:
-        raise UsageError(f"--image_size must be at least 32, got {image_size}")
+        raise UsageError(f"`image_size` must be at least 32, got {image_size}")
     weights = weights or "none"
     if weights not in ("none", "imagenet") and not os.path.isfile(weights):
         raise UsageError(
             f"weights file {weights!r} does not exist; pass an existing file, "
-            "--weights=imagenet or --weights=none"
+            "weights=imagenet or weights=none"
         )
     if name == "resnet_small":
         if weights == "imagenet":
             raise UsageError(
-                "resnet_small has no ImageNet weights; use --weights=none or a local weights file"
+                "resnet_small has no ImageNet weights; use weights=none or a local weights file"
             )
         backbone = resnet_small(image_size)
         if weights != "none":
@@ -195,7 +195,7 @@ def build_backbone(name, image_size, weights="none"):
         return backbone
     if name == "nin":
         if weights == "imagenet":
-            raise UsageError("nin has no ImageNet weights; use --weights=none or a local "
+            raise UsageError("nin has no ImageNet weights; use weights=none or a local "
                              "weights file")
         backbone = nin(image_size)
         if weights != "none":
@@ -214,7 +214,7 @@ def build_backbone(name, image_size, weights="none"):
         if weights == "imagenet":
             raise UsageError(
                 f"could not get ImageNet weights for {name} ({type(e).__name__}; no network?): "
-                "pass a local file with --weights=<path> or train from scratch with --weights=none"
+                "pass a local file with weights=<path> or train from scratch with weights=none"
             ) from e
         raise UsageError(f"could not load weights file {weights!r} into {name}: {e}") from e
 
@@ -232,11 +232,11 @@ def _block_starts(model, trainable_blocks):
         if match:
             starts.setdefault(match.group(1), layer)
     if not starts:
-        raise UsageError(f"--trainable_blocks needs a backbone made of blocks "
+        raise UsageError(f"`trainable_blocks` needs a backbone made of blocks "
                          f"(efficientnet_lite0/1/2, resnet_small); {model.name} has none: "
-                         "use --trainable_blocks=0")
+                         "use trainable_blocks=0")
     if not 1 <= trainable_blocks <= len(starts):
-        raise UsageError(f"--trainable_blocks must be in [1, {len(starts)}] for {model.name} "
+        raise UsageError(f"`trainable_blocks` must be in [1, {len(starts)}] for {model.name} "
                          f"({len(starts)} blocks), got {trainable_blocks}")
     return list(starts.values())[-trainable_blocks]
 

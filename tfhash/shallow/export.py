@@ -115,7 +115,7 @@ def feature_model(backbone, image_size, weights="none"):
     """
     if backbone in PIXELS:
         if image_size < 1:
-            raise UsageError(f"--image_size must be at least 1, got {image_size}")
+            raise UsageError(f"`image_size` must be at least 1, got {image_size}")
         images = keras.Input((image_size, image_size, 3), name="images")
         flat = keras.layers.Flatten(name="pixels", dtype="float32")(images)
         return keras.Model(images, flat, name="pixels")
@@ -179,9 +179,9 @@ def export_run(run_dir, export_dir, version=None):
     if not os.path.isfile(os.path.join(model_dir, "model.json")) or not os.path.isfile(
             flags_path):
         raise UsageError(f"no fitted shallow method in {run_dir} (no flags.json or "
-                         "shallow/model.json); fit one with --method=lsh|sh|itq|ksh|sdh")
+                         "shallow/model.json); train one with a shallow method (lsh, sh, itq, ksh, sdh)")
     if not export_dir:
-        raise UsageError("--export_dir is required: the base directory of the exported model")
+        raise UsageError("`export_dir` is required: the base directory of the exported model")
     with open(flags_path) as f:
         run = json.load(f)
     if run.get("features"):

@@ -87,7 +87,7 @@ class ITQ(ShallowHash):
     def _check_fit_shape(self, n, d):
         if self.bits > d:
             raise UsageError(f"itq projects on {self.bits} principal directions but the "
-                             f"features have only {d} dimensions; use --bits <= {d}")
+                             f"features have only {d} dimensions; use `bits` <= {d}")
 
     def _fit(self, x, y, rng):
         arrays, losses = fit_itq(x, self.bits, rng, self.params["iterations"])

@@ -40,8 +40,9 @@ import time
 
 import numpy as np
 
-from tfhash import cli, evaluation, shallow
+from tfhash import evaluation, shallow
 from tfhash.errors import UsageError
+from tfhash.tf_import import import_tensorflow
 from tfhash.training.run_dir import RunDir
 
 # The settings a shallow run depends on; the other TrainConfig fields (epochs, learning rate…)
@@ -65,15 +66,15 @@ def _settings(config, features, params):
 
 def _check(config):
     checks = [
-        (config.run_dir, "--run_dir is required: the directory for this run's outputs"),
+        (config.run_dir, "`run_dir` is required: the directory for this run's outputs"),
         (config.method in shallow.METHODS,
-         f"--method={config.method} is not a shallow method; choose one of "
+         f"method={config.method} is not a shallow method; choose one of "
          f"{', '.join(shallow.METHODS)}"),
         (isinstance(config.bits, int) and config.bits >= 1,
-         f"--bits must be at least 1, got {config.bits}"),
+         f"`bits` must be at least 1, got {config.bits}"),
         (0 < config.val_fraction < 1,
-         f"--val_fraction must be in (0, 1), got {config.val_fraction}"),
-        (config.image_size >= 1, f"--image_size must be at least 1, got {config.image_size}"),
+         f"`val_fraction` must be in (0, 1), got {config.val_fraction}"),
+        (config.image_size >= 1, f"`image_size` must be at least 1, got {config.image_size}"),
     ]
     for ok, message in checks:
         if not ok:
@@ -83,18 +84,18 @@ def _check(config):
 def load_features(path, collection):
     """The user's features: float ``[N, D]`` rows in the order of ``collection``'s items."""
     if not os.path.isfile(path):
-        raise UsageError(f"--features={path} is not a file; pass a .npy array [N, D] with one "
+        raise UsageError(f"features={path} is not a file; pass a .npy array [N, D] with one "
                          "row per image of the dataset, in its order")
     try:
         features = np.load(path, allow_pickle=False)
     except (ValueError, OSError) as e:
-        raise UsageError(f"--features={path} is not a readable .npy array ({e}); save it with "
+        raise UsageError(f"features={path} is not a readable .npy array ({e}); save it with "
                          "numpy.save") from None
     if features.ndim != 2 or not np.issubdtype(features.dtype, np.number):
-        raise UsageError(f"--features={path} must be a numeric [N, D] array, got "
+        raise UsageError(f"features={path} must be a numeric [N, D] array, got "
                          f"{features.dtype} {features.shape}")
     if len(features) != len(collection):
-        raise UsageError(f"--features={path} has {len(features)} rows but {collection.name} has "
+        raise UsageError(f"features={path} has {len(features)} rows but {collection.name} has "
                          f"{len(collection)} images; give one row per image, in the dataset's "
                          "order")
     return features
@@ -110,7 +111,7 @@ def extract_features(collection, backbone, image_size, weights="none", batch_siz
     Returns:
         ``(float32 [N, D], feature model)``.
     """
-    cli.import_tensorflow()
+    import_tensorflow()
     import keras
 
     from tfhash import data
@@ -178,7 +179,7 @@ def train_shallow(config, features=None, params=None):
     elif getattr(config, "feature_cache", None) and config.backbone not in PIXELS:
         # The frozen deep runs' cache (tfhash.models.features): the same network's features of the
         # same images, computed once for every run, deep or shallow.
-        cli.import_tensorflow()
+        import_tensorflow()
         from tfhash.models import features as feature_cache
         from tfhash.shallow import export as shallow_export
 

@@ -22,9 +22,10 @@ import tempfile
 import time
 import zipfile
 
-from tfhash import cli, data, evaluation, methods
+from tfhash import data, evaluation, methods
 from tfhash.config import TrainConfig, multi_worker_chief
 from tfhash.errors import UsageError
+from tfhash.tf_import import import_tensorflow
 from tfhash.training.run_dir import RunDir, write_json
 
 
@@ -66,7 +67,7 @@ def _train(config):
         print_summary(metrics)
         return metrics
 
-    cli.import_tensorflow()  # heavy imports after the cheap checks above
+    import_tensorflow()  # heavy imports after the cheap checks above
     import keras
 
     from tfhash.training import trainer
@@ -74,7 +75,7 @@ def _train(config):
     strategy = trainer.make_strategy(config.strategy)  # before TensorFlow runs any op
     replicas = strategy.num_replicas_in_sync
     if config.batch_size % replicas:
-        raise UsageError(f"--batch_size={config.batch_size} does not split into {replicas} "
+        raise UsageError(f"batch_size={config.batch_size} does not split into {replicas} "
                          f"replicas: pass a multiple of {replicas}")
     # What this process writes: the run directory, or on a worker other than the chief a
     # temporary directory (Keras's convention), removed when the process ends.
@@ -344,7 +345,7 @@ def _fit(config, model, train_ds, ordered, split, strategy, run, out, best, step
                   else "starts again (no epoch had completed)")
         raise TrainingStopped(
             f"{e}; training stopped with the state of the last completed epoch kept: rerun with "
-            f"a lower --learning_rate (e.g. --learning_rate="
+            f"a lower `learning_rate` (e.g. learning_rate="
             f"{min(config.learning_rate / 10, TrainConfig.learning_rate):g}) and "
             f"it {resume}") from e
     return time.time() - start

@@ -108,7 +108,7 @@ def checkpoint_record(latest):
     Raises:
         UsageError: the file is not a complete zip archive (truncated, overwritten).
     """
-    fix = ("it cannot be resumed from: restore the file, or pass a new --run_dir (the run's "
+    fix = ("it cannot be resumed from: restore the file, or pass a new `run_dir` (the run's "
            "best.keras can still be exported)")
     try:
         with zipfile.ZipFile(latest) as archive:
@@ -141,11 +141,11 @@ def completed_epochs(latest):
         if not os.path.isfile(latest + ".json"):
             raise UsageError(f"{latest} does not say how many epochs it holds and "
                              f"{latest}.json is missing; restore that file, or pass a new "
-                             "--run_dir")
-        record = read_json(latest + ".json", "restore it, or pass a new --run_dir")
+                             "`run_dir`")
+        record = read_json(latest + ".json", "restore it, or pass a new `run_dir`")
         if not isinstance(record, dict) or not isinstance(record.get("epoch"), int):
             raise UsageError(f"{latest}.json does not say how many epochs the checkpoint "
-                             "holds; restore it, or pass a new --run_dir")
+                             "holds; restore it, or pass a new `run_dir`")
     return int(record["epoch"])
 
 
@@ -177,7 +177,7 @@ class RunDir:
         os.makedirs(self.path, exist_ok=True)
         return DirectoryLock(os.path.join(self.path, LOCK), f"run directory {self.path}",
                              "wait for that command to finish (or stop it), or pass another "
-                             "--run_dir").acquire()
+                             "`run_dir`").acquire()
 
     def completed_epochs(self):
         """Epochs completed so far (0 for a run that has not finished one)."""
@@ -255,36 +255,36 @@ class RunDir:
     def _own_entries(self):
         """The entries of the directory; refuses a file or a directory with other files."""
         if os.path.exists(self.path) and not os.path.isdir(self.path):
-            raise UsageError(f"--run_dir={self.path} is a file; pass a directory")
+            raise UsageError(f"run_dir={self.path} is a file; pass a directory")
         entries = set(os.listdir(self.path)) if os.path.isdir(self.path) else set()
         foreign = sorted(e for e in entries
                          if e not in own_entries() and not e.startswith("finished_at_"))
         if foreign:
-            raise UsageError(f"--run_dir={self.path} holds no tfhash run but other files "
+            raise UsageError(f"run_dir={self.path} holds no tfhash run but other files "
                              f"({', '.join(foreign[:3])}); pass a new or empty directory")
         return entries
 
     def _refuse_changes(self, saved, settings, keys):
         changed = [k for k in keys if saved.get(k) != settings.get(k)]
         if changed:
-            diffs = ", ".join(f"--{k}={saved.get(k)!r} there vs {settings.get(k)!r} now"
+            diffs = ", ".join(f"{k}={saved.get(k)!r} there vs {settings.get(k)!r} now"
                               for k in changed)
             raise UsageError(f"run directory {self.path} holds a run with other settings "
-                             f"({diffs}); pass a new --run_dir, or the same flags to resume it")
+                             f"({diffs}); pass a new `run_dir`, or the same settings to resume it")
 
     def _epochs_done(self):
         done = self.completed_epochs()
         if done and not os.path.isfile(self.flags):
             raise UsageError(f"{self.path} holds {done} trained epochs but no flags.json, so "
                              "its settings are unknown; restore flags.json, or pass a new "
-                             "--run_dir")
+                             "`run_dir`")
         if not done:
             evidence = self._completed_epoch_evidence()
             if evidence:
                 raise UsageError(f"{self.path} holds a run that completed epochs ({evidence}) "
                                  f"but its {os.path.relpath(self.latest, self.path)} is "
                                  "missing, so it cannot be resumed; restore it, or pass a new "
-                                 "--run_dir (nothing here was changed)")
+                                 "`run_dir` (nothing here was changed)")
         else:
             try:
                 described = read_json(self.latest + ".json", "").get("epoch")
@@ -322,10 +322,10 @@ class RunDir:
 
     def saved_settings(self):
         settings = read_json(self.flags, "restore it (flags.cfg holds the same settings), or "
-                             "pass a new --run_dir")
+                             "pass a new `run_dir`")
         if not isinstance(settings, dict):
             raise UsageError(f"{self.flags} holds no settings; restore it, or pass a new "
-                             "--run_dir")
+                             "`run_dir`")
         return settings
 
     def _record_change(self, epoch, changed):
