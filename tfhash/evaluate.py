@@ -22,14 +22,13 @@ Imports NumPy, SciPy and absl only (matplotlib for plots); never TensorFlow.
 See ``docs/evaluation.md``.
 """
 
-import json
 import os
 
 from absl import flags
 
 from tfhash import cli, evaluation
 from tfhash.errors import UsageError
-from tfhash.evaluation import conventions, distances, plots
+from tfhash.evaluation import conventions, distances, plots, report_dir
 from tfhash.retrieval.codes import encoded_bits, read_info, read_paths
 
 FLAGS = flags.FLAGS
@@ -118,29 +117,6 @@ def _metrics():
     return [m for m in FLAGS.metrics if not (m == "pr" or m.startswith("p@r"))]
 
 
-def _prepare_out(out, overwrite):
-    """Checks --out before any scoring; removes an earlier report's files with --overwrite."""
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise UsageError(f"--out={out} is a file; pass a directory (created if missing)")
-    earlier = [name for name in (os.listdir(out) if os.path.isdir(out) else [])
-               if name == "metrics.json" or name in plots.FIGURE_FILES
-               or plots.is_figure_file(name)]
-    if earlier and not overwrite:
-        raise UsageError(f"--out={out} already holds a report ({', '.join(sorted(earlier))}); "
-                         "pass a new --out, or --overwrite to replace it")
-    for name in earlier:
-        os.remove(os.path.join(out, name))
-
-
-def _summary(report):
-    data = report["data"]
-    size = f"{data['bits']} bits" if "bits" in data else f"{data['dimensions']} dimensions"
-    scalars = [f"{k}={v:.4f}" for k, v in report.items() if isinstance(v, float)]
-    lookups = [f"{k} precision={v['precision']:.4f}" for k, v in report.items()
-               if k.startswith("p@r") and v["precision"] is not None]
-    return f"{size}: " + ", ".join(scalars + lookups)
-
-
 def main(argv):
     files = _code_files()
     settings = _conventions()
@@ -149,7 +125,7 @@ def main(argv):
     if FLAGS.gallery:
         gallery_paths = (read_paths(files[0][0], "`gallery`", "`query_codes`"),
                          read_paths(files[0][1], "`gallery`", "`db_codes`"))
-    _prepare_out(FLAGS.out, FLAGS.overwrite)
+    report_dir.prepare(FLAGS.out, FLAGS.overwrite)
     query_labels = cli.load_array(FLAGS.query_labels, "query_labels")
     db_labels = cli.load_array(FLAGS.db_labels, "db_labels")
     reports = []
@@ -162,13 +138,9 @@ def main(argv):
                 bits=bits, **settings)
         except UsageError as e:  # cli.run names the library's arguments as flags
             raise UsageError(f"{query_path} against {db_path}: {e}") from None
-        print(_summary(report))
+        print(report_dir.scores_line(report))
         reports.append(report)
-    os.makedirs(FLAGS.out, exist_ok=True)
-    path = os.path.join(FLAGS.out, "metrics.json")
-    with open(path, "w") as f:
-        json.dump(reports[0] if len(reports) == 1 else {"reports": reports}, f, indent=2)
-    written = [path]
+    written = [report_dir.write_metrics(reports, FLAGS.out)]
     if FLAGS.plots:
         written += plots.save_plots(reports, FLAGS.out)
     if FLAGS.gallery:

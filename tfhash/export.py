@@ -10,8 +10,7 @@ signatures, ``serving_default`` (float32 pixels ``images`` [B, S, S, 3] in
 each returning ``codes`` int8 ±1 [B, K], ``packed`` uint8 [B, ⌈K/8⌉] and
 ``embedding`` float32 [B, K]; see :mod:`tfhash.serving`.
 
-Every training method exports the same way: the checkpoint is loaded without
-its training configuration (loss, optimizer), which serving does not need.
+The export itself is :func:`tfhash.serving.export.export_run` (importable from here too).
 """
 
 import json
@@ -19,8 +18,8 @@ import os
 
 from absl import flags
 
-from tfhash import cli, serving
-from tfhash.errors import UsageError
+from tfhash import cli
+from tfhash.serving.export import checkpoint_path, export_run  # noqa: F401  (callers' names)
 
 def define_flags():
     """export's flags, defined by ``cli.run`` (importing the module defines none)."""
@@ -33,46 +32,6 @@ def define_flags():
                          "the highest version already in --export_dir (1 for a new one).")
 
 FLAGS = flags.FLAGS
-
-
-def checkpoint_path(run_dir):
-    """The checkpoint of ``run_dir`` to export; a :class:`UsageError` naming what is missing."""
-    if not run_dir:
-        raise UsageError("--run_dir is required: a training run directory")
-    if not os.path.isdir(run_dir):
-        raise UsageError(f"--run_dir={run_dir} is not a directory; pass a training run "
-                         "directory written by python -m tfhash.train")
-    path = os.path.join(run_dir, "checkpoints", "best.keras")
-    if not os.path.isfile(path):
-        raise UsageError(f"no checkpoint at {path}; train the run first (python -m tfhash.train "
-                         f"--run_dir={run_dir}) or pass the directory of a trained run")
-    return path
-
-
-def export_run(run_dir, export_dir, version=None):
-    """Exports the best checkpoint of ``run_dir`` (or the shallow method fitted there); returns
-    the written version directory."""
-    if os.path.isfile(os.path.join(run_dir or "", "shallow", "model.json")):
-        cli.import_tensorflow()
-        from tfhash.shallow import export as shallow_export
-
-        return shallow_export.export_run(run_dir, export_dir, version)
-    path = checkpoint_path(run_dir)
-    if not export_dir:
-        raise UsageError("--export_dir is required: the base directory of the exported model")
-    serving.new_version_dir(export_dir, version)  # its errors before the slow imports
-
-    cli.import_tensorflow()
-    import keras
-
-    import tfhash.models  # noqa: F401  (registers HashingModel for load_model)
-    from tfhash import methods
-
-    for method in methods.REGISTRY.values():  # the run's loss class, e.g. HashNetLoss: a
-        if method.kind == "keras":            # frozen backbone's head saves it with the model
-            method.loss_class()
-    model = keras.saving.load_model(path, compile=False)
-    return serving.export_model(model, export_dir, version)
 
 
 def main(argv):
