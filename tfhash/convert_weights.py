@@ -20,7 +20,6 @@ from absl import flags
 
 from tfhash import cli
 from tfhash.errors import UsageError
-from tfhash.models.convert import convert  # noqa: F401  (callers' name)
 
 FLAGS = flags.FLAGS
 
@@ -35,6 +34,15 @@ def define_flags():
     cli.define_out("The Keras weights file to write (must end in "
                         ".weights.h5; its folder is created if missing); an existing file is "
                         "not overwritten.")
+
+
+def convert(backbone, out, torch_file=None):
+    """:func:`tfhash.models.convert.convert`, imported when it runs: tfhash.models imports
+    TensorFlow, which starts quietly here (``cli.import_tensorflow``)."""
+    cli.import_tensorflow()
+    from tfhash.models.convert import convert as convert_weights
+
+    return convert_weights(backbone, out, torch_file)
 
 
 def main(argv):

@@ -145,7 +145,7 @@ def test_missing_matplotlib_is_a_usage_error_unless_plots_are_off(files, tmp_pat
              "runpy.run_module('tfhash.evaluate', run_name='__main__')")
     result = run(*base_args(files, tmp_path), python_prefix=block)
     assert result.returncode == 2
-    assert "plots need matplotlib" in result.stderr and "--noplots" in result.stderr
+    assert "plots need matplotlib" in result.stderr and "--plots=false" in result.stderr
     assert run(*base_args(files, tmp_path), "--noplots", python_prefix=block).returncode == 0
 
 
