@@ -5,11 +5,10 @@ Every loss is a ``keras.losses.Loss`` taking ``y_true`` = class ids ``[B]`` (or
 its ``terms(y_true, y_pred)`` returns the total under ``"loss"`` and each
 unweighted term under its own name.
 
-Methods (``get(name, **kwargs)``; the registry is :mod:`tfhash.methods`):
-
-* ``"lsdh"``: :class:`LSDHLoss`, quadruplet loss + Hamming-isometric quantization;
-* ``"lsdh_l1"``: :class:`LSDHL1Loss`, the ablation with L1 quantization only;
-* ``"triplet"``: :class:`TripletLoss`, the triplet ranking baseline.
+Methods (``get(name, **kwargs)``; the one table is :mod:`tfhash.methods`), one module each:
+``lsdh`` (LSDH and its ablation ``lsdh_l1``), ``triplet``, ``dsh``, ``hashnet``, ``dhn``,
+``lifted``, ``quadruplet_chen``, ``angular``, ``dnnh``, ``lcdsh``, ``dmssph``, ``ssdh`` and
+``cnnh`` (whose module also holds its first stage, the target codes).
 
 Shared pieces: :mod:`~tfhash.losses.pairwise` (distances, label similarity),
 :mod:`~tfhash.losses.mining` (in-batch quadruplets and triplets),

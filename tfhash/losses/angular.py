@@ -64,7 +64,7 @@ class AngularLoss(PairQuantizedLoss):
 
     :meth:`terms` reports ``"semantic"`` (``l_ang(B)``), ``"quantization"`` and
     ``"isometric"`` (unweighted) and the total as ``"loss"``. Memory: one ``[B, B, B]``
-    tensor (8 MB at B = 128).
+    tensor (B³ floats).
 
     Args:
         angle: α in degrees, ``0 < α < 90`` (default 45).

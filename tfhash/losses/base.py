@@ -28,7 +28,7 @@ DEFAULT_QUANTIZATION_WEIGHT = 0.8  # λ
 SINGLE_LABEL_ISOMETRIC_WEIGHT = 0.25  # μ for class-id labels
 MULTI_LABEL_ISOMETRIC_WEIGHT = 0.75  # μ for multi-hot labels
 # Tuples per anchor for "random" mining: about the number of negatives of an anchor
-# in a 128-image batch of 8 classes × 16, so each step reaches most of them (~3 MB).
+# in a 128-image batch of 8 classes × 16, so each step reaches most of them.
 DEFAULT_PER_ANCHOR = 128
 
 
@@ -146,11 +146,10 @@ class RankingLoss(HashingLoss):
             batch's label type: 0.25 for class ids (``[B]``, ``[B, 1]``), 0.75
             for multi-hot ``[B, C]`` (one-hot included: pass μ explicitly, or
             class ids, to get 0.25 for single-label data stored one-hot).
-        mining: ``"random"`` (default: at most N tuples per anchor, about
-            ``210 · B · N`` bytes, also under XLA) or ``"all"`` (every valid
-            tuple: about ``210 · B · C(M−1, 2) · (B − M)`` bytes for P × M
-            batches, 300 MB at B = 128, M = 16; cannot be XLA-compiled, see
-            :attr:`supports_jit`). See :mod:`tfhash.losses.mining`.
+        mining: ``"random"`` (default: at most N tuples per anchor, ``B · N`` in all,
+            also under XLA) or ``"all"`` (every valid tuple: ``B · C(M−1, 2) · (B − M)``
+            for P × M batches; cannot be XLA-compiled, see :attr:`supports_jit`). Memory
+            grows with the number of tuples: see :mod:`tfhash.losses.mining`.
         quadruplets_per_anchor: N ≥ 1, tuples per anchor for ``"random"``
             (default 128: about the 112 negatives of an anchor in a batch of
             8 classes × 16 images, so each step reaches most of them, for

@@ -32,15 +32,13 @@ Two modes:
 
 Memory: besides the ``[B, B]`` matrices, mining holds a few int64 numbers per
 tuple while decoding and returns 16 bytes (12 for triplets) per tuple; a loss
-adds its gathered distances and their gradients. Measured with
-``benchmarks/bench_losses.py`` (graph mode, CPU), a forward and backward pass of
-the LSDH loss peaks at about 210 bytes per quadruplet (150 per triplet) on top
-of a few MB for the ``[B, B]`` matrices:
+adds its gathered distances and their gradients, a fixed number of bytes per tuple
+(``benchmarks/bench_losses.py`` measures it; benchmarks/RESULTS.md has the figures). So the
+peak grows with the number of tuples:
 
-* ``"all"``: ``≈ 210 · B · C(M−1, 2) · (B − M)`` bytes for P × M batches, about
-  300 MB for B = 128, P = 8, M = 16, and growing as ``B² M²``;
-* ``"random"``: at most ``≈ 210 · B · N`` bytes, about 3.4 MB for B = 128 and
-  N = 128, whatever the labels.
+* ``"all"``: ``B · C(M−1, 2) · (B − M)`` quadruplets for P × M batches, growing as
+  ``B² M²`` (hundreds of MB at B = 128, P = 8, M = 16);
+* ``"random"``: at most ``B · N``, whatever the labels.
 
 Anchors without two positives (one for triplets) or without a negative
 contribute no tuple; an empty set is a ``[0, 4]`` tensor.

@@ -1,8 +1,8 @@
 """Frozen-backbone features, computed once and cached on disk.
 
 Training a hashing head on a frozen pretrained backbone spends almost all its time in the
-backbone's forward pass (EfficientNet-Lite0 at 160 px: about 73 images/s on a 2-core CPU,
-14 minutes for CIFAR-10's 60,000 images), and that pass gives the same features every epoch
+backbone's forward pass (its speed is in benchmarks/RESULTS.md, the pretrained
+EfficientNet-Lite0 section), and that pass gives the same features every epoch
 and every run. :func:`backbone_features` computes them once through
 :func:`tfhash.data.eval_dataset` (the same decode and resize as training and serving) and
 keeps them in ``cache_dir``; the next call with the same settings reads them back in a second.
@@ -36,7 +36,7 @@ Example::
     from tfhash import data
     from tfhash.models import features
 
-    collection = data.load_collection("folder", "../shared/data/cifar10")
+    collection = data.load_collection("folder", "cifar10_images")
     split = data.make_split(collection, "cifar10")
     every = np.union1d(split.database, split.query)        # one pass over all images needed
     table = features.backbone_features(collection, every, "efficientnet_lite0", "imagenet",

@@ -28,9 +28,10 @@ Example:
 dtype('int8')
 
 A fitted model saves to a directory (``model.json`` and ``.npy`` arrays) and
-:func:`load` reads it back exactly. ``tfhash.shallow.export`` writes its
-encoding as TensorFlow ops for a SavedModel; this package never imports
-TensorFlow. See docs/shallow.md.
+:func:`load` reads it back exactly. :mod:`tfhash.shallow.run` fits a method as a
+training run (the same run directory as a deep method's) and :mod:`tfhash.shallow.export`
+writes its encoding as TensorFlow ops for a SavedModel; those two import TensorFlow, this
+package and its methods never do. See docs/shallow.md.
 """
 
 import collections.abc

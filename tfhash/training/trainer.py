@@ -38,9 +38,8 @@ One replica step, on its slice of the global batch:
 With more than one replica, batch normalisation uses the statistics of the global batch
 (``synchronized``, an all-reduce per layer) rather than of each slice: with both this and 2., a
 step on R replicas moves the weights as a step on one device does, to float rounding
-(``tests/test_distribute.py`` checks it on a small network with batch normalisation, to 1e-4 of
-the step; measured on ``resnet_small`` at 32 px, the head's change agrees to better than 1e-4
-and the backbone's, through its stack of batch-normalised layers, to about 1%). Under
+(``tests/integration/test_distribute.py`` checks it on a small network with batch
+normalisation, to 1e-4 of the step). Under
 ``mixed_float16``, Keras's ``LossScaleOptimizer`` decides whether a step overflowed from a
 replica's gradients before they are summed, so 1 and R replicas may skip a different number of
 the first steps. Random mining draws the same tuples on every replica: create the loss under
