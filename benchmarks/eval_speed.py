@@ -105,29 +105,33 @@ def child(case, mode, ties, reference_queries):
         # The compiled counting loop is built on its first call (then cached on disk): a
         # one-off cost per machine, timed apart from the measurement.
         warmup = time.perf_counter()
-        evaluation.mean_average_precision(query_codes[:2], query_labels[:2], db_codes[:100],
-                                          db_labels[:100], ties=ties)
+        evaluation.mean_average_precision(
+            query_codes[:2], query_labels[:2], db_codes[:100], db_labels[:100], ties=ties
+        )
         result["warmup"] = time.perf_counter() - warmup
     result["inputs_peak_mb"] = peak_mb()
     wall, cpu = time.perf_counter(), time.process_time()
     if mode == "ours":
         result["map"] = evaluation.mean_average_precision(
-            query_codes, query_labels, db_codes, db_labels, ties=ties)
+            query_codes, query_labels, db_codes, db_labels, ties=ties
+        )
         result["wall"], result["cpu"] = time.perf_counter() - wall, time.process_time() - cpu
         result["peak_mb"] = peak_mb()
     else:
         subset = slice(0, reference_queries)
         # Tie order matters only for "index", which needs the stable sort.
         sort_kind = "stable" if mode == "reference" and ties == "index" else "quicksort"
-        expected = reference_map(query_codes[subset], query_labels[subset], db_codes, db_labels,
-                                 ties, sort_kind)
+        expected = reference_map(
+            query_codes[subset], query_labels[subset], db_codes, db_labels, ties, sort_kind
+        )
         scale = num_queries / reference_queries  # scaled to all queries
         result["wall"] = (time.perf_counter() - wall) * scale
         result["cpu"] = (time.process_time() - cpu) * scale
         result["map_on_subset"] = expected
         if mode == "reference":
             ours = evaluation.mean_average_precision(
-                query_codes[subset], query_labels[subset], db_codes, db_labels, ties=ties)
+                query_codes[subset], query_labels[subset], db_codes, db_labels, ties=ties
+            )
             result["abs_difference_to_ours"] = abs(ours - expected)
     print(json.dumps(result))
 
@@ -147,8 +151,12 @@ def seconds(result):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--case", choices=["a", "b", "all"], default="all")
-    parser.add_argument("--reference_queries", type=int, default=None,
-                        help="queries the references run on (default 1000 for a, 50 for b)")
+    parser.add_argument(
+        "--reference_queries",
+        type=int,
+        default=None,
+        help="queries the references run on (default 1000 for a, 50 for b)",
+    )
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -159,23 +167,27 @@ def main():
     for case in ["a", "b"] if args.case == "all" else [args.case]:
         num_queries, num_items, bits = CASES[case]
         reference_queries = args.reference_queries or {"a": 1000, "b": 50}[case]
-        print(f"\n({case}) {num_queries:,} queries x {num_items:,} items x {bits} bits, "
-              f"references timed on {reference_queries} queries and scaled")
+        print(
+            f"\n({case}) {num_queries:,} queries x {num_items:,} items x {bits} bits, "
+            f"references timed on {reference_queries} queries and scaled"
+        )
         field = run_child(case, "field", "index", reference_queries)
         print(f"  field code (quicksort argsort, arbitrary tie order): {seconds(field)}")
         for ties in ["average", "index"]:
             ours = run_child(case, "ours", ties, 0)
             reference = run_child(case, "reference", ties, reference_queries)
-            print(f"  ties={ties}:\n"
-                  f"    evaluator {seconds(ours)} after a {ours['warmup']:.2f} s first call "
-                  f"(compiling or loading the counting loop), MAP {ours['map']:.4f}, peak RSS "
-                  f"{ours['peak_mb']:.0f} MB ({ours['peak_mb'] - ours['inputs_peak_mb']:.0f} MB "
-                  f"over the peak before it ran)\n"
-                  f"    reference {seconds(reference)}, |MAP difference| on its queries "
-                  f"{reference['abs_difference_to_ours']:.1e}\n"
-                  f"    speed-up (CPU) {reference['cpu'] / ours['cpu']:.1f}x over the reference, "
-                  f"{field['cpu'] / ours['cpu']:.1f}x over the field code; wall "
-                  f"{reference['wall'] / ours['wall']:.1f}x over the reference")
+            print(
+                f"  ties={ties}:\n"
+                f"    evaluator {seconds(ours)} after a {ours['warmup']:.2f} s first call "
+                f"(compiling or loading the counting loop), MAP {ours['map']:.4f}, peak RSS "
+                f"{ours['peak_mb']:.0f} MB ({ours['peak_mb'] - ours['inputs_peak_mb']:.0f} MB "
+                f"over the peak before it ran)\n"
+                f"    reference {seconds(reference)}, |MAP difference| on its queries "
+                f"{reference['abs_difference_to_ours']:.1e}\n"
+                f"    speed-up (CPU) {reference['cpu'] / ours['cpu']:.1f}x over the reference, "
+                f"{field['cpu'] / ours['cpu']:.1f}x over the field code; wall "
+                f"{reference['wall'] / ours['wall']:.1f}x over the reference"
+            )
     print(f"\nload average at end: {os.getloadavg()}")
 
 

@@ -53,8 +53,13 @@ def killed_at(command, moment):
     """Runs ``command``, SIGKILLs it ``moment`` seconds in (its process group: a Milvus Lite
     server it started too). Returns ``None`` if it was killed, else the seconds it took."""
     started = time.time()
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL, start_new_session=True)
+    process = subprocess.Popen(
+        command,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         process.wait(timeout=moment)
         return time.time() - started
@@ -89,6 +94,7 @@ def run(command, timeout=1800):
 # ---------------------------------------------------------------------------------------------
 # Training.
 
+
 def run_state(run_dir):
     """Everything a run directory holds that must not differ from the uninterrupted run."""
     import h5py
@@ -97,9 +103,13 @@ def run_state(run_dir):
     with zipfile.ZipFile(os.path.join(run_dir, "checkpoints", "latest.keras")) as archive:
         state["record"] = archive.read("tfhash_checkpoint.json")
         with archive.open("model.weights.h5") as f, h5py.File(f, "r") as weights:
-            weights.visititems(lambda name, item: state.__setitem__("weights/" + name,
-                                                                    item[()].tobytes())
-                               if isinstance(item, h5py.Dataset) else None)
+            weights.visititems(
+                lambda name, item: (
+                    state.__setitem__("weights/" + name, item[()].tobytes())
+                    if isinstance(item, h5py.Dataset)
+                    else None
+                )
+            )
     with open(os.path.join(run_dir, "history.csv")) as f:
         state["history"] = f.read()
     for name in sorted(os.listdir(os.path.join(run_dir, "codes"))):
@@ -115,44 +125,72 @@ def train_faults(work, kills, rng, epochs, steps):
     from tfhash.training.run_dir import RunDir
 
     def command(run_dir):
-        return [sys.executable, "-m", "tfhash.train", "--flagfile=configs/quickstart.cfg",
-                f"--run_dir={run_dir}", f"--epochs={epochs}", f"--steps_per_epoch={steps}",
-                "--eval_every=1", "--verbose=0"]
+        return [
+            sys.executable,
+            "-m",
+            "tfhash.train",
+            "--flagfile=configs/quickstart.cfg",
+            f"--run_dir={run_dir}",
+            f"--epochs={epochs}",
+            f"--steps_per_epoch={steps}",
+            "--eval_every=1",
+            "--verbose=0",
+        ]
 
     reference = os.path.join(work, "train_reference")
     result, seconds = run(command(reference))
     assert result.returncode == 0, result.stderr[-2000:]
     expected = run_state(reference)
-    print(f"train: reference {seconds:.1f} s ({epochs} epochs x {steps} steps), "
-          f"load {load():.2f}", flush=True)
+    print(
+        f"train: reference {seconds:.1f} s ({epochs} epochs x {steps} steps), load {load():.2f}",
+        flush=True,
+    )
     trials, reference_seconds = [], seconds
     for trial in range(kills):
         run_dir = os.path.join(work, f"train_{trial}")
         moment, was_running, seconds = kill_while_running(
-            command(run_dir), seconds, rng, lambda: shutil.rmtree(run_dir, ignore_errors=True))
+            command(run_dir), seconds, rng, lambda: shutil.rmtree(run_dir, ignore_errors=True)
+        )
         try:
             done = RunDir(run_dir).completed_epochs()
         except Exception as e:  # noqa: BLE001 -- what the next command would say
             done = f"refused: {e}"
         result, _ = run(command(run_dir))
-        leftovers = [os.path.join(top, n) for top, _, names in os.walk(run_dir)
-                     for n in names if ".partial" in n]
+        leftovers = [
+            os.path.join(top, n)
+            for top, _, names in os.walk(run_dir)
+            for n in names
+            if ".partial" in n
+        ]
         exact = result.returncode == 0 and run_state(run_dir) == expected
-        trials.append({"moment_s": round(moment, 2), "killed": was_running,
-                       "epochs_done_at_kill": done, "rerun_exit": result.returncode,
-                       "exact": exact, "partial_files_left": len(leftovers)})
-        print(f"  train kill {trial + 1}/{kills} at {moment:5.1f} s: "
-              f"{'killed' if was_running else 'had finished'}, {done} epochs done, rerun exit "
-              f"{result.returncode}, {'exact' if exact else 'DIFFERS'}"
-              + (f" ({result.stderr.strip().splitlines()[-1:]})" if result.returncode else ""),
-              flush=True)
+        trials.append(
+            {
+                "moment_s": round(moment, 2),
+                "killed": was_running,
+                "epochs_done_at_kill": done,
+                "rerun_exit": result.returncode,
+                "exact": exact,
+                "partial_files_left": len(leftovers),
+            }
+        )
+        print(
+            f"  train kill {trial + 1}/{kills} at {moment:5.1f} s: "
+            f"{'killed' if was_running else 'had finished'}, {done} epochs done, rerun exit "
+            f"{result.returncode}, {'exact' if exact else 'DIFFERS'}"
+            + (f" ({result.stderr.strip().splitlines()[-1:]})" if result.returncode else ""),
+            flush=True,
+        )
         shutil.rmtree(run_dir)
-    return {"reference_s": round(reference_seconds, 1), "last_window_s": round(seconds, 1),
-            "trials": trials}
+    return {
+        "reference_s": round(reference_seconds, 1),
+        "last_window_s": round(seconds, 1),
+        "trials": trials,
+    }
 
 
 # ---------------------------------------------------------------------------------------------
 # Indexes.
+
 
 def write_codes(directory, name, codes, ids):
     os.makedirs(directory, exist_ok=True)
@@ -177,21 +215,40 @@ def faiss_faults(work, kills, rng):
     with open(gone, "w") as f:
         f.write("\n".join(ids[:n:200]) + "\n")
     base = os.path.join(work, "faiss_base")
-    result, _ = run([sys.executable, "-m", "tfhash.index", f"--codes={work}/codes",
-                     "--name=base", f"--out={base}", "--bits=48"])
+    result, _ = run(
+        [
+            sys.executable,
+            "-m",
+            "tfhash.index",
+            f"--codes={work}/codes",
+            "--name=base",
+            f"--out={base}",
+            "--bits=48",
+        ]
+    )
     assert result.returncode == 0, result.stderr
 
     def command(out):
-        return [sys.executable, "-m", "tfhash.index", f"--codes={work}/codes", "--name=more",
-                f"--delete={gone}", f"--out={out}"]
+        return [
+            sys.executable,
+            "-m",
+            "tfhash.index",
+            f"--codes={work}/codes",
+            "--name=more",
+            f"--delete={gone}",
+            f"--out={out}",
+        ]
 
     reference = os.path.join(work, "faiss_reference")
     shutil.copytree(base, reference)
     result, seconds = run(command(reference))
     assert result.returncode == 0, result.stderr
     before, after = faiss_state(base), faiss_state(reference)
-    print(f"faiss: reference {seconds:.1f} s (append {n:,} to {n:,}, delete {n // 200:,}), "
-          f"load {load():.2f}", flush=True)
+    print(
+        f"faiss: reference {seconds:.1f} s (append {n:,} to {n:,}, delete {n // 200:,}), "
+        f"load {load():.2f}",
+        flush=True,
+    )
     trials, reference_seconds = [], seconds
     for trial in range(kills):
         out = os.path.join(work, f"faiss_{trial}")
@@ -210,14 +267,27 @@ def faiss_faults(work, kills, rng):
         if seen == "before":
             rerun = run(command(out))[0].returncode
         exact = seen in ("before", "after") and rerun in (None, 0) and faiss_state(out) == after
-        trials.append({"moment_s": round(moment, 2), "killed": was_running, "seen": seen,
-                       "rerun_exit": rerun, "exact": exact})
-        print(f"  faiss kill {trial + 1}/{kills} at {moment:4.1f} s "
-              f"({'running' if was_running else 'had finished'}): index {seen}, "
-              f"{'exact' if exact else 'DIFFERS'}", flush=True)
+        trials.append(
+            {
+                "moment_s": round(moment, 2),
+                "killed": was_running,
+                "seen": seen,
+                "rerun_exit": rerun,
+                "exact": exact,
+            }
+        )
+        print(
+            f"  faiss kill {trial + 1}/{kills} at {moment:4.1f} s "
+            f"({'running' if was_running else 'had finished'}): index {seen}, "
+            f"{'exact' if exact else 'DIFFERS'}",
+            flush=True,
+        )
         shutil.rmtree(out)
-    return {"reference_s": round(reference_seconds, 1), "last_window_s": round(seconds, 1),
-            "trials": trials}
+    return {
+        "reference_s": round(reference_seconds, 1),
+        "last_window_s": round(seconds, 1),
+        "trials": trials,
+    }
 
 
 _MILVUS_STATE = """
@@ -253,9 +323,19 @@ def milvus_faults(work, kills, rng):
     with open(gone, "w") as f:
         f.write("\n".join(ids[:n:4]) + "\n")
     base = os.path.join(work, "milvus_base.db")
-    result, _ = run([sys.executable, "-m", "tfhash.index", f"--codes={work}/mcodes",
-                     "--name=base", "--backend=milvus", f"--uri={base}", "--collection=faults",
-                     "--bits=48"])
+    result, _ = run(
+        [
+            sys.executable,
+            "-m",
+            "tfhash.index",
+            f"--codes={work}/mcodes",
+            "--name=base",
+            "--backend=milvus",
+            f"--uri={base}",
+            "--collection=faults",
+            "--bits=48",
+        ]
+    )
     assert result.returncode == 0, result.stderr
     operations = {
         "delete": [f"--delete={gone}"],
@@ -263,8 +343,15 @@ def milvus_faults(work, kills, rng):
     }
 
     def command(uri, operation):
-        return [sys.executable, "-m", "tfhash.index", "--backend=milvus", f"--uri={uri}",
-                "--collection=faults", *operations[operation]]
+        return [
+            sys.executable,
+            "-m",
+            "tfhash.index",
+            "--backend=milvus",
+            f"--uri={uri}",
+            "--collection=faults",
+            *operations[operation],
+        ]
 
     before = milvus_state(base, queries)
     references = {}
@@ -281,29 +368,50 @@ def milvus_faults(work, kills, rng):
         seconds, after = references[operation]
         uri = os.path.join(work, f"milvus_{trial}.db")
         moment, was_running, seconds = kill_while_running(
-            command(uri, operation), seconds, rng, lambda: shutil.copy(base, uri))
+            command(uri, operation), seconds, rng, lambda: shutil.copy(base, uri)
+        )
         references[operation] = (seconds, after)
         try:
             state = milvus_state(uri, queries)
-            seen = ("before" if state == before else "after" if state == after
-                    else f"OTHER (size {state[0]}, {state[1]} rows visible)")
+            seen = (
+                "before"
+                if state == before
+                else "after"
+                if state == after
+                else f"OTHER (size {state[0]}, {state[1]} rows visible)"
+            )
         except Exception as e:  # noqa: BLE001
             seen = f"unusable: {str(e)[:120]}"
         rerun = None
         if seen == "before":
             rerun = run(command(uri, operation))[0].returncode
-        exact = (seen in ("before", "after") and rerun in (None, 0)
-                 and milvus_state(uri, queries) == after)
-        trials.append({"operation": operation, "moment_s": round(moment, 2),
-                       "killed": was_running, "seen": seen, "rerun_exit": rerun,
-                       "exact": exact})
-        print(f"  milvus {operation} kill {trial + 1}/{kills} at {moment:4.1f} s "
-              f"({'running' if was_running else 'had finished'}): index {seen}, "
-              f"{'exact' if exact else 'DIFFERS'}", flush=True)
+        exact = (
+            seen in ("before", "after")
+            and rerun in (None, 0)
+            and milvus_state(uri, queries) == after
+        )
+        trials.append(
+            {
+                "operation": operation,
+                "moment_s": round(moment, 2),
+                "killed": was_running,
+                "seen": seen,
+                "rerun_exit": rerun,
+                "exact": exact,
+            }
+        )
+        print(
+            f"  milvus {operation} kill {trial + 1}/{kills} at {moment:4.1f} s "
+            f"({'running' if was_running else 'had finished'}): index {seen}, "
+            f"{'exact' if exact else 'DIFFERS'}",
+            flush=True,
+        )
         os.remove(uri)
-    return {"reference_s": reference_seconds,
-            "last_window_s": {k: round(v[0], 1) for k, v in references.items()},
-            "trials": trials}
+    return {
+        "reference_s": reference_seconds,
+        "last_window_s": {k: round(v[0], 1) for k, v in references.items()},
+        "trials": trials,
+    }
 
 
 def main():
@@ -314,16 +422,20 @@ def main():
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0, help="of the kill moments and the codes")
-    parser.add_argument("--targets", default="train,faiss,milvus",
-                        help="which of train, faiss, milvus")
+    parser.add_argument(
+        "--targets", default="train,faiss,milvus", help="which of train, faiss, milvus"
+    )
     parser.add_argument("--out", help="also write the results as JSON here")
     args = parser.parse_args()
     if args.quick:
         args.train_kills = args.index_kills = 3
     rng = np.random.default_rng(args.seed)
     started = time.time()
-    report = {"command": " ".join(sys.argv), "machine": f"{platform.machine()}, "
-              f"{os.cpu_count()} CPUs", "load_at_start": round(load(), 2)}
+    report = {
+        "command": " ".join(sys.argv),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+        "load_at_start": round(load(), 2),
+    }
     with tempfile.TemporaryDirectory(prefix="tfhash-faults-") as work:
         targets = args.targets.split(",")
         if "faiss" in targets:
@@ -331,8 +443,7 @@ def main():
         if "milvus" in targets:
             report["milvus"] = milvus_faults(work, args.index_kills, rng)
         if "train" in targets:
-            report["train"] = train_faults(work, args.train_kills, rng, args.epochs,
-                                           args.steps)
+            report["train"] = train_faults(work, args.train_kills, rng, args.epochs, args.steps)
     report["load_at_end"] = round(load(), 2)
     report["minutes"] = round((time.time() - started) / 60, 1)
     print()
@@ -340,11 +451,15 @@ def main():
         if target in report:
             trials = report[target]["trials"]
             killed = sum(t["killed"] for t in trials)
-            print(f"{target}: {sum(t['exact'] for t in trials)} of {len(trials)} resumed "
-                  f"exactly with nothing lost ({killed} killed while running, the others "
-                  "finished first in every attempt)")
-    print(f"{report['minutes']} min; load {report['load_at_start']} at the start, "
-          f"{report['load_at_end']} at the end")
+            print(
+                f"{target}: {sum(t['exact'] for t in trials)} of {len(trials)} resumed "
+                f"exactly with nothing lost ({killed} killed while running, the others "
+                "finished first in every attempt)"
+            )
+    print(
+        f"{report['minutes']} min; load {report['load_at_start']} at the start, "
+        f"{report['load_at_end']} at the end"
+    )
     if args.out:
         with open(args.out, "w") as f:
             json.dump(report, f, indent=2)

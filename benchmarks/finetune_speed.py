@@ -33,13 +33,21 @@ flags.DEFINE_string("backbone", "efficientnet_lite0", "Pretrained backbone to ti
 flags.DEFINE_integer("steps", 8, "Timed training steps per measurement.")
 flags.DEFINE_integer("repeats", 2, "Timings per figure; the best is reported.")
 flags.DEFINE_integer("batch_size", 128, "Images per training batch.")
-flags.DEFINE_integer("lever_timeout", 600, "Seconds a lever may take (XLA's compilation of "
-                     "the training step can take longer on a CPU).")
+flags.DEFINE_integer(
+    "lever_timeout",
+    600,
+    "Seconds a lever may take (XLA's compilation of the training step can take longer on a CPU).",
+)
 flags.DEFINE_string("one", None, "Internal: time one lever (JSON settings) and print JSON.")
 FLAGS = flags.FLAGS
 
-BASELINE = {"image_size": 128, "trainable_blocks": 0, "precision": "float32", "jit": False,
-            "inter_op_threads": 0}
+BASELINE = {
+    "image_size": 128,
+    "trainable_blocks": 0,
+    "precision": "float32",
+    "jit": False,
+    "inter_op_threads": 0,
+}
 LEVERS = [
     ("baseline: 128 px, whole backbone, float32", {}),
     ("96 px", {"image_size": 96}),
@@ -51,9 +59,11 @@ LEVERS = [
     ("XLA (jit_compile)", {"jit": True}),
     ("1 inter-op thread", {"inter_op_threads": 1}),
 ]
-QUICK = [("baseline at 96 px", {"image_size": 96}),
-         ("96 px, last 8 blocks train", {"image_size": 96, "trainable_blocks": 8}),
-         ("96 px, mixed_bfloat16", {"image_size": 96, "precision": "mixed_bfloat16"})]
+QUICK = [
+    ("baseline at 96 px", {"image_size": 96}),
+    ("96 px, last 8 blocks train", {"image_size": 96, "trainable_blocks": 8}),
+    ("96 px, mixed_bfloat16", {"image_size": 96, "precision": "mixed_bfloat16"}),
+]
 
 
 def _time_one(settings):
@@ -73,10 +83,14 @@ def _time_one(settings):
     images = rng.integers(0, 256, (batch, size, size, 3)).astype(np.float32)
     labels = np.repeat(np.arange(batch // 16), 16)
     head = models.build_head(rng.normal(size=(64, 1280)).astype(np.float32), 48, hidden=512)
-    model = models.fine_tuning_model(head, FLAGS.backbone, size, "imagenet",
-                                     trainable_blocks=settings["trainable_blocks"])
-    model.compile(optimizer=keras.optimizers.AdamW(3e-5), loss=losses.get("lsdh", margin=24.0),
-                  jit_compile=settings["jit"])
+    model = models.fine_tuning_model(
+        head, FLAGS.backbone, size, "imagenet", trainable_blocks=settings["trainable_blocks"]
+    )
+    model.compile(
+        optimizer=keras.optimizers.AdamW(3e-5),
+        loss=losses.get("lsdh", margin=24.0),
+        jit_compile=settings["jit"],
+    )
     strategy = tf.distribute.get_strategy()
     step = trainer.make_step(model, strategy)
     batches = iter(tf.data.Dataset.from_tensors((images, labels)).repeat())
@@ -103,12 +117,15 @@ def _time_one(settings):
             for _ in range(max(2, FLAGS.steps // 2)):
                 out = forward(eval_batch)
             out.numpy()
-            best = max(best, max(2, FLAGS.steps // 2) * len(eval_batch)
-                       / (time.perf_counter() - start))
+            best = max(
+                best, max(2, FLAGS.steps // 2) * len(eval_batch) / (time.perf_counter() - start)
+            )
         return best
 
-    return {"train_images_per_s": round(train_rate(), 1),
-            "encode_images_per_s": round(encode_rate(), 1)}
+    return {
+        "train_images_per_s": round(train_rate(), 1),
+        "encode_images_per_s": round(encode_rate(), 1),
+    }
 
 
 def _pipeline_rates(image_size, steps):
@@ -127,23 +144,30 @@ def _pipeline_rates(image_size, steps):
             os.makedirs(os.path.join(root, f"c{c}"))
             for i in range(64):
                 pixels = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
-                tf.io.write_file(os.path.join(root, f"c{c}", f"{i}.jpg"),
-                                 tf.io.encode_jpeg(pixels))
+                tf.io.write_file(os.path.join(root, f"c{c}", f"{i}.jpg"), tf.io.encode_jpeg(pixels))
         collection = data.load_collection("folder", root)
         indices = np.arange(len(collection))
-        cached = data.train_dataset(collection, indices, image_size, FLAGS.batch_size, 16,
-                                    augment="crop_flip")
+        cached = data.train_dataset(
+            collection, indices, image_size, FLAGS.batch_size, 16, augment="crop_flip"
+        )
         paths = tf.constant(list(collection.files))
 
         def decode_every_step(position):
             return data.decode_image(tf.io.read_file(paths[position]), image_size)
 
-        per_step = (tf.data.Dataset.range(len(paths)).repeat().shuffle(512, seed=0)
-                    .map(decode_every_step, num_parallel_calls=tf.data.AUTOTUNE)
-                    .batch(FLAGS.batch_size).prefetch(tf.data.AUTOTUNE))
+        per_step = (
+            tf.data.Dataset.range(len(paths))
+            .repeat()
+            .shuffle(512, seed=0)
+            .map(decode_every_step, num_parallel_calls=tf.data.AUTOTUNE)
+            .batch(FLAGS.batch_size)
+            .prefetch(tf.data.AUTOTUNE)
+        )
         rates = {}
-        for name, dataset in (("decoded once, gathered and augmented per batch", cached),
-                              ("JPEG decoded and resized per batch", per_step)):
+        for name, dataset in (
+            ("decoded once, gathered and augmented per batch", cached),
+            ("JPEG decoded and resized per batch", per_step),
+        ):
             batches = iter(dataset)
             next(batches)
             start = time.perf_counter()
@@ -161,30 +185,50 @@ def main(argv):
     levers = QUICK if FLAGS.quick else LEVERS
     steps = 3 if FLAGS.quick else FLAGS.steps
     load = os.getloadavg()[0]
-    print(f"{FLAGS.backbone}, LSDH 48 bits, batch {FLAGS.batch_size}; load average before: "
-          f"{load:.2f} on {os.cpu_count()} CPUs")
+    print(
+        f"{FLAGS.backbone}, LSDH 48 bits, batch {FLAGS.batch_size}; load average before: "
+        f"{load:.2f} on {os.cpu_count()} CPUs"
+    )
     print(f"{'lever':45s} {'train img/s':>12s} {'encode img/s':>13s}")
     for name, change in levers:
         settings = dict(BASELINE, **change)
-        command = [sys.executable, __file__, "--one=" + json.dumps(settings),
-                   f"--steps={steps}", f"--repeats={1 if FLAGS.quick else FLAGS.repeats}",
-                   f"--batch_size={FLAGS.batch_size}", f"--backbone={FLAGS.backbone}"]
+        command = [
+            sys.executable,
+            __file__,
+            "--one=" + json.dumps(settings),
+            f"--steps={steps}",
+            f"--repeats={1 if FLAGS.quick else FLAGS.repeats}",
+            f"--batch_size={FLAGS.batch_size}",
+            f"--backbone={FLAGS.backbone}",
+        ]
         try:
-            result = subprocess.run(command, capture_output=True, text=True,
-                                    timeout=FLAGS.lever_timeout)
+            result = subprocess.run(
+                command, capture_output=True, text=True, timeout=FLAGS.lever_timeout
+            )
         except subprocess.TimeoutExpired:
-            print(f"{name:45s} not done in {FLAGS.lever_timeout} s (trace, compile and "
-                  "timing): rejected", flush=True)
+            print(
+                f"{name:45s} not done in {FLAGS.lever_timeout} s (trace, compile and "
+                "timing): rejected",
+                flush=True,
+            )
             continue
         if result.returncode:
-            errors = [line for line in result.stderr.splitlines()
-                      if "Error" in line or line.startswith("error")]
-            print(f"{name:45s} failed (exit {result.returncode}): "
-                  f"{(errors or ['see its stderr'])[-1][:120]}", flush=True)
+            errors = [
+                line
+                for line in result.stderr.splitlines()
+                if "Error" in line or line.startswith("error")
+            ]
+            print(
+                f"{name:45s} failed (exit {result.returncode}): "
+                f"{(errors or ['see its stderr'])[-1][:120]}",
+                flush=True,
+            )
             continue
         rates = json.loads(result.stdout.strip().splitlines()[-1])
-        print(f"{name:45s} {rates['train_images_per_s']:12.1f} "
-              f"{rates['encode_images_per_s']:13.1f}", flush=True)
+        print(
+            f"{name:45s} {rates['train_images_per_s']:12.1f} {rates['encode_images_per_s']:13.1f}",
+            flush=True,
+        )
     size = 96 if FLAGS.quick else BASELINE["image_size"]
     for name, rate in _pipeline_rates(size, 4 if FLAGS.quick else 20).items():
         print(f"input pipeline at {size} px, {name}: {rate:.0f} images/s")

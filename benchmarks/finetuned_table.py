@@ -30,31 +30,42 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks._tables import ROOT, machine, run_logged, write_section  # noqa: E402
-from benchmarks.paper_tables import (BITS, LABELS, METHOD_FLAGS, PAPER,  # noqa: E402
-                                     best_val_map, flag_value)
-
 from tfhash import evaluation  # noqa: E402
 from tfhash.evaluation.conventions import PRESETS  # noqa: E402
+
+from benchmarks._tables import ROOT, machine, run_logged, write_section  # noqa: E402
+from benchmarks.paper_tables import BITS, LABELS, METHOD_FLAGS, PAPER, best_val_map, flag_value  # noqa: E402
 
 BASE = "configs/cifar10_e2e_base.cfg"
 # (method, protocol, bits): the paper's Table I methods at 48 bits, LSDH and HashNet at 12, and
 # DeepHash-pytorch's four on its own protocols.
-RUNS = [(m, "cifar10", 48) for m in ("lsdh", "lsdh_l1", "triplet", "hashnet", "dsh", "dhn",
-                                     "lcdsh", "cnnh", "dnnh")]
-RUNS += [("lsdh", "cifar10", 12), ("hashnet", "cifar10", 12),
-         ("hashnet", "deephash-cifar10", 48), ("dhn", "deephash-cifar10", 48),
-         ("dsh", "cifar10-1", 48), ("lcdsh", "cifar10-1", 48)]
+RUNS = [
+    (m, "cifar10", 48)
+    for m in ("lsdh", "lsdh_l1", "triplet", "hashnet", "dsh", "dhn", "lcdsh", "cnnh", "dnnh")
+]
+RUNS += [
+    ("lsdh", "cifar10", 12),
+    ("hashnet", "cifar10", 12),
+    ("hashnet", "deephash-cifar10", 48),
+    ("dhn", "deephash-cifar10", 48),
+    ("dsh", "cifar10-1", 48),
+    ("lcdsh", "cifar10-1", 48),
+]
 # Published MAP and where it comes from (../shared/research/methods.md): the LSDH paper's Table
 # I (VGG-16 fine-tuned) for its protocol, DeepHash-pytorch's README (AlexNet) for its own.
-PUBLISHED = {(m, "cifar10", b): (values[BITS.index(b)], "LSDH paper, Table I: " + source)
-             for m, (values, source) in PAPER.items() for b in BITS}
-PUBLISHED.update({
-    ("hashnet", "deephash-cifar10", 48): (0.782, "DeepHash-pytorch README"),
-    ("dhn", "deephash-cifar10", 48): (0.781, "DeepHash-pytorch README"),
-    ("dsh", "cifar10-1", 48): (0.800, "DeepHash-pytorch README"),
-    ("lcdsh", "cifar10-1", 48): (0.798, "DeepHash-pytorch, the run in its LCDSH.py"),
-})
+PUBLISHED = {
+    (m, "cifar10", b): (values[BITS.index(b)], "LSDH paper, Table I: " + source)
+    for m, (values, source) in PAPER.items()
+    for b in BITS
+}
+PUBLISHED.update(
+    {
+        ("hashnet", "deephash-cifar10", 48): (0.782, "DeepHash-pytorch README"),
+        ("dhn", "deephash-cifar10", 48): (0.781, "DeepHash-pytorch README"),
+        ("dsh", "cifar10-1", 48): (0.800, "DeepHash-pytorch README"),
+        ("lcdsh", "cifar10-1", 48): (0.798, "DeepHash-pytorch, the run in its LCDSH.py"),
+    }
+)
 BEGIN, END = "<!-- finetuned-table:begin -->", "<!-- finetuned-table:end -->"
 HEADING = "## CIFAR-10 fine-tuned end to end (issue 25)"
 
@@ -76,12 +87,17 @@ class Run:
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--only", default="", help="Methods to run (comma-separated); all: ''.")
-    parser.add_argument("--learning_rates", default="",
-                        help="Learning rates each method tries (best by validation MAP); '': "
-                             "the base config's.")
+    parser.add_argument(
+        "--learning_rates",
+        default="",
+        help="Learning rates each method tries (best by validation MAP); '': the base config's.",
+    )
     parser.add_argument("--epochs", type=int, default=0, help="Override the config's epochs.")
-    parser.add_argument("--report_only", action="store_true",
-                        help="Write the report from the records; train nothing.")
+    parser.add_argument(
+        "--report_only",
+        action="store_true",
+        help="Write the report from the records; train nothing.",
+    )
     parser.add_argument("--runs_dir", default=os.path.join(ROOT, "runs"))
     parser.add_argument("--out_dir", default=os.path.join(ROOT, "benchmarks", "finetuned_table"))
     parser.add_argument("--results", default=os.path.join(ROOT, "benchmarks", "RESULTS.md"))
@@ -100,24 +116,43 @@ def command(args, run):
     extra = [f"--learning_rate={run.learning_rate}"] if run.learning_rate else []
     extra += [f"--epochs={args.epochs}"] if args.epochs else []
     run_dir = os.path.relpath(os.path.join(args.runs_dir, run.name), ROOT)
-    return ["-m", "tfhash.train", f"--flagfile={BASE}", f"--method={run.method}",
-            f"--bits={run.bits}", f"--protocol={run.protocol}", *flags, *extra,
-            f"--run_dir={run_dir}"]
+    return [
+        "-m",
+        "tfhash.train",
+        f"--flagfile={BASE}",
+        f"--method={run.method}",
+        f"--bits={run.bits}",
+        f"--protocol={run.protocol}",
+        *flags,
+        *extra,
+        f"--run_dir={run_dir}",
+    ]
 
 
 def scores(run_dir):
     """MAP@ALL and precision within radius 2 with tfhash's conventions, MAP with
     DeepHash-pytorch's, and the packed codes and labels to commit."""
-    arrays = {name: np.load(os.path.join(run_dir, "codes", name + ".npy"))
-              for name in ("query_codes", "query_labels", "database_codes", "database_labels")}
-    codes = (arrays["query_codes"], arrays["query_labels"], arrays["database_codes"],
-             arrays["database_labels"])
+    arrays = {
+        name: np.load(os.path.join(run_dir, "codes", name + ".npy"))
+        for name in ("query_codes", "query_labels", "database_codes", "database_labels")
+    }
+    codes = (
+        arrays["query_codes"],
+        arrays["query_labels"],
+        arrays["database_codes"],
+        arrays["database_labels"],
+    )
     ours = evaluation.evaluate_codes(*codes, metrics=["map", "p@r2"])
     theirs = evaluation.evaluate_codes(*codes, metrics=["map"], **PRESETS["deephash"])
-    packed = {name: np.packbits(array > 0, axis=1) if name.endswith("codes")
-              else array.astype(np.uint8) for name, array in arrays.items()}
-    return {"map": ours["map"], "p@r2": ours["p@r2"]["precision"],
-            "map_deephash": theirs["map"]}, packed
+    packed = {
+        name: np.packbits(array > 0, axis=1) if name.endswith("codes") else array.astype(np.uint8)
+        for name, array in arrays.items()
+    }
+    return {
+        "map": ours["map"],
+        "p@r2": ours["p@r2"]["precision"],
+        "map_deephash": theirs["map"],
+    }, packed
 
 
 def collect(args, runs):
@@ -129,12 +164,16 @@ def collect(args, runs):
             load_before = os.getloadavg()[0]
             seconds = run_logged([sys.executable, *command(args, run)], run_dir)
             record, packed = scores(run_dir)
-            record.update(run=dataclasses.asdict(run), val_map=best_val_map(run_dir),
-                          command="python " + " ".join(command(args, run)),
-                          wall_seconds=round(seconds, 1), machine=machine(),
-                          load_before=round(load_before, 2),
-                          load_after=round(os.getloadavg()[0], 2),
-                          date=time.strftime("%Y-%m-%d"))
+            record.update(
+                run=dataclasses.asdict(run),
+                val_map=best_val_map(run_dir),
+                command="python " + " ".join(command(args, run)),
+                wall_seconds=round(seconds, 1),
+                machine=machine(),
+                load_before=round(load_before, 2),
+                load_after=round(os.getloadavg()[0], 2),
+                date=time.strftime("%Y-%m-%d"),
+            )
             os.makedirs(os.path.dirname(path), exist_ok=True)
             os.makedirs(os.path.join(args.out_dir, "codes"), exist_ok=True)
             np.savez_compressed(os.path.join(args.out_dir, "codes", run.name + ".npz"), **packed)
@@ -154,9 +193,14 @@ def report(records):
         key = (run.method, run.protocol, run.bits)
         if key not in best or (record["val_map"] or 0) > (best[key][1]["val_map"] or 0):
             best[key] = (run, record)
-    lines = [BEGIN, "", "| method | protocol | bits | MAP@ALL | MAP, DeepHash-pytorch's "
-             "conventions | P@r≤2 | published | val MAP | learning rate | wall-clock | load "
-             "before/after |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        BEGIN,
+        "",
+        "| method | protocol | bits | MAP@ALL | MAP, DeepHash-pytorch's "
+        "conventions | P@r≤2 | published | val MAP | learning rate | wall-clock | load "
+        "before/after |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for key in sorted(best, key=lambda k: (k[1], -k[2], RUNS.index(k) if k in RUNS else 99)):
         run, r = best[key]
         published = PUBLISHED.get(key)
@@ -165,21 +209,32 @@ def report(records):
             f"| {LABELS[run.method]} | `{run.protocol}` | {run.bits} | **{r['map']:.3f}** | "
             f"{r['map_deephash']:.3f} | {r['p@r2']:.3f} | {cell} | {r['val_map'] or 0:.3f} | "
             f"{run.learning_rate or 'config'} | {r['wall_seconds'] / 60:.0f} min | "
-            f"{r['load_before']:.1f} / {r['load_after']:.1f} |")
+            f"{r['load_before']:.1f} / {r['load_after']:.1f} |"
+        )
     missing = [k for k in RUNS if k not in best]
     if missing:
-        lines += ["", "Not run yet: " + ", ".join(f"{LABELS[m]} `{p}` {b}" for m, p, b
-                                                  in missing) + "."]
+        lines += [
+            "",
+            "Not run yet: " + ", ".join(f"{LABELS[m]} `{p}` {b}" for m, p, b in missing) + ".",
+        ]
     commands = sorted({r["command"] for _, r in best.values()})
     lines += ["", "Commands (each resumable; `benchmarks/finetuned_table.py` runs them):", ""]
     lines += [f"    {c}" for c in commands]
-    notes = [f"{LABELS[run.method]} `{run.protocol}` {run.bits}: {r['note']}"
-             for run, r in best.values() if r.get("note")]
+    notes = [
+        f"{LABELS[run.method]} `{run.protocol}` {run.bits}: {r['note']}"
+        for run, r in best.values()
+        if r.get("note")
+    ]
     if notes:
         lines += [""] + [f"* {note}" for note in notes]
     machines = sorted({r["machine"] for _, r in best.values()})
-    lines += ["", f"Machine: {'; '.join(machines) or '–'}. Codes of every run: "
-              "`benchmarks/finetuned_table/codes/<run>.npz` (packed with `np.packbits`).", "", END]
+    lines += [
+        "",
+        f"Machine: {'; '.join(machines) or '–'}. Codes of every run: "
+        "`benchmarks/finetuned_table/codes/<run>.npz` (packed with `np.packbits`).",
+        "",
+        END,
+    ]
     return "\n".join(lines)
 
 

@@ -37,7 +37,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from benchmarks._tables import ROOT  # noqa: E402
-from benchmarks.paper_tables import METHOD_FLAGS, flagfile_settings, flag_value  # noqa: E402
+from benchmarks.paper_tables import METHOD_FLAGS, flag_value, flagfile_settings  # noqa: E402
 
 BASE = "configs/cifar10_e2e_base.cfg"
 TABLE_METHODS = ("lsdh", "lsdh_l1", "triplet", "hashnet", "dsh", "dhn", "lcdsh", "dnnh")
@@ -56,17 +56,22 @@ def parse_args(argv=None):
     train = sub.add_parser("train", help="Train every method (on the GPU).")
     train.add_argument("--data", required=True)
     train.add_argument("--out", required=True, help="Where the results go ($OUT).")
-    train.add_argument("--work", default="/tmp/gpu_finetune",
-                       help="Results kept between calls on one machine (resume).")
+    train.add_argument(
+        "--work",
+        default="/tmp/gpu_finetune",
+        help="Results kept between calls on one machine (resume).",
+    )
     train.add_argument("--methods", default=",".join(TABLE_METHODS))
     train.add_argument("--bits", type=int, default=48)
     train.add_argument("--backbone", default="efficientnet_lite0")
     train.add_argument("--weights", default="imagenet")
     train.add_argument("--image_size", type=int, default=224)
     train.add_argument("--precision", default="mixed_float16")
-    train.add_argument("--override", default="",
-                       help="name=value,... replacing the base config's settings (e.g. "
-                            "epochs=30).")
+    train.add_argument(
+        "--override",
+        default="",
+        help="name=value,... replacing the base config's settings (e.g. epochs=30).",
+    )
     train.add_argument("--budget_minutes", type=float, default=11.0)
     train.add_argument("--throughput_steps", type=int, default=10)
     encode = sub.add_parser("encode", help="Encode the 60,000 images and score (here).")
@@ -89,32 +94,50 @@ def pack(args):
     parts = {}
     for part in ("train", "val"):
         indices = getattr(split, part)
-        parts[f"{part}_images"] = np.concatenate([x.numpy().astype(np.uint8) for x, _ in
-                                                  data.eval_dataset(collection, indices,
-                                                                    args.size, 512)])
+        parts[f"{part}_images"] = np.concatenate(
+            [
+                x.numpy().astype(np.uint8)
+                for x, _ in data.eval_dataset(collection, indices, args.size, 512)
+            ]
+        )
         parts[f"{part}_labels"] = collection.labels[indices]
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    np.savez_compressed(args.out, class_names=np.array(collection.class_names),
-                        protocol=args.protocol, seed=args.seed, **parts)
-    print(f"{args.out}: {len(parts['train_images'])} training and {len(parts['val_images'])} "
-          f"validation images, {os.path.getsize(args.out) / 1e6:.1f} MB")
+    np.savez_compressed(
+        args.out,
+        class_names=np.array(collection.class_names),
+        protocol=args.protocol,
+        seed=args.seed,
+        **parts,
+    )
+    print(
+        f"{args.out}: {len(parts['train_images'])} training and {len(parts['val_images'])} "
+        f"validation images, {os.path.getsize(args.out) / 1e6:.1f} MB"
+    )
 
 
 def _collection(arrays, part):
     from tfhash import data
 
     labels = arrays[f"{part}_labels"].astype(np.int64)
-    return data.Collection(part, labels=labels, class_names=list(arrays["class_names"]),
-                           item_ids=np.array([f"{part}/{i}" for i in range(len(labels))]),
-                           pixels=arrays[f"{part}_images"])
+    return data.Collection(
+        part,
+        labels=labels,
+        class_names=list(arrays["class_names"]),
+        item_ids=np.array([f"{part}/{i}" for i in range(len(labels))]),
+        pixels=arrays[f"{part}_images"],
+    )
 
 
 def _settings(args, method):
     """The base config's settings for ``method``, with the GPU's changes."""
     settings = flagfile_settings(BASE)
     settings.update({k: flag_value(v) for k, v in METHOD_FLAGS.get(method, {}).items()})
-    settings.update(image_size=str(args.image_size), trainable_blocks="0",
-                    backbone=args.backbone, weights=args.weights)
+    settings.update(
+        image_size=str(args.image_size),
+        trainable_blocks="0",
+        backbone=args.backbone,
+        weights=args.weights,
+    )
     for item in filter(None, args.override.split(",")):
         name, _, value = item.partition("=")
         settings[name.strip()] = value.strip()
@@ -132,17 +155,26 @@ def _build(args, method, settings, train_features, precision):
     spec = methods.get(method)
     kwargs = {k: float(settings[k]) for k in ("margin",) if k in settings}
     loss = losses.get(method, **kwargs)
-    head = models.build_head(train_features, args.bits, int(settings["head_hidden"]),
-                             spec.head, float(settings["head_lr_multiplier"]),
-                             float(settings["head_dropout"]))
-    model = models.fine_tuning_model(head, args.backbone, args.image_size, args.weights, 0,
-                                     settings["batch_norm"])
+    head = models.build_head(
+        train_features,
+        args.bits,
+        int(settings["head_hidden"]),
+        spec.head,
+        float(settings["head_lr_multiplier"]),
+        float(settings["head_dropout"]),
+    )
+    model = models.fine_tuning_model(
+        head, args.backbone, args.image_size, args.weights, 0, settings["batch_norm"]
+    )
     steps = int(settings["steps_per_epoch"])
     epochs = int(settings["epochs"])
-    schedule = learning_rate_schedule(float(settings["learning_rate"]), steps * epochs,
-                                      steps * int(settings["lr_warmup_epochs"]))
-    model.compile(optimizer=keras.optimizers.AdamW(
-        schedule, weight_decay=float(settings["weight_decay"])), loss=loss)
+    schedule = learning_rate_schedule(
+        float(settings["learning_rate"]), steps * epochs, steps * int(settings["lr_warmup_epochs"])
+    )
+    model.compile(
+        optimizer=keras.optimizers.AdamW(schedule, weight_decay=float(settings["weight_decay"])),
+        loss=loss,
+    )
     return model, head, loss
 
 
@@ -157,17 +189,25 @@ def _throughput(args, arrays, settings, train_features):
     rates = {}
     for precision in ("float32", "mixed_float16"):
         model, _, _ = _build(args, "lsdh", settings, train_features, precision)
-        batches = iter(data.train_dataset(collection, np.arange(len(collection)),
-                                          args.image_size, int(settings["batch_size"]),
-                                          int(settings["images_per_class"]), augment="crop_flip"))
+        batches = iter(
+            data.train_dataset(
+                collection,
+                np.arange(len(collection)),
+                args.image_size,
+                int(settings["batch_size"]),
+                int(settings["images_per_class"]),
+                augment="crop_flip",
+            )
+        )
         step = trainer.make_step(model, tf.distribute.get_strategy())
         float(step(next(batches))["loss"])
         start = time.perf_counter()
         for _ in range(args.throughput_steps):
             loss = step(next(batches))["loss"]
         float(loss)
-        rates[precision] = round(args.throughput_steps * int(settings["batch_size"])
-                                 / (time.perf_counter() - start), 1)
+        rates[precision] = round(
+            args.throughput_steps * int(settings["batch_size"]) / (time.perf_counter() - start), 1
+        )
     return rates
 
 
@@ -175,23 +215,25 @@ def train(args):
     import keras
 
     from tfhash import data
-    from tfhash.training import callbacks, trainer
     from tfhash.models import features
+    from tfhash.training import callbacks, trainer
 
     arrays = dict(np.load(args.data))
     train_set, val_set = _collection(arrays, "train"), _collection(arrays, "val")
     every_train, every_val = np.arange(len(train_set)), np.arange(len(val_set))
     os.makedirs(args.work, exist_ok=True)
     methods = args.methods.split(",")
-    todo = [m for m in methods
-            if not os.path.isfile(os.path.join(args.work, f"{m}_{args.bits}.npz"))]
+    todo = [
+        m for m in methods if not os.path.isfile(os.path.join(args.work, f"{m}_{args.bits}.npz"))
+    ]
     if not todo:
         print("every method is done in an earlier call", flush=True)
         _copy_results(args)
         return
     base = _settings(args, methods[0])
-    train_features = features.compute_features(train_set, every_train, args.backbone,
-                                               args.weights, args.image_size, batch_size=256)
+    train_features = features.compute_features(
+        train_set, every_train, args.backbone, args.weights, args.image_size, batch_size=256
+    )
     throughput_path = os.path.join(args.work, "throughput.json")
     if not os.path.isfile(throughput_path):
         with open(throughput_path, "w") as f:
@@ -209,18 +251,26 @@ def train(args):
         model, head, loss = _build(args, method, settings, train_features, args.precision)
         batch, per_class = int(settings["batch_size"]), int(settings["images_per_class"])
         steps, epochs = int(settings["steps_per_epoch"]), int(settings["epochs"])
-        head.compile(optimizer=keras.optimizers.AdamW(
-            float(settings["head_warmup_learning_rate"]),
-            weight_decay=float(settings["weight_decay"])), loss=loss)
-        trainer.fit(head, data.feature_train_dataset(train_set, every_train, train_features,
-                                                     batch, per_class),
-                    strategy=trainer.make_strategy("default"),
-                    epochs=int(settings["head_warmup_epochs"]), steps_per_epoch=steps,
-                    verbose=0)
+        head.compile(
+            optimizer=keras.optimizers.AdamW(
+                float(settings["head_warmup_learning_rate"]),
+                weight_decay=float(settings["weight_decay"]),
+            ),
+            loss=loss,
+        )
+        trainer.fit(
+            head,
+            data.feature_train_dataset(train_set, every_train, train_features, batch, per_class),
+            strategy=trainer.make_strategy("default"),
+            epochs=int(settings["head_warmup_epochs"]),
+            steps_per_epoch=steps,
+            verbose=0,
+        )
         validation = callbacks.ValidationMAP(
             data.eval_dataset(val_set, every_val, args.image_size, 256),
             data.eval_dataset(train_set, every_train, args.image_size, 256),
-            every_n_epochs=int(settings["eval_every"]))
+            every_n_epochs=int(settings["eval_every"]),
+        )
         best = {"val_map": -1.0}
 
         class KeepBest(keras.callbacks.Callback):
@@ -233,25 +283,42 @@ def train(args):
 
             def on_epoch_end(self, epoch, logs=None):
                 if "val_map" in logs and logs["val_map"] > best["val_map"]:
-                    best.update(val_map=float(logs["val_map"]), epoch=epoch + 1,
-                                weights=[np.asarray(w, np.float16) for w in
-                                         self.model.get_weights()])
+                    best.update(
+                        val_map=float(logs["val_map"]),
+                        epoch=epoch + 1,
+                        weights=[np.asarray(w, np.float16) for w in self.model.get_weights()],
+                    )
                 if time.time() > self.deadline:
                     self.model.stop_training = True
 
         left = (deadline - time.time()) / (len(methods) - i)
         start = time.time()
-        trainer.fit(model, data.train_dataset(train_set, every_train, args.image_size, batch,
-                                              per_class, augment="crop_flip"),
-                    strategy=trainer.make_strategy("default"), epochs=epochs,
-                    steps_per_epoch=steps, callbacks=[validation, KeepBest(start + left)],
-                    verbose=2)
+        trainer.fit(
+            model,
+            data.train_dataset(
+                train_set, every_train, args.image_size, batch, per_class, augment="crop_flip"
+            ),
+            strategy=trainer.make_strategy("default"),
+            epochs=epochs,
+            steps_per_epoch=steps,
+            callbacks=[validation, KeepBest(start + left)],
+            verbose=2,
+        )
         config = json.dumps(keras.saving.serialize_keras_object(model))
-        np.savez(path, config=config, val_map=best["val_map"], epoch=best.get("epoch", 0),
-                 seconds=time.time() - start, settings=json.dumps(settings),
-                 **{f"w{j}": w for j, w in enumerate(best.get("weights", []))})
-        print(f"{method}: best validation MAP {best['val_map']:.4f} at epoch "
-              f"{best.get('epoch')}, {time.time() - start:.0f} s", flush=True)
+        np.savez(
+            path,
+            config=config,
+            val_map=best["val_map"],
+            epoch=best.get("epoch", 0),
+            seconds=time.time() - start,
+            settings=json.dumps(settings),
+            **{f"w{j}": w for j, w in enumerate(best.get("weights", []))},
+        )
+        print(
+            f"{method}: best validation MAP {best['val_map']:.4f} at epoch "
+            f"{best.get('epoch')}, {time.time() - start:.0f} s",
+            flush=True,
+        )
     _copy_results(args)
 
 
@@ -281,14 +348,20 @@ def encode(args):
     out = {}
     for part, indices in (("query", split.query), ("database", split.report_database)):
         codes, relaxed, labels = callbacks.encode(
-            model, data.eval_dataset(collection, indices, size, args.batch_size))
+            model, data.eval_dataset(collection, indices, size, args.batch_size)
+        )
         out[part] = (codes, labels)
         for name, array in (("codes", codes), ("labels", labels), ("embedding", relaxed)):
             np.save(os.path.join(args.run_dir, "codes", f"{part}_{name}.npy"), array)
-    metrics = evaluation.evaluate_codes(*out["query"], *out["database"],
-                                        metrics=evaluation.default_metrics(out["database"][1]))
-    metrics["run"] = {"model": args.model, "val_map": float(saved["val_map"]),
-                      "epoch": int(saved["epoch"]), "train_seconds": float(saved["seconds"])}
+    metrics = evaluation.evaluate_codes(
+        *out["query"], *out["database"], metrics=evaluation.default_metrics(out["database"][1])
+    )
+    metrics["run"] = {
+        "model": args.model,
+        "val_map": float(saved["val_map"]),
+        "epoch": int(saved["epoch"]),
+        "train_seconds": float(saved["seconds"]),
+    }
     with open(os.path.join(args.run_dir, "metrics.json"), "w") as f:
         json.dump(metrics, f, indent=2)
     print("query set: " + evaluation.summary_line(metrics))

@@ -21,15 +21,21 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
-flags.DEFINE_string("data_dir", "../shared/data/cifar10",
-                    "Image folder <root>/<split>/<class>/<image>; generated if absent.")
+flags.DEFINE_string(
+    "data_dir",
+    "../shared/data/cifar10",
+    "Image folder <root>/<split>/<class>/<image>; generated if absent.",
+)
 flags.DEFINE_integer("image_size", 32, "Image side S.")
 flags.DEFINE_integer("batch_size", 128, "Images per batch.")
 flags.DEFINE_integer("images_per_class", 16, "Images per class (label) in a batch.")
 flags.DEFINE_integer("batches", 200, "Timed batches per source.")
-flags.DEFINE_float("training_rate", 240.0,
-                   "Images/s that training consumes (the default small ResNet on this CPU); "
-                   "the pipeline target is 3x this.")
+flags.DEFINE_float(
+    "training_rate",
+    240.0,
+    "Images/s that training consumes (the default small ResNet on this CPU); "
+    "the pipeline target is 3x this.",
+)
 FLAGS = flags.FLAGS
 
 # The same split recipe for both sources: 10% queries, 10% of the rest for training
@@ -78,8 +84,15 @@ def _measure(name, dataset, data_dir, protocol):
     split = data.make_split(collection, protocol, seed=0)
     listed = time.perf_counter() - start
     start = time.perf_counter()
-    pipeline = data.train_dataset(collection, split.train, FLAGS.image_size, FLAGS.batch_size,
-                                  FLAGS.images_per_class, augment=True, seed=0)
+    pipeline = data.train_dataset(
+        collection,
+        split.train,
+        FLAGS.image_size,
+        FLAGS.batch_size,
+        FLAGS.images_per_class,
+        augment=True,
+        seed=0,
+    )
     iterator = iter(pipeline)
     next(iterator)
     warm_up = time.perf_counter() - start
@@ -89,20 +102,28 @@ def _measure(name, dataset, data_dir, protocol):
     rate = FLAGS.batches * FLAGS.batch_size / (time.perf_counter() - start)
     target = 3 * FLAGS.training_rate
     kind = "multi-label" if collection.multi_label else "single-label"
-    print(f"{name}: {len(collection)} images ({kind}), protocol {protocol}, "
-          f"{len(split.train)} training images")
+    print(
+        f"{name}: {len(collection)} images ({kind}), protocol {protocol}, "
+        f"{len(split.train)} training images"
+    )
     print(f"  list + split:          {listed:8.2f} s")
-    print(f"  decode/cache warm-up:  {warm_up:8.2f} s  ({len(split.train) / warm_up:.0f} "
-          "images/s decoded, first batch included)")
-    print(f"  delivered:             {rate:8.0f} images/s with augmentation "
-          f"(target >= {target:.0f})  {'OK' if rate >= target else 'MISSED'}")
+    print(
+        f"  decode/cache warm-up:  {warm_up:8.2f} s  ({len(split.train) / warm_up:.0f} "
+        "images/s decoded, first batch included)"
+    )
+    print(
+        f"  delivered:             {rate:8.0f} images/s with augmentation "
+        f"(target >= {target:.0f})  {'OK' if rate >= target else 'MISSED'}"
+    )
 
 
 def main(argv):
     del argv
-    print(f"{os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.2f} at start; "
-          f"S={FLAGS.image_size}, batch {FLAGS.batch_size} = "
-          f"{FLAGS.batch_size // FLAGS.images_per_class} classes x {FLAGS.images_per_class}")
+    print(
+        f"{os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.2f} at start; "
+        f"S={FLAGS.image_size}, batch {FLAGS.batch_size} = "
+        f"{FLAGS.batch_size // FLAGS.images_per_class} classes x {FLAGS.images_per_class}"
+    )
     with tempfile.TemporaryDirectory() as scratch:
         folder = FLAGS.data_dir
         if not os.path.isdir(folder):

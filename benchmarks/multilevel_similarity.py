@@ -50,8 +50,7 @@ def correlations(codes, labels):
     out = {}
     for name, level in (("shared", shared), ("jaccard", jaccard)):
         out[f"{name}_all"] = float(-stats.spearmanr(hamming, level).statistic)
-        out[f"{name}_similar"] = float(-stats.spearmanr(hamming[similar],
-                                                         level[similar]).statistic)
+        out[f"{name}_similar"] = float(-stats.spearmanr(hamming[similar], level[similar]).statistic)
     return out
 
 
@@ -79,8 +78,12 @@ def compare(seed=0, steps=600, methods=("dmssph", "lsdh")):
     """``{method: correlations}`` for one generated data set."""
     features, labels = generate(seed)
     train, test = np.arange(600), np.arange(600, len(labels))
-    return {m: correlations(train_codes(m, features, labels, train, test, steps, seed=seed),
-                            labels[test]) for m in methods}
+    return {
+        m: correlations(
+            train_codes(m, features, labels, train, test, steps, seed=seed), labels[test]
+        )
+        for m in methods
+    }
 
 
 def main():
@@ -97,7 +100,9 @@ def main():
         cells = []
         for key in keys:
             values = np.array([results[s][method][key] for s in results])
-            cells.append(f"{values.mean():.3f} ± {values.std(ddof=1) if len(values) > 1 else 0:.3f}")
+            cells.append(
+                f"{values.mean():.3f} ± {values.std(ddof=1) if len(values) > 1 else 0:.3f}"
+            )
         print(f"| {method} | " + " | ".join(cells) + " |")
 
 

@@ -54,10 +54,18 @@ import numpy as np
 # The working tree's tfhash, and benchmarks/_tables.py, whatever is installed.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks._tables import (ROOT, draw_fig5, machine, mean_cell,  # noqa: E402
-                                precision_at, run_logged, score, write_section)
-
 from tfhash import methods  # noqa: E402
+
+from benchmarks._tables import (  # noqa: E402
+    ROOT,
+    draw_fig5,
+    machine,
+    mean_cell,
+    precision_at,
+    run_logged,
+    score,
+    write_section,
+)
 
 PARTS = ("table1", "table5", "fig5", "fig11", "fig12", "miml")
 BITS = (12, 24, 32, 48)
@@ -76,25 +84,52 @@ METHOD_FLAGS = {"ssdh": {"images_per_class": 8, "labelled_ratio": 0.5}}
 # MIML: miml_lists.py's label-balanced batch of 5 labels x 8 = 40 (the base config's batch
 # flags are dropped); SSDH: the official batch of 128, 40 labelled + 88 unlabelled.
 # SDH's 1,000 anchors need 1,000 training images, and MIML trains on 900: 300, KSH's default.
-MIML_FLAGS = {"ssdh": {"batch_size": 128, "labelled_ratio": 0.3125},
-              "sdh": {"shallow_params": "anchors=300"}}
+MIML_FLAGS = {
+    "ssdh": {"batch_size": 128, "labelled_ratio": 0.3125},
+    "sdh": {"shallow_params": "anchors=300"},
+}
 MIML_DROPPED = ("dataset", "data_dir", "protocol", "batch_size", "images_per_class")
 MIML_BITS = 12
-MIML_METRICS = ("map", "ndcg@100:shared", "ndcg@100:jaccard", "acg@100:shared",
-                "acg@100:jaccard")
+MIML_METRICS = ("map", "ndcg@100:shared", "ndcg@100:jaccard", "acg@100:shared", "acg@100:jaccard")
 LAMBDAS, MUS = (0.2, 0.8, 1.6), (0.0, 0.25, 0.75)  # Fig. 12: quantization × isometric weight
 GRID_BITS = 12
 FIG11 = ["lsdh", "triplet", "lifted", "quadruplet_chen", "angular"]
-LABELS = {"lsdh": "LSDH", "lsdh_l1": "LSDH-L1", "triplet": "Triplet", "cnnh": "CNNH",
-          "dsh": "DSH", "hashnet": "HashNet", "dhn": "DHN", "lifted": "Lifted structured",
-          "quadruplet_chen": "Quadruplet (Chen)", "angular": "Angular", "dnnh": "DNNH",
-          "lcdsh": "LCDSH", "dmssph": "DMSSPH", "ssdh": "SSDH", "lsh": "LSH", "sh": "SH",
-          "itq": "ITQ", "ksh": "KSH", "sdh": "SDH"}
+LABELS = {
+    "lsdh": "LSDH",
+    "lsdh_l1": "LSDH-L1",
+    "triplet": "Triplet",
+    "cnnh": "CNNH",
+    "dsh": "DSH",
+    "hashnet": "HashNet",
+    "dhn": "DHN",
+    "lifted": "Lifted structured",
+    "quadruplet_chen": "Quadruplet (Chen)",
+    "angular": "Angular",
+    "dnnh": "DNNH",
+    "lcdsh": "LCDSH",
+    "dmssph": "DMSSPH",
+    "ssdh": "SSDH",
+    "lsh": "LSH",
+    "sh": "SH",
+    "itq": "ITQ",
+    "ksh": "KSH",
+    "sdh": "SDH",
+}
 # Fig. 5's facets, LSDH in each for reference; a method in none goes to a facet "other".
-FACETS = {"ranking": ["lsdh", "lsdh_l1", "triplet", "lifted", "quadruplet_chen", "angular",
-                      "dnnh", "ssdh"],
-          "pairwise": ["lsdh", "dsh", "dhn", "hashnet", "lcdsh", "dmssph", "cnnh"],
-          "shallow": ["lsdh", *SHALLOW]}
+FACETS = {
+    "ranking": [
+        "lsdh",
+        "lsdh_l1",
+        "triplet",
+        "lifted",
+        "quadruplet_chen",
+        "angular",
+        "dnnh",
+        "ssdh",
+    ],
+    "pairwise": ["lsdh", "dsh", "dhn", "hashnet", "lcdsh", "dmssph", "cnnh"],
+    "shallow": ["lsdh", *SHALLOW],
+}
 # ../shared/research/methods.md part D: the paper's CIFAR-10 MAP at 12/24/32/48 bits (VGG-16
 # fine-tuned at 224 px; shallow rows on 512-d GIST, "-CNN" rows on VGG-16 features) and where
 # each row came from (D4: several rows equal earlier papers' under their own protocols).
@@ -103,11 +138,13 @@ PAPER = {
     "lsdh_l1": ((0.722, 0.738, 0.766, 0.771), "LSDH's run"),
     "hashnet": ((0.668, 0.737, 0.755, 0.766), "LSDH's run"),
     "dhn": ((0.620, 0.633, 0.644, 0.657), "LSDH's (not the DHN paper's 0.555-0.621)"),
-    "dsh": ((0.601, 0.629, 0.662, 0.689), "LSDH's run (\"DSP\")"),
+    "dsh": ((0.601, 0.629, 0.662, 0.689), 'LSDH\'s run ("DSP")'),
     "dnnh": ((0.552, 0.566, 0.558, 0.581), "copied: DNNH paper, 100 queries/class"),
     "cnnh": ((0.465, 0.521, 0.521, 0.532), "copied: CNNH paper's CNNH+ row"),
-    "ksh": ((0.470, 0.524, 0.539, 0.547), "KSH-CNN, VGG-16 features (GIST row, copied from "
-            "DNNH paper: 0.303-0.356)"),
+    "ksh": (
+        (0.470, 0.524, 0.539, 0.547),
+        "KSH-CNN, VGG-16 features (GIST row, copied from DNNH paper: 0.303-0.356)",
+    ),
     "sdh": ((0.280, 0.550, 0.567, 0.569), "SDH-CNN, VGG-16 features (GIST: 0.203-0.351)"),
     "sh": ((0.131, 0.135, 0.133, 0.130), "GIST, copied: DNNH paper"),
     "itq": ((0.162, 0.169, 0.172, 0.175), "GIST, copied: DNNH paper"),
@@ -118,9 +155,20 @@ PAPER_RELAXED = {"lsdh": (0.753, 0.762, 0.769, 0.765), "lsdh_l1": (0.749, 0.760,
 PAPER_FIG11 = {"lifted": 5.21, "quadruplet_chen": 3.30, "angular": 1.95}
 # The nearest the paper has to a multi-label table: NUS-WIDE, MAP@5000 at 12 bits (SH's "0.33"
 # is read as 0.433; the DHN, DNNH, CNNH, KSH, ITQ, SH, LSH rows are copied from DHN/DNNH).
-PAPER_NUSWIDE_12 = {"lsdh": 0.813, "lsdh_l1": 0.800, "hashnet": 0.782, "dhn": 0.708,
-                    "dsh": 0.709, "dnnh": 0.674, "cnnh": 0.611, "ksh": 0.556, "sdh": 0.530,
-                    "sh": 0.433, "itq": 0.452, "lsh": 0.403}
+PAPER_NUSWIDE_12 = {
+    "lsdh": 0.813,
+    "lsdh_l1": 0.800,
+    "hashnet": 0.782,
+    "dhn": 0.708,
+    "dsh": 0.709,
+    "dnnh": 0.674,
+    "cnnh": 0.611,
+    "ksh": 0.556,
+    "sdh": 0.530,
+    "sh": 0.433,
+    "itq": 0.452,
+    "lsh": 0.403,
+}
 MISSING = "missing"
 
 
@@ -144,42 +192,76 @@ class Run:
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--only", default=",".join(PARTS),
-                        help=f"Parts to train now, comma-separated: {', '.join(PARTS)} (the "
-                             "report always covers every part).")
-    parser.add_argument("--methods", default=",".join(DEEP + SHALLOW),
-                        help="Methods to train now (registry names); default: all.")
+    parser.add_argument(
+        "--only",
+        default=",".join(PARTS),
+        help=f"Parts to train now, comma-separated: {', '.join(PARTS)} (the "
+        "report always covers every part).",
+    )
+    parser.add_argument(
+        "--methods",
+        default=",".join(DEEP + SHALLOW),
+        help="Methods to train now (registry names); default: all.",
+    )
     parser.add_argument("--bits", default=",".join(map(str, BITS)), help="Code lengths.")
-    parser.add_argument("--seeds", type=int, default=SEEDS,
-                        help=f"Seeds of the {SEEDS_AT}-bit runs (the others are seed 0).")
-    parser.add_argument("--epochs", type=int, default=None,
-                        help="Epochs of every deep run; default: the base config's (15 of 100 "
-                             "steps).")
-    parser.add_argument("--finetuned", action="store_true",
-                        help=f"Deep rows partially fine-tuned ({BASE[True]}) instead of "
-                             f"frozen ({BASE[False]}); the shallow rows stay on frozen "
-                             "features.")
-    parser.add_argument("--runs_dir", default=None,
-                        help="Run directories and their logs; default: runs/paper_tables "
-                             "(runs/paper_tables_finetuned).")
-    parser.add_argument("--out_dir", default=None,
-                        help="The JSON of each scored run (records/) and the PNGs; default: "
-                             "benchmarks/paper_tables (benchmarks/paper_tables/finetuned).")
-    parser.add_argument("--results", default=os.path.join(ROOT, "benchmarks", "RESULTS.md"),
-                        help="Markdown file whose paper-tables section is (re)written.")
-    parser.add_argument("--miml_dir", default=os.path.join(ROOT, "..", "shared", "data", "miml"),
-                        help="The MIML list files (all.txt, train.txt, test.txt, database.txt).")
-    parser.add_argument("--report_only", action="store_true",
-                        help="Train nothing: write the report from the scored runs' JSONs.")
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        default=SEEDS,
+        help=f"Seeds of the {SEEDS_AT}-bit runs (the others are seed 0).",
+    )
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help="Epochs of every deep run; default: the base config's (15 of 100 steps).",
+    )
+    parser.add_argument(
+        "--finetuned",
+        action="store_true",
+        help=f"Deep rows partially fine-tuned ({BASE[True]}) instead of "
+        f"frozen ({BASE[False]}); the shallow rows stay on frozen "
+        "features.",
+    )
+    parser.add_argument(
+        "--runs_dir",
+        default=None,
+        help="Run directories and their logs; default: runs/paper_tables "
+        "(runs/paper_tables_finetuned).",
+    )
+    parser.add_argument(
+        "--out_dir",
+        default=None,
+        help="The JSON of each scored run (records/) and the PNGs; default: "
+        "benchmarks/paper_tables (benchmarks/paper_tables/finetuned).",
+    )
+    parser.add_argument(
+        "--results",
+        default=os.path.join(ROOT, "benchmarks", "RESULTS.md"),
+        help="Markdown file whose paper-tables section is (re)written.",
+    )
+    parser.add_argument(
+        "--miml_dir",
+        default=os.path.join(ROOT, "..", "shared", "data", "miml"),
+        help="The MIML list files (all.txt, train.txt, test.txt, database.txt).",
+    )
+    parser.add_argument(
+        "--report_only",
+        action="store_true",
+        help="Train nothing: write the report from the scored runs' JSONs.",
+    )
     args = parser.parse_args(argv)
     args.argv = sys.argv[1:] if argv is None else list(argv)
     args.only = [p for p in args.only.split(",") if p]
     args.methods = [m for m in args.methods.split(",") if m]
-    unknown = ([p for p in args.only if p not in PARTS]
-               + [m for m in args.methods if m not in methods.REGISTRY])
+    unknown = [p for p in args.only if p not in PARTS] + [
+        m for m in args.methods if m not in methods.REGISTRY
+    ]
     if unknown:
-        parser.error(f"unknown part or method {', '.join(unknown)}; parts: {', '.join(PARTS)}; "
-                     f"methods: {', '.join(methods.REGISTRY)}")
+        parser.error(
+            f"unknown part or method {', '.join(unknown)}; parts: {', '.join(PARTS)}; "
+            f"methods: {', '.join(methods.REGISTRY)}"
+        )
     try:
         args.bits = sorted(int(b) for b in args.bits.split(","))
     except ValueError:
@@ -188,33 +270,51 @@ def parse_args(argv=None):
         parser.error("--seeds and --epochs must be at least 1")
     tail = "_finetuned" if args.finetuned else ""
     args.runs_dir = args.runs_dir or os.path.join(ROOT, "runs", "paper_tables" + tail)
-    args.out_dir = args.out_dir or os.path.join(ROOT, "benchmarks", "paper_tables",
-                                                *(["finetuned"] if args.finetuned else []))
+    args.out_dir = args.out_dir or os.path.join(
+        ROOT, "benchmarks", "paper_tables", *(["finetuned"] if args.finetuned else [])
+    )
     return args
 
 
 # ---------------------------------------------------------------------------------------------
 # The runs.
 
+
 def table_runs(method_names, bits, seeds):
     """Seed 0 at every length, then the extra seeds at SEEDS_AT bits."""
     runs = [Run("table", m, b) for b in bits for m in method_names]
-    return runs + [Run("table", m, SEEDS_AT, s) for s in range(1, seeds) for m in method_names
-                   if SEEDS_AT in bits]
+    return runs + [
+        Run("table", m, SEEDS_AT, s)
+        for s in range(1, seeds)
+        for m in method_names
+        if SEEDS_AT in bits
+    ]
 
 
 def planned_runs(parts, method_names, bits, seeds):
     """The runs the parts need, in order, once each."""
-    wanted = {"table1": DEEP + SHALLOW, "fig5": DEEP + SHALLOW, "table5": ["lsdh", "lsdh_l1"],
-              "fig11": FIG11}
+    wanted = {
+        "table1": DEEP + SHALLOW,
+        "fig5": DEEP + SHALLOW,
+        "table5": ["lsdh", "lsdh_l1"],
+        "fig11": FIG11,
+    }
     runs = []
     for part in parts:
         if part in wanted:
             runs += table_runs([m for m in wanted[part] if m in method_names], bits, seeds)
         elif part == "fig12" and "lsdh" in method_names and GRID_BITS in bits:
-            runs += [Run("grid", "lsdh", GRID_BITS, 0, (("quantization_weight", lam),
-                                                        ("isometric_weight", mu)))
-                     for lam in LAMBDAS for mu in MUS]
+            runs += [
+                Run(
+                    "grid",
+                    "lsdh",
+                    GRID_BITS,
+                    0,
+                    (("quantization_weight", lam), ("isometric_weight", mu)),
+                )
+                for lam in LAMBDAS
+                for mu in MUS
+            ]
         elif part == "miml" and MIML_BITS in bits:
             runs += [Run("miml", m, MIML_BITS) for m in DEEP + SHALLOW if m in method_names]
     return list(dict.fromkeys(runs))
@@ -257,15 +357,25 @@ def command(args, run):
     run_dir = os.path.relpath(os.path.join(args.runs_dir, run.name), ROOT)
     base = BASE[args.finetuned and deep]
     epochs = [f"--epochs={args.epochs}"] if deep and args.epochs else []
-    common = [f"--method={run.method}", f"--bits={run.bits}", f"--seed={run.seed}",
-              *flags_of(run), *epochs, f"--run_dir={run_dir}"]
+    common = [
+        f"--method={run.method}",
+        f"--bits={run.bits}",
+        f"--seed={run.seed}",
+        *flags_of(run),
+        *epochs,
+        f"--run_dir={run_dir}",
+    ]
     if run.part != "miml":
         return ["-m", "tfhash.train", f"--flagfile={base}", *common]
     settings = {k: v for k, v in flagfile_settings(base).items() if k not in MIML_DROPPED}
-    return ["benchmarks/miml_lists.py", f"--methods={run.method}",
-            f"--out={os.path.relpath(os.path.join(args.runs_dir, 'miml'), ROOT)}",
-            f"--data_dir={os.path.relpath(args.miml_dir, ROOT)}",
-            *[f"--{k}={v}" for k, v in settings.items()], *common]
+    return [
+        "benchmarks/miml_lists.py",
+        f"--methods={run.method}",
+        f"--out={os.path.relpath(os.path.join(args.runs_dir, 'miml'), ROOT)}",
+        f"--data_dir={os.path.relpath(args.miml_dir, ROOT)}",
+        *[f"--{k}={v}" for k, v in settings.items()],
+        *common,
+    ]
 
 
 def record_path(args, run):
@@ -311,8 +421,13 @@ def collect(args, runs, train):
         print(f"[{i}/{len(runs)}] {run.name}: python {' '.join(cmd)}", flush=True)
         run_dir = os.path.join(args.runs_dir, run.name)
         wall = run_logged([sys.executable, *cmd], run_dir)
-        record = {"name": run.name, "command": cmd, "wall_seconds": wall, "machine": machine(),
-                  **score_run(run, run_dir)}
+        record = {
+            "name": run.name,
+            "command": cmd,
+            "wall_seconds": wall,
+            "machine": machine(),
+            **score_run(run, run_dir),
+        }
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(path, "w") as f:
             json.dump(record, f, indent=1)
@@ -324,6 +439,7 @@ def collect(args, runs, train):
 # ---------------------------------------------------------------------------------------------
 # The report.
 
+
 def report_bits(args):
     return sorted(set(BITS) | set(args.bits))
 
@@ -333,9 +449,14 @@ def report_runs(args):
 
 
 def reports_of(records, method, bits, part="signs"):
-    return [r[part] for run, r in sorted(records.items(), key=lambda item: item[0].seed)
-            if run.part == "table" and run.method == method and run.bits == bits
-            and r.get(part) is not None]
+    return [
+        r[part]
+        for run, r in sorted(records.items(), key=lambda item: item[0].seed)
+        if run.part == "table"
+        and run.method == method
+        and run.bits == bits
+        and r.get(part) is not None
+    ]
 
 
 def seeds_cell(values, planned, digits=3):
@@ -349,15 +470,25 @@ def measure_rows(args, records, method_names, value, part="signs", label=None, d
     bits, seeds = report_bits(args), max(SEEDS, args.seeds)
     rows = []
     for m in method_names:
-        cells = [seeds_cell([value(r) for r in reports_of(records, m, b, part)],
-                            seeds if b == SEEDS_AT else 1, digits) for b in bits]
+        cells = [
+            seeds_cell(
+                [value(r) for r in reports_of(records, m, b, part)],
+                seeds if b == SEEDS_AT else 1,
+                digits,
+            )
+            for b in bits
+        ]
         rows.append([(label or LABELS.get)(m, m), *cells])
     return rows
 
 
 def table(header, rows):
-    return ["| " + " | ".join(header) + " |", "|---" * len(header) + "|",
-            *["| " + " | ".join(map(str, row)) + " |" for row in rows], ""]
+    return [
+        "| " + " | ".join(header) + " |",
+        "|---" * len(header) + "|",
+        *["| " + " | ".join(map(str, row)) + " |" for row in rows],
+        "",
+    ]
 
 
 def paper_cells(values):
@@ -366,8 +497,13 @@ def paper_cells(values):
 
 def bit_header(args, first="Method"):
     seeds = max(SEEDS, args.seeds)
-    return [first, *[f"{b} bits" + (f" ({seeds} seeds)" if b == SEEDS_AT and seeds > 1 else "")
-                     for b in report_bits(args)]]
+    return [
+        first,
+        *[
+            f"{b} bits" + (f" ({seeds} seeds)" if b == SEEDS_AT and seeds > 1 else "")
+            for b in report_bits(args)
+        ],
+    ]
 
 
 def mean_map(records, method, bits):
@@ -377,18 +513,30 @@ def mean_map(records, method, bits):
 
 def ordering(records, bits):
     """A sentence: the methods by MAP at ``bits``, and where LSDH is not first."""
-    scored = sorted(((mean_map(records, m, bits), m) for m in DEEP + SHALLOW
-                     if mean_map(records, m, bits) is not None), reverse=True)
+    scored = sorted(
+        (
+            (mean_map(records, m, bits), m)
+            for m in DEEP + SHALLOW
+            if mean_map(records, m, bits) is not None
+        ),
+        reverse=True,
+    )
     if not scored:
         return f"No run at {bits} bits has finished yet."
-    text = f"Ordering by MAP at {bits} bits: " + " > ".join(
-        f"{LABELS.get(m, m)} {v:.3f}" for v, m in scored) + "."
+    text = (
+        f"Ordering by MAP at {bits} bits: "
+        + " > ".join(f"{LABELS.get(m, m)} {v:.3f}" for v, m in scored)
+        + "."
+    )
     lsdh = mean_map(records, "lsdh", bits)
     if lsdh is not None:
         ahead = [LABELS.get(m, m) for v, m in scored if v > lsdh]
-        text += (" LSDH is first." if not ahead else
-                 f" LSDH does not win: {', '.join(ahead)} {'is' if len(ahead) == 1 else 'are'}"
-                 " ahead of it.")
+        text += (
+            " LSDH is first."
+            if not ahead
+            else f" LSDH does not win: {', '.join(ahead)} {'is' if len(ahead) == 1 else 'are'}"
+            " ahead of it."
+        )
     return text
 
 
@@ -411,66 +559,96 @@ def markdown(args, records, runs, figures):
     missing = [r.name for r in runs if r not in records]
     minutes = sum(r["wall_seconds"] for r in records.values()) / 60
     any_machine = next((r["machine"] for r in records.values()), "–")
-    lines = [begin, "",
-             f"Command: `python benchmarks/paper_tables.py{' --finetuned' if args.finetuned else ''}"
-             f"` (this report drawn by `{' '.join(['python benchmarks/paper_tables.py', *args.argv])}`"
-             f"); each run's own `python -m tfhash.train` command is in "
-             f"`{os.path.relpath(args.out_dir, ROOT)}/records/<run>.json`, its output in "
-             f"`<runs_dir>/<run>.log`. Machine: {any_machine}. Deep rows: `{BASE[args.finetuned]}` "
-             "(EfficientNet-Lite0, ImageNet weights, 160 px, "
-             + ("its last 2 blocks fine-tuned with the head" if args.finetuned else "frozen")
-             + ") with `--method`, `--bits`, `--seed` and the per-method flags of "
-             "`METHOD_FLAGS` (ranking losses at their default m = K/2; SSDH 8 classes x 8 "
-             "labelled + 64 unlabelled per batch, from the protocol's 45,500 unlabelled "
-             "database images); "
-             f"shallow rows: `{BASE[False]}`'s cached features. Protocol `cifar10`: 10,000 "
-             "queries, 4,500 training + 500 validation images, database 50,000; MAP@ALL with "
-             f"tied distances averaged. {seeds} seeds at {SEEDS_AT} bits (mean ± sample std), "
-             f"seed 0 elsewhere. Finished: {len(finished)} of {len(runs)} runs, "
-             f"{minutes:.0f} minutes of wall-clock.", ""]
+    lines = [
+        begin,
+        "",
+        f"Command: `python benchmarks/paper_tables.py{' --finetuned' if args.finetuned else ''}"
+        f"` (this report drawn by `{' '.join(['python benchmarks/paper_tables.py', *args.argv])}`"
+        f"); each run's own `python -m tfhash.train` command is in "
+        f"`{os.path.relpath(args.out_dir, ROOT)}/records/<run>.json`, its output in "
+        f"`<runs_dir>/<run>.log`. Machine: {any_machine}. Deep rows: `{BASE[args.finetuned]}` "
+        "(EfficientNet-Lite0, ImageNet weights, 160 px, "
+        + ("its last 2 blocks fine-tuned with the head" if args.finetuned else "frozen")
+        + ") with `--method`, `--bits`, `--seed` and the per-method flags of "
+        "`METHOD_FLAGS` (ranking losses at their default m = K/2; SSDH 8 classes x 8 "
+        "labelled + 64 unlabelled per batch, from the protocol's 45,500 unlabelled "
+        "database images); "
+        f"shallow rows: `{BASE[False]}`'s cached features. Protocol `cifar10`: 10,000 "
+        "queries, 4,500 training + 500 validation images, database 50,000; MAP@ALL with "
+        f"tied distances averaged. {seeds} seeds at {SEEDS_AT} bits (mean ± sample std), "
+        f"seed 0 elsewhere. Finished: {len(finished)} of {len(runs)} runs, "
+        f"{minutes:.0f} minutes of wall-clock.",
+        "",
+    ]
 
     lines += ["**Table I: MAP@ALL**", ""]
     rows = measure_rows(args, records, DEEP + SHALLOW, lambda r: r["map"])
-    lines += table(bit_header(args) + ["paper 12 / 24 / 32 / 48", "the paper's row"],
-                   [row + [paper_cells(PAPER.get(m, ((), ""))[0]),
-                           PAPER.get(m, ((), "not in the paper"))[1]]
-                    for row, m in zip(rows, DEEP + SHALLOW)])
+    lines += table(
+        bit_header(args) + ["paper 12 / 24 / 32 / 48", "the paper's row"],
+        [
+            row
+            + [paper_cells(PAPER.get(m, ((), ""))[0]), PAPER.get(m, ((), "not in the paper"))[1]]
+            for row, m in zip(rows, DEEP + SHALLOW)
+        ],
+    )
     lines += [ordering(records, SEEDS_AT), ""]
-    for title, value in [("Precision@500", lambda r: precision_at(r, 500)),
-                         ("Precision within Hamming radius 2 (an empty ball scores 0)",
-                          lambda r: r["p@r2"]["precision"])]:
+    for title, value in [
+        ("Precision@500", lambda r: precision_at(r, 500)),
+        (
+            "Precision within Hamming radius 2 (an empty ball scores 0)",
+            lambda r: r["p@r2"]["precision"],
+        ),
+    ]:
         lines += [f"**{title}** (the paper: figures only)", ""]
         lines += table(bit_header(args), measure_rows(args, records, DEEP + SHALLOW, value))
 
-    lines += ["**Table V: sign codes against relaxed codes (-C: Euclidean on the tanh outputs)**",
-              ""]
+    lines += [
+        "**Table V: sign codes against relaxed codes (-C: Euclidean on the tanh outputs)**",
+        "",
+    ]
     table5 = []
     for m in PAPER_RELAXED:
-        table5 += [measure_rows(args, records, [m], lambda r: r["map"])[0]
-                   + [paper_cells(PAPER[m][0])],
-                   measure_rows(args, records, [m], lambda r: r["map"], "relaxed",
-                                lambda n, _: LABELS[n] + "-C")[0]
-                   + [paper_cells(PAPER_RELAXED[m])]]
+        table5 += [
+            measure_rows(args, records, [m], lambda r: r["map"])[0] + [paper_cells(PAPER[m][0])],
+            measure_rows(
+                args, records, [m], lambda r: r["map"], "relaxed", lambda n, _: LABELS[n] + "-C"
+            )[0]
+            + [paper_cells(PAPER_RELAXED[m])],
+        ]
     lines += table(bit_header(args) + ["paper 12 / 24 / 32 / 48"], table5)
 
     lines += ["**Fig. 11: the metric-learning losses against LSDH (MAP)**", ""]
     fig11 = []
     for row, m in zip(measure_rows(args, records, FIG11, lambda r: r["map"]), FIG11):
-        gaps = [100 * (mean_map(records, "lsdh", b) - mean_map(records, m, b)) for b in bits
-                if mean_map(records, "lsdh", b) is not None
-                and mean_map(records, m, b) is not None]
-        lead = f"{np.mean(gaps):+.2f}" + (f" ({len(gaps)} of {len(bits)} lengths)"
-                                           if len(gaps) < len(bits) else "") if gaps else MISSING
-        fig11.append(row + ["–" if m == "lsdh" else lead,
-                            f"{PAPER_FIG11[m]:+.2f}" if m in PAPER_FIG11 else "–"])
-    lines += table(bit_header(args) + ["LSDH ahead by (MAP points, mean over lengths)",
-                                       "paper (mean of 10 runs)"], fig11)
+        gaps = [
+            100 * (mean_map(records, "lsdh", b) - mean_map(records, m, b))
+            for b in bits
+            if mean_map(records, "lsdh", b) is not None and mean_map(records, m, b) is not None
+        ]
+        lead = (
+            f"{np.mean(gaps):+.2f}"
+            + (f" ({len(gaps)} of {len(bits)} lengths)" if len(gaps) < len(bits) else "")
+            if gaps
+            else MISSING
+        )
+        fig11.append(
+            row
+            + ["–" if m == "lsdh" else lead, f"{PAPER_FIG11[m]:+.2f}" if m in PAPER_FIG11 else "–"]
+        )
+    lines += table(
+        bit_header(args)
+        + ["LSDH ahead by (MAP points, mean over lengths)", "paper (mean of 10 runs)"],
+        fig11,
+    )
 
     cells = grid_cells(records)
     chosen = chosen_cell(cells)
-    lines += [f"**Fig. 12: LSDH at {GRID_BITS} bits over λ (quantization_weight) x μ "
-              "(isometric_weight)**: validation MAP (best epoch; chooses) | query MAP (shown, "
-              "never used to choose)", ""]
+    lines += [
+        f"**Fig. 12: LSDH at {GRID_BITS} bits over λ (quantization_weight) x μ "
+        "(isometric_weight)**: validation MAP (best epoch; chooses) | query MAP (shown, "
+        "never used to choose)",
+        "",
+    ]
     grid = []
     for lam in LAMBDAS:
         row = [f"λ = {lam:g}"]
@@ -480,56 +658,115 @@ def markdown(args, records, runs, figures):
                 text = MISSING if r is None or r[key] is None else f"{r[key]:.3f}"
                 row.append(f"**{text}**" if (lam, mu) == chosen else text)
         grid.append(row)
-    lines += table(["", *[f"val μ = {mu:g}" for mu in MUS], *[f"query μ = {mu:g}" for mu in MUS]],
-                   grid)
-    lines += [("Chosen on validation: " + (f"λ = {chosen[0]:g}, μ = {chosen[1]:g}: query MAP "
-                                            f"{cells[chosen]['map']:.3f}" if chosen else
-                                            "none yet")) + "; the paper's λ = 0.8, μ = 0.25.",
-              ""]
+    lines += table(
+        ["", *[f"val μ = {mu:g}" for mu in MUS], *[f"query μ = {mu:g}" for mu in MUS]], grid
+    )
+    lines += [
+        (
+            "Chosen on validation: "
+            + (
+                f"λ = {chosen[0]:g}, μ = {chosen[1]:g}: query MAP {cells[chosen]['map']:.3f}"
+                if chosen
+                else "none yet"
+            )
+        )
+        + "; the paper's λ = 0.8, μ = 0.25.",
+        "",
+    ]
 
-    lines += [f"**Multi-label: MIML** (`{os.path.relpath(args.miml_dir, ROOT)}`, its list split: "
-              f"1,000 training images of which 100 validate, 400 queries, 1,600 database; "
-              f"{MIML_BITS} bits, seed 0, the same backbone and head; relevance: shares a "
-              "label; gains per docs/evaluation.md). The paper has no MIML table: beside it, "
-              "its NUS-WIDE MAP@5000 at 12 bits, another data set.", ""]
+    lines += [
+        f"**Multi-label: MIML** (`{os.path.relpath(args.miml_dir, ROOT)}`, its list split: "
+        f"1,000 training images of which 100 validate, 400 queries, 1,600 database; "
+        f"{MIML_BITS} bits, seed 0, the same backbone and head; relevance: shares a "
+        "label; gains per docs/evaluation.md). The paper has no MIML table: beside it, "
+        "its NUS-WIDE MAP@5000 at 12 bits, another data set.",
+        "",
+    ]
     miml = {run.method: r for run, r in records.items() if run.part == "miml"}
-    lines += table(["Method", "MAP", "NDCG@100 shared", "NDCG@100 Jaccard", "ACG@100 shared",
-                    "ACG@100 Jaccard", "wall (min)", "paper NUS-WIDE 12 bits"],
-                   [[LABELS.get(m, m), *([f"{miml[m][k]:.4f}" for k in MIML_METRICS]
-                                         + [f"{miml[m]['wall_seconds'] / 60:.1f}"]
-                                         if m in miml else [MISSING] * 6),
-                     f"{PAPER_NUSWIDE_12[m]:.3f}" if m in PAPER_NUSWIDE_12 else "–"]
-                    for m in DEEP + SHALLOW])
+    lines += table(
+        [
+            "Method",
+            "MAP",
+            "NDCG@100 shared",
+            "NDCG@100 Jaccard",
+            "ACG@100 shared",
+            "ACG@100 Jaccard",
+            "wall (min)",
+            "paper NUS-WIDE 12 bits",
+        ],
+        [
+            [
+                LABELS.get(m, m),
+                *(
+                    [f"{miml[m][k]:.4f}" for k in MIML_METRICS]
+                    + [f"{miml[m]['wall_seconds'] / 60:.1f}"]
+                    if m in miml
+                    else [MISSING] * 6
+                ),
+                f"{PAPER_NUSWIDE_12[m]:.3f}" if m in PAPER_NUSWIDE_12 else "–",
+            ]
+            for m in DEEP + SHALLOW
+        ],
+    )
 
-    lines += ["**Wall-clock per run** (minutes of the tfhash.train process: start-up, reading the "
-              "cached features, training, encoding and its own scoring)", ""]
-    lines += table(bit_header(args), measure_rows(args, records, DEEP + SHALLOW,
-                                                  lambda r: r / 60, "wall_seconds", digits=1))
-    lines += [f"**The database codes at {SEEDS_AT} bits** (distinct codes of 50,000; bits "
-              "with 99 % of one sign)", ""]
-    lines += table(["Method", "distinct codes", "constant bits"],
-                   [[LABELS.get(m, m), *[mean_cell([c[k] for c in reports_of(records, m, SEEDS_AT,
-                                                                             "codes")], 0, MISSING)
-                                         for k in ("distinct_codes", "constant_bits")]]
-                    for m in DEEP + SHALLOW])
+    lines += [
+        "**Wall-clock per run** (minutes of the tfhash.train process: start-up, reading the "
+        "cached features, training, encoding and its own scoring)",
+        "",
+    ]
+    lines += table(
+        bit_header(args),
+        measure_rows(args, records, DEEP + SHALLOW, lambda r: r / 60, "wall_seconds", digits=1),
+    )
+    lines += [
+        f"**The database codes at {SEEDS_AT} bits** (distinct codes of 50,000; bits "
+        "with 99 % of one sign)",
+        "",
+    ]
+    lines += table(
+        ["Method", "distinct codes", "constant bits"],
+        [
+            [
+                LABELS.get(m, m),
+                *[
+                    mean_cell([c[k] for c in reports_of(records, m, SEEDS_AT, "codes")], 0, MISSING)
+                    for k in ("distinct_codes", "constant_bits")
+                ],
+            ]
+            for m in DEEP + SHALLOW
+        ],
+    )
 
-    lines += ["**Why ours differ from the paper.** The paper fine-tunes VGG-16 at 224 px with "
-              "each method and runs the shallow methods on 512-d GIST (its \"-CNN\" rows on "
-              "VGG-16 features); here every method shares one EfficientNet-Lite0 at 160 px, "
-              + ("its last 2 blocks fine-tuned" if args.finetuned else "frozen, only the head "
-                 "training") + ", and the shallow methods fit on its 1280-d features, so they "
-              "are comparable with the paper's -CNN rows, not its GIST rows. The paper's DNNH, "
-              "CNNH (CNNH+), KSH, SH, ITQ and LSH rows are copied from earlier papers with 100 "
-              "queries per class and other networks (methods.md D4); here every row is one "
-              "protocol (10,000 queries, MAP@ALL with ties averaged), one evaluator and one "
-              f"training budget ({trained_epochs(args, records)} epochs of 100 batches), not "
-              "each paper's own schedule.", ""]
-    lines += ["Figures (Fig. 5 in facets, LSDH in each): " + ", ".join(
-        f"[{name}]({os.path.relpath(path, os.path.dirname(os.path.abspath(args.results)))})"
-        for name, path in figures) if figures else "Figures: none drawn (nothing finished).", ""]
+    lines += [
+        "**Why ours differ from the paper.** The paper fine-tunes VGG-16 at 224 px with "
+        'each method and runs the shallow methods on 512-d GIST (its "-CNN" rows on '
+        "VGG-16 features); here every method shares one EfficientNet-Lite0 at 160 px, "
+        + ("its last 2 blocks fine-tuned" if args.finetuned else "frozen, only the head training")
+        + ", and the shallow methods fit on its 1280-d features, so they "
+        "are comparable with the paper's -CNN rows, not its GIST rows. The paper's DNNH, "
+        "CNNH (CNNH+), KSH, SH, ITQ and LSH rows are copied from earlier papers with 100 "
+        "queries per class and other networks (methods.md D4); here every row is one "
+        "protocol (10,000 queries, MAP@ALL with ties averaged), one evaluator and one "
+        f"training budget ({trained_epochs(args, records)} epochs of 100 batches), not "
+        "each paper's own schedule.",
+        "",
+    ]
+    lines += [
+        "Figures (Fig. 5 in facets, LSDH in each): "
+        + ", ".join(
+            f"[{name}]({os.path.relpath(path, os.path.dirname(os.path.abspath(args.results)))})"
+            for name, path in figures
+        )
+        if figures
+        else "Figures: none drawn (nothing finished).",
+        "",
+    ]
     if missing:
-        lines += [f"**Missing** ({len(missing)} runs not finished, their cells say "
-                  f"\"{MISSING}\"): " + ", ".join(missing), ""]
+        lines += [
+            f"**Missing** ({len(missing)} runs not finished, their cells say "
+            f'"{MISSING}"): ' + ", ".join(missing),
+            "",
+        ]
     return "\n".join(lines + [end])
 
 
@@ -563,20 +800,37 @@ def draw(args, records):
     if others:
         facets["other"] = ["lsdh", *others]
     for facet, members in facets.items():
-        series = [(LABELS.get(m, m), {b: reports_of(records, m, b) for b in bits},
-                   dict(color=f"C{i % 10}", linestyle="-" if i < 10 else "--"), True)
-                  for i, m in enumerate(members)]
-        for path in draw_fig5(args.out_dir, bits, series, suffix=f"_{facet}",
-                              title=f"CIFAR-10 ({facet})"):
+        series = [
+            (
+                LABELS.get(m, m),
+                {b: reports_of(records, m, b) for b in bits},
+                dict(color=f"C{i % 10}", linestyle="-" if i < 10 else "--"),
+                True,
+            )
+            for i, m in enumerate(members)
+        ]
+        for path in draw_fig5(
+            args.out_dir, bits, series, suffix=f"_{facet}", title=f"CIFAR-10 ({facet})"
+        ):
             figures.append((os.path.basename(path)[:-4], path))
     figure, axes = plots.new_figure()
     for i, m in enumerate(FIG11):
         have = [b for b in bits if mean_map(records, m, b) is not None]
-        axes.plot(have, [mean_map(records, m, b) for b in have], marker="o",
-                  label=LABELS[m], color=f"C{i}")
+        axes.plot(
+            have,
+            [mean_map(records, m, b) for b in have],
+            marker="o",
+            label=LABELS[m],
+            color=f"C{i}",
+        )
     axes.set(xlabel="number of bits", ylabel="MAP@ALL", xticks=bits)
-    path = plots.save_figure(figure, axes, args.out_dir, "fig11_metric_learning.png",
-                             "CIFAR-10: metric-learning losses against LSDH")
+    path = plots.save_figure(
+        figure,
+        axes,
+        args.out_dir,
+        "fig11_metric_learning.png",
+        "CIFAR-10: metric-learning losses against LSDH",
+    )
     figures.append(("fig11_metric_learning", path))
     figures.append(("fig12_lambda_mu", draw_grid(args, grid_cells(records))))
     return figures
@@ -590,18 +844,42 @@ def draw_grid(args, cells):
     figure = Figure(figsize=(9, 3.8), layout="constrained")
     FigureCanvasAgg(figure)
     chosen = chosen_cell(cells)
-    for axes, key, title in zip(figure.subplots(1, 2), ("val_map", "map"),
-                                ("validation MAP (chooses)", "query MAP (never chooses)")):
-        values = np.array([[np.nan if (lam, mu) not in cells or cells[lam, mu][key] is None
-                            else cells[lam, mu][key] for mu in MUS] for lam in LAMBDAS])
+    for axes, key, title in zip(
+        figure.subplots(1, 2),
+        ("val_map", "map"),
+        ("validation MAP (chooses)", "query MAP (never chooses)"),
+    ):
+        values = np.array(
+            [
+                [
+                    np.nan
+                    if (lam, mu) not in cells or cells[lam, mu][key] is None
+                    else cells[lam, mu][key]
+                    for mu in MUS
+                ]
+                for lam in LAMBDAS
+            ]
+        )
         image = axes.imshow(values, cmap="viridis", origin="lower")
         for (i, j), v in np.ndenumerate(values):
-            axes.text(j, i, MISSING if np.isnan(v) else f"{v:.3f}", ha="center", va="center",
-                      color="w", fontweight="bold" if (LAMBDAS[i], MUS[j]) == chosen else None)
-        axes.set(xticks=range(len(MUS)), xticklabels=[f"{mu:g}" for mu in MUS],
-                 yticks=range(len(LAMBDAS)), yticklabels=[f"{lam:g}" for lam in LAMBDAS],
-                 xlabel="μ (isometric_weight)", ylabel="λ (quantization_weight)",
-                 title=f"LSDH {GRID_BITS} bits: {title}")
+            axes.text(
+                j,
+                i,
+                MISSING if np.isnan(v) else f"{v:.3f}",
+                ha="center",
+                va="center",
+                color="w",
+                fontweight="bold" if (LAMBDAS[i], MUS[j]) == chosen else None,
+            )
+        axes.set(
+            xticks=range(len(MUS)),
+            xticklabels=[f"{mu:g}" for mu in MUS],
+            yticks=range(len(LAMBDAS)),
+            yticklabels=[f"{lam:g}" for lam in LAMBDAS],
+            xlabel="μ (isometric_weight)",
+            ylabel="λ (quantization_weight)",
+            title=f"LSDH {GRID_BITS} bits: {title}",
+        )
         figure.colorbar(image, ax=axes)
     path = os.path.join(args.out_dir, "fig12_lambda_mu.png")
     figure.savefig(path, dpi=120)
@@ -623,12 +901,20 @@ def main(argv=None):
     figures = draw(args, records) if records else []
     section = markdown(args, records, runs, figures)
     begin, end = markers(args)
-    write_section(args.results, begin, end, "## The LSDH paper's tables on one pretrained "
-                  f"backbone{', partially fine-tuned' if args.finetuned else ''} "
-                  "(`benchmarks/paper_tables.py`)", section)
+    write_section(
+        args.results,
+        begin,
+        end,
+        "## The LSDH paper's tables on one pretrained "
+        f"backbone{', partially fine-tuned' if args.finetuned else ''} "
+        "(`benchmarks/paper_tables.py`)",
+        section,
+    )
     print_tables(section)
-    print(f"report: {args.results}; figures: {args.out_dir}; "
-          f"{sum(r in records for r in runs)} of {len(runs)} runs finished")
+    print(
+        f"report: {args.results}; figures: {args.out_dir}; "
+        f"{sum(r in records for r in runs)} of {len(runs)} runs finished"
+    )
 
 
 if __name__ == "__main__":

@@ -60,7 +60,7 @@ def evaluator_top_k(hamming, query_words, k):
         last = int(np.searchsorted(np.cumsum(counts), k))  # the k-th distance
         closer = np.flatnonzero(row < last)
         closer = closer[np.argsort(row[closer], kind="stable")]
-        tied = np.flatnonzero(row == last)[:k - len(closer)]
+        tied = np.flatnonzero(row == last)[: k - len(closer)]
         out.append(np.concatenate([closer, tied]))
     return out
 
@@ -79,8 +79,13 @@ def main():
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--milvus_queries", type=int, default=200)
     parser.add_argument("--milvus", action=argparse.BooleanOptionalAction, default=True)
-    parser.add_argument("--threads", type=int, default=1, help="FAISS OpenMP threads for the "
-                        "radius section (both 1 and all CPUs are timed for top-k)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="FAISS OpenMP threads for the "
+        "radius section (both 1 and all CPUs are timed for top-k)",
+    )
     args = parser.parse_args()
 
     import faiss
@@ -90,8 +95,10 @@ def main():
     queries = np.packbits(rng.random((args.queries, args.bits)) < 0.5, axis=1)
     item_ids = np.char.add("img/", np.arange(args.n).astype(str))
     cpu = platform.processor() or platform.machine()
-    print(f"{args.n:,} x {args.bits}-bit codes, top-{args.k}, exact; {cpu}, {os.cpu_count()} CPUs, FAISS {faiss.__version__} with "
-          f"{faiss.omp_get_max_threads()} OpenMP threads available, numpy {np.__version__}")
+    print(
+        f"{args.n:,} x {args.bits}-bit codes, top-{args.k}, exact; {cpu}, {os.cpu_count()} CPUs, FAISS {faiss.__version__} with "
+        f"{faiss.omp_get_max_threads()} OpenMP threads available, numpy {np.__version__}"
+    )
     print(f"{'engine':<32} {'build s':>8} {'memory MB':>10} {'queries/s':>10}")
 
     def line(name, build, memory, qps):
@@ -117,8 +124,12 @@ def main():
         start = time.perf_counter()
         for q in few:
             index.search(q[None], args.k)
-        line(f"faiss flat, 1 query/call, {threads} thr.", None, None,
-             len(few) / (time.perf_counter() - start))
+        line(
+            f"faiss flat, 1 query/call, {threads} thr.",
+            None,
+            None,
+            len(few) / (time.perf_counter() - start),
+        )
     faiss.omp_set_num_threads(args.threads)
     reference = [h.positions for h in hits]
 
@@ -136,8 +147,7 @@ def main():
         directory = tempfile.mkdtemp(prefix="search_speed_")
         before = rss()
         start = time.perf_counter()
-        milvus = retrieval.MilvusIndex(os.path.join(directory, "codes.db"), "bench",
-                                       timeout=60)
+        milvus = retrieval.MilvusIndex(os.path.join(directory, "codes.db"), "bench", timeout=60)
         milvus.create(bits=args.bits)
         milvus.add(codes, item_ids)
         milvus.client.flush("bench")
@@ -151,43 +161,57 @@ def main():
         raw, seconds = timed(milvus._search, queries[:nq], args.k)
         same_distances = all((np.sort(d) == h.distances).all() for (d, _), h in zip(raw, hits))
         line("milvus-lite engine top-k", None, None, nq / seconds)
-        print(f"  milvus engine top-k: same distances as faiss {same_distances}; same items "
-              f"{np.mean([set(s) == set(r) for (_, s), r in zip(raw, reference)]):.0%} of "
-              "queries (the rest differ among items tied at the k-th distance)")
+        print(
+            f"  milvus engine top-k: same distances as faiss {same_distances}; same items "
+            f"{np.mean([set(s) == set(r) for (_, s), r in zip(raw, reference)]):.0%} of "
+            "queries (the rest differ among items tied at the k-th distance)"
+        )
         milvus.close()
 
     # Multi-hash radius search on clustered codes.
-    print(f"\nradius search, FAISS multi-hash vs flat: {args.n:,} clustered {args.bits}-bit codes "
-          "(10,000 centres, each bit flipped with p = 0.04), 1,000 queries near the centres")
+    print(
+        f"\nradius search, FAISS multi-hash vs flat: {args.n:,} clustered {args.bits}-bit codes "
+        "(10,000 centres, each bit flipped with p = 0.04), 1,000 queries near the centres"
+    )
     centres = rng.random((10_000, args.bits)) < 0.5
-    clustered = np.packbits(centres[rng.integers(0, 10_000, args.n)]
-                            ^ (rng.random((args.n, args.bits)) < 0.04), axis=1)
-    near = np.packbits(centres[rng.integers(0, 10_000, 1000)]
-                       ^ (rng.random((1000, args.bits)) < 0.04), axis=1)
+    clustered = np.packbits(
+        centres[rng.integers(0, 10_000, args.n)] ^ (rng.random((args.n, args.bits)) < 0.04), axis=1
+    )
+    near = np.packbits(
+        centres[rng.integers(0, 10_000, 1000)] ^ (rng.random((1000, args.bits)) < 0.04), axis=1
+    )
     flat = retrieval.FaissIndex(bits=args.bits)
     flat.add(clustered, item_ids)
     flat.engine()
-    print(f"{'index':<34} {'build s':>8} {'radius':>6} {'recall':>7} {'results/q':>9} "
-          f"{'queries/s':>10}")
+    print(
+        f"{'index':<34} {'build s':>8} {'radius':>6} {'recall':>7} {'results/q':>9} "
+        f"{'queries/s':>10}"
+    )
     truth = {}
     for radius in (2, 4, 8):
         found, seconds = timed(flat.radius_search, near, radius)
         truth[radius] = found
-        print(f"{'flat (exact)':<34} {'':>8} {radius:>6} {1:7.3f} "
-              f"{np.mean([len(h) for h in found]):9.1f} {len(near) / seconds:10.0f}", flush=True)
+        print(
+            f"{'flat (exact)':<34} {'':>8} {radius:>6} {1:7.3f} "
+            f"{np.mean([len(h) for h in found]):9.1f} {len(near) / seconds:10.0f}",
+            flush=True,
+        )
     for nhash, nflip in ((4, 0), (4, 1), (8, 0)):
-        multihash = retrieval.FaissIndex(bits=args.bits, kind="multihash", nhash=nhash,
-                                         hash_bits=args.bits // nhash, nflip=nflip)
+        multihash = retrieval.FaissIndex(
+            bits=args.bits, kind="multihash", nhash=nhash, hash_bits=args.bits // nhash, nflip=nflip
+        )
         multihash.add(clustered, item_ids)
         _, build = timed(multihash.engine)
         for radius in (2, 4, 8):
             found, seconds = timed(multihash.radius_search, near, radius)
             total = sum(len(h) for h in truth[radius])
             recall = sum(len(h) for h in found) / total if total else 1.0
-            print(f"{f'multihash {nhash}x{args.bits // nhash} bits, nflip={nflip}':<34} "
-                  f"{build:8.2f} {radius:>6} {recall:7.3f} "
-                  f"{np.mean([len(h) for h in found]):9.1f} {len(near) / seconds:10.0f}",
-                  flush=True)
+            print(
+                f"{f'multihash {nhash}x{args.bits // nhash} bits, nflip={nflip}':<34} "
+                f"{build:8.2f} {radius:>6} {recall:7.3f} "
+                f"{np.mean([len(h) for h in found]):9.1f} {len(near) / seconds:10.0f}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

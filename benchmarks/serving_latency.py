@@ -25,8 +25,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags, logging  # noqa: E402
 
-flags.DEFINE_string("data_dir", "../shared/data/cifar10",
-                    "Image folder whose JPEGs feed encode_images; synthetic JPEGs if absent.")
+flags.DEFINE_string(
+    "data_dir",
+    "../shared/data/cifar10",
+    "Image folder whose JPEGs feed encode_images; synthetic JPEGs if absent.",
+)
 flags.DEFINE_string("backbone", "resnet_small", "Backbone of the exported model.")
 flags.DEFINE_integer("bits", 48, "Code length.")
 flags.DEFINE_integer("image_size", 32, "Input side S.")
@@ -46,8 +49,10 @@ def _jpeg_files(count, size):
         step = len(paths) // count
         return [open(p, "rb").read() for p in paths[::step][:count]], FLAGS.data_dir
     rng = np.random.default_rng(0)
-    files = [tf.io.encode_jpeg(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).numpy()
-             for _ in range(count)]
+    files = [
+        tf.io.encode_jpeg(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).numpy()
+        for _ in range(count)
+    ]
     return files, "synthetic JPEGs"
 
 
@@ -90,19 +95,29 @@ def main(argv):
             return bytes_fn(image_bytes=batch)["packed"].numpy()
 
         rows = []
-        for name, run, data in [("serving_default", run_pixels, pixels),
-                                ("encode_images", run_bytes, np.array(files, dtype=object))]:
-            singles = [tf.constant(data[i % BATCH:i % BATCH + 1]) for i in range(FLAGS.requests)]
+        for name, run, data in [
+            ("serving_default", run_pixels, pixels),
+            ("encode_images", run_bytes, np.array(files, dtype=object)),
+        ]:
+            singles = [tf.constant(data[i % BATCH : i % BATCH + 1]) for i in range(FLAGS.requests)]
             latency = _latencies_ms(run, singles)
             full = tf.constant(data)
             batch_times = _latencies_ms(run, [full] * FLAGS.batches)
-            rows.append((name, np.percentile(latency, 50), np.percentile(latency, 99),
-                         BATCH * len(batch_times) / (sum(batch_times) / 1000)))
+            rows.append(
+                (
+                    name,
+                    np.percentile(latency, 50),
+                    np.percentile(latency, 99),
+                    BATCH * len(batch_times) / (sum(batch_times) / 1000),
+                )
+            )
     load_after = os.getloadavg()[0]
 
-    print(f"{FLAGS.backbone}, {FLAGS.bits} bits, {FLAGS.image_size}x{FLAGS.image_size}, "
-          f"{model.count_params():,} parameters; {os.cpu_count()} CPU cores, TensorFlow "
-          f"{tf.__version__}; load average {load_before:.2f} before, {load_after:.2f} after")
+    print(
+        f"{FLAGS.backbone}, {FLAGS.bits} bits, {FLAGS.image_size}x{FLAGS.image_size}, "
+        f"{model.count_params():,} parameters; {os.cpu_count()} CPU cores, TensorFlow "
+        f"{tf.__version__}; load average {load_before:.2f} before, {load_after:.2f} after"
+    )
     print(f"encode_images input: {source}")
     print(f"{'signature':<16} {'batch 1 p50':>12} {'batch 1 p99':>12} {'batch 64':>16}")
     for name, p50, p99, throughput in rows:

@@ -48,13 +48,18 @@ def run(bits, seeds, sdh_anchors, methods=tuple(shallow.METHODS)):
             model.fit(features[split.train], train_labels if model.supervised else None)
             seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
             value = evaluation.mean_average_precision(
-                model.encode(features[split.query]), collection.labels[split.query],
-                model.encode(features[split.database]), collection.labels[split.database])
+                model.encode(features[split.query]),
+                collection.labels[split.query],
+                model.encode(features[split.database]),
+                collection.labels[split.database],
+            )
             results[name]["map"].append(float(value))
             results[name]["fit_seconds"].append(seconds)
             results[name]["fit_cpu_seconds"].append(cpu)
-            print(f"seed {seed} {name}: MAP {value:.4f}, fit {seconds:.2f} s ({cpu:.2f} s CPU)",
-                  file=sys.stderr)
+            print(
+                f"seed {seed} {name}: MAP {value:.4f}, fit {seconds:.2f} s ({cpu:.2f} s CPU)",
+                file=sys.stderr,
+            )
     return results
 
 
@@ -63,27 +68,40 @@ def main():
     parser.add_argument("--bits", type=int, default=32)
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds")
     parser.add_argument("--sdh_anchors", type=int, default=500)
-    parser.add_argument("--methods", default=",".join(shallow.METHODS),
-                        help="comma-separated methods")
+    parser.add_argument(
+        "--methods", default=",".join(shallow.METHODS), help="comma-separated methods"
+    )
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     results = run(args.bits, seeds, args.sdh_anchors, args.methods.split(","))
 
-    print(f"digits, raw pixels (192-d), {args.bits} bits, seeds {args.seeds}; "
-          f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-          f"NumPy {np.__version__}")
+    print(
+        f"digits, raw pixels (192-d), {args.bits} bits, seeds {args.seeds}; "
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+        f"NumPy {np.__version__}"
+    )
     print("| method | labels | MAP@ALL (mean ± sd) | fit wall s (median) | fit CPU s (median) |")
     print("|---|---|---|---|---|")
     for name, r in results.items():
         supervised = "yes" if shallow.METHODS[name].supervised else "no"
-        print(f"| {name.upper()} | {supervised} | {np.mean(r['map']):.4f} ± "
-              f"{np.std(r['map']):.4f} | {np.median(r['fit_seconds']):.2f} | "
-              f"{np.median(r['fit_cpu_seconds']):.2f} |")
+        print(
+            f"| {name.upper()} | {supervised} | {np.mean(r['map']):.4f} ± "
+            f"{np.std(r['map']):.4f} | {np.median(r['fit_seconds']):.2f} | "
+            f"{np.median(r['fit_cpu_seconds']):.2f} |"
+        )
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"bits": args.bits, "seeds": seeds, "sdh_anchors": args.sdh_anchors,
-                       "results": results}, f, indent=2)
+            json.dump(
+                {
+                    "bits": args.bits,
+                    "seeds": seeds,
+                    "sdh_anchors": args.sdh_anchors,
+                    "results": results,
+                },
+                f,
+                indent=2,
+            )
 
 
 if __name__ == "__main__":

@@ -22,8 +22,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
-flags.DEFINE_string("data_dir", "../shared/data/cifar10",
-                    "CIFAR-10 image folder for the pipeline figure; digits if it is absent.")
+flags.DEFINE_string(
+    "data_dir",
+    "../shared/data/cifar10",
+    "CIFAR-10 image folder for the pipeline figure; digits if it is absent.",
+)
 flags.DEFINE_string("backbone", "resnet_small", "Backbone to time.")
 flags.DEFINE_integer("batch_size", 128, "Images per batch.")
 flags.DEFINE_integer("bits", 48, "Code length.")
@@ -54,8 +57,9 @@ def _trainer_images_per_second(build, strategy, batch, steps, repeats):
     with strategy.scope():
         model = build()
     step = trainer.make_step(model, strategy)
-    batches = iter(strategy.experimental_distribute_dataset(
-        tf.data.Dataset.from_tensors(batch).repeat()))
+    batches = iter(
+        strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensors(batch).repeat())
+    )
     for _ in range(3):  # trace and warm up
         float(step(next(batches))["loss"])
     best = 0.0
@@ -78,8 +82,8 @@ def main(argv):
     import numpy as np
 
     from tfhash import data, losses
-    from tfhash.models.backbones import build_backbone
     from tfhash.models import build_model
+    from tfhash.models.backbones import build_backbone
 
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)
@@ -89,22 +93,30 @@ def main(argv):
     def lsdh_model():
         keras.utils.set_random_seed(0)
         model = build_model(FLAGS.backbone, FLAGS.bits, 32)
-        model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
-                      loss=losses.get("lsdh", seed=0))
+        model.compile(
+            optimizer=keras.optimizers.SGD(0.01, momentum=0.9), loss=losses.get("lsdh", seed=0)
+        )
         return model
 
     lsdh = _images_per_second(lsdh_model(), (images, labels), FLAGS.steps, FLAGS.repeats)
-    one, one_step = _trainer_images_per_second(lsdh_model, tf.distribute.get_strategy(),
-                                               (images, labels), FLAGS.steps, FLAGS.repeats)
+    one, one_step = _trainer_images_per_second(
+        lsdh_model, tf.distribute.get_strategy(), (images, labels), FLAGS.steps, FLAGS.repeats
+    )
     mirrored, mirrored_step = _trainer_images_per_second(
-        lsdh_model, tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]), (images, labels),
-        FLAGS.steps, FLAGS.repeats)
+        lsdh_model,
+        tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]),
+        (images, labels),
+        FLAGS.steps,
+        FLAGS.repeats,
+    )
 
     inputs = keras.Input((32, 32, 3))
     logits = keras.layers.Dense(10)(build_backbone(FLAGS.backbone, 32)(inputs))
     softmax_model = keras.Model(inputs, logits)
-    softmax_model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
-                          loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    softmax_model.compile(
+        optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
     softmax = _images_per_second(softmax_model, (images, labels), FLAGS.steps, FLAGS.repeats)
 
     if os.path.isdir(FLAGS.data_dir):
@@ -113,8 +125,9 @@ def main(argv):
         collection, source = data.load_collection("digits"), "digits"
     split = data.make_split(collection, "cifar10" if source != "digits" else "digits", seed=0)
     start = time.perf_counter()  # train_dataset() decodes the training images once, here
-    pipeline = data.train_dataset(collection, split.train, 32, FLAGS.batch_size, 16,
-                                  augment=True, seed=0)
+    pipeline = data.train_dataset(
+        collection, split.train, 32, FLAGS.batch_size, 16, augment=True, seed=0
+    )
     iterator = iter(pipeline)
     next(iterator)
     warm_up = time.perf_counter() - start
@@ -125,19 +138,31 @@ def main(argv):
     delivered = batches * FLAGS.batch_size / (time.perf_counter() - start)
 
     overhead = softmax / lsdh - 1
-    print(f"backbone {FLAGS.backbone}, batch {FLAGS.batch_size}, {FLAGS.bits} bits, "
-          f"{os.cpu_count()} CPU cores")
+    print(
+        f"backbone {FLAGS.backbone}, batch {FLAGS.batch_size}, {FLAGS.bits} bits, "
+        f"{os.cpu_count()} CPU cores"
+    )
     print(f"LSDH training:        {lsdh:8.1f} images/s  (model.fit)")
     print(f"softmax training:     {softmax:8.1f} images/s")
-    print(f"LSDH, tfhash.training.trainer: {one:8.1f} images/s  ({1000 * one_step:.0f} ms/step, 1 device)")
-    print(f"LSDH, mirrored:       {mirrored:8.1f} images/s  ({1000 * mirrored_step:.0f} ms/step, "
-          "2 logical CPU devices)")
-    print(f"LSDH step overhead:   {100 * overhead:+8.1f} %   (target <= +10 %)  "
-          f"{'OK' if overhead <= 0.10 else 'MISSED'}")
-    print(f"input pipeline:       {delivered:8.1f} images/s from {source} with augmentation, "
-          f"after a {warm_up:.1f} s decode/cache warm-up")
-    print(f"pipeline / training:  {delivered / lsdh:8.1f} x    (target >= 3 x)  "
-          f"{'OK' if delivered >= 3 * lsdh else 'MISSED'}")
+    print(
+        f"LSDH, tfhash.training.trainer: {one:8.1f} images/s  ({1000 * one_step:.0f} ms/step, 1 device)"
+    )
+    print(
+        f"LSDH, mirrored:       {mirrored:8.1f} images/s  ({1000 * mirrored_step:.0f} ms/step, "
+        "2 logical CPU devices)"
+    )
+    print(
+        f"LSDH step overhead:   {100 * overhead:+8.1f} %   (target <= +10 %)  "
+        f"{'OK' if overhead <= 0.10 else 'MISSED'}"
+    )
+    print(
+        f"input pipeline:       {delivered:8.1f} images/s from {source} with augmentation, "
+        f"after a {warm_up:.1f} s decode/cache warm-up"
+    )
+    print(
+        f"pipeline / training:  {delivered / lsdh:8.1f} x    (target >= 3 x)  "
+        f"{'OK' if delivered >= 3 * lsdh else 'MISSED'}"
+    )
 
 
 if __name__ == "__main__":

@@ -44,6 +44,7 @@ class ServingError(RuntimeError):
 # ------------------------------------------------------------------------------------------
 # REST
 
+
 def rest_request(images, signature=SIGNATURE):
     """The JSON body of a REST predict request for encoded image files (a list of bytes)."""
     encoded = [{"b64": base64.b64encode(image).decode("ascii")} for image in images]
@@ -80,6 +81,7 @@ def encode_rest(images, server="http://localhost:8501", model="tfhash", timeout=
 # ------------------------------------------------------------------------------------------
 # gRPC
 
+
 def _serving_api():
     try:
         import tensorflow as tf
@@ -105,8 +107,10 @@ def grpc_request(images, model="tfhash", signature=SIGNATURE):
 def parse_grpc_response(response):
     """The outputs of a ``PredictResponse`` as NumPy arrays of their dtypes."""
     tf, _, _ = _serving_api()
-    return {name: tf.make_ndarray(response.outputs[name]).astype(dtype, copy=False)
-            for name, dtype in OUTPUT_DTYPES.items()}
+    return {
+        name: tf.make_ndarray(response.outputs[name]).astype(dtype, copy=False)
+        for name, dtype in OUTPUT_DTYPES.items()
+    }
 
 
 def encode_grpc(images, server="localhost:8500", model="tfhash", timeout=60.0):
@@ -125,12 +129,14 @@ def encode_grpc(images, server="localhost:8500", model="tfhash", timeout=60.0):
 
 # ------------------------------------------------------------------------------------------
 
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("images", nargs="+", help="JPEG or PNG files")
     parser.add_argument("--protocol", choices=("rest", "grpc"), default="rest")
-    parser.add_argument("--server", default=None,
-                        help="REST: http://host:8501 (default); gRPC: host:8500 (default)")
+    parser.add_argument(
+        "--server", default=None, help="REST: http://host:8501 (default); gRPC: host:8500 (default)"
+    )
     parser.add_argument("--model", default="tfhash", help="--model_name of the server")
     args = parser.parse_args(argv)
     images = []

@@ -24,8 +24,12 @@ def write_folder(root, per_class=40, size=12):
     import tensorflow as tf
 
     rng = np.random.default_rng(0)
-    base = {"red": (200, 40, 40), "green": (40, 200, 40), "blue": (40, 40, 200),
-            "grey": (128, 128, 128)}
+    base = {
+        "red": (200, 40, 40),
+        "green": (40, 200, 40),
+        "blue": (40, 40, 200),
+        "grey": (128, 128, 128),
+    }
     for name in CLASSES:
         os.makedirs(root / name)
         for i in range(per_class):
@@ -41,18 +45,32 @@ def train_config(run_dir, folder, **overrides):
     """
     from tfhash.train import TrainConfig
 
-    settings = dict(run_dir=str(run_dir), dataset="folder", data_dir=str(folder),
-                    protocol="fraction", bits=8, batch_size=16, images_per_class=4, epochs=2,
-                    steps_per_epoch=3, eval_every=1, eval_batch_size=64, verbose=0,
-                    learning_rate=0.01, head_lr_multiplier=1.0, augment="none")
+    settings = dict(
+        run_dir=str(run_dir),
+        dataset="folder",
+        data_dir=str(folder),
+        protocol="fraction",
+        bits=8,
+        batch_size=16,
+        images_per_class=4,
+        epochs=2,
+        steps_per_epoch=3,
+        eval_every=1,
+        eval_batch_size=64,
+        verbose=0,
+        learning_rate=0.01,
+        head_lr_multiplier=1.0,
+        augment="none",
+    )
     settings.update(overrides)
     return TrainConfig(**settings)
 
 
 def run_cli(*args, module="tfhash.train", timeout=300):
     """Run ``python -m <module> <args>`` in a fresh process; the ``CompletedProcess``, text out."""
-    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", module, *args], capture_output=True, text=True, timeout=timeout
+    )
 
 
 def map_of(metrics):
@@ -81,7 +99,8 @@ def assert_export_gives_the_report_codes(run_dir, folder, models_dir):
 def load_benchmark(name):
     """Import ``benchmarks/<name>.py`` (not a package) as a module, e.g. ``"paper_tables"``."""
     spec = importlib.util.spec_from_file_location(
-        name, os.path.join(ROOT, "benchmarks", name + ".py"))
+        name, os.path.join(ROOT, "benchmarks", name + ".py")
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -14,14 +14,20 @@ import tfhash
 
 # numba source compiled on import (no examples); the rest of the package is collected.
 SKIPPED = {"tfhash.evaluation._kernels"}
-MODULES = sorted(info.name for info in pkgutil.walk_packages(tfhash.__path__, "tfhash.")
-                 if info.name not in SKIPPED)
+MODULES = sorted(
+    info.name
+    for info in pkgutil.walk_packages(tfhash.__path__, "tfhash.")
+    if info.name not in SKIPPED
+)
 
 
 def test_the_package_has_examples():
     finder = doctest.DocTestFinder()
-    examples = sum(len(test.examples) for name in MODULES
-                   for test in finder.find(importlib.import_module(name)))
+    examples = sum(
+        len(test.examples)
+        for name in MODULES
+        for test in finder.find(importlib.import_module(name))
+    )
     assert examples >= 50
 
 

@@ -28,7 +28,6 @@ from absl import logging as absl_logging
 from tfhash.errors import UsageError, exit_on_usage_error
 from tfhash.tf_import import import_tensorflow  # noqa: F401  (the commands' quiet TensorFlow)
 
-
 # What asks for help: absl's own flags, and -h, which absl does not know.
 HELP_ARGS = ("-h", "-?", "--help", "--helpshort", "--helpfull", "--helpxml")
 
@@ -58,12 +57,13 @@ def parse_flags(argv):
 def flag_error(error):
     """The one-line message of absl's flag ``error``, without absl's ``ERROR::`` prefix."""
     message = re.sub(r"^(ERROR:*\s*)+", "", str(error)).strip()
-    missing = re.search(r"Unable to open flagfile: .*?No such file or directory: '(.*)'",
-                        message)
+    missing = re.search(r"Unable to open flagfile: .*?No such file or directory: '(.*)'", message)
     if missing:
-        return (f"--flagfile={missing.group(1)}: no such file in {os.getcwd()}; flagfile paths "
-                "(those nested in a flagfile too) are relative to the current directory: run "
-                "the command from the checkout, or give an absolute path")
+        return (
+            f"--flagfile={missing.group(1)}: no such file in {os.getcwd()}; flagfile paths "
+            "(those nested in a flagfile too) are relative to the current directory: run "
+            "the command from the checkout, or give an absolute path"
+        )
     return f"{message}; see --help for the flags"
 
 
@@ -127,6 +127,7 @@ def exit_interrupted(message):
 
 # Flags that several commands share, defined once: each command gives its own help text.
 
+
 def define_out(help, overwrite=None):
     """``--out`` (a string), and ``--overwrite`` (a boolean, default off) with help
     ``overwrite`` when given."""
@@ -170,10 +171,21 @@ def as_flags(message, names):
     return re.sub(rf"(?<![\w\-./`])({pattern})=", r"--\1=", message)
 
 
-COMMANDS = ("train", "export", "encode", "evaluate", "index", "search", "convert_weights",
-            "write_folder")
-USAGE = ("usage: tfhash <command> [--flags]; commands: " + ", ".join(COMMANDS)
-         + "; tfhash <command> --help lists a command's flags")
+COMMANDS = (
+    "train",
+    "export",
+    "encode",
+    "evaluate",
+    "index",
+    "search",
+    "convert_weights",
+    "write_folder",
+)
+USAGE = (
+    "usage: tfhash <command> [--flags]; commands: "
+    + ", ".join(COMMANDS)
+    + "; tfhash <command> --help lists a command's flags"
+)
 
 
 def main(argv=None):

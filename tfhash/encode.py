@@ -32,33 +32,56 @@ from tfhash import cli
 from tfhash.retrieval.codes import read_info  # noqa: F401  (its home before)
 from tfhash.serving.encoding import collection_source, encode_collection  # noqa: F401
 
+
 def define_flags():
     """encode's flags, defined by ``cli.run`` (importing the module defines none)."""
-    flags.DEFINE_string("model", None, "Exported model: the --export_dir of python -m tfhash.export "
-                        "(its highest version is used) or one version directory.")
-    flags.DEFINE_string("data", None, "Images to encode: a dataset name (digits, cifar10, cifar20, "
-                        "sun397, nuswide21), an image folder (one subfolder per class) or a list file.")
-    cli.define_source("TFDS data_dir for a dataset name in --data.",
-                      "Optional .npy files of int indices into the collection "
-                      "(e.g. run_dir/split/query.npy,run_dir/split/database.npy): encode only "
-                      "these, in this order, each part into files named after it.")
-    cli.define_out("Output directory (created if missing).",
-                   overwrite="Replace codes of the same names already in --out "
-                   "(refused without it).")
-    flags.DEFINE_string("name", None, "Prefix of the output files; default: the stem of --indices, "
-                        "or 'all'.")
+    flags.DEFINE_string(
+        "model",
+        None,
+        "Exported model: the --export_dir of python -m tfhash.export "
+        "(its highest version is used) or one version directory.",
+    )
+    flags.DEFINE_string(
+        "data",
+        None,
+        "Images to encode: a dataset name (digits, cifar10, cifar20, "
+        "sun397, nuswide21), an image folder (one subfolder per class) or a list file.",
+    )
+    cli.define_source(
+        "TFDS data_dir for a dataset name in --data.",
+        "Optional .npy files of int indices into the collection "
+        "(e.g. run_dir/split/query.npy,run_dir/split/database.npy): encode only "
+        "these, in this order, each part into files named after it.",
+    )
+    cli.define_out(
+        "Output directory (created if missing).",
+        overwrite="Replace codes of the same names already in --out (refused without it).",
+    )
+    flags.DEFINE_string(
+        "name", None, "Prefix of the output files; default: the stem of --indices, or 'all'."
+    )
     flags.DEFINE_integer("batch_size", 256, "Images per batch.")
+
 
 FLAGS = flags.FLAGS
 
 
 def main(argv):
-    results = encode_collection(FLAGS.model, FLAGS.data, FLAGS.out, FLAGS.data_dir,
-                                FLAGS.indices or [None], FLAGS.name, FLAGS.batch_size,
-                                overwrite=FLAGS.overwrite)
+    results = encode_collection(
+        FLAGS.model,
+        FLAGS.data,
+        FLAGS.out,
+        FLAGS.data_dir,
+        FLAGS.indices or [None],
+        FLAGS.name,
+        FLAGS.batch_size,
+        overwrite=FLAGS.overwrite,
+    )
     for result in results:
-        print(f"{len(result['codes'])} images → {result['bits']}-bit packed codes: "
-              f"{result['prefix']}_{{codes,labels,item_ids}}.npy")
+        print(
+            f"{len(result['codes'])} images → {result['bits']}-bit packed codes: "
+            f"{result['prefix']}_{{codes,labels,item_ids}}.npy"
+        )
 
 
 if __name__ == "__main__":

@@ -29,8 +29,11 @@ def exit_on_usage_error(main):
             where = out_of_space(e)
             if where is None:
                 raise
-            print(f"error: no space left on the device{where}; free some space and run the "
-                  "same command again (what it had completed is kept)", file=sys.stderr)
+            print(
+                f"error: no space left on the device{where}; free some space and run the "
+                "same command again (what it had completed is kept)",
+                file=sys.stderr,
+            )
             sys.exit(1)
 
     wrapped.__name__ = main.__name__
@@ -47,8 +50,7 @@ def out_of_space(error):
         seen.add(id(error))
         if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
             return f" (writing {error.filename})" if error.filename else ""
-        if any(text in str(error) for text in ("No space left on device",
-                                               "Disk quota exceeded")):
+        if any(text in str(error) for text in ("No space left on device", "Disk quota exceeded")):
             return ""
         error = error.__cause__ or error.__context__
     return None

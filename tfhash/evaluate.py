@@ -33,49 +33,110 @@ from tfhash.retrieval.codes import encoded_bits, read_info, read_paths
 
 FLAGS = flags.FLAGS
 
+
 def define_flags():
     """evaluate's flags, defined by ``cli.run`` (importing the module defines none)."""
-    flags.DEFINE_list("query_codes", None, "Query codes .npy: [Q, K] ±1 or 0/1, or packed uint8 "
-                      "with --bits. Several files (comma-separated) score several code lengths.")
-    flags.DEFINE_list("db_codes", None, "Database codes .npy, one per --query_codes file, in the same "
-                      "order.")
-    flags.DEFINE_string("query_labels", None, "Query labels .npy: class ids [Q] or multi-hot [Q, C].")
-    flags.DEFINE_string("db_labels", None, "Database labels .npy: class ids [N] or multi-hot [N, C].")
-    flags.DEFINE_list("bits", [], "Code length of packed uint8 codes, one per code file (0 for a file "
-                      "of ±1 or 0/1 codes); unset: encode's <name>_info.json beside packed "
-                      "codes says it, and other files are not packed.")
-    flags.DEFINE_list("metrics", list(evaluation.DEFAULT_METRICS), "Metrics: map, map@K, wap, wap@K, "
-                      "ndcg@K, acg@K, p@k (precision/recall@k curves), p@rR (hash lookup within "
-                      "radius R), pr (precision-recall over radii). Unset with a real-valued "
-                      "--distance: the ranking metrics of the default (map, p@k).")
-    flags.DEFINE_integer("top_k", None, "Cut-off of map, wap, ndcg, acg written without @K; unset: "
-                         "the whole ranking.")
-    flags.DEFINE_enum("ties", "average", evaluation.TIE_POLICIES, "Order of items at equal distance: "
-                      "average (exact expected value over all orders), index (database order), "
-                      "optimistic (relevant first), pessimistic (relevant last).")
-    flags.DEFINE_enum("ap_denominator", "min_r_k", conventions.AP_DENOMINATORS, "AP@k divided by "
-                      "min(R, k) or by the relevant items in the top k.")
-    flags.DEFINE_enum("empty_queries", "skip", conventions.EMPTY_POLICIES, "Queries with no relevant "
-                      "database item: left out of AP, recall and NDCG (skip) or counted as 0 (zero).")
-    flags.DEFINE_enum("empty_ball", "zero", conventions.EMPTY_POLICIES, "Hash lookups with nothing "
-                      "within the radius: precision 0 (zero) or left out (skip).")
-    flags.DEFINE_enum("gain", "shared", conventions.GAINS, "Graded relevance of ndcg, acg and wap: "
-                      "number of shared labels, or their Jaccard similarity.")
-    flags.DEFINE_enum("preset", None, list(conventions.PRESETS), "Conventions of widely used code: "
-                      "deephash = --ties=index --ap_denominator=relevant_in_top_k "
-                      "--empty_queries=zero.")
-    flags.DEFINE_enum("distance", "hamming", distances.DISTANCES, "hamming for binary codes; "
-                      "euclidean or cosine to rank real-valued embeddings (e.g. relaxed codes).")
-    cli.define_out("Output directory (created if missing). One that holds an "
-                   "earlier report is refused unless --overwrite.",
-                   overwrite="Replace the report (metrics.json and the plots) "
-                   "already in --out; the earlier one's files are removed first, so the two "
-                   "are never mixed.")
+    flags.DEFINE_list(
+        "query_codes",
+        None,
+        "Query codes .npy: [Q, K] ±1 or 0/1, or packed uint8 "
+        "with --bits. Several files (comma-separated) score several code lengths.",
+    )
+    flags.DEFINE_list(
+        "db_codes", None, "Database codes .npy, one per --query_codes file, in the same order."
+    )
+    flags.DEFINE_string(
+        "query_labels", None, "Query labels .npy: class ids [Q] or multi-hot [Q, C]."
+    )
+    flags.DEFINE_string(
+        "db_labels", None, "Database labels .npy: class ids [N] or multi-hot [N, C]."
+    )
+    flags.DEFINE_list(
+        "bits",
+        [],
+        "Code length of packed uint8 codes, one per code file (0 for a file "
+        "of ±1 or 0/1 codes); unset: encode's <name>_info.json beside packed "
+        "codes says it, and other files are not packed.",
+    )
+    flags.DEFINE_list(
+        "metrics",
+        list(evaluation.DEFAULT_METRICS),
+        "Metrics: map, map@K, wap, wap@K, "
+        "ndcg@K, acg@K, p@k (precision/recall@k curves), p@rR (hash lookup within "
+        "radius R), pr (precision-recall over radii). Unset with a real-valued "
+        "--distance: the ranking metrics of the default (map, p@k).",
+    )
+    flags.DEFINE_integer(
+        "top_k",
+        None,
+        "Cut-off of map, wap, ndcg, acg written without @K; unset: the whole ranking.",
+    )
+    flags.DEFINE_enum(
+        "ties",
+        "average",
+        evaluation.TIE_POLICIES,
+        "Order of items at equal distance: "
+        "average (exact expected value over all orders), index (database order), "
+        "optimistic (relevant first), pessimistic (relevant last).",
+    )
+    flags.DEFINE_enum(
+        "ap_denominator",
+        "min_r_k",
+        conventions.AP_DENOMINATORS,
+        "AP@k divided by min(R, k) or by the relevant items in the top k.",
+    )
+    flags.DEFINE_enum(
+        "empty_queries",
+        "skip",
+        conventions.EMPTY_POLICIES,
+        "Queries with no relevant "
+        "database item: left out of AP, recall and NDCG (skip) or counted as 0 (zero).",
+    )
+    flags.DEFINE_enum(
+        "empty_ball",
+        "zero",
+        conventions.EMPTY_POLICIES,
+        "Hash lookups with nothing within the radius: precision 0 (zero) or left out (skip).",
+    )
+    flags.DEFINE_enum(
+        "gain",
+        "shared",
+        conventions.GAINS,
+        "Graded relevance of ndcg, acg and wap: "
+        "number of shared labels, or their Jaccard similarity.",
+    )
+    flags.DEFINE_enum(
+        "preset",
+        None,
+        list(conventions.PRESETS),
+        "Conventions of widely used code: "
+        "deephash = --ties=index --ap_denominator=relevant_in_top_k "
+        "--empty_queries=zero.",
+    )
+    flags.DEFINE_enum(
+        "distance",
+        "hamming",
+        distances.DISTANCES,
+        "hamming for binary codes; "
+        "euclidean or cosine to rank real-valued embeddings (e.g. relaxed codes).",
+    )
+    cli.define_out(
+        "Output directory (created if missing). One that holds an "
+        "earlier report is refused unless --overwrite.",
+        overwrite="Replace the report (metrics.json and the plots) "
+        "already in --out; the earlier one's files are removed first, so the two "
+        "are never mixed.",
+    )
     flags.DEFINE_boolean("plots", True, "Write PNG plots.")
-    flags.DEFINE_boolean("gallery", False, "Also draw gallery.png: queries of every class in turn, "
-                         "with their top results, relevant ones framed green, others red. Needs "
-                         "the image paths that encode writes beside the codes "
-                         "(<name>_paths.npy, for image folders and list files).")
+    flags.DEFINE_boolean(
+        "gallery",
+        False,
+        "Also draw gallery.png: queries of every class in turn, "
+        "with their top results, relevant ones framed green, others red. Needs "
+        "the image paths that encode writes beside the codes "
+        "(<name>_paths.npy, for image folders and list files).",
+    )
+
 
 _CONVENTION_FLAGS = ("ties", "ap_denominator", "empty_queries", "empty_ball", "gain")
 
@@ -86,8 +147,10 @@ def _conventions():
     if FLAGS.preset:
         for name, value in conventions.PRESETS[FLAGS.preset].items():
             if FLAGS[name].present and FLAGS[name].value != value:
-                raise UsageError(f"--preset={FLAGS.preset} sets --{name}={value}; drop "
-                                 f"--{name}={FLAGS[name].value} or the preset")
+                raise UsageError(
+                    f"--preset={FLAGS.preset} sets --{name}={value}; drop "
+                    f"--{name}={FLAGS[name].value} or the preset"
+                )
             values[name] = value
     return values
 
@@ -97,11 +160,15 @@ def _code_files():
         if not FLAGS[name].value:
             raise UsageError(f"--{name} is required; see --help")
     if len(FLAGS.query_codes) != len(FLAGS.db_codes):
-        raise UsageError(f"{len(FLAGS.query_codes)} --query_codes files but {len(FLAGS.db_codes)} "
-                         "--db_codes files; give one database file per query file")
+        raise UsageError(
+            f"{len(FLAGS.query_codes)} --query_codes files but {len(FLAGS.db_codes)} "
+            "--db_codes files; give one database file per query file"
+        )
     if FLAGS.bits and len(FLAGS.bits) != len(FLAGS.query_codes):
-        raise UsageError(f"--bits has {len(FLAGS.bits)} values for {len(FLAGS.query_codes)} code "
-                         "files; give one per file, or none for unpacked codes")
+        raise UsageError(
+            f"--bits has {len(FLAGS.bits)} values for {len(FLAGS.query_codes)} code "
+            "files; give one per file, or none for unpacked codes"
+        )
     try:
         bits = [int(b) or None for b in FLAGS.bits]
     except ValueError:
@@ -123,8 +190,10 @@ def main(argv):
     if FLAGS.plots:  # these checks before minutes of scoring, not after
         plots.require_matplotlib()
     if FLAGS.gallery:
-        gallery_paths = (read_paths(files[0][0], "`gallery`", "`query_codes`"),
-                         read_paths(files[0][1], "`gallery`", "`db_codes`"))
+        gallery_paths = (
+            read_paths(files[0][0], "`gallery`", "`query_codes`"),
+            read_paths(files[0][1], "`gallery`", "`db_codes`"),
+        )
     report_dir.prepare(FLAGS.out, FLAGS.overwrite)
     query_labels = cli.load_array(FLAGS.query_labels, "query_labels")
     db_labels = cli.load_array(FLAGS.db_labels, "db_labels")
@@ -132,10 +201,16 @@ def main(argv):
     for query_path, db_path, bits in files:
         try:
             report = evaluation.evaluate_codes(
-                cli.load_array(query_path, "query_codes"), query_labels,
+                cli.load_array(query_path, "query_codes"),
+                query_labels,
                 cli.load_array(db_path, "db_codes"),
-                db_labels, metrics=_metrics(), top_k=FLAGS.top_k, distance=FLAGS.distance,
-                bits=bits, **settings)
+                db_labels,
+                metrics=_metrics(),
+                top_k=FLAGS.top_k,
+                distance=FLAGS.distance,
+                bits=bits,
+                **settings,
+            )
         except UsageError as e:  # cli.run names the library's arguments as flags
             raise UsageError(f"{query_path} against {db_path}: {e}") from None
         print(report_dir.scores_line(report))
@@ -147,10 +222,18 @@ def main(argv):
         from tfhash import gallery
 
         query_path, db_path, bits = files[0]
-        written.append(gallery.draw_evaluation_gallery(
-            os.path.join(FLAGS.out, "gallery.png"), cli.load_array(query_path, "query_codes"),
-            query_labels, cli.load_array(db_path, "db_codes"), db_labels, bits, *gallery_paths,
-            class_names=read_info(db_path).get("class_names")))
+        written.append(
+            gallery.draw_evaluation_gallery(
+                os.path.join(FLAGS.out, "gallery.png"),
+                cli.load_array(query_path, "query_codes"),
+                query_labels,
+                cli.load_array(db_path, "db_codes"),
+                db_labels,
+                bits,
+                *gallery_paths,
+                class_names=read_info(db_path).get("class_names"),
+            )
+        )
     print("wrote " + ", ".join(written))
 
 

@@ -21,15 +21,29 @@ from absl import flags
 from tfhash import cli
 from tfhash.serving.export import checkpoint_path, export_run  # noqa: F401  (callers' names)
 
+
 def define_flags():
     """export's flags, defined by ``cli.run`` (importing the module defines none)."""
-    flags.DEFINE_string("run_dir", None, "Training run directory (written by python -m "
-                        "tfhash.train); its checkpoints/best.keras is exported.")
-    flags.DEFINE_string("export_dir", None, "Base directory of the exported model, the "
-                        "--model_base_path of tensorflow_model_server; versions go in integer "
-                        "subdirectories.")
-    flags.DEFINE_integer("version", None, "Version number of the export; default: one more than "
-                         "the highest version already in --export_dir (1 for a new one).")
+    flags.DEFINE_string(
+        "run_dir",
+        None,
+        "Training run directory (written by python -m "
+        "tfhash.train); its checkpoints/best.keras is exported.",
+    )
+    flags.DEFINE_string(
+        "export_dir",
+        None,
+        "Base directory of the exported model, the "
+        "--model_base_path of tensorflow_model_server; versions go in integer "
+        "subdirectories.",
+    )
+    flags.DEFINE_integer(
+        "version",
+        None,
+        "Version number of the export; default: one more than "
+        "the highest version already in --export_dir (1 for a new one).",
+    )
+
 
 FLAGS = flags.FLAGS
 
@@ -40,12 +54,17 @@ def main(argv):
     if os.path.isfile(flags_path):
         with open(flags_path) as f:
             run = json.load(f)
-        summary = ", ".join(f"{k}={run[k]}" for k in ("method", "backbone", "bits", "image_size",
-                                                       "dataset") if k in run)
+        summary = ", ".join(
+            f"{k}={run[k]}"
+            for k in ("method", "backbone", "bits", "image_size", "dataset")
+            if k in run
+        )
         print(f"{FLAGS.run_dir} ({summary})")
-    print(f"exported to {version_dir}\n"
-          f"serve it: tensorflow_model_server --rest_api_port=8501 --model_name=tfhash "
-          f"--model_base_path={os.path.abspath(FLAGS.export_dir)}")
+    print(
+        f"exported to {version_dir}\n"
+        f"serve it: tensorflow_model_server --rest_api_port=8501 --model_name=tfhash "
+        f"--model_base_path={os.path.abspath(FLAGS.export_dir)}"
+    )
 
 
 if __name__ == "__main__":

@@ -39,8 +39,7 @@ def label_names(labels, class_names):
     """
     if labels is None or not class_names:
         return ""
-    return "+".join(str(class_names[i]) if 0 <= i < len(class_names) else str(i)
-                    for i in labels)
+    return "+".join(str(class_names[i]) if 0 <= i < len(class_names) else str(i) for i in labels)
 
 
 def relevance(query_labels, hit_labels):
@@ -77,8 +76,15 @@ def _cell(axes, path, title, colour, size, label, caption=""):
     pixels = _thumbnail(path, size) if path else None
     if pixels is None:
         axes.imshow(np.full((size, size, 3), 225, np.uint8))
-        axes.text(size / 2, size / 2, os.path.basename(str(label))[:14], ha="center",
-                  va="center", fontsize=FONT - 1, wrap=True)
+        axes.text(
+            size / 2,
+            size / 2,
+            os.path.basename(str(label))[:14],
+            ha="center",
+            va="center",
+            fontsize=FONT - 1,
+            wrap=True,
+        )
     else:
         axes.imshow(pixels)
     axes.set_xticks([])
@@ -91,8 +97,17 @@ def _cell(axes, path, title, colour, size, label, caption=""):
         axes.set_xlabel(caption[:18], fontsize=FONT, labelpad=2)
 
 
-def draw_gallery(path, queries, hits, relevant=None, max_queries=10, max_results=10,
-                 thumbnail=128, class_names=None, query_labels=None):
+def draw_gallery(
+    path,
+    queries,
+    hits,
+    relevant=None,
+    max_queries=10,
+    max_results=10,
+    thumbnail=128,
+    class_names=None,
+    query_labels=None,
+):
     """Draws queries and their results into a PNG at ``path``; returns ``path``.
 
     Args:
@@ -122,8 +137,15 @@ def draw_gallery(path, queries, hits, relevant=None, max_queries=10, max_results
     for row in range(rows):
         query_path, query_title = queries[row]
         query_label = None if query_labels is None else query_labels[row]
-        _cell(grid[row, 0], query_path, query_title, BLACK, thumbnail, query_title,
-              label_names(query_label, class_names))
+        _cell(
+            grid[row, 0],
+            query_path,
+            query_title,
+            BLACK,
+            thumbnail,
+            query_title,
+            label_names(query_label, class_names),
+        )
         marks = relevant[row] if relevant is not None else None
         found = hits[row]
         for column in range(1, columns):
@@ -133,12 +155,17 @@ def draw_gallery(path, queries, hits, relevant=None, max_queries=10, max_results
                 axes.axis("off")
                 continue
             colour = GREY if marks is None else (GREEN if marks[rank] else RED)
-            caption = label_names(None if found.labels is None else found.labels[rank],
-                                  class_names)
-            _cell(axes, found.paths[rank], f"{rank + 1}: d={int(found.distances[rank])}",
-                  colour, thumbnail, found.item_ids[rank], caption)
-    figure.subplots_adjust(left=0.01, right=0.99, bottom=0.03, top=0.97, wspace=0.12,
-                           hspace=0.45)
+            caption = label_names(None if found.labels is None else found.labels[rank], class_names)
+            _cell(
+                axes,
+                found.paths[rank],
+                f"{rank + 1}: d={int(found.distances[rank])}",
+                colour,
+                thumbnail,
+                found.item_ids[rank],
+                caption,
+            )
+    figure.subplots_adjust(left=0.01, right=0.99, bottom=0.03, top=0.97, wspace=0.12, hspace=0.45)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     figure.savefig(path, dpi=100)
     return path
@@ -148,10 +175,20 @@ def draw_search_gallery(path, hits, ids, paths, labels, class_names, max_queries
     """The gallery of ``python -m tfhash.search``: each query (its image when ``paths`` has
     one, titled by its id) with its results, framed by whether they share a label with it."""
     relevant = None if labels is None else [relevance(q, h.labels) for q, h in zip(labels, hits)]
-    queries = [(None if paths is None else paths[i], os.path.basename(str(ids[i]))[:18])
-               for i in range(len(hits))]
-    return draw_gallery(path, queries, hits, relevant, max_queries=max_queries,
-                        max_results=max_results, class_names=class_names, query_labels=labels)
+    queries = [
+        (None if paths is None else paths[i], os.path.basename(str(ids[i]))[:18])
+        for i in range(len(hits))
+    ]
+    return draw_gallery(
+        path,
+        queries,
+        hits,
+        relevant,
+        max_queries=max_queries,
+        max_results=max_results,
+        class_names=class_names,
+        query_labels=labels,
+    )
 
 
 def spread_queries(labels, count):
@@ -172,8 +209,19 @@ def spread_queries(labels, count):
     return np.lexsort((first, rank))[:count]
 
 
-def draw_evaluation_gallery(path, query_codes, query_labels, db_codes, db_labels, bits,
-                            query_paths, db_paths, queries=8, k=8, class_names=None):
+def draw_evaluation_gallery(
+    path,
+    query_codes,
+    query_labels,
+    db_codes,
+    db_labels,
+    bits,
+    query_paths,
+    db_paths,
+    queries=8,
+    k=8,
+    class_names=None,
+):
     """The gallery of ``python -m tfhash.evaluate --gallery``: ``queries`` queries spread over
     the classes (:func:`spread_queries`) and their top ``k`` results by Hamming distance (ties
     in database order, as ``tfhash.search``), drawn into ``path``."""
@@ -187,9 +235,23 @@ def draw_evaluation_gallery(path, query_codes, query_labels, db_codes, db_labels
     hits, relevant = [], []
     for q, row in zip(chosen, rows):
         top = np.argsort(row, kind="stable")[:k]
-        hits.append(Hits(distances=row[top], positions=top, item_ids=db_paths[top],
-                         paths=db_paths[top], labels=[db_sets[i] for i in top]))
+        hits.append(
+            Hits(
+                distances=row[top],
+                positions=top,
+                item_ids=db_paths[top],
+                paths=db_paths[top],
+                labels=[db_sets[i] for i in top],
+            )
+        )
         relevant.append(relevance(query_sets[q], hits[-1].labels))
     titles = [(query_paths[q], f"query {q}") for q in chosen]
-    return draw_gallery(path, titles, hits, relevant, max_results=k, class_names=class_names,
-                        query_labels=[query_sets[q] for q in chosen])
+    return draw_gallery(
+        path,
+        titles,
+        hits,
+        relevant,
+        max_results=k,
+        class_names=class_names,
+        query_labels=[query_sets[q] for q in chosen],
+    )

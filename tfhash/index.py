@@ -34,18 +34,18 @@ build = update_index  # its name here before
 FLAGS = flags.FLAGS
 CODES_FLAGS = {  # the encoded set to add (tfhash.retrieval.codes.read_encoded's arguments)
     "codes": "Codes to add: the --out directory of python -m tfhash.encode, or one "
-             "<name>_codes.npy in it.",
+    "<name>_codes.npy in it.",
     "name": "Prefix of the encode files to add (e.g. database); needed when --codes holds "
-            "several sets.",
+    "several sets.",
     "image_root": "Directory the item ids are relative to (the image folder, or the list "
-                  "file's directory): paths become <image_root>/<id>. Default: "
-                  "<name>_paths.npy if encode wrote one, else the ids.",
+    "file's directory): paths become <image_root>/<id>. Default: "
+    "<name>_paths.npy if encode wrote one, else the ids.",
 }
 MULTIHASH_FLAGS = {  # the settings of --kind=multihash, integers, None for their defaults
     "nhash": "multihash: number of hash tables (default K // 16).",
     "hash_bits": "multihash: bits per table (default K // nhash).",
     "nflip": "multihash: bits flipped per table when probing (default 1); radius search is "
-             "exact up to nhash * (nflip + 1) - 1.",
+    "exact up to nhash * (nflip + 1) - 1.",
 }
 
 
@@ -53,33 +53,74 @@ def define_flags():
     """index's flags, defined by ``cli.run`` (importing the module defines none)."""
     for name, help in CODES_FLAGS.items():
         flags.DEFINE_string(name, None, help)
-    flags.DEFINE_integer("bits", None, "Code length K, when packed codes do not say it (12-bit "
-                         "codes fill 2 bytes); default: unknown, checked by bytes only.")
-    cli.define_out("Index directory (faiss), created if missing; with "
-                   "--backend=milvus, an optional directory pointing to the collection.")
-    flags.DEFINE_enum("backend", "faiss", ["faiss", "milvus"], "faiss: in-process index saved in "
-                      "--out; milvus: a collection on the Milvus server (or Milvus Lite file) "
-                      "at --uri.")
-    flags.DEFINE_string("uri", None, "Milvus URI: http://host:19530 for a server or cluster, or "
-                        "a local .db file for Milvus Lite.")
+    flags.DEFINE_integer(
+        "bits",
+        None,
+        "Code length K, when packed codes do not say it (12-bit "
+        "codes fill 2 bytes); default: unknown, checked by bytes only.",
+    )
+    cli.define_out(
+        "Index directory (faiss), created if missing; with "
+        "--backend=milvus, an optional directory pointing to the collection."
+    )
+    flags.DEFINE_enum(
+        "backend",
+        "faiss",
+        ["faiss", "milvus"],
+        "faiss: in-process index saved in "
+        "--out; milvus: a collection on the Milvus server (or Milvus Lite file) "
+        "at --uri.",
+    )
+    flags.DEFINE_string(
+        "uri",
+        None,
+        "Milvus URI: http://host:19530 for a server or cluster, or "
+        "a local .db file for Milvus Lite.",
+    )
     cli.define_milvus("tfhash", "Milvus collection name.")
-    flags.DEFINE_enum("kind", "flat", ["flat", "multihash"], "faiss index: flat (exact "
-                      "IndexBinaryFlat) or multihash (IndexBinaryMultiHash, for radius search; "
-                      "top-k stays exact). Only for a new index: an existing index of another "
-                      "kind is refused, never silently kept.")
+    flags.DEFINE_enum(
+        "kind",
+        "flat",
+        ["flat", "multihash"],
+        "faiss index: flat (exact "
+        "IndexBinaryFlat) or multihash (IndexBinaryMultiHash, for radius search; "
+        "top-k stays exact). Only for a new index: an existing index of another "
+        "kind is refused, never silently kept.",
+    )
     for name, help in MULTIHASH_FLAGS.items():
         flags.DEFINE_integer(name, None, help)
-    flags.DEFINE_string("delete", None, "Item ids to delete: comma-separated, or a .txt (one id "
-                        "per line) or .npy file of ids. Applied before --codes are added.")
-    flags.DEFINE_boolean("replace", False, "Re-add items whose id is already in the index (they "
-                         "move to the end of the tie order); without it they are refused.")
+    flags.DEFINE_string(
+        "delete",
+        None,
+        "Item ids to delete: comma-separated, or a .txt (one id "
+        "per line) or .npy file of ids. Applied before --codes are added.",
+    )
+    flags.DEFINE_boolean(
+        "replace",
+        False,
+        "Re-add items whose id is already in the index (they "
+        "move to the end of the tie order); without it they are refused.",
+    )
 
 
 def main(argv):
     index, added, deleted = update_index(
-        FLAGS.codes, FLAGS.out, FLAGS.backend, FLAGS.uri, FLAGS.collection, FLAGS.name,
-        FLAGS.image_root, FLAGS.bits, FLAGS.kind if FLAGS["kind"].present else None,
-        FLAGS.nhash, FLAGS.hash_bits, FLAGS.nflip, FLAGS.delete, FLAGS.replace, FLAGS.timeout)
+        FLAGS.codes,
+        FLAGS.out,
+        FLAGS.backend,
+        FLAGS.uri,
+        FLAGS.collection,
+        FLAGS.name,
+        FLAGS.image_root,
+        FLAGS.bits,
+        FLAGS.kind if FLAGS["kind"].present else None,
+        FLAGS.nhash,
+        FLAGS.hash_bits,
+        FLAGS.nflip,
+        FLAGS.delete,
+        FLAGS.replace,
+        FLAGS.timeout,
+    )
     where = FLAGS.out if FLAGS.backend == "faiss" else f"{FLAGS.uri} ({FLAGS.collection})"
     print(f"added {added}, deleted {deleted}: {index.describe()} in {where}")
 

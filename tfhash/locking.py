@@ -43,8 +43,9 @@ def describe_holder(text):
     from a lock file's content; what is readable of it otherwise."""
     try:
         holder = json.loads(text)
-        return (f"pid {holder['pid']} on {holder['host']} since {holder['since']} "
-                f"({holder['command']})")
+        return (
+            f"pid {holder['pid']} on {holder['host']} since {holder['since']} ({holder['command']})"
+        )
     except (ValueError, KeyError, TypeError):
         return "another process (its lock file names no holder)"
 
@@ -72,10 +73,15 @@ class DirectoryLock:
         except OSError:  # BlockingIOError: held; the holder wrote its name once it had it
             holder = os.pread(fd, 4096, 0).decode(errors="replace")
             os.close(fd)
-            raise UsageError(f"{self.what} is in use by {describe_holder(holder)}; "
-                             f"{self.fix}") from None
-        holder = {"pid": os.getpid(), "host": socket.gethostname(), "command": _command(),
-                  "since": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+            raise UsageError(
+                f"{self.what} is in use by {describe_holder(holder)}; {self.fix}"
+            ) from None
+        holder = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "command": _command(),
+            "since": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(holder).encode(), 0)
         self._fd = fd

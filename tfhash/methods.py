@@ -92,9 +92,11 @@ class Method:
         gives this method the batches it needs, its messages naming the settings as the
         command's flags; ``protocol()`` returns the run's :class:`tfhash.data.Protocol`."""
         checks = [
-            (config.images_per_class >= self.images_per_class,
-             f"method={self.name} needs {self.images_per_class - 1} positives per anchor: "
-             f"raise `images_per_class` to at least {self.images_per_class}"),
+            (
+                config.images_per_class >= self.images_per_class,
+                f"method={self.name} needs {self.images_per_class - 1} positives per anchor: "
+                f"raise `images_per_class` to at least {self.images_per_class}",
+            )
         ]
         if self.sampler != "semi_supervised":
             return checks
@@ -103,18 +105,24 @@ class Method:
         kept = self.labelled_per_class(config.labelled_per_class, protocol)
         split = protocol()
         return checks + [
-            (config.batch_size >= self.min_batch_size,
-             f"method={self.name} needs batches of at least {self.min_batch_size} images "
-             f"(its graph's negatives come from far ranks of the batch), got "
-             f"batch_size={config.batch_size}"),
-            (labelled % ipc == 0 and 2 * ipc <= labelled < config.batch_size,
-             f"labelled_ratio={config.labelled_ratio} of batch_size={config.batch_size} gives "
-             f"{labelled} labelled images per batch: make it at least two classes of "
-             f"images_per_class={ipc} (a multiple of it), with some unlabelled"),
-            (kept or split.sampling != "fraction" or split.train < 1,
-             f"protocol={config.protocol} trains on the whole database, leaving no unlabelled "
-             f"images for method={self.name}: keep fewer labelled (labelled_per_class=N) "
-             "or draw fewer (protocol=fraction:train=0.5)"),
+            (
+                config.batch_size >= self.min_batch_size,
+                f"method={self.name} needs batches of at least {self.min_batch_size} images "
+                f"(its graph's negatives come from far ranks of the batch), got "
+                f"batch_size={config.batch_size}",
+            ),
+            (
+                labelled % ipc == 0 and 2 * ipc <= labelled < config.batch_size,
+                f"labelled_ratio={config.labelled_ratio} of batch_size={config.batch_size} gives "
+                f"{labelled} labelled images per batch: make it at least two classes of "
+                f"images_per_class={ipc} (a multiple of it), with some unlabelled",
+            ),
+            (
+                kept or split.sampling != "fraction" or split.train < 1,
+                f"protocol={config.protocol} trains on the whole database, leaving no unlabelled "
+                f"images for method={self.name}: keep fewer labelled (labelled_per_class=N) "
+                "or draw fewer (protocol=fraction:train=0.5)",
+            ),
         ]
 
 
@@ -169,47 +177,136 @@ def hyperparameters():
     return lines
 
 
-register(Method("lsdh", "tfhash.losses.lsdh:LSDHLoss", "LSDH: quadruplet loss (Eq. 8 / 13) + "
-                "Hamming-isometric quantization (Eq. 11)", images_per_class=3))
-register(Method("lsdh_l1", "tfhash.losses.lsdh:LSDHL1Loss", "LSDH with mu = 0: L1 quantization "
-                "only (the paper's ablation)", images_per_class=3))
-register(Method("triplet", "tfhash.losses.triplet:TripletLoss", "triplet ranking (the first two "
-                "terms of Eq. 8) with LSDH's quantization"))
-register(Method("cnnh", "tfhash.losses.cnnh:CNNHLoss", "CNNH: stage-1 target codes from the "
-                "similarity matrix, then the network regresses them",
-                prepare="tfhash.losses.cnnh:prepare", run_dir_files=("cnnh_targets.npz",)))
+register(
+    Method(
+        "lsdh",
+        "tfhash.losses.lsdh:LSDHLoss",
+        "LSDH: quadruplet loss (Eq. 8 / 13) + Hamming-isometric quantization (Eq. 11)",
+        images_per_class=3,
+    )
+)
+register(
+    Method(
+        "lsdh_l1",
+        "tfhash.losses.lsdh:LSDHL1Loss",
+        "LSDH with mu = 0: L1 quantization only (the paper's ablation)",
+        images_per_class=3,
+    )
+)
+register(
+    Method(
+        "triplet",
+        "tfhash.losses.triplet:TripletLoss",
+        "triplet ranking (the first two terms of Eq. 8) with LSDH's quantization",
+    )
+)
+register(
+    Method(
+        "cnnh",
+        "tfhash.losses.cnnh:CNNHLoss",
+        "CNNH: stage-1 target codes from the similarity matrix, then the network regresses them",
+        prepare="tfhash.losses.cnnh:prepare",
+        run_dir_files=("cnnh_targets.npz",),
+    )
+)
 for _name, _class, _summary in [
-        ("lsh", "lsh:LSH", "random hyperplanes through the mean"),
-        ("sh", "sh:SH", "spectral hashing, Weiss et al. 2008"),
-        ("itq", "itq:ITQ", "iterative quantization, Gong & Lazebnik 2011"),
-        ("ksh", "ksh:KSH", "kernel-based supervised hashing, Liu et al. 2012"),
-        ("sdh", "sdh:SDH", "supervised discrete hashing, Shen et al. 2015")]:
-    register(Method(_name, None, f"shallow: {_summary}, on features (--backbone, --features)",
-                    kind="shallow", model=f"tfhash.shallow.{_class}"))
-register(Method("dsh", "tfhash.losses.dsh:DSHLoss", "DSH, Liu et al. 2016: contrastive loss, "
-                "margin 2K, + alpha L1 regulariser (Eq. 5)", head="linear"))
-register(Method("hashnet", "tfhash.losses.hashnet:HashNetLoss", "HashNet, Cao et al. 2017: "
-                "weighted pairwise likelihood on tanh(beta z), beta by continuation",
-                head="linear"))
-register(Method("dhn", "tfhash.losses.dhn:DHNLoss", "DHN, Zhu et al. 2016: pairwise "
-                "cross-entropy on inner products + lambda log cosh quantization"))
-register(Method("lifted", "tfhash.losses.lifted:LiftedStructuredLoss", "lifted structured "
-                "loss, Song et al. 2016, + the triplet baseline's quantization (Fig. 11)"))
-register(Method("quadruplet_chen", "tfhash.losses.quadruplet_chen:ChenQuadrupletLoss",
-                "quadruplet loss of Chen et al. 2017 ('Beyond triplet'), + the triplet "
-                "baseline's quantization (Fig. 11)"))
-register(Method("angular", "tfhash.losses.angular:AngularLoss", "angular loss, Wang et al. "
-                "2017, + the triplet baseline's quantization (Fig. 11)"))
-register(Method("dnnh", "tfhash.losses.dnnh:DNNHLoss", "DNNH, Lai et al. 2015: triplet ranking "
-                "on the divide-and-encode head's [0, 1] codes (in-batch triplets)",
-                head="divide_encode"))
-register(Method("lcdsh", "tfhash.losses.lcdsh:LCDSHLoss", "LCDSH, Zhu & Gao 2017 (the public "
-                "code's form): pairwise likelihood + lambda = 3 locality constraint",
-                head="linear"))
-register(Method("dmssph", "tfhash.losses.dmssph:DMSSPHLoss", "DMSSPH, Wu et al. 2017 "
-                "(reconstructed from the abstract): Hamming distance follows the Jaccard "
-                "similarity level"))
-register(Method("ssdh", "tfhash.losses.ssdh:SSDHLoss", "SSDH-ZP, Zhang & Peng 2017 "
-                "(semi-supervised): triplet ranking on labelled images + an online kNN-graph "
-                "embedding over labelled and unlabelled ones", sampler="semi_supervised",
-                min_batch_size=16))  # ssdh.MIN_BATCH_SIZE: its far window lies past the 8 nearest
+    ("lsh", "lsh:LSH", "random hyperplanes through the mean"),
+    ("sh", "sh:SH", "spectral hashing, Weiss et al. 2008"),
+    ("itq", "itq:ITQ", "iterative quantization, Gong & Lazebnik 2011"),
+    ("ksh", "ksh:KSH", "kernel-based supervised hashing, Liu et al. 2012"),
+    ("sdh", "sdh:SDH", "supervised discrete hashing, Shen et al. 2015"),
+]:
+    register(
+        Method(
+            _name,
+            None,
+            f"shallow: {_summary}, on features (--backbone, --features)",
+            kind="shallow",
+            model=f"tfhash.shallow.{_class}",
+        )
+    )
+register(
+    Method(
+        "dsh",
+        "tfhash.losses.dsh:DSHLoss",
+        "DSH, Liu et al. 2016: contrastive loss, margin 2K, + alpha L1 regulariser (Eq. 5)",
+        head="linear",
+    )
+)
+register(
+    Method(
+        "hashnet",
+        "tfhash.losses.hashnet:HashNetLoss",
+        "HashNet, Cao et al. 2017: "
+        "weighted pairwise likelihood on tanh(beta z), beta by continuation",
+        head="linear",
+    )
+)
+register(
+    Method(
+        "dhn",
+        "tfhash.losses.dhn:DHNLoss",
+        "DHN, Zhu et al. 2016: pairwise "
+        "cross-entropy on inner products + lambda log cosh quantization",
+    )
+)
+register(
+    Method(
+        "lifted",
+        "tfhash.losses.lifted:LiftedStructuredLoss",
+        "lifted structured loss, Song et al. 2016, + the triplet baseline's quantization (Fig. 11)",
+    )
+)
+register(
+    Method(
+        "quadruplet_chen",
+        "tfhash.losses.quadruplet_chen:ChenQuadrupletLoss",
+        "quadruplet loss of Chen et al. 2017 ('Beyond triplet'), + the triplet "
+        "baseline's quantization (Fig. 11)",
+    )
+)
+register(
+    Method(
+        "angular",
+        "tfhash.losses.angular:AngularLoss",
+        "angular loss, Wang et al. 2017, + the triplet baseline's quantization (Fig. 11)",
+    )
+)
+register(
+    Method(
+        "dnnh",
+        "tfhash.losses.dnnh:DNNHLoss",
+        "DNNH, Lai et al. 2015: triplet ranking "
+        "on the divide-and-encode head's [0, 1] codes (in-batch triplets)",
+        head="divide_encode",
+    )
+)
+register(
+    Method(
+        "lcdsh",
+        "tfhash.losses.lcdsh:LCDSHLoss",
+        "LCDSH, Zhu & Gao 2017 (the public "
+        "code's form): pairwise likelihood + lambda = 3 locality constraint",
+        head="linear",
+    )
+)
+register(
+    Method(
+        "dmssph",
+        "tfhash.losses.dmssph:DMSSPHLoss",
+        "DMSSPH, Wu et al. 2017 "
+        "(reconstructed from the abstract): Hamming distance follows the Jaccard "
+        "similarity level",
+    )
+)
+register(
+    Method(
+        "ssdh",
+        "tfhash.losses.ssdh:SSDHLoss",
+        "SSDH-ZP, Zhang & Peng 2017 "
+        "(semi-supervised): triplet ranking on labelled images + an online kNN-graph "
+        "embedding over labelled and unlabelled ones",
+        sampler="semi_supervised",
+        min_batch_size=16,
+    )
+)  # ssdh.MIN_BATCH_SIZE: its far window lies past the 8 nearest

@@ -35,36 +35,72 @@ from tfhash.errors import UsageError
 from tfhash.retrieval import query, store
 
 # Their home before the library held them.
-folder_labels, queries_from_flags, search, report = (query.folder_labels, query.read_queries,
-                                                      query.search, query.report)
+folder_labels, queries_from_flags, search, report = (
+    query.folder_labels,
+    query.read_queries,
+    query.search,
+    query.report,
+)
 
 FLAGS = flags.FLAGS
 
 
 def define_flags():
     """search's flags, defined by ``cli.run`` (importing the module defines none)."""
-    flags.DEFINE_string("index", None, "The index: a directory written by python -m "
-                        "tfhash.index, or a Milvus URI (http://host:19530 or a .db file).")
+    flags.DEFINE_string(
+        "index",
+        None,
+        "The index: a directory written by python -m "
+        "tfhash.index, or a Milvus URI (http://host:19530 or a .db file).",
+    )
     cli.define_milvus(None, "Milvus collection (default: the directory's, or tfhash).")
-    flags.DEFINE_string("query_codes", None, "Query codes .npy: packed uint8 rows (encode's "
-                        "<name>_codes.npy) or ±1 / 0/1 columns.")
-    flags.DEFINE_string("query_labels", None, "Query labels .npy (class ids or multi-hot), to "
-                        "frame the gallery; default: <name>_labels.npy next to --query_codes.")
-    flags.DEFINE_string("images", None, "Query images: comma-separated files or a folder "
-                        "(searched recursively), encoded by --model.")
-    flags.DEFINE_string("model", None, "Exported model (python -m tfhash.export's --export_dir, "
-                        "or one version) for --images.")
-    flags.DEFINE_string("image_root", None, "Directory the query item ids are relative to, to "
-                        "draw --query_codes queries in the gallery.")
+    flags.DEFINE_string(
+        "query_codes",
+        None,
+        "Query codes .npy: packed uint8 rows (encode's <name>_codes.npy) or ±1 / 0/1 columns.",
+    )
+    flags.DEFINE_string(
+        "query_labels",
+        None,
+        "Query labels .npy (class ids or multi-hot), to "
+        "frame the gallery; default: <name>_labels.npy next to --query_codes.",
+    )
+    flags.DEFINE_string(
+        "images",
+        None,
+        "Query images: comma-separated files or a folder "
+        "(searched recursively), encoded by --model.",
+    )
+    flags.DEFINE_string(
+        "model",
+        None,
+        "Exported model (python -m tfhash.export's --export_dir, or one version) for --images.",
+    )
+    flags.DEFINE_string(
+        "image_root",
+        None,
+        "Directory the query item ids are relative to, to "
+        "draw --query_codes queries in the gallery.",
+    )
     flags.DEFINE_integer("k", 10, "Results per query, nearest first.")
-    flags.DEFINE_integer("radius", None, "Return every item within this Hamming distance "
-                         "instead of the top --k (capped at --k when --k is given too).")
-    flags.DEFINE_string("gallery", None, "Optional PNG: each query with its results, relevant "
-                        "ones framed green, others red (an existing one is refused unless "
-                        "--overwrite).")
+    flags.DEFINE_integer(
+        "radius",
+        None,
+        "Return every item within this Hamming distance "
+        "instead of the top --k (capped at --k when --k is given too).",
+    )
+    flags.DEFINE_string(
+        "gallery",
+        None,
+        "Optional PNG: each query with its results, relevant "
+        "ones framed green, others red (an existing one is refused unless "
+        "--overwrite).",
+    )
     flags.DEFINE_integer("gallery_queries", 10, "Queries drawn in the gallery.")
-    cli.define_out("Results JSON file (an existing one is refused unless --overwrite).",
-                   overwrite="Replace an existing --out and --gallery.")
+    cli.define_out(
+        "Results JSON file (an existing one is refused unless --overwrite).",
+        overwrite="Replace an existing --out and --gallery.",
+    )
     flags.DEFINE_integer("batch_size", 64, "Images per model call for --images.")
 
 
@@ -79,11 +115,16 @@ def check_outputs(out, gallery=None, overwrite=False):
         raise UsageError(f"--gallery={gallery} is a directory; pass a .png file name")
     if gallery and os.path.abspath(gallery) == os.path.abspath(out):
         raise UsageError(f"--gallery and --out are the same file {out}; give two names")
-    existing = [f"--{flag}={path}" for flag, path in (("out", out), ("gallery", gallery))
-                if path and os.path.exists(path)]
+    existing = [
+        f"--{flag}={path}"
+        for flag, path in (("out", out), ("gallery", gallery))
+        if path and os.path.exists(path)
+    ]
     if existing and not overwrite:
-        raise UsageError(f"{' and '.join(existing)} already exist{'s' * (len(existing) == 1)}; "
-                         "pass another name, or --overwrite to replace")
+        raise UsageError(
+            f"{' and '.join(existing)} already exist{'s' * (len(existing) == 1)}; "
+            "pass another name, or --overwrite to replace"
+        )
 
 
 def main(argv):
@@ -93,8 +134,10 @@ def main(argv):
     if FLAGS.radius is not None and FLAGS.radius < 0:
         raise UsageError(f"--radius must be 0 or more (Hamming distance), got {FLAGS.radius}")
     if bool(FLAGS.query_codes) == bool(FLAGS.images):
-        raise UsageError("give exactly one of --query_codes (a .npy of codes) and --images "
-                         "(files or a folder, with --model)")
+        raise UsageError(
+            "give exactly one of --query_codes (a .npy of codes) and --images "
+            "(files or a folder, with --model)"
+        )
     if FLAGS.gallery_queries < 1:
         raise UsageError(f"--gallery_queries must be at least 1, got {FLAGS.gallery_queries}")
     if FLAGS.gallery:
@@ -104,8 +147,14 @@ def main(argv):
     index = store.open_index(FLAGS.index, FLAGS.collection, FLAGS.timeout)
     class_names = store.read_class_names(FLAGS.index if os.path.isdir(FLAGS.index) else None)
     codes, bits, ids, paths, labels = query.read_queries(
-        FLAGS.query_codes, FLAGS.images, FLAGS.model, FLAGS.query_labels, FLAGS.image_root,
-        FLAGS.batch_size, class_names)
+        FLAGS.query_codes,
+        FLAGS.images,
+        FLAGS.model,
+        FLAGS.query_labels,
+        FLAGS.image_root,
+        FLAGS.batch_size,
+        class_names,
+    )
     hits = query.search(index, codes, FLAGS.k, FLAGS.radius, FLAGS["k"].present, bits)
     result = query.report(index, hits, ids, labels, FLAGS.k, FLAGS.radius)
     if class_names:
@@ -118,8 +167,16 @@ def main(argv):
     if FLAGS.gallery:
         from tfhash import gallery
 
-        gallery.draw_search_gallery(FLAGS.gallery, hits, ids, paths, labels, class_names,
-                                    FLAGS.gallery_queries, FLAGS.k if FLAGS.radius is None else 10)
+        gallery.draw_search_gallery(
+            FLAGS.gallery,
+            hits,
+            ids,
+            paths,
+            labels,
+            class_names,
+            FLAGS.gallery_queries,
+            FLAGS.k if FLAGS.radius is None else 10,
+        )
         print(f"gallery: {FLAGS.gallery}")
 
 

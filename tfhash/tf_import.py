@@ -20,6 +20,7 @@ def import_tensorflow():
     if "tensorflow" in sys.modules or os.environ.get("TF_CPP_MIN_LOG_LEVEL") != "3":
         import keras  # noqa: F401
         import tensorflow as tf
+
         return tf
     sys.stderr.flush()
     saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)

@@ -16,8 +16,13 @@ The names a Python caller used from this module stay here: ``TrainConfig``, ``tr
 import sys
 
 from tfhash import cli
-from tfhash.config import (TrainConfig, config_from_flags, define_flags, multi_worker_chief,
-                           parse_arguments)
+from tfhash.config import (
+    TrainConfig,
+    config_from_flags,
+    define_flags,
+    multi_worker_chief,
+    parse_arguments,
+)
 from tfhash.errors import UsageError
 from tfhash.training.run import TrainingStopped, learning_rate_schedule, train
 
@@ -32,9 +37,22 @@ def main(argv):
         sys.exit(1)
 
 
-__all__ = ["TrainConfig", "TrainingStopped", "config_from_flags", "define_flags",
-           "learning_rate_schedule", "main", "multi_worker_chief", "parse_arguments", "train"]
+__all__ = [
+    "TrainConfig",
+    "TrainingStopped",
+    "config_from_flags",
+    "define_flags",
+    "learning_rate_schedule",
+    "main",
+    "multi_worker_chief",
+    "parse_arguments",
+    "train",
+]
 
 if __name__ == "__main__":
-    cli.run(main, define_flags, interrupted="interrupted (Ctrl-C); the run directory keeps every "
-            "completed epoch: run the same command again to resume")
+    cli.run(
+        main,
+        define_flags,
+        interrupted="interrupted (Ctrl-C); the run directory keeps every "
+        "completed epoch: run the same command again to resume",
+    )

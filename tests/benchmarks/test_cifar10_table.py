@@ -16,9 +16,11 @@ def table():
 
 def report(map_value, lookup=None):
     """A report shaped like evaluate_codes's, with a chosen MAP and precision@500."""
-    out = {"map": map_value,
-           "p@k": {"k": [100, 500], "precision": [map_value + 0.1, map_value + 0.05]},
-           "pr": {"recall": [0.1, 0.5], "precision": [0.9, map_value]}}
+    out = {
+        "map": map_value,
+        "p@k": {"k": [100, 500], "precision": [map_value + 0.1, map_value + 0.05]},
+        "pr": {"recall": [0.1, 0.5], "precision": [0.9, map_value]},
+    }
     if lookup is not None:
         out["p@r2"] = {"precision": lookup}
     return out
@@ -29,11 +31,18 @@ def write_runs(table, out_dir, bits=(12, 48), seeds=3):
     args = type("Args", (), {"bits": list(bits), "seeds": seeds, "out_dir": str(out_dir)})
     for method, b, seed in table.planned_runs(args):
         value = 0.1 * list(table.TRAINED).index(method) + b / 1000 + seed / 100
-        record = {"method": method, "bits": b, "seed": seed, "epochs": 3, "wall_seconds": 60.0,
-                  "train_seconds": 50.0, "machine": "test cpu", "signs": report(value, 0.5),
-                  "relaxed": report(value + 0.001) if method == "lsdh" else None,
-                  "codes": {"distinct_codes": 100 * (seed + 1), "constant_bits": seed,
-                            "tanh_slope": 0.5}}
+        record = {
+            "method": method,
+            "bits": b,
+            "seed": seed,
+            "epochs": 3,
+            "wall_seconds": 60.0,
+            "train_seconds": 50.0,
+            "machine": "test cpu",
+            "signs": report(value, 0.5),
+            "relaxed": report(value + 0.001) if method == "lsdh" else None,
+            "codes": {"distinct_codes": 100 * (seed + 1), "constant_bits": seed, "tanh_slope": 0.5},
+        }
         with open(os.path.join(out_dir, table.run_name(method, b, seed) + ".json"), "w") as f:
             json.dump(record, f)
     return args

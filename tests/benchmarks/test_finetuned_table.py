@@ -21,8 +21,11 @@ def test_the_plan_covers_the_issue_runs_and_each_rate(ft):
     args = ft.parse_args(["--only=lsdh,dsh", "--learning_rates=1e-4,3e-4"])
     runs = ft.planned(args)
     assert {(r.method, r.protocol, r.bits) for r in runs} == {
-        ("lsdh", "cifar10", 48), ("lsdh", "cifar10", 12), ("dsh", "cifar10", 48),
-        ("dsh", "cifar10-1", 48)}
+        ("lsdh", "cifar10", 48),
+        ("lsdh", "cifar10", 12),
+        ("dsh", "cifar10", 48),
+        ("dsh", "cifar10-1", 48),
+    }
     assert len(runs) == 8 and {r.learning_rate for r in runs} == {"1e-4", "3e-4"}
     lsdh = ft.Run("lsdh", "cifar10", 48, "")
     command = ft.command(ft.parse_args([]), lsdh)
@@ -31,29 +34,39 @@ def test_the_plan_covers_the_issue_runs_and_each_rate(ft):
     assert not any(f.startswith("--margin") for f in command)  # K/2 is the loss's default
     # The LSDH row's run directory is the one the README's command of its config names.
     with open(os.path.join(ft.ROOT, "README.md")) as f:
-        assert ("--flagfile=configs/cifar10_lsdh_e2e.cfg --bits=48 "
-                "--run_dir=runs/cifar10_lsdh_e2e_48") in f.read()
+        assert (
+            "--flagfile=configs/cifar10_lsdh_e2e.cfg --bits=48 --run_dir=runs/cifar10_lsdh_e2e_48"
+        ) in f.read()
     dsh = ft.Run("dsh", "cifar10-1", 48, "3e-4")
     assert ft.command(ft.parse_args([]), dsh)[-2:] == [
-        "--learning_rate=3e-4", "--run_dir=runs/cifar10_dsh_e2e_48_cifar10_1_lr3e-4"]
+        "--learning_rate=3e-4",
+        "--run_dir=runs/cifar10_dsh_e2e_48_cifar10_1_lr3e-4",
+    ]
 
 
 def test_scores_and_packed_codes_of_a_finished_run(ft, tmp_path):
     rng = np.random.default_rng(0)
-    arrays = {"query_codes": np.sign(rng.normal(size=(20, 12))).astype(np.int8),
-              "query_labels": rng.integers(0, 3, 20),
-              "database_codes": np.sign(rng.normal(size=(50, 12))).astype(np.int8),
-              "database_labels": rng.integers(0, 3, 50)}
+    arrays = {
+        "query_codes": np.sign(rng.normal(size=(20, 12))).astype(np.int8),
+        "query_labels": rng.integers(0, 3, 20),
+        "database_codes": np.sign(rng.normal(size=(50, 12))).astype(np.int8),
+        "database_labels": rng.integers(0, 3, 50),
+    }
     os.makedirs(tmp_path / "codes")
     for name, array in arrays.items():
         np.save(tmp_path / "codes" / f"{name}.npy", array)
     record, packed = ft.scores(str(tmp_path))
-    codes = [arrays[n] for n in ("query_codes", "query_labels", "database_codes",
-                                 "database_labels")]
+    codes = [
+        arrays[n] for n in ("query_codes", "query_labels", "database_codes", "database_labels")
+    ]
     assert record["map"] == evaluation.evaluate_codes(*codes, metrics=["map"])["map"]
-    by_index = evaluation.evaluate_codes(*codes, metrics=["map"], ties="index",
-                                         ap_denominator="relevant_in_top_k",
-                                         empty_queries="zero")
+    by_index = evaluation.evaluate_codes(
+        *codes,
+        metrics=["map"],
+        ties="index",
+        ap_denominator="relevant_in_top_k",
+        empty_queries="zero",
+    )
     assert record["map_deephash"] == pytest.approx(by_index["map"])
     unpacked = np.unpackbits(packed["database_codes"], axis=1, count=12)
     np.testing.assert_array_equal(unpacked.astype(np.int8) * 2 - 1, arrays["database_codes"])
@@ -62,11 +75,22 @@ def test_scores_and_packed_codes_of_a_finished_run(ft, tmp_path):
 
 def test_the_report_shows_the_rate_with_the_best_validation_map(ft):
     def record(val_map, query_map, lr):
-        return {"map": query_map, "map_deephash": query_map, "p@r2": 0.5, "val_map": val_map,
-                "wall_seconds": 600, "load_before": 2.0, "load_after": 2.1, "machine": "cpu",
-                "command": f"python -m tfhash.train --learning_rate={lr}"}
-    records = {ft.Run("lsdh", "cifar10", 48, "1e-4"): record(0.80, 0.70, "1e-4"),
-               ft.Run("lsdh", "cifar10", 48, "3e-4"): record(0.85, 0.60, "3e-4")}
+        return {
+            "map": query_map,
+            "map_deephash": query_map,
+            "p@r2": 0.5,
+            "val_map": val_map,
+            "wall_seconds": 600,
+            "load_before": 2.0,
+            "load_after": 2.1,
+            "machine": "cpu",
+            "command": f"python -m tfhash.train --learning_rate={lr}",
+        }
+
+    records = {
+        ft.Run("lsdh", "cifar10", 48, "1e-4"): record(0.80, 0.70, "1e-4"),
+        ft.Run("lsdh", "cifar10", 48, "3e-4"): record(0.85, 0.60, "3e-4"),
+    }
     section = ft.report(records)
     row = next(line for line in section.splitlines() if line.startswith("| LSDH"))
     assert "**0.600**" in row and "3e-4" in row and "0.782 (LSDH paper" in row

@@ -28,12 +28,20 @@ def test_pack_train_encode_at_a_tiny_setting(gpu, tmp_path, folder, weights_file
     assert arrays["train_images"].shape == (len(split.train), 32, 32, 3)
     np.testing.assert_array_equal(arrays["val_labels"], collection.labels[split.val])
 
-    train = ["train", "--data=" + packed, f"--out={tmp_path / 'out'}",
-             f"--work={tmp_path / 'work'}", "--methods=lsdh", "--bits=8",
-             "--backbone=resnet_small", f"--weights={weights_file}", "--image_size=32",
-             "--throughput_steps=1",
-             "--override=epochs=2,steps_per_epoch=2,head_warmup_epochs=1,eval_every=1,"
-             "batch_size=16,images_per_class=4,head_hidden=8,lr_warmup_epochs=0"]
+    train = [
+        "train",
+        "--data=" + packed,
+        f"--out={tmp_path / 'out'}",
+        f"--work={tmp_path / 'work'}",
+        "--methods=lsdh",
+        "--bits=8",
+        "--backbone=resnet_small",
+        f"--weights={weights_file}",
+        "--image_size=32",
+        "--throughput_steps=1",
+        "--override=epochs=2,steps_per_epoch=2,head_warmup_epochs=1,eval_every=1,"
+        "batch_size=16,images_per_class=4,head_hidden=8,lr_warmup_epochs=0",
+    ]
     try:
         gpu.main(train)
     finally:
@@ -55,11 +63,19 @@ def test_pack_train_encode_at_a_tiny_setting(gpu, tmp_path, folder, weights_file
     assert (tmp_path / "out" / "lsdh_8.npz").read_bytes() == before
 
     run_dir = tmp_path / "run"
-    gpu.main(["encode", f"--model={model_file}", f"--run_dir={run_dir}",
-              f"--data_dir={folder}", "--protocol=fraction"])
+    gpu.main(
+        [
+            "encode",
+            f"--model={model_file}",
+            f"--run_dir={run_dir}",
+            f"--data_dir={folder}",
+            "--protocol=fraction",
+        ]
+    )
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert 0 <= metrics["map"] <= 1
     codes = np.load(run_dir / "codes" / "query_codes.npy")
     assert codes.shape == (len(split.query), 8) and set(np.unique(codes)) <= {-1, 1}
-    np.testing.assert_array_equal(np.load(run_dir / "codes" / "query_labels.npy"),
-                                  collection.labels[split.query])
+    np.testing.assert_array_equal(
+        np.load(run_dir / "codes" / "query_labels.npy"), collection.labels[split.query]
+    )

@@ -22,15 +22,24 @@ def shared():
 
 
 def arguments(pt, tmp_path, *extra):
-    return pt.parse_args([f"--runs_dir={tmp_path / 'runs'}", f"--out_dir={tmp_path / 'out'}",
-                          f"--results={tmp_path / 'RESULTS.md'}", *extra])
+    return pt.parse_args(
+        [
+            f"--runs_dir={tmp_path / 'runs'}",
+            f"--out_dir={tmp_path / 'out'}",
+            f"--results={tmp_path / 'RESULTS.md'}",
+            *extra,
+        ]
+    )
 
 
 def report(value):
     """A report shaped like evaluate_codes's, with a chosen MAP."""
-    return {"map": value, "p@k": {"k": [100, 500], "precision": [value + 0.1, value + 0.05]},
-            "p@r2": {"precision": value + 0.02},
-            "pr": {"recall": [0.1, 0.5], "precision": [0.9, value]}}
+    return {
+        "map": value,
+        "p@k": {"k": [100, 500], "precision": [value + 0.1, value + 0.05]},
+        "p@r2": {"precision": value + 0.02},
+        "pr": {"recall": [0.1, 0.5], "precision": [0.9, value]},
+    }
 
 
 def value_of(pt, run):
@@ -42,11 +51,19 @@ def fabricate(pt, args, runs):
     """A scored JSON for each run, with the command the script plans for it."""
     for run in runs:
         v = value_of(pt, run)
-        record = {"name": run.name, "command": pt.command(args, run), "wall_seconds": 120.0,
-                  "machine": "test cpu", "train_seconds": 100.0}
+        record = {
+            "name": run.name,
+            "command": pt.command(args, run),
+            "wall_seconds": 120.0,
+            "machine": "test cpu",
+            "train_seconds": 100.0,
+        }
         if run.part == "table":
-            record.update(signs=report(v), codes={"distinct_codes": 1000, "constant_bits": 0},
-                          relaxed=report(v + 0.5) if run.method in pt.PAPER_RELAXED else None)
+            record.update(
+                signs=report(v),
+                codes={"distinct_codes": 1000, "constant_bits": 0},
+                relaxed=report(v + 0.5) if run.method in pt.PAPER_RELAXED else None,
+            )
         elif run.part == "grid":
             lam, mu = (value for _, value in run.extra)
             record.update(map=0.5 + lam / 10, val_map=0.6 - lam / 10 + mu / 100)
@@ -86,16 +103,23 @@ def test_commands_share_one_base_config_and_the_per_method_flags(pt, tmp_path):
     assert "--seed=1" in lsdh and "--bits=24" in lsdh
     assert lsdh[-1].startswith("--run_dir=") and lsdh[-1].endswith("lsdh_24bits_seed1")
     # The margin follows the code length inside the loss (K/2): no command spells it.
-    assert not any(f.startswith("--margin") for f in lsdh + pt.command(
-        args, pt.Run("table", "triplet", 48)) + pt.command(args, pt.Run("table", "dsh", 24)))
+    assert not any(
+        f.startswith("--margin")
+        for f in lsdh
+        + pt.command(args, pt.Run("table", "triplet", 48))
+        + pt.command(args, pt.Run("table", "dsh", 24))
+    )
     ssdh = pt.command(args, pt.Run("table", "ssdh", 48))
     assert "--images_per_class=8" in ssdh and "--labelled_ratio=0.5" in ssdh
-    grid = pt.command(args, pt.Run("grid", "lsdh", 12, 0, (("quantization_weight", 0.2),
-                                                           ("isometric_weight", 0.0))))
+    grid = pt.command(
+        args,
+        pt.Run("grid", "lsdh", 12, 0, (("quantization_weight", 0.2), ("isometric_weight", 0.0))),
+    )
     assert "--quantization_weight=0.2" in grid and "--isometric_weight=0" in grid
     tuned = arguments(pt, tmp_path, "--finetuned", "--epochs=5")
     assert "--flagfile=configs/cifar10_finetuned_base.cfg" in pt.command(
-        tuned, pt.Run("table", "hashnet", 12))
+        tuned, pt.Run("table", "hashnet", 12)
+    )
     itq = pt.command(tuned, pt.Run("table", "itq", 12))  # shallow: frozen features, no epochs
     assert "--flagfile=configs/cifar10_pretrained_base.cfg" in itq
     assert not any(f.startswith("--epochs") for f in itq)
@@ -112,11 +136,14 @@ def test_scoring_a_finished_run_and_the_relaxed_codes_against_brute_force(pt, tm
     query_h, database_h = rng.normal(size=(20, 8)), rng.normal(size=(1000, 8))
     run_dir = tmp_path / "lsdh_12bits_seed0"
     os.makedirs(run_dir / "codes")
-    for name, array in [("query_labels", query_labels), ("database_labels", database_labels),
-                        ("query_embedding", np.tanh(query_h)),
-                        ("database_embedding", np.tanh(database_h)),
-                        ("query_codes", np.where(query_h > 0, 1, -1).astype(np.int8)),
-                        ("database_codes", np.where(database_h > 0, 1, -1).astype(np.int8))]:
+    for name, array in [
+        ("query_labels", query_labels),
+        ("database_labels", database_labels),
+        ("query_embedding", np.tanh(query_h)),
+        ("database_embedding", np.tanh(database_h)),
+        ("query_codes", np.where(query_h > 0, 1, -1).astype(np.int8)),
+        ("database_codes", np.where(database_h > 0, 1, -1).astype(np.int8)),
+    ]:
         np.save(run_dir / "codes" / f"{name}.npy", array)
     with open(run_dir / "metrics.json", "w") as f:
         json.dump({"map": 0.4, "run": {"train_seconds": 12.5}}, f)
@@ -132,8 +159,9 @@ def test_scoring_a_finished_run_and_the_relaxed_codes_against_brute_force(pt, tm
     assert record["train_seconds"] == 12.5 and record["codes"]["distinct_codes"] <= 256
     with open(run_dir / "history.csv", "w") as f:
         f.write("epoch,loss,val_map\n0,1.0,\n4,0.5,0.31\n9,0.4,0.29\n")
-    grid = pt.score_run(pt.Run("grid", "lsdh", 12, 0, (("quantization_weight", 0.8),)),
-                        str(run_dir))
+    grid = pt.score_run(
+        pt.Run("grid", "lsdh", 12, 0, (("quantization_weight", 0.8),)), str(run_dir)
+    )
     assert grid == {"train_seconds": 12.5, "map": 0.4, "val_map": 0.31}  # the best epoch's
 
 
@@ -143,8 +171,9 @@ def test_the_report_from_finished_runs(pt, tmp_path):
     text, records = section(pt, args)
     seeds = [0.048 + s / 100 for s in range(3)]
     mean = f"{np.mean(seeds):.3f} ± {np.std(seeds, ddof=1):.3f}"
-    assert (f"| LSDH | 0.012 | 0.024 | 0.032 | {mean} | 0.746 / 0.752 / 0.779 / 0.782 | "
-            "LSDH's run |") in text
+    assert (
+        f"| LSDH | 0.012 | 0.024 | 0.032 | {mean} | 0.746 / 0.752 / 0.779 / 0.782 | LSDH's run |"
+    ) in text
     assert "| LSDH-C | 0.512 | 0.524 | 0.532 |" in text  # Table V: the relaxed reports
     assert "0.753 / 0.762 / 0.769 / 0.765" in text  # the paper's LSDH-C
     assert "copied: DNNH paper" in text and "| Triplet | 0.032 |" in text
@@ -228,26 +257,52 @@ def test_code_statistics_count_distinct_codes_constant_bits_and_the_tanh_slope(s
     codes[:2, 1] = -1  # bit 1: 99 % the same sign, constant
     codes[:3, 2] = -1  # bit 2: 98.5 %, not constant
     stats = shared.code_statistics(codes, np.full((200, 3), 0.5, np.float32))
-    assert stats == {"distinct_codes": len({tuple(c) for c in codes}), "constant_bits": 1,
-                     "tanh_slope": pytest.approx(0.75)}
+    assert stats == {
+        "distinct_codes": len({tuple(c) for c in codes}),
+        "constant_bits": 1,
+        "tanh_slope": pytest.approx(0.75),
+    }
 
 
 def test_a_run_directory_with_other_settings_is_refused_by_tfhash_train(shared, tmp_path):
     run_dir = tmp_path / "itq_12bits_seed0"
     os.makedirs(run_dir)
-    settings = {"run_dir": str(run_dir), "dataset": "digits", "data_dir": None,
-                "protocol": "digits", "val_fraction": 0.1, "seed": 0, "method": "itq",
-                "bits": 16, "backbone": "pixels", "weights": "none", "image_size": 8,
-                "features": None, "shallow_params": {}}
+    settings = {
+        "run_dir": str(run_dir),
+        "dataset": "digits",
+        "data_dir": None,
+        "protocol": "digits",
+        "val_fraction": 0.1,
+        "seed": 0,
+        "method": "itq",
+        "bits": 16,
+        "backbone": "pixels",
+        "weights": "none",
+        "image_size": 8,
+        "features": None,
+        "shallow_params": {},
+    }
     with open(run_dir / "flags.json", "w") as f:
         json.dump(settings, f)
     with open(run_dir / "metrics.json", "w") as f:
         json.dump({"map": 0.5}, f)
-    command = [sys.executable, "-m", "tfhash.train", "--method=itq", "--dataset=digits",
-               "--protocol=digits", "--backbone=pixels", "--image_size=8", "--bits=12",
-               f"--run_dir={run_dir}"]
-    with pytest.raises(SystemExit, match=r"itq_12bits_seed0 failed: run directory .* "
-                                         r"other settings \(--bits=16 there vs 12 now\)"):
+    command = [
+        sys.executable,
+        "-m",
+        "tfhash.train",
+        "--method=itq",
+        "--dataset=digits",
+        "--protocol=digits",
+        "--backbone=pixels",
+        "--image_size=8",
+        "--bits=12",
+        f"--run_dir={run_dir}",
+    ]
+    with pytest.raises(
+        SystemExit,
+        match=r"itq_12bits_seed0 failed: run directory .* "
+        r"other settings \(--bits=16 there vs 12 now\)",
+    ):
         shared.run_logged(command, str(run_dir))
     assert float(open(f"{run_dir}.wall_seconds").read()) > 0
     assert "$ " in open(f"{run_dir}.log").read()

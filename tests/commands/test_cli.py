@@ -17,8 +17,14 @@ ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
 
 
 def run(module, *args, cwd=None):
-    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True,
-                          timeout=300, env=ENV, cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=ENV,
+        cwd=cwd,
+    )
 
 
 @pytest.mark.parametrize("asked", ["--help", "-h", "--helpfull"])
@@ -31,8 +37,12 @@ def test_help_exits_0(asked):
 
 def test_help_into_a_closed_pipe_is_no_traceback():
     """``python -m tfhash.evaluate --help | head -1``: the reader stops after one line."""
-    process = subprocess.Popen([sys.executable, "-m", "tfhash.evaluate", "--helpfull"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tfhash.evaluate", "--helpfull"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=ENV,
+    )
     process.stdout.readline()
     process.stdout.close()
     assert process.wait(timeout=120) == 0
@@ -45,7 +55,8 @@ def test_a_missing_flagfile_is_one_line(tmp_path):
     assert result.stderr.splitlines() == [
         f"error: --flagfile=nope.cfg: no such file in {tmp_path}; flagfile paths (those nested "
         "in a flagfile too) are relative to the current directory: run the command from the "
-        "checkout, or give an absolute path"]
+        "checkout, or give an absolute path"
+    ]
 
 
 def test_a_bad_flag_value_is_one_line():
@@ -53,22 +64,37 @@ def test_a_bad_flag_value_is_one_line():
     assert result.returncode == 2
     assert result.stderr.splitlines() == [
         "error: flag --top_k=many: invalid literal for int() with base 10: 'many'; see --help "
-        "for the flags"]
+        "for the flags"
+    ]
 
 
 def _train_args(run_dir, epochs):
-    return ["--dataset=digits", "--protocol=digits", f"--run_dir={run_dir}", "--bits=8",
-            "--batch_size=16", "--images_per_class=8", "--steps_per_epoch=3",
-            f"--epochs={epochs}", "--eval_every=100", "--head_lr_multiplier=1", "--verbose=2"]
+    return [
+        "--dataset=digits",
+        "--protocol=digits",
+        f"--run_dir={run_dir}",
+        "--bits=8",
+        "--batch_size=16",
+        "--images_per_class=8",
+        "--steps_per_epoch=3",
+        f"--epochs={epochs}",
+        "--eval_every=100",
+        "--head_lr_multiplier=1",
+        "--verbose=2",
+    ]
 
 
 def test_ctrl_c_stops_training_at_once_with_one_line_and_the_run_resumes(tmp_path):
     run_dir = tmp_path / "run"
     process = subprocess.Popen(
         [sys.executable, "-m", "tfhash.train", *_train_args(run_dir, 500)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
         # A shell's background job ignores SIGINT, and the child would inherit that.
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     for line in process.stdout:  # the first epoch is complete when the third one starts
         if line.startswith("Epoch 3/"):
             break
@@ -82,13 +108,15 @@ def test_ctrl_c_stops_training_at_once_with_one_line_and_the_run_resumes(tmp_pat
     assert returncode == 130
     assert stderr.splitlines() == [
         "error: interrupted (Ctrl-C); the run directory keeps every completed epoch: run the "
-        "same command again to resume"]
+        "same command again to resume"
+    ]
     assert stopped < 5, f"took {stopped:.1f} s to stop"
 
     resumed = run("tfhash.train", *_train_args(run_dir, 3))  # fewer epochs: a resumable change
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert "resuming" in resumed.stdout and "after epoch 2 of 3" in resumed.stdout, \
-        resumed.stdout[-2000:]
+    assert "resuming" in resumed.stdout and "after epoch 2 of 3" in resumed.stdout, resumed.stdout[
+        -2000:
+    ]
     assert (run_dir / "metrics.json").exists()
 
 
@@ -102,28 +130,43 @@ def test_convert_weights_creates_the_folder_of_its_out(tmp_path):
     assert out.stat().st_size > 10_000_000 and os.listdir(out.parent) == [out.name]
     again = run("tfhash.convert_weights", "--backbone=efficientnet_lite0", f"--out={out}")
     assert again.returncode == 2 and again.stderr.splitlines() == [
-        f"error: --out={out} exists; delete it or pass another path"]
+        f"error: --out={out} exists; delete it or pass another path"
+    ]
 
 
 def test_an_unprepared_tfds_dataset_is_one_line_without_tfds_warnings(tmp_path):
     """A TFDS data_dir whose version folder holds nothing (an interrupted ``tfds build``): TFDS
     logged 'Variant folder … has no dataset_info.json' and then raised a KeyError."""
     (tmp_path / "tfds" / "cifar10" / "3.0.2").mkdir(parents=True)
-    result = run("tfhash.train", "--dataset=cifar10", "--protocol=cifar10",
-                 f"--data_dir={tmp_path / 'tfds'}", f"--run_dir={tmp_path / 'run'}")
+    result = run(
+        "tfhash.train",
+        "--dataset=cifar10",
+        "--protocol=cifar10",
+        f"--data_dir={tmp_path / 'tfds'}",
+        f"--run_dir={tmp_path / 'run'}",
+    )
     assert result.returncode == 2
     assert result.stderr.splitlines() == [
         f"error: cifar10 is not in TFDS data_dir {tmp_path / 'tfds'}; run `tfds build cifar10` "
         "with network access (then pass --data_dir=<its data_dir>) or pass --dataset=folder "
-        "--data_dir=<image folder>"]
+        "--data_dir=<image folder>"
+    ]
 
 
 def test_train_help_lists_every_backbone():
     result = run("tfhash.train", "--helpshort")
     assert result.returncode == 0, result.stderr[-2000:]
     backbone = result.stdout.split("--backbone:")[1].split("(default")[0]
-    for name in ("resnet_small", "nin", "vgg16", "resnet50", "mobilenetv3", "efficientnet_lite0",
-                 "efficientnet_lite1", "efficientnet_lite2"):
+    for name in (
+        "resnet_small",
+        "nin",
+        "vgg16",
+        "resnet50",
+        "mobilenetv3",
+        "efficientnet_lite0",
+        "efficientnet_lite1",
+        "efficientnet_lite2",
+    ):
         assert name in backbone, name
 
 
@@ -132,19 +175,36 @@ def test_the_tfhash_console_script_runs_the_command_word_for_word(tmp_path):
     tfhash.<command> [flags]``: the same output and exit status, a library error reworded as
     the command's flags in both."""
     script = [sys.executable, "-c", "from tfhash.cli import main; main()"]
-    for args in (["--top_k=many"], [f"--query_codes={tmp_path}/q.npy", "--db_codes=d.npy",
-                                    "--query_labels=q.npy", "--db_labels=d.npy",
-                                    f"--out={tmp_path}/r"]):
+    for args in (
+        ["--top_k=many"],
+        [
+            f"--query_codes={tmp_path}/q.npy",
+            "--db_codes=d.npy",
+            "--query_labels=q.npy",
+            "--db_labels=d.npy",
+            f"--out={tmp_path}/r",
+        ],
+    ):
         direct = run("tfhash.evaluate", *args)
-        console = subprocess.run([*script, "evaluate", *args], capture_output=True, text=True,
-                                 timeout=300, env=ENV)
+        console = subprocess.run(
+            [*script, "evaluate", *args], capture_output=True, text=True, timeout=300, env=ENV
+        )
         assert (console.returncode, console.stdout, console.stderr) == (
-            direct.returncode, direct.stdout, direct.stderr)
+            direct.returncode,
+            direct.stdout,
+            direct.stderr,
+        )
         assert direct.returncode == 2 and direct.stderr.startswith("error: "), direct.stderr
-    index = subprocess.run([*script, "index", f"--out={tmp_path}/i"], capture_output=True,
-                           text=True, timeout=300, env=ENV)
+    index = subprocess.run(
+        [*script, "index", f"--out={tmp_path}/i"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=ENV,
+    )
     assert index.returncode == 2 and index.stderr.splitlines() == [
-        "error: nothing to do: give --codes to add, or --delete ids"]
+        "error: nothing to do: give --codes to add, or --delete ids"
+    ]
     unknown = subprocess.run([*script, "serve"], capture_output=True, text=True, env=ENV)
     assert unknown.returncode == 2 and unknown.stderr.startswith("error: unknown command 'serve'")
     usage = subprocess.run([*script, "--help"], capture_output=True, text=True, env=ENV)
@@ -156,6 +216,7 @@ def test_library_errors_are_reworded_as_the_commands_flags():
 
     assert cli.as_flags("`k` must be at least 1, got 0", ["k"]) == "--k must be at least 1, got 0"
     assert cli.as_flags("k=11 is larger; use `radius`", ["k", "radius"]) == (
-        "--k=11 is larger; use --radius")
+        "--k=11 is larger; use --radius"
+    )
     # Only the command's own flags, never a word inside a path or another name.
     assert cli.as_flags("top_k=3 /a/k=1 `kind` --k=2", ["k"]) == "top_k=3 /a/k=1 `kind` --k=2"

@@ -32,8 +32,9 @@ def folder(tmp_path_factory):
     for cls, names in [("cat", ["0.png", "1.jpg", "2.png"]), ("dog", ["0.jpg", "1.png"])]:
         (root / cls).mkdir()
         for name in names:
-            pixels = rng.integers(0, 256, (rng.integers(20, 50), rng.integers(20, 50), 3),
-                                  dtype=np.uint8)
+            pixels = rng.integers(
+                0, 256, (rng.integers(20, 50), rng.integers(20, 50), 3), dtype=np.uint8
+            )
             encode = tf.io.encode_png if name.endswith(".png") else tf.io.encode_jpeg
             (root / cls / name).write_bytes(encode(pixels).numpy())
     return root
@@ -47,8 +48,9 @@ def expected_packed(model, paths):
 
 
 def test_encodes_an_image_folder(model, export_dir, folder, tmp_path):
-    result = encode_collection(export_dir, str(folder), str(tmp_path / "codes"), batch_size=2,
-                               verbose=False)
+    result = encode_collection(
+        export_dir, str(folder), str(tmp_path / "codes"), batch_size=2, verbose=False
+    )
     item_ids = ["cat/0.png", "cat/1.jpg", "cat/2.png", "dog/0.jpg", "dog/1.png"]
     expected = {
         "codes": expected_packed(model, [folder / i for i in item_ids]),
@@ -68,16 +70,24 @@ def test_encodes_a_list_file_subset_with_multi_hot_labels(model, export_dir, fol
     list_file = folder / "list.txt"
     list_file.write_text("\n".join(lines) + "\n")
     np.save(tmp_path / "query.npy", np.array([3, 0], np.int64))
-    result = encode_collection(export_dir, str(list_file), str(tmp_path / "codes"),
-                               indices=str(tmp_path / "query.npy"), verbose=False)
+    result = encode_collection(
+        export_dir,
+        str(list_file),
+        str(tmp_path / "codes"),
+        indices=str(tmp_path / "query.npy"),
+        verbose=False,
+    )
     assert result["prefix"] == str(tmp_path / "codes" / "query")
-    np.testing.assert_array_equal(np.load(tmp_path / "codes" / "query_item_ids.npy"),
-                                  ["dog/1.png", "cat/0.png"])
-    np.testing.assert_array_equal(np.load(tmp_path / "codes" / "query_labels.npy"),
-                                  [[0, 0, 1], [1, 0, 1]])
-    np.testing.assert_array_equal(np.load(tmp_path / "codes" / "query_codes.npy"),
-                                  expected_packed(model, [folder / "dog/1.png",
-                                                          folder / "cat/0.png"]))
+    np.testing.assert_array_equal(
+        np.load(tmp_path / "codes" / "query_item_ids.npy"), ["dog/1.png", "cat/0.png"]
+    )
+    np.testing.assert_array_equal(
+        np.load(tmp_path / "codes" / "query_labels.npy"), [[0, 0, 1], [1, 0, 1]]
+    )
+    np.testing.assert_array_equal(
+        np.load(tmp_path / "codes" / "query_codes.npy"),
+        expected_packed(model, [folder / "dog/1.png", folder / "cat/0.png"]),
+    )
 
 
 def test_encode_then_the_evaluate_cli(model, export_dir, tmp_path):
@@ -85,15 +95,32 @@ def test_encode_then_the_evaluate_cli(model, export_dir, tmp_path):
     out = tmp_path / "codes"
     np.save(tmp_path / "query.npy", np.arange(0, 10))
     np.save(tmp_path / "database.npy", np.arange(10, 50))
-    parts = encode_collection(export_dir, "digits", str(out), verbose=False,
-                              indices=[str(tmp_path / "query.npy"), str(tmp_path / "database.npy")])
+    parts = encode_collection(
+        export_dir,
+        "digits",
+        str(out),
+        verbose=False,
+        indices=[str(tmp_path / "query.npy"), str(tmp_path / "database.npy")],
+    )
     assert [part["prefix"] for part in parts] == [str(out / "query"), str(out / "database")]
     result = subprocess.run(
-        [sys.executable, "-m", "tfhash.evaluate", f"--query_codes={out / 'query_codes.npy'}",
-         f"--query_labels={out / 'query_labels.npy'}", f"--db_codes={out / 'database_codes.npy'}",
-         f"--db_labels={out / 'database_labels.npy'}", f"--bits={BITS}", "--metrics=map",
-         "--noplots", f"--out={tmp_path / 'report'}"],
-        capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "tfhash.evaluate",
+            f"--query_codes={out / 'query_codes.npy'}",
+            f"--query_labels={out / 'query_labels.npy'}",
+            f"--db_codes={out / 'database_codes.npy'}",
+            f"--db_labels={out / 'database_labels.npy'}",
+            f"--bits={BITS}",
+            "--metrics=map",
+            "--noplots",
+            f"--out={tmp_path / 'report'}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     with open(tmp_path / "report" / "metrics.json") as f:
         report = json.load(f)
@@ -101,8 +128,9 @@ def test_encode_then_the_evaluate_cli(model, export_dir, tmp_path):
     digits = data.load_collection("digits")
     images = np.concatenate([x for x, _ in data.eval_dataset(digits, np.arange(50), SIZE, 50)])
     codes = np.where(model.predict(images, verbose=0) >= 0, 1, -1)
-    reference = evaluation.evaluate_codes(codes[:10], digits.labels[:10], codes[10:50],
-                                          digits.labels[10:50], metrics=["map"])
+    reference = evaluation.evaluate_codes(
+        codes[:10], digits.labels[:10], codes[10:50], digits.labels[10:50], metrics=["map"]
+    )
     assert report["data"]["bits"] == BITS
     assert report["map"] == reference["map"]
 
@@ -124,23 +152,30 @@ def test_bad_arguments_are_usage_errors(export_dir, folder, tmp_path):
 
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "tfhash.encode", *args], capture_output=True,
-                          text=True, timeout=300, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    return subprocess.run(
+        [sys.executable, "-m", "tfhash.encode", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
+    )
 
 
 def test_cli(export_dir, folder, tmp_path):
-    result = run_cli(f"--model={export_dir}", f"--data={folder}", f"--out={tmp_path}",
-                     "--name=db")
+    result = run_cli(f"--model={export_dir}", f"--data={folder}", f"--out={tmp_path}", "--name=db")
     assert result.returncode == 0, result.stderr[-3000:]
-    assert f"5 images → {BITS}-bit packed codes: {tmp_path / 'db'}_{{codes,labels," \
-           "item_ids}.npy" in result.stdout
+    assert (
+        f"5 images → {BITS}-bit packed codes: {tmp_path / 'db'}_{{codes,labels,"
+        "item_ids}.npy" in result.stdout
+    )
     assert np.load(tmp_path / "db_codes.npy").shape == (5, 2)
 
     result = run_cli(f"--model={tmp_path}", f"--data={folder}", f"--out={tmp_path}")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         f"error: no SavedModel in {tmp_path} (no saved_model.pb and no integer version "
-        "directories); export one with python -m tfhash.export"]
+        "directories); export one with python -m tfhash.export"
+    ]
 
 
 def test_a_missing_data_path_is_named(export_dir, tmp_path):
@@ -154,11 +189,19 @@ def test_existing_codes_are_never_overwritten_silently(export_dir, folder, tmp_p
     before = np.load(out / "all_codes.npy")
     np.save(tmp_path / "two.npy", np.array([0, 1]))
     with pytest.raises(UsageError, match=r"all_codes.npy already exists.*`overwrite`"):
-        encode_collection(export_dir, str(folder), str(out), name="all",
-                          indices=str(tmp_path / "two.npy"))
+        encode_collection(
+            export_dir, str(folder), str(out), name="all", indices=str(tmp_path / "two.npy")
+        )
     np.testing.assert_array_equal(np.load(out / "all_codes.npy"), before)
-    second = encode_collection(export_dir, str(folder), str(out), name="all", verbose=False,
-                               indices=str(tmp_path / "two.npy"), overwrite=True)
+    second = encode_collection(
+        export_dir,
+        str(folder),
+        str(out),
+        name="all",
+        verbose=False,
+        indices=str(tmp_path / "two.npy"),
+        overwrite=True,
+    )
     np.testing.assert_array_equal(second["codes"], first["codes"][:2])
     assert len(np.load(out / "all_codes.npy")) == 2
     # Image files are named by their paths, for an index or a gallery.
@@ -167,24 +210,29 @@ def test_existing_codes_are_never_overwritten_silently(export_dir, folder, tmp_p
 
 def test_one_image_as_data_is_one_line_pointing_to_search(export_dir, folder, tmp_path):
     """``--data=query.jpg`` was read as a list file: a 31-line UnicodeDecodeError."""
-    result = run_cli(f"--model={export_dir}", f"--data={folder / 'cat' / '1.jpg'}",
-                     f"--out={tmp_path / 'codes'}")
+    result = run_cli(
+        f"--model={export_dir}", f"--data={folder / 'cat' / '1.jpg'}", f"--out={tmp_path / 'codes'}"
+    )
     assert result.returncode == 2
     assert result.stderr.splitlines() == [
         f"error: --data={folder / 'cat' / '1.jpg'} is one image; encode takes an image folder "
         "(<root>/<class>/<image>) or a list file. To find the images nearest to it, give it to "
-        "the search command as a query image, with an index and a model"]
+        "the search command as a query image, with an index and a model"
+    ]
     assert not (tmp_path / "codes").exists()
 
 
 def test_redirected_output_has_no_progress_bar_codes_and_the_info_names_bits_and_classes(
-        export_dir, folder, tmp_path):
-    result = run_cli(f"--model={export_dir}", f"--data={folder}", f"--out={tmp_path}",
-                     "--batch_size=2")
+    export_dir, folder, tmp_path
+):
+    result = run_cli(
+        f"--model={export_dir}", f"--data={folder}", f"--out={tmp_path}", "--batch_size=2"
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "\x1b" not in result.stdout and "\r" not in result.stdout  # no colours, no redraws
     assert result.stdout.splitlines() == [
-        f"5 images → {BITS}-bit packed codes: {tmp_path / 'all'}_{{codes,labels,item_ids}}.npy"]
+        f"5 images → {BITS}-bit packed codes: {tmp_path / 'all'}_{{codes,labels,item_ids}}.npy"
+    ]
     info = json.loads((tmp_path / "all_info.json").read_text())
     assert (info["bits"], info["class_names"], info["count"]) == (BITS, ["cat", "dog"], 5)
     assert info["multi_label"] is False and info["data"] == str(folder)

@@ -16,7 +16,9 @@ from tfhash.export import export_run
 
 pytestmark = pytest.mark.slow  # trains or exports models, or runs commands in subprocesses
 
-BITS = 12  # the conftest's shared model; not a multiple of 8: the packed codes carry 4 bits of padding
+BITS = (
+    12  # the conftest's shared model; not a multiple of 8: the packed codes carry 4 bits of padding
+)
 SIZE = 32
 
 
@@ -43,8 +45,11 @@ def encoded_images():
     rgb = rng.integers(0, 256, (45, 60, 3), dtype=np.uint8)
     grey = rng.integers(0, 256, (SIZE, SIZE, 1), dtype=np.uint8)
     small = rng.integers(0, 256, (17, 23, 3), dtype=np.uint8)
-    return [tf.io.encode_jpeg(rgb).numpy(), tf.io.encode_png(grey).numpy(),
-            tf.io.encode_png(small).numpy()]
+    return [
+        tf.io.encode_jpeg(rgb).numpy(),
+        tf.io.encode_png(grey).numpy(),
+        tf.io.encode_png(small).numpy(),
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -66,8 +71,9 @@ def test_pack_codes_is_np_packbits(bits):
 
 
 def test_serving_outputs_sign_of_zero_is_plus_one():
-    outputs = serving.serving_outputs(tf.constant([[0.0, -0.0, -1e-7, 1e-7, 0.5, -0.5, 0.0, 0.0,
-                                                    -0.9]]))
+    outputs = serving.serving_outputs(
+        tf.constant([[0.0, -0.0, -1e-7, 1e-7, 0.5, -0.5, 0.0, 0.0, -0.9]])
+    )
     np.testing.assert_array_equal(outputs["codes"], [[1, 1, -1, 1, 1, -1, 1, 1, -1]])
     np.testing.assert_array_equal(outputs["packed"], [[0b11011011, 0b00000000]])
 
@@ -110,9 +116,10 @@ def test_signature_defs_declare_dtypes_and_a_dynamic_batch(version_dir):
     def shape(info):
         return [d.size for d in info.tensor_shape.dim]
 
-    for name, key, dtype, input_shape in [("serving_default", "images", tf.float32,
-                                           [-1, SIZE, SIZE, 3]),
-                                          ("encode_images", "image_bytes", tf.string, [-1])]:
+    for name, key, dtype, input_shape in [
+        ("serving_default", "images", tf.float32, [-1, SIZE, SIZE, 3]),
+        ("encode_images", "image_bytes", tf.string, [-1]),
+    ]:
         signature = signatures[name]
         assert signature.method_name == "tensorflow/serving/predict"
         assert list(signature.inputs) == [key]
@@ -128,34 +135,50 @@ def test_signature_defs_declare_dtypes_and_a_dynamic_batch(version_dir):
 
 def test_saved_model_cli_lists_the_signatures(version_dir):
     result = subprocess.run(
-        [sys.executable, "-m", "tensorflow.python.tools.saved_model_cli", "show", "--all",
-         "--dir", version_dir],
-        capture_output=True, text=True, timeout=120, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+        [
+            sys.executable,
+            "-m",
+            "tensorflow.python.tools.saved_model_cli",
+            "show",
+            "--all",
+            "--dir",
+            version_dir,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
+    )
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    default = out[out.index("signature_def['serving_default']"):]
-    default = default[:default.index("Method name is: tensorflow/serving/predict")]
+    default = out[out.index("signature_def['serving_default']") :]
+    default = default[: default.index("Method name is: tensorflow/serving/predict")]
     assert "inputs['images']" in default and "dtype: DT_FLOAT" in default
     assert "shape: (-1, 32, 32, 3)" in default
-    for output, dtype, shape in [("codes", "DT_INT8", "(-1, 12)"),
-                                 ("packed", "DT_UINT8", "(-1, 2)"),
-                                 ("embedding", "DT_FLOAT", "(-1, 12)")]:
-        block = default[default.index(f"outputs['{output}']"):]
+    for output, dtype, shape in [
+        ("codes", "DT_INT8", "(-1, 12)"),
+        ("packed", "DT_UINT8", "(-1, 2)"),
+        ("embedding", "DT_FLOAT", "(-1, 12)"),
+    ]:
+        block = default[default.index(f"outputs['{output}']") :]
         assert block.index(f"dtype: {dtype}") < block.index("name:")
         assert block.index(f"shape: {shape}") < block.index("name:")
-    encode = out[out.index("signature_def['encode_images']"):]
-    encode = encode[:encode.index("Method name is: tensorflow/serving/predict")]
+    encode = out[out.index("signature_def['encode_images']") :]
+    encode = encode[: encode.index("Method name is: tensorflow/serving/predict")]
     assert "inputs['image_bytes']" in encode and "dtype: DT_STRING" in encode
     assert "shape: (-1)\n" in encode
 
 
-@pytest.mark.parametrize("shape", [(2, SIZE, SIZE, 1), (2, SIZE, SIZE, 4), (SIZE, SIZE, 3),
-                                   (2, 16, 16, 3)])
+@pytest.mark.parametrize(
+    "shape", [(2, SIZE, SIZE, 1), (2, SIZE, SIZE, 4), (SIZE, SIZE, 3), (2, 16, 16, 3)]
+)
 def test_images_of_the_wrong_shape_are_refused(loaded, shape):
     got = ",".join(map(str, shape))
-    with pytest.raises(tf.errors.InvalidArgumentError,
-                       match=rf"Shape of tensor images \[{got}\] is not compatible with "
-                             rf"expected shape \[\?,{SIZE},{SIZE},3\]"):
+    with pytest.raises(
+        tf.errors.InvalidArgumentError,
+        match=rf"Shape of tensor images \[{got}\] is not compatible with "
+        rf"expected shape \[\?,{SIZE},{SIZE},3\]",
+    ):
         loaded.signatures["serving_default"](images=tf.zeros(shape))
 
 
@@ -165,9 +188,11 @@ def test_undecodable_bytes_are_refused(loaded):
 
 
 def test_a_batch_of_bytes_must_be_a_vector(loaded):
-    with pytest.raises(tf.errors.InvalidArgumentError,
-                       match=r"Shape of tensor image_bytes \[1,1\] is not compatible with "
-                             r"expected shape \[\?\]"):
+    with pytest.raises(
+        tf.errors.InvalidArgumentError,
+        match=r"Shape of tensor image_bytes \[1,1\] is not compatible with "
+        r"expected shape \[\?\]",
+    ):
         loaded.signatures["encode_images"](image_bytes=tf.constant([[encoded_images()[0]]]))
 
 
@@ -215,19 +240,31 @@ def test_export_dir_that_is_a_file_is_refused(model, tmp_path):
 
 
 def test_no_saved_model_to_resolve(tmp_path):
-    with pytest.raises(UsageError, match=r"no SavedModel in .*; export one with python -m "
-                                         r"tfhash.export"):
+    with pytest.raises(
+        UsageError,
+        match=r"no SavedModel in .*; export one with python -m "
+        r"tfhash.export",
+    ):
         serving.resolve_version_dir(str(tmp_path))
 
 
 # --- python -m tfhash.export: a training run directory in, a versioned SavedModel out.
 
+
 def write_run_dir(run_dir, model, method):
     """A run directory as python -m tfhash.train leaves it: flags.json and a compiled checkpoint."""
     os.makedirs(os.path.join(run_dir, "checkpoints"))
     with open(os.path.join(run_dir, "flags.json"), "w") as f:
-        json.dump({"dataset": "digits", "method": method, "backbone": "resnet_small",
-                   "bits": BITS, "image_size": SIZE}, f)
+        json.dump(
+            {
+                "dataset": "digits",
+                "method": method,
+                "backbone": "resnet_small",
+                "bits": BITS,
+                "image_size": SIZE,
+            },
+            f,
+        )
     model.compile(optimizer="sgd", loss=losses.get(method))
     model.save(os.path.join(run_dir, "checkpoints", "best.keras"))
 
@@ -242,16 +279,24 @@ def test_every_method_exports(method, model, images, tmp_path):
 
 def test_run_dir_without_a_checkpoint_is_refused(tmp_path):
     (tmp_path / "run").mkdir()
-    with pytest.raises(UsageError, match=r"no checkpoint at .*run/checkpoints/best.keras; train "
-                                         r"the run first"):
+    with pytest.raises(
+        UsageError,
+        match=r"no checkpoint at .*run/checkpoints/best.keras; train "
+        r"the run first",
+    ):
         export_run(str(tmp_path / "run"), str(tmp_path / "models"))
     with pytest.raises(UsageError, match=r"run_dir=.*missing is not a directory"):
         export_run(str(tmp_path / "missing"), str(tmp_path / "models"))
 
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "tfhash.export", *args], capture_output=True,
-                          text=True, timeout=300, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    return subprocess.run(
+        [sys.executable, "-m", "tfhash.export", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
+    )
 
 
 def test_cli_exports_the_next_version(model, images, tmp_path):
@@ -272,7 +317,8 @@ def test_cli_usage_errors_are_one_line(tmp_path):
     assert result.stderr.strip().splitlines() == [
         f"error: no checkpoint at {tmp_path / 'run' / 'checkpoints' / 'best.keras'}; train the "
         f"run first (python -m tfhash.train --run_dir={tmp_path / 'run'}) or pass the directory "
-        "of a trained run"]
+        "of a trained run"
+    ]
 
     (tmp_path / "run" / "checkpoints").mkdir()
     (tmp_path / "run" / "checkpoints" / "best.keras").write_bytes(b"")
@@ -281,4 +327,5 @@ def test_cli_usage_errors_are_one_line(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         f"error: --export_dir {tmp_path / 'models'} is a file; pass a directory (created if "
-        "missing)"]
+        "missing)"
+    ]

@@ -15,9 +15,13 @@ def single_label(per_class, name="toy"):
     labels = np.repeat(np.arange(len(per_class)), per_class)
     labels = np.random.default_rng(1).permutation(labels)
     class_names = [f"c{c}" for c in range(len(per_class))]
-    return data.Collection(name, labels=labels, class_names=class_names,
-                           item_ids=np.array([f"{name}/{i}" for i in range(len(labels))]),
-                           pixels=np.zeros((len(labels), 1, 1, 3), np.uint8))
+    return data.Collection(
+        name,
+        labels=labels,
+        class_names=class_names,
+        item_ids=np.array([f"{name}/{i}" for i in range(len(labels))]),
+        pixels=np.zeros((len(labels), 1, 1, 3), np.uint8),
+    )
 
 
 def multi_label(n, num_labels, seed=2):
@@ -26,24 +30,27 @@ def multi_label(n, num_labels, seed=2):
     labels = np.zeros((n, num_labels), np.uint8)
     for row in labels:
         row[rng.choice(num_labels, rng.integers(1, 4), replace=False)] = 1
-    return data.Collection("multi", labels=labels,
-                           class_names=[f"l{c}" for c in range(num_labels)],
-                           item_ids=np.array([f"m/{i}" for i in range(n)]),
-                           pixels=np.zeros((n, 1, 1, 3), np.uint8))
+    return data.Collection(
+        "multi",
+        labels=labels,
+        class_names=[f"l{c}" for c in range(num_labels)],
+        item_ids=np.array([f"m/{i}" for i in range(n)]),
+        pixels=np.zeros((n, 1, 1, 3), np.uint8),
+    )
 
 
 def check_invariants(split, collection):
     """The structural rules every split obeys, checked plainly with numpy sets."""
     everything = np.arange(len(collection))
     drawn = np.union1d(split.train, split.val)
-    assert len(drawn) == len(split.train) + len(split.val)            # train, val disjoint
-    assert np.intersect1d(split.query, drawn).size == 0               # queries never trained on
+    assert len(drawn) == len(split.train) + len(split.val)  # train, val disjoint
+    assert np.intersect1d(split.query, drawn).size == 0  # queries never trained on
     np.testing.assert_array_equal(split.database, np.setdiff1d(everything, split.query))
-    assert np.isin(drawn, split.database).all()                       # training from the db
+    assert np.isin(drawn, split.database).all()  # training from the db
     np.testing.assert_array_equal(split.unlabeled, np.setdiff1d(split.database, drawn))
     for part in (split.train, split.val, split.query, split.database, split.unlabeled):
         assert part.dtype == np.int64
-        np.testing.assert_array_equal(part, np.unique(part))          # sorted, no repeats
+        np.testing.assert_array_equal(part, np.unique(part))  # sorted, no repeats
 
 
 # protocol name -> (collection factory, number of queries, size of the training draw)
@@ -75,8 +82,9 @@ def test_split_sizes_and_invariants(case):
     assert len(split.database) == len(collection) - n_query
 
 
-@pytest.mark.parametrize("name", [n for n in sorted(CASES)
-                                  if data.get_protocol(n).sampling == "per_class"])
+@pytest.mark.parametrize(
+    "name", [n for n in sorted(CASES) if data.get_protocol(n).sampling == "per_class"]
+)
 def test_per_class_protocols_draw_exactly_per_class(name):
     collection = CASES[name][0]()
     protocol = data.get_protocol(name)
@@ -108,8 +116,14 @@ def test_save_load_round_trip(case, tmp_path):
     name, collection, _, _ = case
     split = data.make_split(collection, name, seed=7, val_fraction=0.2)
     split.save(str(tmp_path))
-    assert sorted(os.listdir(tmp_path)) == ["database.npy", "protocol.json", "query.npy",
-                                            "train.npy", "unlabeled.npy", "val.npy"]
+    assert sorted(os.listdir(tmp_path)) == [
+        "database.npy",
+        "protocol.json",
+        "query.npy",
+        "train.npy",
+        "unlabeled.npy",
+        "val.npy",
+    ]
     loaded = data.Split.load(str(tmp_path), collection)
     for part in ("train", "val", "query", "database", "unlabeled"):
         np.testing.assert_array_equal(getattr(loaded, part), getattr(split, part))
@@ -137,12 +151,15 @@ def test_load_rejects_another_collection(tmp_path):
     collection = single_label([40, 40])
     data.make_split(collection, "fraction", seed=0).save(str(tmp_path))
     other = single_label([40, 41])
-    with pytest.raises(UsageError, match="was made for toy .*80 images.*not this toy .*81 "
-                                         "images"):
+    with pytest.raises(UsageError, match="was made for toy .*80 images.*not this toy .*81 images"):
         data.Split.load(str(tmp_path), other)
-    relabelled = data.Collection("toy", labels=1 - collection.labels,
-                                 class_names=collection.class_names,
-                                 item_ids=collection.item_ids, pixels=collection.pixels)
+    relabelled = data.Collection(
+        "toy",
+        labels=1 - collection.labels,
+        class_names=collection.class_names,
+        item_ids=collection.item_ids,
+        pixels=collection.pixels,
+    )
     with pytest.raises(UsageError, match="fingerprint"):
         data.Split.load(str(tmp_path), relabelled)
 
@@ -161,19 +178,24 @@ def test_load_detects_damaged_or_missing_files(tmp_path):
 
 def test_protocol_json_records_how_the_split_was_made(tmp_path):
     collection = single_label([40, 40])
-    data.make_split(collection, "fraction:query=0.25", seed=4, val_fraction=0.0).save(
-        str(tmp_path))
+    data.make_split(collection, "fraction:query=0.25", seed=4, val_fraction=0.0).save(str(tmp_path))
     meta = json.loads((tmp_path / "protocol.json").read_text())
     assert meta["seed"] == 4 and meta["val_fraction"] == 0.0
     assert meta["protocol"]["name"] == "fraction:query=0.25,train=1"
-    assert meta["collection"] == {"name": "toy", "size": 80,
-                                  "fingerprint": collection.fingerprint()}
+    assert meta["collection"] == {
+        "name": "toy",
+        "size": 80,
+        "fingerprint": collection.fingerprint(),
+    }
 
 
 def test_too_small_collection_names_the_numbers():
     digits = data.load_collection("digits")
-    with pytest.raises(UsageError, match=r"protocol cifar10 needs 1000 queries of class '0' but "
-                                         r"only 178 are left .*protocol=fraction"):
+    with pytest.raises(
+        UsageError,
+        match=r"protocol cifar10 needs 1000 queries of class '0' but "
+        r"only 178 are left .*protocol=fraction",
+    ):
         data.make_split(digits, "cifar10")
     with pytest.raises(UsageError, match="protocol sun397-29 needs 1000 queries but 80 images"):
         data.make_split(single_label([40, 40]), "sun397-29")
@@ -184,8 +206,7 @@ def test_too_small_collection_names_the_numbers():
 def test_bad_names_and_settings():
     with pytest.raises(UsageError, match="unknown protocol 'cifar100'.*nuswide21.*fraction"):
         data.get_protocol("cifar100")
-    for bad in ("fraction:query=1", "fraction:train=0", "fraction:size=0.1",
-                "fraction:query=abc"):
+    for bad in ("fraction:query=1", "fraction:train=0", "fraction:size=0.1", "fraction:query=abc"):
         with pytest.raises(UsageError, match="fraction:query=Q,train=T"):
             data.get_protocol(bad)
     collection = single_label([40, 40])
@@ -207,5 +228,4 @@ def test_deephash_pytorch_protocols():
     assert len(split.query) == 1000 and len(split.database) == 6000
     assert len(split.report_database) == 1000  # 7,000 - 1,000 queries - 5,000 drawn
     np.testing.assert_array_equal(split.report_database, split.unlabeled)
-    assert not np.intersect1d(split.report_database,
-                              np.concatenate([split.train, split.val])).size
+    assert not np.intersect1d(split.report_database, np.concatenate([split.train, split.val])).size

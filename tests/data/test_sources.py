@@ -26,6 +26,7 @@ def solid(value, height=6, width=6, channels=3):
 
 # Digits ---------------------------------------------------------------------------------------
 
+
 def test_digits_are_the_1797_sklearn_images_scaled_to_rgb():
     from sklearn.datasets import load_digits
 
@@ -56,6 +57,7 @@ def test_unknown_dataset_names_the_choices():
 
 # TFDS -----------------------------------------------------------------------------------------
 
+
 def _mock_examples(name, n, keys):
     """What the mocked tfds.load yields for ``name`` (deterministic under mock_data)."""
     ds = tfds.load(name, split="train+test", download=False)
@@ -84,8 +86,11 @@ def test_cifar20_uses_the_coarse_labels():
 
 
 def test_tfds_dataset_not_prepared_names_the_command(tmp_path):
-    with pytest.raises(UsageError, match=r"cifar10 is not in TFDS data_dir .*tfds build cifar10"
-                                         r".*dataset=folder"):
+    with pytest.raises(
+        UsageError,
+        match=r"cifar10 is not in TFDS data_dir .*tfds build cifar10"
+        r".*dataset=folder",
+    ):
         data.load_collection("cifar10", str(tmp_path))
 
 
@@ -101,11 +106,13 @@ def _sun397_mock(counts):
     def as_dataset(self, split, decoders=None, read_config=None, shuffle_files=False):
         del self, split, read_config, shuffle_files
         assert isinstance(decoders["image"], tfds.decode.SkipDecoding)
-        return tf.data.Dataset.from_tensor_slices({
-            "image": [pngs[label] for label in labels],
-            "label": labels,
-            "file_name": [f"img_{i}.jpg" for i in range(len(labels))],
-        })
+        return tf.data.Dataset.from_tensor_slices(
+            {
+                "image": [pngs[label] for label in labels],
+                "label": labels,
+                "file_name": [f"img_{i}.jpg" for i in range(len(labels))],
+            }
+        )
 
     return as_dataset, labels
 
@@ -134,12 +141,15 @@ def test_sun397_with_too_few_large_categories_is_a_usage_error():
     counts[28] = 599
     as_dataset, _ = _sun397_mock(counts)
     with tfds.testing.mock_data(as_dataset_fn=as_dataset):
-        with pytest.raises(UsageError, match="has 28 categories with at least 600 images.*needs "
-                                             "29.*tfds build sun397/tfds"):
+        with pytest.raises(
+            UsageError,
+            match="has 28 categories with at least 600 images.*needs 29.*tfds build sun397/tfds",
+        ):
             data.load_collection("sun397")
 
 
 # Image folders --------------------------------------------------------------------------------
+
 
 def test_folder_with_class_subfolders(tmp_path):
     write_image(str(tmp_path / "cat" / "a.png"), solid(10))
@@ -162,7 +172,11 @@ def test_folder_with_splits_pools_them(tmp_path):
     collection = data.load_collection("folder", str(tmp_path))
     assert collection.class_names == ["cat", "dog", "emu"]
     assert dict(zip(collection.item_ids, collection.labels)) == {
-        "test/dog/3.png": 1, "test/emu/4.png": 2, "train/cat/2.png": 0, "train/dog/1.png": 1}
+        "test/dog/3.png": 1,
+        "test/emu/4.png": 2,
+        "train/cat/2.png": 0,
+        "train/dog/1.png": 1,
+    }
 
 
 def test_folder_errors(tmp_path):
@@ -178,6 +192,7 @@ def test_folder_errors(tmp_path):
 
 # List files -----------------------------------------------------------------------------------
 
+
 def write_list(path, rows):
     path.write_text("".join(f"{p} {' '.join(str(v) for v in vector)}\n" for p, vector in rows))
     return str(path)
@@ -186,8 +201,12 @@ def write_list(path, rows):
 def test_list_file_multi_label(tmp_path):
     for i in range(4):
         write_image(str(tmp_path / "imgs" / f"{i}.jpg"), solid(i))
-    rows = [("imgs/0.jpg", [1, 0, 1]), ("imgs/1.jpg", [0, 1, 0]), ("imgs/2.jpg", [0, 0, 0]),
-            ("imgs/3.jpg", [1, 1, 1])]
+    rows = [
+        ("imgs/0.jpg", [1, 0, 1]),
+        ("imgs/1.jpg", [0, 1, 0]),
+        ("imgs/2.jpg", [0, 0, 0]),
+        ("imgs/3.jpg", [1, 1, 1]),
+    ]
     collection = data.load_collection("list", write_list(tmp_path / "db.txt", rows))
     assert collection.multi_label
     assert collection.labels.dtype == np.uint8
@@ -212,8 +231,9 @@ def test_list_file_errors(tmp_path):
     write_image(str(tmp_path / "a.png"), solid(1))
     write_image(str(tmp_path / "b.png"), solid(2))
     bad_length = write_list(tmp_path / "bad.txt", [("a.png", [1, 0, 1]), ("b.png", [1, 0])])
-    with pytest.raises(UsageError, match="line 2 of .*bad.txt has 2 label values, the first "
-                                         "line has 3"):
+    with pytest.raises(
+        UsageError, match="line 2 of .*bad.txt has 2 label values, the first line has 3"
+    ):
         data.load_collection("list", bad_length)
     not_binary = write_list(tmp_path / "nb.txt", [("a.png", [1, 2])])
     with pytest.raises(UsageError, match="label values must be 0 or 1"):
@@ -232,8 +252,11 @@ def test_list_file_errors(tmp_path):
 def test_an_image_or_a_binary_file_as_a_list_file_is_one_clear_error(tmp_path):
     """``--data=query.jpg`` used to be read as text: a UnicodeDecodeError traceback."""
     write_image(str(tmp_path / "query.jpg"), np.arange(108, dtype=np.uint8).reshape(6, 6, 3))
-    with pytest.raises(UsageError, match=r"query.jpg is an image, not a list file .* pass an "
-                                         r"image folder <root>/<class>/<image> or a list file"):
+    with pytest.raises(
+        UsageError,
+        match=r"query.jpg is an image, not a list file .* pass an "
+        r"image folder <root>/<class>/<image> or a list file",
+    ):
         data.load_collection("list", str(tmp_path / "query.jpg"))
     (tmp_path / "blob.txt").write_bytes(bytes(range(256)))
     with pytest.raises(UsageError, match=r"blob.txt is not text, not a list file"):
@@ -245,7 +268,7 @@ def test_nuswide21_reads_21_concepts(tmp_path):
     write_image(str(tmp_path / "y.jpg"), solid(6))
     vectors = np.zeros((2, 21), int)
     vectors[0, [0, 14]] = 1  # animal, sky
-    vectors[1, 20] = 1       # window
+    vectors[1, 20] = 1  # window
     path = write_list(tmp_path / "nus.txt", [("x.jpg", vectors[0]), ("y.jpg", vectors[1])])
     collection = data.load_collection("nuswide21", path)
     assert collection.class_names == list(sources.NUSWIDE21_CONCEPTS)
@@ -258,25 +281,39 @@ def test_nuswide21_reads_21_concepts(tmp_path):
 
 # Collections built in code ----------------------------------------------------------------------
 
+
 def test_collection_checks_labels_against_images():
     with pytest.raises(UsageError, match="has 3 images but 2 labels"):
-        data.Collection("mine", labels=np.array([0, 1]), class_names=["a", "b"],
-                        item_ids=np.array(["0", "1", "2"]),
-                        pixels=np.zeros((3, 4, 4, 3), np.uint8))
+        data.Collection(
+            "mine",
+            labels=np.array([0, 1]),
+            class_names=["a", "b"],
+            item_ids=np.array(["0", "1", "2"]),
+            pixels=np.zeros((3, 4, 4, 3), np.uint8),
+        )
     with pytest.raises(UsageError, match=r"class ids must lie in \[0, 2\)"):
-        data.Collection("mine", labels=np.array([0, 2]), class_names=["a", "b"],
-                        item_ids=np.array(["0", "1"]), pixels=np.zeros((2, 4, 4, 3), np.uint8))
+        data.Collection(
+            "mine",
+            labels=np.array([0, 2]),
+            class_names=["a", "b"],
+            item_ids=np.array(["0", "1"]),
+            pixels=np.zeros((2, 4, 4, 3), np.uint8),
+        )
 
 
 # One class; a collection written out as a folder ------------------------------------------------
+
 
 def test_a_folder_of_one_class_is_told_to_add_classes_not_to_lower_the_batch(tmp_path):
     for i in range(12):
         write_image(str(tmp_path / "cats" / f"{i}.png"), solid(i))
     collection = data.load_collection("folder", str(tmp_path))
-    with pytest.raises(UsageError, match=r"folder holds images of one class only \('cats'\): "
-                                         r".* at least two \(an image folder holds one "
-                                         r"subfolder per class: <root>/<class>/<image>\)"):
+    with pytest.raises(
+        UsageError,
+        match=r"folder holds images of one class only \('cats'\): "
+        r".* at least two \(an image folder holds one "
+        r"subfolder per class: <root>/<class>/<image>\)",
+    ):
         data.make_split(collection, "fraction")
 
 
@@ -295,8 +332,12 @@ def test_write_folder_gives_back_the_same_images_and_labels(tmp_path):
     with pytest.raises(UsageError, match="exists and is not an empty directory"):
         sources.write_folder(digits, str(tmp_path / "d"), picked)
     assert len(os.listdir(tmp_path / "d" / "0")) == 1  # nothing overwritten
-    multi = data.Collection("multi", labels=np.array([[1, 1], [0, 1]], np.uint8),
-                            class_names=["a", "b"], item_ids=np.array(["m/0", "m/1"]),
-                            pixels=np.zeros((2, 4, 4, 3), np.uint8))
+    multi = data.Collection(
+        "multi",
+        labels=np.array([[1, 1], [0, 1]], np.uint8),
+        class_names=["a", "b"],
+        item_ids=np.array(["m/0", "m/1"]),
+        pixels=np.zeros((2, 4, 4, 3), np.uint8),
+    )
     with pytest.raises(UsageError, match="multi is multi-label: an image has no one class"):
         sources.write_folder(multi, str(tmp_path / "m"))

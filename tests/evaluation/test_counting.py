@@ -40,8 +40,9 @@ def test_compiled_counts_equal_numpy_bincounts(bits, multi_label):
 
 @pytest.mark.parametrize("ties_policy", ["average", "index"])
 @pytest.mark.parametrize("multi_label", [False, True], ids=["class_ids", "multi_hot"])
-def test_reports_are_identical_with_and_without_the_compiled_counts(monkeypatch, multi_label,
-                                                                   ties_policy):
+def test_reports_are_identical_with_and_without_the_compiled_counts(
+    monkeypatch, multi_label, ties_policy
+):
     case = random_case(1, 16, multi_label)
     metrics = ["map", "map@50", evaluation.PrecisionRecallAtK([1, 10, 100]), "p@r2", "pr"]
     compiled = evaluation.evaluate_codes(*case, metrics=metrics, ties=ties_policy)
@@ -51,15 +52,19 @@ def test_reports_are_identical_with_and_without_the_compiled_counts(monkeypatch,
 
 
 def test_the_evaluator_imports_and_runs_without_numba():
-    code = ("import sys; sys.modules['numba'] = None; import numpy as np; "
-            "import tfhash.evaluation as e; from tfhash.evaluation import counting; "
-            "c = np.array([[1, 1], [-1, -1]]); "
-            "assert not counting.available(); "
-            "assert e.evaluate_codes(c, [0, 1], c, [0, 1], metrics=['map'])['map'] == 1.0")
+    code = (
+        "import sys; sys.modules['numba'] = None; import numpy as np; "
+        "import tfhash.evaluation as e; from tfhash.evaluation import counting; "
+        "c = np.array([[1, 1], [-1, -1]]); "
+        "assert not counting.available(); "
+        "assert e.evaluate_codes(c, [0, 1], c, [0, 1], metrics=['map'])['map'] == 1.0"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_importing_the_evaluator_does_not_import_numba():
-    code = ("import sys; import tfhash.evaluation; "
-            "assert 'numba' not in sys.modules, 'numba is imported on first use only'")
+    code = (
+        "import sys; import tfhash.evaluation; "
+        "assert 'numba' not in sys.modules, 'numba is imported on first use only'"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)

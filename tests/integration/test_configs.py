@@ -17,8 +17,14 @@ CONFIGS = sorted(os.path.basename(p) for p in glob.glob(os.path.join(ROOT, "conf
 # (`python -m tfhash.train --flagfile=configs/quickstart.cfg`, word for word) and their kin.
 COMPLETE = {"quickstart.cfg": 12, "images.cfg": 64, "miml_quickstart.cfg": 12}
 # The configs other configs include, or that are added after one: no run directory of their own.
-INCLUDED = {"cifar10_base.cfg", "cifar10_common.cfg", "cifar10_e2e_base.cfg",
-            "cifar10_finetuned_base.cfg", "cifar10_pretrained_base.cfg", "paper_vgg16.cfg"}
+INCLUDED = {
+    "cifar10_base.cfg",
+    "cifar10_common.cfg",
+    "cifar10_e2e_base.cfg",
+    "cifar10_finetuned_base.cfg",
+    "cifar10_pretrained_base.cfg",
+    "paper_vgg16.cfg",
+}
 
 # Parses each config as `python -m tfhash.train --flagfile=configs/<name> --bits=24` does, in one
 # process, and validates the settings (the data's location aside: the datasets are not here).
@@ -46,8 +52,13 @@ print(json.dumps(out))
 
 @pytest.fixture(scope="module")
 def parsed():
-    result = subprocess.run([sys.executable, "-c", PARSE, *CONFIGS], capture_output=True,
-                            text=True, cwd=ROOT, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", PARSE, *CONFIGS],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
 
@@ -81,12 +92,19 @@ def test_the_run_directory_follows_bits_and_an_explicit_one_wins():
 
     assert TrainConfig(run_dir="runs/x_{bits}", bits=12).run_dir == "runs/x_12"
     assert TrainConfig(run_dir="runs/x", bits=12).run_dir == "runs/x"
-    script = ("from absl import flags; from tfhash import train; train.define_flags(); "
-              "flags.FLAGS(['train', '--flagfile=configs/cifar10_lsdh.cfg', '--bits=32', *{}]); "
-              "print(train.config_from_flags().run_dir)")
+    script = (
+        "from absl import flags; from tfhash import train; train.define_flags(); "
+        "flags.FLAGS(['train', '--flagfile=configs/cifar10_lsdh.cfg', '--bits=32', *{}]); "
+        "print(train.config_from_flags().run_dir)"
+    )
     for extra, expected in (([], "runs/cifar10_lsdh_32"), (["--run_dir=runs/mine"], "runs/mine")):
-        result = subprocess.run([sys.executable, "-c", script.format(extra)], capture_output=True,
-                                text=True, cwd=ROOT, timeout=120)
+        result = subprocess.run(
+            [sys.executable, "-c", script.format(extra)],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=120,
+        )
         assert result.returncode == 0, result.stderr[-2000:]
         assert result.stdout.strip().splitlines()[-1] == expected
 
@@ -104,7 +122,8 @@ def test_the_margin_is_left_to_the_loss(parsed):
     """K/2 is the ranking losses' default: no config types it per code length. The quickstart
     keeps the m = 1 it has always trained with."""
     assert {name: r["margin"] for name, r in parsed.items() if r["margin"] is not None} == {
-        "quickstart.cfg": 1.0}
+        "quickstart.cfg": 1.0
+    }
     for name in COMPLETE:
         with open(os.path.join(ROOT, "configs", name)) as f:
             assert f"--bits={COMPLETE[name]}\n" in f.read()
@@ -112,10 +131,13 @@ def test_the_margin_is_left_to_the_loss(parsed):
 
 def test_every_config_a_document_or_benchmark_names_exists():
     named = set()
-    paths = [os.path.join(ROOT, "README.md"), *glob.glob(os.path.join(ROOT, "docs", "*.md")),
-             *glob.glob(os.path.join(ROOT, "benchmarks", "*.py")),
-             *glob.glob(os.path.join(ROOT, "tests", "**", "*.py"), recursive=True),
-             *glob.glob(os.path.join(ROOT, "configs", "*.cfg"))]
+    paths = [
+        os.path.join(ROOT, "README.md"),
+        *glob.glob(os.path.join(ROOT, "docs", "*.md")),
+        *glob.glob(os.path.join(ROOT, "benchmarks", "*.py")),
+        *glob.glob(os.path.join(ROOT, "tests", "**", "*.py"), recursive=True),
+        *glob.glob(os.path.join(ROOT, "configs", "*.cfg")),
+    ]
     for path in paths:
         with open(path) as f:
             for config in re.findall(r"configs/([A-Za-z0-9_]+\.cfg)", f.read()):

@@ -88,8 +88,9 @@ print(json.dumps(report))
 
 
 def test_a_step_on_two_replicas_is_the_step_on_one():
-    result = subprocess.run([sys.executable, "-c", REPLICA_STEP], capture_output=True,
-                            text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-c", REPLICA_STEP], capture_output=True, text=True, timeout=600
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
     for name in ("lsdh_all", "lsdh_random", "hashnet", "lsdh_one_class_per_replica"):
@@ -110,9 +111,20 @@ def test_a_step_on_two_replicas_is_the_step_on_one():
 
 # The quickstart (configs/quickstart.cfg: digits, LSDH, 12 bits, the small ResNet at 32 px,
 # head learning rate 1x), cut to 2 epochs of 2 steps of 32 images.
-QUICKSTART = ["--dataset=digits", "--protocol=digits", "--method=lsdh", "--bits=12",
-              "--image_size=32", "--batch_size=32", "--images_per_class=4", "--epochs=2",
-              "--steps_per_epoch=2", "--head_lr_multiplier=1", "--eval_every=5", "--verbose=0"]
+QUICKSTART = [
+    "--dataset=digits",
+    "--protocol=digits",
+    "--method=lsdh",
+    "--bits=12",
+    "--image_size=32",
+    "--batch_size=32",
+    "--images_per_class=4",
+    "--epochs=2",
+    "--steps_per_epoch=2",
+    "--head_lr_multiplier=1",
+    "--eval_every=5",
+    "--verbose=0",
+]
 
 
 def _free_ports(count):
@@ -131,12 +143,27 @@ def _workers(run_dir, tmp):
     cluster = {"worker": [f"localhost:{port}" for port in ports]}
     processes = []
     for index in range(2):
-        env = dict(os.environ, TMPDIR=str(tmp), TF_CONFIG=json.dumps(
-            {"cluster": cluster, "task": {"type": "worker", "index": index}}))
-        processes.append(subprocess.Popen(
-            [sys.executable, "-m", "tfhash.train", f"--run_dir={run_dir}",
-             "--strategy=multi_worker", *QUICKSTART], env=env, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, text=True))
+        env = dict(
+            os.environ,
+            TMPDIR=str(tmp),
+            TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}),
+        )
+        processes.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "tfhash.train",
+                    f"--run_dir={run_dir}",
+                    "--strategy=multi_worker",
+                    *QUICKSTART,
+                ],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        )
     return processes
 
 
@@ -149,8 +176,12 @@ def test_two_workers_train_one_run_directory_and_resume_after_a_kill(tmp_path):
     tmp = tmp_path / "tmp"
     tmp.mkdir()
     single = tmp_path / "single"
-    result = subprocess.run([sys.executable, "-m", "tfhash.train", f"--run_dir={single}",
-                             *QUICKSTART], capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-m", "tfhash.train", f"--run_dir={single}", *QUICKSTART],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
 
     # Two workers; once the first epoch is in the run directory, worker 1 is killed (the chief
@@ -180,26 +211,43 @@ def test_two_workers_train_one_run_directory_and_resume_after_a_kill(tmp_path):
     assert abs(report["map"] - alone["map"]) <= 0.05
     # The first epoch, before the kill, trained as the single process did: the same losses.
     assert float(_history(run_dir)[0]["loss"]) == pytest.approx(
-        float(_history(single)[0]["loss"]), rel=1e-3)
+        float(_history(single)[0]["loss"]), rel=1e-3
+    )
     # The other worker wrote in its own temporary directory, removed when it finished (the
     # killed one's stays: nothing ran to remove it).
     assert len(list(tmp.glob("tfhash-worker-*"))) == 1
 
 
-@pytest.mark.parametrize("tf_config,message", [
-    (None, "TF_CONFIG, which is not set"),
-    ('{"cluster": {"worker": ["localhost:1"]}}', "is not a cluster with this process's task"),
-    ('{"cluster": {"worker": ["localhost:1"]}, "task": {"type": "worker", "index": 3}}',
-     "is not a cluster with this process's task"),
-])
-def test_multi_worker_without_a_valid_tf_config_is_one_line_and_exit_2(tmp_path, tf_config,
-                                                                        message):
+@pytest.mark.parametrize(
+    "tf_config,message",
+    [
+        (None, "TF_CONFIG, which is not set"),
+        ('{"cluster": {"worker": ["localhost:1"]}}', "is not a cluster with this process's task"),
+        (
+            '{"cluster": {"worker": ["localhost:1"]}, "task": {"type": "worker", "index": 3}}',
+            "is not a cluster with this process's task",
+        ),
+    ],
+)
+def test_multi_worker_without_a_valid_tf_config_is_one_line_and_exit_2(
+    tmp_path, tf_config, message
+):
     env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
     if tf_config:
         env["TF_CONFIG"] = tf_config
-    result = subprocess.run([sys.executable, "-m", "tfhash.train", f"--run_dir={tmp_path / 'r'}",
-                             "--strategy=multi_worker"], capture_output=True, text=True,
-                            timeout=60, env=env)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tfhash.train",
+            f"--run_dir={tmp_path / 'r'}",
+            "--strategy=multi_worker",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0] and "TF_CONFIG=" in lines[0], lines

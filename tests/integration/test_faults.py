@@ -25,8 +25,11 @@ def small_disk(tmp_path):
     mount.mkdir()
     if os.geteuid() != 0:
         pytest.skip("a full disk is simulated with a small tmpfs, and mounting one needs root")
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount)],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount)],
+        capture_output=True,
+        text=True,
+    )
     if result.returncode:
         pytest.skip(f"cannot mount a small tmpfs here ({result.stderr.strip()[:100]})")
     yield mount
@@ -55,9 +58,10 @@ def _partial_files(root):
 
 
 def test_a_full_disk_stops_training_in_one_line_and_keeps_the_last_epoch(
-        small_disk, tmp_path, capsys):
-    from tfhash.training import run_dir as run_dir_module
+    small_disk, tmp_path, capsys
+):
     from tfhash.train import train
+    from tfhash.training import run_dir as run_dir_module
 
     folder = _write_folder(tmp_path / "colours")
     run_dir = small_disk / "run"
@@ -94,10 +98,14 @@ def test_a_full_disk_stops_an_index_append_in_one_line_and_keeps_the_index(small
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     filler = _fill(small_disk, leave=100_000)  # the new generation needs about 1 MB
 
-    status, lines = _command(lambda: index_command.build(str(encoded), out=str(out),
-                                                         name="second"), capsys)
-    assert status == 1 and len(lines) == 1 and lines[0].startswith(
-        "error: no space left on the device"), lines
+    status, lines = _command(
+        lambda: index_command.build(str(encoded), out=str(out), name="second"), capsys
+    )
+    assert (
+        status == 1
+        and len(lines) == 1
+        and lines[0].startswith("error: no space left on the device")
+    ), lines
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # no partial file either
     assert retrieval.open_index(str(out)).size == 20000
 
@@ -107,18 +115,23 @@ def test_a_full_disk_stops_an_index_append_in_one_line_and_keeps_the_index(small
 
 
 def test_a_full_disk_stops_an_export_in_one_line_and_leaves_no_partial_version(
-        small_disk, model, capsys):
+    small_disk, model, capsys
+):
     export_dir = small_disk / "models"
     export_dir.mkdir()
     _fill(small_disk, leave=200_000)  # the SavedModel needs a few MB
     status, lines = _command(lambda: serving.export_model(model, str(export_dir)), capsys)
-    assert status == 1 and len(lines) == 1 and lines[0].startswith(
-        "error: no space left on the device"), lines
+    assert (
+        status == 1
+        and len(lines) == 1
+        and lines[0].startswith("error: no space left on the device")
+    ), lines
     assert os.listdir(export_dir) == []  # neither a version nor a .partial- directory
 
 
 # ---------------------------------------------------------------------------------------------
 # The SavedModel's encode_images signature, and queries by image.
+
 
 def _png(height, width):
     pixels = np.random.default_rng(height).integers(0, 256, (height, width, 3), dtype=np.uint8)
@@ -127,8 +140,10 @@ def _png(height, width):
 
 def test_an_empty_batch_gets_empty_outputs(version_dir):
     signatures = tf.saved_model.load(version_dir).signatures
-    for name, inputs in ((serving.IMAGES_SIGNATURE, {"images": tf.zeros([0, 32, 32, 3])}),
-                         (serving.BYTES_SIGNATURE, {"image_bytes": tf.constant([], tf.string)})):
+    for name, inputs in (
+        (serving.IMAGES_SIGNATURE, {"images": tf.zeros([0, 32, 32, 3])}),
+        (serving.BYTES_SIGNATURE, {"image_bytes": tf.constant([], tf.string)}),
+    ):
         outputs = signatures[name](**inputs)  # failed: "Incompatible shapes: [32] vs. [0,32,32,3]"
         assert outputs["codes"].shape == (0, 12) and outputs["codes"].dtype == tf.int8, name
         assert outputs["packed"].shape == (0, 2) and outputs["embedding"].shape == (0, 12), name

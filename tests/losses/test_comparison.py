@@ -13,7 +13,6 @@ import tensorflow as tf
 import tfhash.losses as losses
 from tfhash import methods
 from tfhash.errors import UsageError
-from tfhash.models.layers import HashingLayer
 from tfhash.losses.angular import AngularLoss
 from tfhash.losses.dhn import DHNLoss
 from tfhash.losses.dsh import DSHLoss
@@ -21,9 +20,11 @@ from tfhash.losses.hashnet import HashNetLoss
 from tfhash.losses.lifted import LiftedStructuredLoss
 from tfhash.losses.quadruplet_chen import ChenQuadrupletLoss, chen_quadruplet_loss
 from tfhash.models import HashingModel
+from tfhash.models.layers import HashingLayer
 from tfhash.train import train
-from helpers import train_config as _config
+
 from helpers import map_of as _map_of
+from helpers import train_config as _config
 from helpers import write_folder as _write_folder
 
 NEW = ("dsh", "hashnet", "dhn", "lifted", "quadruplet_chen", "angular")
@@ -55,6 +56,7 @@ def softplus(x):
 
 # ---------------------------------------------------------------------------------------------
 # DSH
+
 
 def dsh_reference(y, u, alpha):
     """Eq. 5 averaged over ordered pairs i ≠ j, and its gradient, by hand."""
@@ -103,6 +105,7 @@ def test_dsh_defaults_are_the_papers():
 # ---------------------------------------------------------------------------------------------
 # HashNet
 
+
 def hashnet_reference(y, z, beta, alpha):
     """Weighted ML over ordered pairs i ≠ j on h = tanh(βz), and its gradient in z, by hand."""
     z = z.astype(np.float64)
@@ -120,7 +123,7 @@ def hashnet_reference(y, z, beta, alpha):
         dtheta = w * (1.0 / (1.0 + np.exp(-theta)) - s[i, j])
         grad_h[i] += dtheta * alpha * h[j]
         grad_h[j] += dtheta * alpha * h[i]
-    return loss / len(pairs), grad_h * beta * (1.0 - h ** 2) / len(pairs)
+    return loss / len(pairs), grad_h * beta * (1.0 - h**2) / len(pairs)
 
 
 @pytest.mark.parametrize("seed,iterations", [(0, 0), (1, 450), (2, 5000)])
@@ -146,8 +149,9 @@ def test_hashnet_batch_with_one_kind_of_pair_is_the_plain_mean():
     y = np.zeros(5, int)  # only similar pairs: nothing to balance, weights 1
     h = np.tanh(z.astype(np.float64))
     theta = (10 / 6) * h @ h.T
-    expected = np.mean([softplus(theta[i, j]) - theta[i, j]
-                        for i, j in itertools.permutations(range(5), 2)])
+    expected = np.mean(
+        [softplus(theta[i, j]) - theta[i, j] for i, j in itertools.permutations(range(5), 2)]
+    )
     np.testing.assert_allclose(float(HashNetLoss().terms(y, z)["loss"]), expected, rtol=1e-5)
 
 
@@ -167,10 +171,17 @@ def test_hashnet_beta_schedule():
     loss = HashNetLoss()
     # The step after t completed ones (the optimizer's iterations = t) is the official
     # iteration t + 1: β changes on the 200th step (t = 199), as in the official code.
-    for t, t_used in [(0, 0), (198, 0), (199, 200), (200, 200), (398, 200), (399, 400),
-                      (1000, 1000), (10_123, 10_000)]:
-        np.testing.assert_allclose(float(loss.beta(t)), math.sqrt(1 + 0.005 * t_used),
-                                   rtol=1e-6)
+    for t, t_used in [
+        (0, 0),
+        (198, 0),
+        (199, 200),
+        (200, 200),
+        (398, 200),
+        (399, 400),
+        (1000, 1000),
+        (10_123, 10_000),
+    ]:
+        np.testing.assert_allclose(float(loss.beta(t)), math.sqrt(1 + 0.005 * t_used), rtol=1e-6)
     official = official_pytorch_betas(1000)
     np.testing.assert_allclose([float(loss.beta(t)) for t in range(1000)], official, rtol=1e-6)
     custom = HashNetLoss(beta_step=0.1, beta_power=1.0, beta_every=10)
@@ -202,8 +213,10 @@ def test_hashnet_beta_follows_the_optimizer_and_survives_resume(tmp_path):
 
     loaded = keras.saving.load_model(path)
     assert int(loaded.optimizer.iterations) == int(model.optimizer.iterations) == 8
-    np.testing.assert_allclose(float(loaded.loss.beta(loaded.optimizer.iterations)),
-                               float(model.loss.beta(model.optimizer.iterations)))
+    np.testing.assert_allclose(
+        float(loaded.loss.beta(loaded.optimizer.iterations)),
+        float(model.loss.beta(model.optimizer.iterations)),
+    )
     # The way tfhash.train resumes: a fresh model, its optimizer built, the weights loaded.
     fresh = tiny_hashnet_model()
     fresh.optimizer.build(fresh.trainable_variables)
@@ -217,6 +230,7 @@ def test_hashnet_beta_follows_the_optimizer_and_survives_resume(tmp_path):
 # ---------------------------------------------------------------------------------------------
 # DHN
 
+
 @pytest.mark.parametrize("scale", [1.0, 0.5])
 def test_dhn_matches_cross_entropy_plus_log_cosh(scale):
     y, u = batch(3, n=8, bits=5)
@@ -224,8 +238,12 @@ def test_dhn_matches_cross_entropy_plus_log_cosh(scale):
     loss = DHNLoss(quantization_weight=0.3, inner_product_scale=scale)
     s = sim_of(y)
     u64 = u.astype(np.float64)
-    ce = np.mean([softplus(scale * u64[i] @ u64[j]) - s[i, j] * scale * u64[i] @ u64[j]
-                  for i, j in itertools.permutations(range(8), 2)])
+    ce = np.mean(
+        [
+            softplus(scale * u64[i] @ u64[j]) - s[i, j] * scale * u64[i] @ u64[j]
+            for i, j in itertools.permutations(range(8), 2)
+        ]
+    )
     quant = np.mean(np.log(np.cosh(np.abs(u64) - 1)))
     terms = loss.terms(y, u)
     np.testing.assert_allclose(float(terms["cross_entropy"]), ce, rtol=1e-5)
@@ -235,14 +253,18 @@ def test_dhn_matches_cross_entropy_plus_log_cosh(scale):
 
 def test_dhn_log_cosh_is_stable():
     from tfhash.losses.dhn import log_cosh
-    np.testing.assert_allclose(log_cosh(tf.constant([0.0, 1.0, 100.0, -1000.0])).numpy(),
-                               [0.0, math.log(math.cosh(1.0)), 100 - math.log(2),
-                                1000 - math.log(2)], rtol=1e-6)
+
+    np.testing.assert_allclose(
+        log_cosh(tf.constant([0.0, 1.0, 100.0, -1000.0])).numpy(),
+        [0.0, math.log(math.cosh(1.0)), 100 - math.log(2), 1000 - math.log(2)],
+        rtol=1e-6,
+    )
     assert losses.get("dhn").quantization_weight == 0.1
 
 
 # ---------------------------------------------------------------------------------------------
 # Fig. 11: lifted structured, Chen et al.'s quadruplet, angular
+
 
 def quantization_reference(h, pairs, mu):
     """The triplet baseline's λ-weighted part over the given unordered pairs: (L1, isometric)."""
@@ -271,15 +293,15 @@ def lifted_reference(y, h, alpha):
 def test_lifted_structured_matches_eq4_and_the_triplet_quantization():
     y, h = batch(4, n=9, bits=6)
     h = np.tanh(h)
-    terms = LiftedStructuredLoss(margin=1.5, quantization_weight=0.7, isometric_weight=0.2
-                                 ).terms(y, h)
+    terms = LiftedStructuredLoss(margin=1.5, quantization_weight=0.7, isometric_weight=0.2).terms(
+        y, h
+    )
     semantic = lifted_reference(y, h, 1.5)
     l1, iso = quantization_reference(h, list(itertools.combinations(range(9), 2)), 0.2)
     np.testing.assert_allclose(float(terms["semantic"]), semantic, rtol=1e-5)
     np.testing.assert_allclose(float(terms["quantization"]), l1, rtol=1e-5)
     np.testing.assert_allclose(float(terms["isometric"]), iso, rtol=1e-5)
-    np.testing.assert_allclose(float(terms["loss"]), semantic + 0.7 * (l1 + 0.2 * iso),
-                               rtol=1e-5)
+    np.testing.assert_allclose(float(terms["loss"]), semantic + 0.7 * (l1 + 0.2 * iso), rtol=1e-5)
 
 
 def test_lifted_gradient_is_finite_with_identical_codes():
@@ -298,8 +320,11 @@ def angular_reference(y, h, angle):
     for a, p in itertools.permutations(range(len(y)), 2):
         if y[a] != y[p]:
             continue
-        f = [4 * t2 * (x[a] + x[p]) @ x[n] - 2 * (1 + t2) * x[a] @ x[p]
-             for n in range(len(y)) if y[n] != y[a]]
+        f = [
+            4 * t2 * (x[a] + x[p]) @ x[n] - 2 * (1 + t2) * x[a] @ x[p]
+            for n in range(len(y))
+            if y[n] != y[a]
+        ]
         values.append(np.log(1 + np.sum(np.exp(f))))
     return np.mean(values)
 
@@ -312,8 +337,7 @@ def test_angular_matches_the_batch_form(angle):
     semantic = angular_reference(y, h, angle)
     l1, iso = quantization_reference(h, list(itertools.combinations(range(9), 2)), 0.25)
     np.testing.assert_allclose(float(terms["semantic"]), semantic, rtol=1e-5)
-    np.testing.assert_allclose(float(terms["loss"]), semantic + 0.8 * (l1 + 0.25 * iso),
-                               rtol=1e-5)
+    np.testing.assert_allclose(float(terms["loss"]), semantic + 0.8 * (l1 + 0.25 * iso), rtol=1e-5)
 
 
 def test_chen_quadruplets_are_valid_and_score_eq4():
@@ -324,23 +348,27 @@ def test_chen_quadruplets_are_valid_and_score_eq4():
     quads, keep = loss.mine(sim)
     assert keep.numpy().tolist() == [1.0] * len(quads)  # every triplet has an l here
     quads = quads.numpy()
-    triplets = [(i, j, k) for i, j, k in itertools.permutations(range(12), 3)
-                if y[i] == y[j] and y[k] != y[i]]
+    triplets = [
+        (i, j, k)
+        for i, j, k in itertools.permutations(range(12), 3)
+        if y[i] == y[j] and y[k] != y[i]
+    ]
     assert sorted(map(tuple, quads[:, :3])) == sorted(triplets)
     for i, j, k, q in quads:
         assert y[q] != y[i] and y[q] != y[k]
     d = ((h[:, None].astype(np.float64) - h[None]) ** 2).sum(-1)
-    expected = np.mean([max(d[i, j] - d[i, k] + 1.0, 0) + max(d[i, j] - d[q, k] + 0.5, 0)
-                        for i, j, k, q in quads])
-    got = chen_quadruplet_loss(losses.squared_distances(tf.constant(h)), tf.constant(quads),
-                               1.0, 0.5)
+    expected = np.mean(
+        [max(d[i, j] - d[i, k] + 1.0, 0) + max(d[i, j] - d[q, k] + 0.5, 0) for i, j, k, q in quads]
+    )
+    got = chen_quadruplet_loss(
+        losses.squared_distances(tf.constant(h)), tf.constant(quads), 1.0, 0.5
+    )
     np.testing.assert_allclose(float(tf.reduce_mean(got)), expected, rtol=1e-5)
     pairs = sorted({tuple(sorted(p)) for i, j, k, q in quads for p in ((i, j), (i, k), (q, k))})
     l1, iso = quantization_reference(h, pairs, 0.25)
     terms = ChenQuadrupletLoss(mining="all", seed=0).terms(y, h)  # same seed: same l
     np.testing.assert_allclose(float(terms["semantic"]), expected, rtol=1e-5)
-    np.testing.assert_allclose(float(terms["loss"]), expected + 0.8 * (l1 + 0.25 * iso),
-                               rtol=1e-5)
+    np.testing.assert_allclose(float(terms["loss"]), expected + 0.8 * (l1 + 0.25 * iso), rtol=1e-5)
 
 
 def test_chen_quadruplet_drops_triplets_without_a_fourth_class():
@@ -352,9 +380,21 @@ def test_chen_quadruplet_drops_triplets_without_a_fourth_class():
 
 # Multi-hot labels where each of the 76 triplets has exactly one l (36) or none (40), so no
 # draw decides anything (XLA draws other random numbers than eager TensorFlow).
-ONE_OR_NO_FOURTH = np.array([[0, 0, 1, 1], [1, 1, 1, 1], [0, 1, 1, 0], [0, 0, 0, 1],
-                             [0, 0, 1, 0], [1, 0, 1, 0], [1, 1, 0, 0], [1, 1, 1, 1],
-                             [1, 1, 1, 1], [1, 0, 1, 1]], np.float32)
+ONE_OR_NO_FOURTH = np.array(
+    [
+        [0, 0, 1, 1],
+        [1, 1, 1, 1],
+        [0, 1, 1, 0],
+        [0, 0, 0, 1],
+        [0, 0, 1, 0],
+        [1, 0, 1, 0],
+        [1, 1, 0, 0],
+        [1, 1, 1, 1],
+        [1, 1, 1, 1],
+        [1, 0, 1, 1],
+    ],
+    np.float32,
+)
 
 
 def test_chen_quadruplet_mixes_kept_and_dropped_triplets_by_hand():
@@ -362,23 +402,30 @@ def test_chen_quadruplet_mixes_kept_and_dropped_triplets_by_hand():
     h = np.tanh(batch(8, n=10, bits=6)[1])
     s = (y @ y.T) > 0
     dissimilar = ~s & ~np.eye(10, dtype=bool)
-    kept = [(i, j, k, int(np.flatnonzero(dissimilar[i] & dissimilar[k])[0]))
-            for i, j, k in itertools.permutations(range(10), 3)
-            if s[i, j] and dissimilar[i, k] and (dissimilar[i] & dissimilar[k]).any()]
-    dropped = [(i, j, k) for i, j, k in itertools.permutations(range(10), 3)
-               if s[i, j] and dissimilar[i, k] and not (dissimilar[i] & dissimilar[k]).any()]
+    kept = [
+        (i, j, k, int(np.flatnonzero(dissimilar[i] & dissimilar[k])[0]))
+        for i, j, k in itertools.permutations(range(10), 3)
+        if s[i, j] and dissimilar[i, k] and (dissimilar[i] & dissimilar[k]).any()
+    ]
+    dropped = [
+        (i, j, k)
+        for i, j, k in itertools.permutations(range(10), 3)
+        if s[i, j] and dissimilar[i, k] and not (dissimilar[i] & dissimilar[k]).any()
+    ]
     assert (len(kept), len(dropped)) == (36, 40)
-    assert all((dissimilar[i] & dissimilar[k]).sum() <= 1
-               for i, j, k in itertools.permutations(range(10), 3))
+    assert all(
+        (dissimilar[i] & dissimilar[k]).sum() <= 1
+        for i, j, k in itertools.permutations(range(10), 3)
+    )
     d = ((h[:, None].astype(np.float64) - h[None]) ** 2).sum(-1)
-    expected = np.mean([max(d[i, j] - d[i, k] + 1.0, 0) + max(d[i, j] - d[q, k] + 0.5, 0)
-                        for i, j, k, q in kept])
+    expected = np.mean(
+        [max(d[i, j] - d[i, k] + 1.0, 0) + max(d[i, j] - d[q, k] + 0.5, 0) for i, j, k, q in kept]
+    )
     pairs = sorted({tuple(sorted(p)) for i, j, k, q in kept for p in ((i, j), (i, k), (q, k))})
     l1, iso = quantization_reference(h, pairs, 0.75)  # multi-hot: μ = 0.75
     terms = ChenQuadrupletLoss(mining="all").terms(y, h)
     np.testing.assert_allclose(float(terms["semantic"]), expected, rtol=1e-5)
-    np.testing.assert_allclose(float(terms["loss"]), expected + 0.8 * (l1 + 0.75 * iso),
-                               rtol=1e-5)
+    np.testing.assert_allclose(float(terms["loss"]), expected + 0.8 * (l1 + 0.75 * iso), rtol=1e-5)
 
 
 def test_chen_quadruplet_is_the_same_under_xla():
@@ -410,14 +457,18 @@ def test_chen_quadruplets_mined_under_xla_are_all_distinct_and_valid():
     quads, keep = tf.function(loss.mine, jit_compile=True)(losses.label_similarity(y))
     quads = quads.numpy()
     assert keep.numpy().tolist() == [1.0] * 576
-    triplets = [(i, j, k) for i, j, k in itertools.permutations(range(16), 3)
-                if y[i] == y[j] and y[k] != y[i]]
+    triplets = [
+        (i, j, k)
+        for i, j, k in itertools.permutations(range(16), 3)
+        if y[i] == y[j] and y[k] != y[i]
+    ]
     assert sorted(map(tuple, quads[:, :3])) == sorted(triplets)
     assert all(y[q] != y[i] and y[q] != y[k] for i, j, k, q in quads)
 
 
 # ---------------------------------------------------------------------------------------------
 # Settings, serialisation, registry
+
 
 @pytest.mark.parametrize("method", NEW)
 def test_config_round_trip_and_serialisation(method):
@@ -428,27 +479,33 @@ def test_config_round_trip_and_serialisation(method):
     restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(loss))
     assert type(restored) is type(loss) and restored.get_config() == loss.get_config()
     y, u = batch(7)
-    np.testing.assert_allclose(float(restored.terms(y, np.tanh(u))["loss"]),
-                               float(loss.terms(y, np.tanh(u))["loss"]), rtol=1e-6)
+    np.testing.assert_allclose(
+        float(restored.terms(y, np.tanh(u))["loss"]),
+        float(loss.terms(y, np.tanh(u))["loss"]),
+        rtol=1e-6,
+    )
     assert list(loss.term_names) == [k for k in loss.terms(y, np.tanh(u)) if k != "loss"]
 
 
-@pytest.mark.parametrize("method,kwargs,message", [
-    ("dsh", {"alpha": 0}, "alpha must be a finite positive number"),
-    ("dsh", {"alpha": -1}, "alpha must be"),
-    ("dsh", {"margin": 0}, "margin must be"),
-    ("hashnet", {"alpha": 0.0}, "alpha must be"),
-    ("hashnet", {"beta_step": -0.1}, "beta_step must be a finite non-negative"),
-    ("hashnet", {"beta_power": float("nan")}, "beta_power must be"),
-    ("hashnet", {"beta_every": 0}, "beta_every must be an integer of at least 1"),
-    ("dhn", {"quantization_weight": -0.1}, "quantization_weight must be a finite non-negative"),
-    ("dhn", {"inner_product_scale": 0}, "inner_product_scale must be"),
-    ("lifted", {"margin": -1}, "margin must be"),
-    ("quadruplet_chen", {"second_margin": 0}, "second_margin must be"),
-    ("angular", {"angle": 90}, "angle must be in degrees between 0 and 90"),
-    ("angular", {"quantization_weight": -1}, "quantization_weight must be"),
-    ("dsh", {"quantization_weight": 0.8}, "dsh takes no argument 'quantization_weight'"),
-])
+@pytest.mark.parametrize(
+    "method,kwargs,message",
+    [
+        ("dsh", {"alpha": 0}, "alpha must be a finite positive number"),
+        ("dsh", {"alpha": -1}, "alpha must be"),
+        ("dsh", {"margin": 0}, "margin must be"),
+        ("hashnet", {"alpha": 0.0}, "alpha must be"),
+        ("hashnet", {"beta_step": -0.1}, "beta_step must be a finite non-negative"),
+        ("hashnet", {"beta_power": float("nan")}, "beta_power must be"),
+        ("hashnet", {"beta_every": 0}, "beta_every must be an integer of at least 1"),
+        ("dhn", {"quantization_weight": -0.1}, "quantization_weight must be a finite non-negative"),
+        ("dhn", {"inner_product_scale": 0}, "inner_product_scale must be"),
+        ("lifted", {"margin": -1}, "margin must be"),
+        ("quadruplet_chen", {"second_margin": 0}, "second_margin must be"),
+        ("angular", {"angle": 90}, "angle must be in degrees between 0 and 90"),
+        ("angular", {"quantization_weight": -1}, "quantization_weight must be"),
+        ("dsh", {"quantization_weight": 0.8}, "dsh takes no argument 'quantization_weight'"),
+    ],
+)
 def test_bad_values_are_one_line_usage_errors(method, kwargs, message):
     with pytest.raises(UsageError, match=message) as error:
         losses.get(method, **kwargs)
@@ -457,12 +514,18 @@ def test_bad_values_are_one_line_usage_errors(method, kwargs, message):
 
 def test_heads_of_the_registry():
     assert {m: methods.get(m).head for m in NEW} == {
-        "dsh": "linear", "hashnet": "linear", "dhn": "tanh", "lifted": "tanh",
-        "quadruplet_chen": "tanh", "angular": "tanh"}
+        "dsh": "linear",
+        "hashnet": "linear",
+        "dhn": "tanh",
+        "lifted": "tanh",
+        "quadruplet_chen": "tanh",
+        "angular": "tanh",
+    }
 
 
 # ---------------------------------------------------------------------------------------------
 # Each method through tfhash.train, a few steps on tiny data
+
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
@@ -472,8 +535,7 @@ def folder(tmp_path_factory):
 @pytest.mark.parametrize("method", NEW)
 @pytest.mark.slow
 def test_each_method_trains_through_tfhash_train(method, tmp_path, folder):
-    metrics = train(_config(tmp_path / "run", folder, method=method, epochs=1,
-                            steps_per_epoch=4))
+    metrics = train(_config(tmp_path / "run", folder, method=method, epochs=1, steps_per_epoch=4))
     assert 0.0 <= _map_of(metrics) <= 1.0
     codes = np.load(tmp_path / "run" / "codes" / "query_codes.npy")
     assert set(np.unique(codes)) <= {-1, 1}

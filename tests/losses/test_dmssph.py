@@ -53,10 +53,10 @@ def test_value_and_gradient_by_hand(labels, margin, lam):
     for index in np.ndindex(h.shape):
         step = np.zeros_like(h)
         step[index] = 1e-5
-        numeric[index] = (by_hand(h + step, labels, m, lam)[0]
-                          - by_hand(h - step, labels, m, lam)[0]) / 2e-5
-    np.testing.assert_allclose(tape.gradient(terms["loss"], variable).numpy(), numeric,
-                               atol=1e-3)
+        numeric[index] = (
+            by_hand(h + step, labels, m, lam)[0] - by_hand(h - step, labels, m, lam)[0]
+        ) / 2e-5
+    np.testing.assert_allclose(tape.gradient(terms["loss"], variable).numpy(), numeric, atol=1e-3)
 
 
 def test_jaccard_levels():
@@ -64,7 +64,10 @@ def test_jaccard_levels():
     assert levels[0].tolist() == pytest.approx([1, 1 / 3, 1 / 2, 0, 1, 1 / 4])
     np.testing.assert_array_equal(levels, levels.T)
     assert jaccard_similarity(tf.constant([2, 2, 0])).numpy().tolist() == [
-        [1, 1, 0], [1, 1, 0], [0, 0, 1]]
+        [1, 1, 0],
+        [1, 1, 0],
+        [0, 0, 1],
+    ]
 
 
 def test_distances_follow_the_level_at_the_optimum():

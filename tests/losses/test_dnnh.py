@@ -9,11 +9,11 @@ import pytest
 import tensorflow as tf
 
 from tfhash import losses, methods, models
-from tfhash.models.backbones import build_backbone
 from tfhash.errors import UsageError
 from tfhash.export import export_run
-from tfhash.models.layers import DivideAndEncode, hashing_head, piecewise_threshold
 from tfhash.losses.dnnh import DNNHLoss, dnnh_loss
+from tfhash.models.backbones import build_backbone
+from tfhash.models.layers import DivideAndEncode, hashing_head, piecewise_threshold
 
 
 def sigmoid(z):
@@ -27,7 +27,7 @@ def reference_head(x, layer, eps):
     w, v = layer.kernel.numpy(), layer.bias.numpy()
     out = np.empty((len(x), layer.bits))
     for k in range(layer.bits):
-        s = sigmoid(x[:, 50 * k:50 * (k + 1)] @ w[k] + v[k])
+        s = sigmoid(x[:, 50 * k : 50 * (k + 1)] @ w[k] + v[k])
         g = np.where(s < 0.5 - eps, 0.0, np.where(s > 0.5 + eps, 1.0, s))
         out[:, k] = 2 * g - 1
     return out
@@ -52,8 +52,7 @@ def test_threshold_gradient_passes_inside_the_band_only():
         g = piecewise_threshold(s, 0.1)
         total = tf.reduce_sum(g)
     np.testing.assert_allclose(g.numpy(), [0, 0, 0.45, 0.5, 0.55, 1, 1], atol=1e-7)
-    np.testing.assert_array_equal(tape.gradient(total, s).numpy(),
-                                  [0, 0, 1, 1, 1, 0, 0])
+    np.testing.assert_array_equal(tape.gradient(total, s).numpy(), [0, 0, 1, 1, 1, 0, 0])
 
 
 def test_head_gradient_matches_the_chain_rule():
@@ -70,10 +69,10 @@ def test_head_gradient_matches_the_chain_rule():
     w = layer.kernel.numpy()
     expected = np.zeros_like(w)
     for k in range(3):
-        z = x[:, 50 * k:50 * (k + 1)] @ w[k]
+        z = x[:, 50 * k : 50 * (k + 1)] @ w[k]
         s = sigmoid(z)
         inside = np.abs(s - 0.5) <= 0.3
-        expected[k] = ((2 * s * (1 - s) * inside)[:, None] * x[:, 50 * k:50 * (k + 1)]).sum(0)
+        expected[k] = ((2 * s * (1 - s) * inside)[:, None] * x[:, 50 * k : 50 * (k + 1)]).sum(0)
     np.testing.assert_allclose(grad, expected, rtol=1e-4, atol=1e-6)
     assert np.any(grad != 0)
 
@@ -93,14 +92,17 @@ def test_learning_rate_multiplier_scales_gradients_only():
     np.testing.assert_allclose(grads[1], 10 * grads[0], rtol=1e-5)
 
 
-@pytest.mark.parametrize("kwargs,message", [
-    (dict(epsilon=0.0), r"epsilon .* must be in \(0, 0.5\), got 0.0"),
-    (dict(epsilon=0.5), r"must be in \(0, 0.5\), got 0.5"),
-    (dict(epsilon="x"), r"must be in \(0, 0.5\)"),
-    (dict(bits=0), r"whole number of bits >= 1, got 0"),
-    (dict(bits=2.5), r"whole number of bits >= 1, got 2.5"),
-    (dict(projection="sometimes"), r"projection must be auto, always or none"),
-])
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        (dict(epsilon=0.0), r"epsilon .* must be in \(0, 0.5\), got 0.0"),
+        (dict(epsilon=0.5), r"must be in \(0, 0.5\), got 0.5"),
+        (dict(epsilon="x"), r"must be in \(0, 0.5\)"),
+        (dict(bits=0), r"whole number of bits >= 1, got 0"),
+        (dict(bits=2.5), r"whole number of bits >= 1, got 2.5"),
+        (dict(projection="sometimes"), r"projection must be auto, always or none"),
+    ],
+)
 def test_bad_head_settings_are_one_line_usage_errors(kwargs, message):
     kwargs = {"bits": 12, **kwargs}
     with pytest.raises(UsageError, match=message) as error:
@@ -115,8 +117,9 @@ def test_bits_the_slicing_cannot_serve_without_a_projection():
 
 
 def test_serialisation_round_trip(tmp_path):
-    model = models.build_model("resnet_small", 12, 32, head="divide_encode",
-                               head_learning_rate_multiplier=2.0)
+    model = models.build_model(
+        "resnet_small", 12, 32, head="divide_encode", head_learning_rate_multiplier=2.0
+    )
     layer = model.get_layer("hashing")
     assert isinstance(layer, DivideAndEncode)
     config = layer.get_config()
@@ -128,8 +131,9 @@ def test_serialisation_round_trip(tmp_path):
     path = str(tmp_path / "m.keras")
     model.save(path)
     loaded = keras.saving.load_model(path)
-    np.testing.assert_array_equal(loaded.predict(images, verbose=0),
-                                  model.predict(images, verbose=0))
+    np.testing.assert_array_equal(
+        loaded.predict(images, verbose=0), model.predict(images, verbose=0)
+    )
     assert loaded.loss.get_config() == model.loss.get_config()
 
 
@@ -139,14 +143,23 @@ def test_export_is_bit_identical(tmp_path):
     run_dir = tmp_path / "run"
     os.makedirs(run_dir / "checkpoints")
     with open(run_dir / "flags.json", "w") as f:
-        json.dump({"dataset": "digits", "method": "dnnh", "backbone": "resnet_small",
-                   "bits": 12, "image_size": 32}, f)
+        json.dump(
+            {
+                "dataset": "digits",
+                "method": "dnnh",
+                "backbone": "resnet_small",
+                "bits": 12,
+                "image_size": 32,
+            },
+            f,
+        )
     model.compile(optimizer="sgd", loss=losses.get("dnnh"))
     model.save(str(run_dir / "checkpoints" / "best.keras"))
     version_dir = export_run(str(run_dir), str(tmp_path / "models"))
     images = np.random.default_rng(4).uniform(0, 255, (6, 32, 32, 3)).astype(np.float32)
     outputs = tf.saved_model.load(version_dir).signatures["serving_default"](
-        images=tf.constant(images))
+        images=tf.constant(images)
+    )
     h = model.predict(images, verbose=0)
     np.testing.assert_array_equal(outputs["codes"].numpy(), np.where(h >= 0, 1, -1))
     np.testing.assert_allclose(outputs["embedding"].numpy(), h, atol=1e-6)
@@ -187,14 +200,16 @@ def reference_loss(h, labels, margin):
         for j in range(n):
             for k in range(n):
                 if i != j and i != k and similar(i, j) and not similar(i, k):
-                    values.append(max(0.0, margin + np.sum((b[i] - b[j]) ** 2)
-                                      - np.sum((b[i] - b[k]) ** 2)))
+                    values.append(
+                        max(0.0, margin + np.sum((b[i] - b[j]) ** 2) - np.sum((b[i] - b[k]) ** 2))
+                    )
     return np.mean(values)
 
 
-@pytest.mark.parametrize("labels", [[0, 0, 1, 1, 2, 0],
-                                    [[1, 0, 0], [1, 1, 0], [0, 1, 0], [0, 0, 1], [1, 0, 1],
-                                     [0, 1, 1]]])
+@pytest.mark.parametrize(
+    "labels",
+    [[0, 0, 1, 1, 2, 0], [[1, 0, 0], [1, 1, 0], [0, 1, 0], [0, 0, 1], [1, 0, 1], [0, 1, 1]]],
+)
 def test_loss_value_and_gradient_against_hand_computation(labels):
     rng = np.random.default_rng(5)
     h = rng.uniform(-1, 1, (6, 5))
@@ -209,8 +224,9 @@ def test_loss_value_and_gradient_against_hand_computation(labels):
     for index in np.ndindex(h.shape):
         step = np.zeros_like(h)
         step[index] = 1e-6
-        numeric[index] = (reference_loss(h + step, labels, 1.0)
-                          - reference_loss(h - step, labels, 1.0)) / 2e-6
+        numeric[index] = (
+            reference_loss(h + step, labels, 1.0) - reference_loss(h - step, labels, 1.0)
+        ) / 2e-6
     np.testing.assert_allclose(grad, numeric, atol=1e-4)
 
 

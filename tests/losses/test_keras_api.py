@@ -48,9 +48,7 @@ def test_jaccard_similarity_hook():
     y = np.array([[1, 1, 0], [1, 0, 0], [1, 1, 1], [0, 0, 0]], np.float32)
     sim = JaccardLSDH().similarity(y).numpy()
     # J(0,1) = 1/2, J(0,2) = 2/3, J(1,2) = 1/3; the label-less item matches nothing.
-    np.testing.assert_array_equal(
-        sim, [[1, 1, 1, 0], [1, 1, 0, 0], [1, 0, 1, 0], [0, 0, 0, 0]]
-    )
+    np.testing.assert_array_equal(sim, [[1, 1, 1, 0], [1, 1, 0, 0], [1, 0, 1, 0], [0, 0, 0, 0]])
 
 
 @pytest.mark.slow

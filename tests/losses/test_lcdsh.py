@@ -28,14 +28,16 @@ def by_hand(u, labels, lam):
     likelihood = np.sum(np.log1p(np.exp(-s * theta))) / n2
     locality = np.sum((sigmoid(theta) - sigmoid(theta_b)) ** 2) / n2
     # dL/dΘ, zero where the clip is active, then Θ_ij = ½ u_iᵀu_j gives ½ (G + Gᵀ) u.
-    g = (-s * sigmoid(-s * theta)
-         + lam * 2 * (sigmoid(theta) - sigmoid(theta_b)) * sigmoid(theta) * (1 - sigmoid(theta)))
+    g = -s * sigmoid(-s * theta) + lam * 2 * (sigmoid(theta) - sigmoid(theta_b)) * sigmoid(
+        theta
+    ) * (1 - sigmoid(theta))
     g = g * (np.abs(raw) <= 50) / n2
     return likelihood + lam * locality, likelihood, locality, 0.5 * (g + g.T) @ u
 
 
-@pytest.mark.parametrize("labels", [[0, 1, 0, 2, 1], [[1, 0, 1], [0, 1, 0], [1, 1, 0],
-                                                     [0, 0, 1], [0, 1, 1]]])
+@pytest.mark.parametrize(
+    "labels", [[0, 1, 0, 2, 1], [[1, 0, 1], [0, 1, 0], [1, 1, 0], [0, 0, 1], [0, 1, 1]]]
+)
 @pytest.mark.parametrize("lam", [3.0, 0.5])
 @pytest.mark.parametrize("scale", [1.0, 8.0])  # 8: some |Θ| beyond the clip at 50
 def test_value_and_gradient_by_hand(labels, lam, scale):
@@ -44,13 +46,15 @@ def test_value_and_gradient_by_hand(labels, lam, scale):
     loss = LCDSHLoss(quantization_weight=lam)
     with tf.GradientTape() as tape:
         terms = loss.terms(tf.constant(labels), tf.cast(variable, tf.float32))
-    total, likelihood, locality, gradient = by_hand(u.astype(np.float32).astype(np.float64),
-                                                    labels, lam)
+    total, likelihood, locality, gradient = by_hand(
+        u.astype(np.float32).astype(np.float64), labels, lam
+    )
     assert float(terms["likelihood"]) == pytest.approx(likelihood, rel=1e-5)
     assert float(terms["locality"]) == pytest.approx(locality, rel=1e-5, abs=1e-7)
     assert float(terms["loss"]) == pytest.approx(total, rel=1e-5)
-    np.testing.assert_allclose(tape.gradient(terms["loss"], variable).numpy(), gradient,
-                               rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(
+        tape.gradient(terms["loss"], variable).numpy(), gradient, rtol=1e-4, atol=1e-6
+    )
     if scale == 8.0:
         assert np.any(np.abs(0.5 * u @ u.T) > 50)  # the clip was exercised
 

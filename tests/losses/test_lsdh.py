@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 
 import tfhash.losses as losses
+from tfhash import methods
 from tfhash.errors import UsageError
 from tfhash.losses import (
     LSDHL1Loss,
@@ -18,7 +19,6 @@ from tfhash.losses import (
     squared_distances,
     triplet_loss,
 )
-from tfhash import methods
 
 # The margin-ranking losses on mined tuples (RankingLoss): the arguments tested here are theirs.
 RANKING = ("lsdh", "lsdh_l1", "triplet")
@@ -105,8 +105,16 @@ def numpy_terms(terms):
 
 SINGLE = np.array([0, 0, 0, 1, 1, 2, 2, 2])
 MULTI = np.array(
-    [[1, 1, 0, 0], [1, 0, 0, 0], [0, 1, 0, 0], [0, 1, 1, 0],
-     [0, 0, 1, 0], [0, 0, 0, 1], [0, 0, 0, 1], [1, 0, 0, 1]],
+    [
+        [1, 1, 0, 0],
+        [1, 0, 0, 0],
+        [0, 1, 0, 0],
+        [0, 1, 1, 0],
+        [0, 0, 1, 0],
+        [0, 0, 0, 1],
+        [0, 0, 0, 1],
+        [1, 0, 0, 1],
+    ],
     dtype=np.float32,
 )
 
@@ -159,8 +167,7 @@ def test_unrelated_positives_are_pushed_apart():
     d = lambda a, b: float(np.sum((h[a] - h[b]) ** 2))  # noqa: E731
     # The only quadruplet is (0, 1, 2, 3); s_12 = 0, so Eq. 13 replaces the third term
     # by max(0, m − d_12): the two positives are too close for unrelated items.
-    want = (max(0, m + d(0, 1) - d(0, 3)) + max(0, m + d(0, 2) - d(0, 3))
-            + max(0, m - d(1, 2)))
+    want = max(0, m + d(0, 1) - d(0, 3)) + max(0, m + d(0, 2) - d(0, 3)) + max(0, m - d(1, 2))
     assert m - d(1, 2) > 0
     got = LSDHLoss(margin=m, mining="all").terms(labels, h)["semantic"]
     assert float(got) == pytest.approx(want, rel=1e-6)
@@ -184,8 +191,12 @@ def test_no_valid_tuple_gives_zero_loss_and_gradient(cls, labels):
     h = tf.Variable(codes((4, 3), seed=5), dtype=tf.float32)
     with tf.GradientTape() as tape:
         terms = cls(mining="all").terms(np.asarray(labels), h)
-    assert numpy_terms(terms) == {"loss": 0.0, "semantic": 0.0, "quantization": 0.0,
-                                  "isometric": 0.0}
+    assert numpy_terms(terms) == {
+        "loss": 0.0,
+        "semantic": 0.0,
+        "quantization": 0.0,
+        "isometric": 0.0,
+    }
     np.testing.assert_array_equal(tape.gradient(terms["loss"], h).numpy(), 0.0)
 
 
@@ -212,10 +223,12 @@ def eq14_gradient(h, quads, s, m):
         t_jk = tau(m - sq(hj, hk) > 0)
         sjk = s[j, k]
         g[i] += 2 * (hn - hj) * t_ijn + 2 * (hn - hk) * t_ikn - 2 * sjk * (hi - hn) * t_ijkn
-        g[j] += (-2 * (hi - hj) * t_ijn + 2 * sjk * (hj - hk) * t_ijkn
-                 - 2 * (1 - sjk) * (hj - hk) * t_jk)
-        g[k] += (-2 * (hi - hk) * t_ikn - 2 * sjk * (hj - hk) * t_ijkn
-                 + 2 * (1 - sjk) * (hj - hk) * t_jk)
+        g[j] += (
+            -2 * (hi - hj) * t_ijn + 2 * sjk * (hj - hk) * t_ijkn - 2 * (1 - sjk) * (hj - hk) * t_jk
+        )
+        g[k] += (
+            -2 * (hi - hk) * t_ikn - 2 * sjk * (hj - hk) * t_ijkn + 2 * (1 - sjk) * (hj - hk) * t_jk
+        )
         g[n] += 2 * (hi - hn) * (t_ijn + t_ikn + sjk * t_ijkn)
     return g
 
@@ -223,8 +236,12 @@ def eq14_gradient(h, quads, s, m):
 def assert_no_kinks(h, quads, m):
     for i, j, k, n in quads:
         d_in = sq(h[i], h[n])
-        for arg in (m + sq(h[i], h[j]) - d_in, m + sq(h[i], h[k]) - d_in,
-                    m + sq(h[j], h[k]) - d_in, m - sq(h[j], h[k])):
+        for arg in (
+            m + sq(h[i], h[j]) - d_in,
+            m + sq(h[i], h[k]) - d_in,
+            m + sq(h[j], h[k]) - d_in,
+            m - sq(h[j], h[k]),
+        ):
             assert abs(arg) > 1e-6
 
 
@@ -254,8 +271,7 @@ def test_quadruplet_gradient_matches_eq9_and_eq14(multi_label):
         )
 
     np.testing.assert_allclose(
-        tf_gradient(summed, h), eq14_gradient(h, quads, s.astype(float), m), rtol=1e-10,
-        atol=1e-12,
+        tf_gradient(summed, h), eq14_gradient(h, quads, s.astype(float), m), rtol=1e-10, atol=1e-12
     )
 
 
@@ -337,14 +353,18 @@ ALL_CLASSES = [LSDHLoss, LSDHL1Loss, TripletLoss]
 
 def test_registry():
     assert {m: losses.METHODS[m] for m in RANKING} == {
-        "lsdh": LSDHLoss, "lsdh_l1": LSDHL1Loss, "triplet": TripletLoss}
+        "lsdh": LSDHLoss,
+        "lsdh_l1": LSDHL1Loss,
+        "triplet": TripletLoss,
+    }
     # The view holds the registry's Keras methods, not its shallow ones.
     assert "itq" in methods.REGISTRY and "itq" not in losses.METHODS
     assert set(losses.METHODS) == {n for n, m in methods.REGISTRY.items() if m.kind == "keras"}
     loss = losses.get("triplet", margin=3.0, mining="all")
     assert isinstance(loss, TripletLoss) and loss.margin == 3.0 and loss.name == "triplet"
-    with pytest.raises(UsageError, match="^unknown method 'nope': choose one of lsdh, lsdh_l1, "
-                                         "triplet, cnnh, "):
+    with pytest.raises(
+        UsageError, match="^unknown method 'nope': choose one of lsdh, lsdh_l1, triplet, cnnh, "
+    ):
         losses.get("nope")
     with pytest.raises(UsageError, match="itq is a shallow method with no Keras loss"):
         losses.get("itq")
@@ -352,14 +372,21 @@ def test_registry():
 
 @pytest.mark.parametrize("cls", ALL_CLASSES)
 def test_config_round_trip(cls):
-    kwargs = dict(margin=2.5, quantization_weight=0.3, mining="all",
-                  quadruplets_per_anchor=7, seed=5, name="custom")
+    kwargs = dict(
+        margin=2.5,
+        quantization_weight=0.3,
+        mining="all",
+        quadruplets_per_anchor=7,
+        seed=5,
+        name="custom",
+    )
     if cls is not LSDHL1Loss:
         kwargs["isometric_weight"] = 0.4
     loss = cls(**kwargs)
     config = loss.get_config()
     assert config == dict(
-        kwargs, isometric_weight=kwargs.get("isometric_weight", 0.0),
+        kwargs,
+        isometric_weight=kwargs.get("isometric_weight", 0.0),
         reduction="sum_over_batch_size",
     )
     again = cls.from_config(config)
@@ -373,7 +400,11 @@ def test_config_round_trip(cls):
 def test_defaults(cls):
     loss = cls()
     assert (loss.margin, loss.quantization_weight, loss.mining, loss.quadruplets_per_anchor) == (
-        None, 0.8, "random", 128)
+        None,
+        0.8,
+        "random",
+        128,
+    )
     assert loss.supports_jit and not cls(mining="all").supports_jit
     assert cls(seed=None).seed is None
 
@@ -396,7 +427,10 @@ def test_keras_call_paths():
         (dict(margin=-1.0), "margin must be a finite positive number, got -1.0"),
         (dict(margin=float("nan")), "margin must be a finite positive number"),
         (dict(margin="big"), "margin must be a finite positive number, got 'big'"),
-        (dict(quantization_weight=-0.1), "quantization_weight must be a finite non-negative number"),
+        (
+            dict(quantization_weight=-0.1),
+            "quantization_weight must be a finite non-negative number",
+        ),
         (dict(isometric_weight=-1), "isometric_weight must be a finite non-negative number"),
         (dict(mining="hard"), "mining must be one of all, random, got 'hard'"),
         (dict(quadruplets_per_anchor=0), "quadruplets_per_anchor must be an integer of at least 1"),
@@ -431,8 +465,14 @@ def test_margin_none_is_half_the_code_length(cls):
     # K = 4 codes, one class of three and one other: the hinges are active at m = 2 (K/2) and
     # inactive at m = 1 on some tuples, so the two margins give different semantic terms.
     labels = tf.constant([0, 0, 0, 1])
-    h = tf.constant([[0.9, 0.8, -0.2, 0.5], [0.7, 0.9, 0.1, -0.3], [0.8, -0.6, 0.4, 0.2],
-                     [-0.9, -0.7, 0.3, 0.6]])
+    h = tf.constant(
+        [
+            [0.9, 0.8, -0.2, 0.5],
+            [0.7, 0.9, 0.1, -0.3],
+            [0.8, -0.6, 0.4, 0.2],
+            [-0.9, -0.7, 0.3, 0.6],
+        ]
+    )
     default = cls(mining="all").terms(labels, h)
     half = cls(mining="all", margin=2.0).terms(labels, h)
     one = cls(mining="all", margin=1.0).terms(labels, h)
@@ -440,7 +480,9 @@ def test_margin_none_is_half_the_code_length(cls):
         np.testing.assert_allclose(float(default[name]), float(half[name]), rtol=1e-6)
     assert float(one["semantic"]) != pytest.approx(float(half["semantic"]))
     assert cls(mining="all").margin_for(h) == 2.0 and cls(margin=3.0).margin_for(h) == 3.0
-    assert cls().get_config()["margin"] is None and cls.from_config(cls().get_config()).margin is None
+    assert (
+        cls().get_config()["margin"] is None and cls.from_config(cls().get_config()).margin is None
+    )
 
 
 def test_triplet_margin_none_by_hand():

@@ -52,8 +52,9 @@ def as_set(tuples):
     return set(map(tuple, tuples.numpy().tolist()))
 
 
-@pytest.mark.parametrize("mine, brute", [(mine_quadruplets, brute_quadruplets),
-                                         (mine_triplets, brute_triplets)])
+@pytest.mark.parametrize(
+    "mine, brute", [(mine_quadruplets, brute_quadruplets), (mine_triplets, brute_triplets)]
+)
 def test_all_equals_brute_force(mine, brute):
     for labels in random_batches(seed=0):
         sim = relevance(labels)
@@ -71,8 +72,9 @@ def test_all_counts_for_balanced_batch():
     assert len(mine_triplets(sim, mining="all")) == b * (m - 1) * (b - m)
 
 
-@pytest.mark.parametrize("mine, brute", [(mine_quadruplets, brute_quadruplets),
-                                         (mine_triplets, brute_triplets)])
+@pytest.mark.parametrize(
+    "mine, brute", [(mine_quadruplets, brute_quadruplets), (mine_triplets, brute_triplets)]
+)
 def test_random_is_valid_and_takes_min_n_total_per_anchor(mine, brute):
     n = 3
     for labels in random_batches(seed=1):
@@ -85,9 +87,7 @@ def test_random_is_valid_and_takes_min_n_total_per_anchor(mine, brute):
         for anchor in range(len(sim)):
             assert counts[anchor] == min(n, per_anchor[anchor])
             if per_anchor[anchor] <= n:  # few tuples: all of them, once each
-                assert {t for t in tuples if t[0] == anchor} == {
-                    t for t in valid if t[0] == anchor
-                }
+                assert {t for t in tuples if t[0] == anchor} == {t for t in valid if t[0] == anchor}
 
 
 def test_random_is_uniform_over_an_anchors_quadruplets():

@@ -36,6 +36,7 @@ def away_from_kinks(rng, shape):
 # ---------------------------------------------------------------------------------------------
 # DHN: zhuhan1236/dhn-caffe, PairwiseLossLayer (pairwise_loss_layer.cu)
 
+
 def dhn_caffe_quantization(u, q_gamma):
     """The first author's quantization: forward ``mean_{N·K} log cosh(|u| − 1)`` reported with
     weight 1, backward ``(q_gamma / N) · sign(u) · tanh(|u| − 1)`` per entry (+ for u ≥ 0)."""
@@ -55,12 +56,14 @@ def test_dhn_issue_example_default_is_deephash_pytorch_strength_and_option_the_f
     np.testing.assert_allclose(0.1 * grad, expected, atol=1e-6)
     # DeepHash-pytorch: alpha · mean log cosh(|u| − 1) over the B · K entries, alpha = 0.1.
     deephash = 0.1 * np.mean(np.log(np.cosh(np.abs(u.astype(np.float64)) - 1)))
-    np.testing.assert_allclose(0.1 * float(default.terms(y, u)["quantization"]), deephash,
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        0.1 * float(default.terms(y, u)["quantization"]), deephash, rtol=1e-6
+    )
     _, official = dhn_caffe_quantization(u, 0.1)
     np.testing.assert_allclose(official, 3 * expected, atol=3e-6)  # K = 3 times
-    _, grad = value_and_gradient(DHNLoss(quantization_reduction="sum_over_bits"), y, u,
-                                 term="quantization")
+    _, grad = value_and_gradient(
+        DHNLoss(quantization_reduction="sum_over_bits"), y, u, term="quantization"
+    )
     np.testing.assert_allclose(0.1 * grad, official, rtol=1e-5, atol=1e-8)
 
 
@@ -77,8 +80,9 @@ def test_dhn_sum_over_bits_matches_the_first_authors_forward_and_backward(seed):
     np.testing.assert_allclose(float(terms["quantization"]), 5 * forward, rtol=1e-5)
     _, ce_grad = value_and_gradient(loss, y, u, term="cross_entropy")
     np.testing.assert_allclose(grad - ce_grad, backward, rtol=1e-4, atol=1e-7)
-    np.testing.assert_allclose(float(terms["loss"]),
-                               float(terms["cross_entropy"]) + 0.1 * 5 * forward, rtol=1e-5)
+    np.testing.assert_allclose(
+        float(terms["loss"]), float(terms["cross_entropy"]) + 0.1 * 5 * forward, rtol=1e-5
+    )
 
 
 def test_dhn_quantization_reduction_is_saved_and_checked():
@@ -92,6 +96,7 @@ def test_dhn_quantization_reduction_is_saved_and_checked():
 
 # ---------------------------------------------------------------------------------------------
 # DSH: lhmRyan/deep-supervised-hashing-DSH, HashingLossLayer (hashing_loss_layer.cpp)
+
 
 def dsh_caffe(u, y, margin, tradeoff):
     """The official layer, loop for loop: forward value and the diff it writes (its backward).
@@ -129,9 +134,12 @@ def dsh_deephash_pytorch(u, y, alpha):
     ``mean_{i≠j} [½ (1 − y) D + ½ y max(m − D, 0)] + α · mean_{B·K} |1 − |u||``."""
     u = u.astype(np.float64)
     n, k = u.shape
-    pairs = [0.5 * ((u[i] - u[j]) ** 2).sum() if y[i] == y[j]
-             else 0.5 * max(2 * k - ((u[i] - u[j]) ** 2).sum(), 0.0)
-             for i, j in itertools.permutations(range(n), 2)]
+    pairs = [
+        0.5 * ((u[i] - u[j]) ** 2).sum()
+        if y[i] == y[j]
+        else 0.5 * max(2 * k - ((u[i] - u[j]) ** 2).sum(), 0.0)
+        for i, j in itertools.permutations(range(n), 2)
+    ]
     return np.mean(pairs) + alpha * np.mean(np.abs(1 - np.abs(u)))
 
 
@@ -140,8 +148,9 @@ def test_dsh_issue_example_deephash_pytorch_alpha_is_alpha_over_2k():
     y = np.array([0, 1])  # dissimilar, D = 6.0625 beyond m = 4: the regulariser alone
     np.testing.assert_allclose(float(DSHLoss(alpha=0.1).terms(y, u)["loss"]), 0.275, rtol=1e-6)
     np.testing.assert_allclose(dsh_deephash_pytorch(u, y, 0.1), 0.06875, rtol=1e-12)
-    np.testing.assert_allclose(float(DSHLoss(alpha=0.1 / (2 * 2)).terms(y, u)["loss"]), 0.06875,
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        float(DSHLoss(alpha=0.1 / (2 * 2)).terms(y, u)["loss"]), 0.06875, rtol=1e-6
+    )
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -156,13 +165,17 @@ def test_dsh_official_forward_equals_the_contrastive_and_backward_is_half(seed):
     # Forward: the contrastive value is tfhash's; the regulariser is α · mean_i r_i, half of
     # tfhash's α · mean_{i≠j} (r_i + r_j).
     np.testing.assert_allclose(float(terms["contrastive"]), contrastive_only, rtol=1e-5)
-    np.testing.assert_allclose(forward, float(terms["contrastive"])
-                               + 0.5 * alpha * float(terms["regularizer"]), rtol=1e-5)
+    np.testing.assert_allclose(
+        forward, float(terms["contrastive"]) + 0.5 * alpha * float(terms["regularizer"]), rtol=1e-5
+    )
     # Backward: half the gradient of tfhash's loss at the same α, term for term.
     np.testing.assert_allclose(official_diff, 0.5 * grad, rtol=1e-4, atol=1e-7)
     # DeepHash-pytorch's objective: tfhash's at α / (2K).
-    np.testing.assert_allclose(float(DSHLoss(alpha=0.1 / 8).terms(y, u)["loss"]),
-                               dsh_deephash_pytorch(u, y, 0.1), rtol=1e-5)
+    np.testing.assert_allclose(
+        float(DSHLoss(alpha=0.1 / 8).terms(y, u)["loss"]),
+        dsh_deephash_pytorch(u, y, 0.1),
+        rtol=1e-5,
+    )
 
 
 def dsh_deephash_pytorch_gradient(u, y, alpha):
@@ -185,12 +198,14 @@ def test_dsh_deephash_pytorch_trains_in_the_direction_of_alpha_over_k():
     u = away_from_kinks(rng, (8, 4))
     y = np.arange(8) % 3
     _, grad = value_and_gradient(DSHLoss(alpha=0.1 / 4), y, u)
-    np.testing.assert_allclose(dsh_deephash_pytorch_gradient(u, y, 0.1), 0.5 * grad, rtol=1e-4,
-                               atol=1e-7)
+    np.testing.assert_allclose(
+        dsh_deephash_pytorch_gradient(u, y, 0.1), 0.5 * grad, rtol=1e-4, atol=1e-7
+    )
 
 
 # ---------------------------------------------------------------------------------------------
 # HashNet: thuml/HashNet, pytorch/src/loss.py pairwise_loss (and the Caffe PairwiseLoss)
+
 
 def hashnet_official(y, z, beta, alpha, class_num):
     """The official weighted likelihood on the pairs i ≠ j of h = tanh(βz), and its gradient
@@ -209,7 +224,7 @@ def hashnet_official(y, z, beta, alpha, class_num):
         dtheta = weight[i, j] * (1.0 / (1.0 + np.exp(-theta)) - s)
         grad_h[i] += dtheta * alpha * h[j]
         grad_h[j] += dtheta * alpha * h[i]
-    return loss / norm, grad_h * beta * (1.0 - h ** 2) / norm
+    return loss / norm, grad_h * beta * (1.0 - h**2) / norm
 
 
 @pytest.mark.parametrize("class_num,iterations", [(1.0, 0), (5.0, 450), (10.0, 2000)])
@@ -245,6 +260,7 @@ def test_hashnet_official_weighting_is_saved_listed_and_checked():
 # ---------------------------------------------------------------------------------------------
 # SSDH-ZP: PKU-ICST-MIPL/SSDH_TCSVT2017, SemiRankLossLayer (semirank_loss_layer.cpp)
 
+
 def ssdh_official_ranking(h, labelled, y, margin):
     """The official ranking term in expectation and its backward, on s = (h + 1) / 2.
 
@@ -255,8 +271,11 @@ def ssdh_official_ranking(h, labelled, y, margin):
     """
     s = (h.astype(np.float64) + 1) / 2
     d = ((s[:, None] - s[None]) ** 2).sum(-1)
-    anchors = [i for i in range(len(y)) if labelled[i]
-               and any(labelled[j] and y[j] != y[i] for j in range(len(y)))]
+    anchors = [
+        i
+        for i in range(len(y))
+        if labelled[i] and any(labelled[j] and y[j] != y[i] for j in range(len(y)))
+    ]
     value, grad_s = 0.0, np.zeros_like(s)
     for i in anchors:
         positives = [j for j in range(len(y)) if labelled[j] and y[j] == y[i]]  # i included

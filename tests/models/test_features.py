@@ -27,23 +27,27 @@ def weights_file(tmp_path_factory):
 def tiny_backbone(monkeypatch):
     """resnet_small with 8 filters: the cache does not care what network it caches."""
     real = backbones.resnet_small
-    monkeypatch.setattr(backbones, "resnet_small",
-                        lambda size: real(size, widths=(8, 8, 8), blocks_per_stage=1))
+    monkeypatch.setattr(
+        backbones, "resnet_small", lambda size: real(size, widths=(8, 8, 8), blocks_per_stage=1)
+    )
 
 
 def collection(seed=0, n=10):
     rng = np.random.default_rng(seed)
-    return Collection("toy", labels=np.arange(n) % 2, class_names=["a", "b"],
-                      item_ids=np.array([f"toy/{i}" for i in range(n)]),
-                      pixels=rng.integers(0, 256, (n, 16, 16, 3), dtype=np.uint8))
+    return Collection(
+        "toy",
+        labels=np.arange(n) % 2,
+        class_names=["a", "b"],
+        item_ids=np.array([f"toy/{i}" for i in range(n)]),
+        pixels=rng.integers(0, 256, (n, 16, 16, 3), dtype=np.uint8),
+    )
 
 
 def _files(directory):
     return sorted(p for p in os.listdir(directory))
 
 
-def test_features_are_computed_once_then_read(tmp_path, weights_file, tiny_backbone,
-                                              monkeypatch):
+def test_features_are_computed_once_then_read(tmp_path, weights_file, tiny_backbone, monkeypatch):
     c, idx = collection(), np.array([3, 1, 4, 0])
     first = features.backbone_features(c, idx, "resnet_small", weights_file, 32, tmp_path)
     assert first.dtype == np.float32 and first.shape == (4, 8)
@@ -53,14 +57,15 @@ def test_features_are_computed_once_then_read(tmp_path, weights_file, tiny_backb
     assert len(names) == 2 and names[0].startswith("resnet_small-32px-")  # .json, .npz
     stored = json.loads((tmp_path / names[0]).read_text())
     assert stored["weights"]["sha256"] == torch_legacy.sha256_of(weights_file)
-    monkeypatch.setattr(features, "compute_features",
-                        lambda *a, **k: pytest.fail("recomputed a cached array"))
+    monkeypatch.setattr(
+        features, "compute_features", lambda *a, **k: pytest.fail("recomputed a cached array")
+    )
     np.testing.assert_array_equal(
-        features.backbone_features(c, idx, "resnet_small", weights_file, 32, tmp_path), first)
+        features.backbone_features(c, idx, "resnet_small", weights_file, 32, tmp_path), first
+    )
 
 
-def test_other_settings_never_reuse_or_overwrite_a_cache(tmp_path, weights_file,
-                                                         tiny_backbone):
+def test_other_settings_never_reuse_or_overwrite_a_cache(tmp_path, weights_file, tiny_backbone):
     c, idx = collection(), np.arange(6)
     features.backbone_features(c, idx, "resnet_small", weights_file, 32, tmp_path)
     (original,) = [p for p in _files(tmp_path) if p.endswith(".npz")]
@@ -68,8 +73,12 @@ def test_other_settings_never_reuse_or_overwrite_a_cache(tmp_path, weights_file,
     changed_pixels = collection(seed=1)  # same ids and labels (fingerprint), other images
     other_weights = str(tmp_path / "other.weights.h5")
     backbones.resnet_small(32).save_weights(other_weights)  # another random draw
-    for args in [(c, idx[::-1], weights_file, 32), (c, idx, weights_file, 40),
-                 (changed_pixels, idx, weights_file, 32), (c, idx, other_weights, 32)]:
+    for args in [
+        (c, idx[::-1], weights_file, 32),
+        (c, idx, weights_file, 40),
+        (changed_pixels, idx, weights_file, 32),
+        (c, idx, other_weights, 32),
+    ]:
         features.backbone_features(args[0], args[1], "resnet_small", args[2], args[3], tmp_path)
     assert changed_pixels.fingerprint() == c.fingerprint()
     assert len([p for p in _files(tmp_path) if p.endswith(".npz")]) == 5
@@ -81,6 +90,7 @@ def test_other_settings_never_reuse_or_overwrite_a_cache(tmp_path, weights_file,
 def test_image_files_are_keyed_by_content_not_by_path_or_time(tmp_path):
     """A dataset copied again (new paths, new modification times) keeps its cache key; an
     edited image changes it; a missing one is a one-line error."""
+
     def folder(name, payloads):
         directory = tmp_path / name
         directory.mkdir()
@@ -90,9 +100,14 @@ def test_image_files_are_keyed_by_content_not_by_path_or_time(tmp_path):
             path.write_bytes(payload)
             os.utime(path, (1e9 + 7 * i, 1e9 + 7 * i) if name == "a" else None)
             paths.append(str(path))
-        return Collection("toy", labels=np.arange(3) % 2, class_names=["a", "b"],
-                          item_ids=np.array([f"toy/{i}" for i in range(3)]),
-                          files=np.array(paths))
+        return Collection(
+            "toy",
+            labels=np.arange(3) % 2,
+            class_names=["a", "b"],
+            item_ids=np.array([f"toy/{i}" for i in range(3)]),
+            files=np.array(paths),
+        )
+
     payloads = [b"one", b"two", b"three"]
     original, copied = folder("a", payloads), folder("b", payloads)
     edited = folder("c", [b"one", b"tw0", b"three"])
@@ -104,8 +119,9 @@ def test_image_files_are_keyed_by_content_not_by_path_or_time(tmp_path):
         features._image_digest(copied, idx)
 
 
-def test_a_file_with_another_key_under_this_name_is_left_alone(tmp_path, weights_file,
-                                                               tiny_backbone):
+def test_a_file_with_another_key_under_this_name_is_left_alone(
+    tmp_path, weights_file, tiny_backbone
+):
     c, idx = collection(), np.arange(4)
     key = features.feature_key(c, idx, "resnet_small", weights_file, 32)
     path = features._free_or_matching_path(str(tmp_path), key)
@@ -115,11 +131,10 @@ def test_a_file_with_another_key_under_this_name_is_left_alone(tmp_path, weights
     result = features.backbone_features(c, idx, "resnet_small", weights_file, 32, tmp_path)
     assert result.any()  # computed, not the planted zeros
     assert open(path, "rb").read() == before
-    assert os.path.exists(path[:-len(".npz")] + "-1.npz")
+    assert os.path.exists(path[: -len(".npz")] + "-1.npz")
 
 
-def test_an_interrupted_write_leaves_no_cache(tmp_path, weights_file, tiny_backbone,
-                                              monkeypatch):
+def test_an_interrupted_write_leaves_no_cache(tmp_path, weights_file, tiny_backbone, monkeypatch):
     c, idx = collection(), np.arange(4)
 
     def dies_halfway(file, **arrays):

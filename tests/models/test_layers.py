@@ -43,8 +43,7 @@ def test_ten_times_head_gradient_is_ten_times_sgd_step():
     x = np.ones((2, 3), "float32")
     steps = []
     for multiplier in (1.0, 10.0):
-        layer = HashingLayer(2, learning_rate_multiplier=multiplier,
-                             kernel_initializer="zeros")
+        layer = HashingLayer(2, learning_rate_multiplier=multiplier, kernel_initializer="zeros")
         layer(x)
         opt = keras.optimizers.SGD(0.01)
         with tf.GradientTape() as tape:
@@ -62,10 +61,13 @@ def test_sign_of_zero_is_plus_one_and_codes_are_plus_minus_one():
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(sign(h)), codes.astype("float32"))
 
 
-@pytest.mark.parametrize("layer", [
-    HashingLayer(bits=12, learning_rate_multiplier=10.0, kernel_regularizer="l2", name="h"),
-    Sign(output_dtype="int8", name="s"),
-])
+@pytest.mark.parametrize(
+    "layer",
+    [
+        HashingLayer(bits=12, learning_rate_multiplier=10.0, kernel_regularizer="l2", name="h"),
+        Sign(output_dtype="int8", name="s"),
+    ],
+)
 def test_layers_round_trip_through_their_config(layer):
     restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))
     assert type(restored) is type(layer)

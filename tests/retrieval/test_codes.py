@@ -13,13 +13,17 @@ from tfhash.retrieval import codes
 
 def test_what_write_encoded_writes_read_encoded_reads(tmp_path):
     packed = np.packbits(np.random.default_rng(0).random((5, 12)) < 0.5, axis=1)
-    arrays = {"codes": packed, "labels": np.arange(5) % 2,
-              "item_ids": np.array([f"x/{i}.png" for i in range(5)]),
-              "paths": np.array([f"/images/x/{i}.png" for i in range(5)])}
+    arrays = {
+        "codes": packed,
+        "labels": np.arange(5) % 2,
+        "item_ids": np.array([f"x/{i}.png" for i in range(5)]),
+        "paths": np.array([f"/images/x/{i}.png" for i in range(5)]),
+    }
     info = {"bits": 12, "class_names": ["ant", "bee"]}
     codes.write_encoded(str(tmp_path / "db"), arrays, info)
     assert sorted(os.listdir(tmp_path)) == sorted(
-        os.path.basename(p) for p in codes.output_files(str(tmp_path), "db"))
+        os.path.basename(p) for p in codes.output_files(str(tmp_path), "db")
+    )
 
     for where in (str(tmp_path), str(tmp_path / "db_codes.npy")):  # the directory, or the file
         items = codes.read_encoded(where)
@@ -80,12 +84,18 @@ def test_as_packed_packs_columns_and_checks_the_length():
 
 
 def test_hits_first_and_records():
-    hits = codes.Hits(np.array([0, 1, 1]), np.array([2, 0, 1]), np.array(["c", "a", "b"]),
-                      np.array(["/c", "/a", "/b"]), [[1], [0], [1]])
+    hits = codes.Hits(
+        np.array([0, 1, 1]),
+        np.array([2, 0, 1]),
+        np.array(["c", "a", "b"]),
+        np.array(["/c", "/a", "/b"]),
+        [[1], [0], [1]],
+    )
     first = hits.first(2)
     assert len(first) == 2 and first.labels == [[1], [0]]
     assert json.loads(json.dumps(first.records())) == [
         {"rank": 1, "item_id": "c", "path": "/c", "distance": 0, "labels": [1]},
-        {"rank": 2, "item_id": "a", "path": "/a", "distance": 1, "labels": [0]}]
+        {"rank": 2, "item_id": "a", "path": "/a", "distance": 1, "labels": [0]},
+    ]
     distances, positions = codes.ordered([2, 1, 1], [0, 9, 3])
     assert distances.tolist() == [1, 1, 2] and positions.tolist() == [3, 9, 0]

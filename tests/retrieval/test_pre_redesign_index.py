@@ -40,8 +40,9 @@ def test_the_old_index_takes_an_append_and_a_delete(tmp_path):
     np.save(tmp_path / "new_codes.npy", queries[:2])  # two queries as items, at distance 0
     np.save(tmp_path / "new_item_ids.npy", np.array(["new/0.png", "new/1.png"]))
     np.save(tmp_path / "new_labels.npy", np.array([0, 1]))
-    index, added, deleted = retrieval.update_index(str(tmp_path / "new_codes.npy"), out,
-                                                   delete="c0/00.png")
+    index, added, deleted = retrieval.update_index(
+        str(tmp_path / "new_codes.npy"), out, delete="c0/00.png"
+    )
     assert (added, deleted, index.size) == (2, 1, 39 + 2 - 1)
     after = retrieval.open_index(out)
     kept = before.item_ids != "c0/00.png"

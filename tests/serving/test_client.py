@@ -35,8 +35,9 @@ except ImportError:  # the gRPC side of the client needs tensorflow-serving-api
     predict_pb2 = prediction_service_pb2_grpc = None
 
 needs_serving_api = pytest.mark.skipif(
-    predict_pb2 is None, reason="the gRPC client needs tensorflow-serving-api (pip install "
-    "tensorflow-serving-api)")
+    predict_pb2 is None,
+    reason="the gRPC client needs tensorflow-serving-api (pip install tensorflow-serving-api)",
+)
 
 BITS = 20
 SIZE = 32
@@ -45,7 +46,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 def load_client():
     spec = importlib.util.spec_from_file_location(
-        "tfhash_serving_client", os.path.join(REPO, "export", "client.py"))
+        "tfhash_serving_client", os.path.join(REPO, "export", "client.py")
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -69,8 +71,10 @@ def signatures(model, tmp_path_factory):
 @pytest.fixture(scope="module")
 def files():
     rng = np.random.default_rng(6)
-    return [tf.io.encode_jpeg(rng.integers(0, 256, (48, 40, 3), dtype=np.uint8)).numpy(),
-            tf.io.encode_png(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).numpy()]
+    return [
+        tf.io.encode_jpeg(rng.integers(0, 256, (48, 40, 3), dtype=np.uint8)).numpy(),
+        tf.io.encode_png(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).numpy(),
+    ]
 
 
 def expected_outputs(model, files):
@@ -97,6 +101,7 @@ def run_signature(signatures, name, inputs):
 
 # --- REST: POST /v1/models/<name>:predict
 
+
 def decode_json_tensor(value):
     """A JSON tensor value as TF Serving reads it: {"b64": ...} objects are binary strings."""
     if isinstance(value, dict):
@@ -120,8 +125,9 @@ def rest_server(signatures):
                 return self.answer(404, {"error": f"Servable not found for request: {self.path}"})
             inputs = {k: decode_json_tensor(v) for k, v in body["inputs"].items()}
             try:
-                outputs = run_signature(signatures, body.get("signature_name", "serving_default"),
-                                        inputs)
+                outputs = run_signature(
+                    signatures, body.get("signature_name", "serving_default"), inputs
+                )
             except tf.errors.InvalidArgumentError as e:
                 return self.answer(400, {"error": e.message})
             self.answer(200, {"outputs": {k: v.tolist() for k, v in outputs.items()}})
@@ -171,13 +177,15 @@ def test_rest_errors_carry_the_server_message(rest_server):
 
 def test_parse_rest_response_gives_the_output_dtypes():
     outputs = client.parse_rest_response(
-        {"outputs": {"codes": [[1, -1]], "packed": [[128]], "embedding": [[0.25, -0.5]]}})
+        {"outputs": {"codes": [[1, -1]], "packed": [[128]], "embedding": [[0.25, -0.5]]}}
+    )
     assert outputs["codes"].dtype == np.int8 and outputs["packed"].dtype == np.uint8
     np.testing.assert_array_equal(outputs["packed"], [[128]])
     np.testing.assert_array_equal(outputs["embedding"], np.array([[0.25, -0.5]], np.float32))
 
 
 # --- gRPC: tensorflow.serving.PredictionService/Predict
+
 
 def as_proto_field(array):
     """A TensorProto with values in the typed field, as TF Serving's Tensor::AsProtoField."""
@@ -199,12 +207,15 @@ def grpc_server(signatures):
         def Predict(self, request, context):
             requests.append(request.SerializeToString())
             if request.model_spec.name != "tfhash":
-                context.abort(grpc.StatusCode.NOT_FOUND,
-                              f"Servable not found for request: {request.model_spec.name}")
+                context.abort(
+                    grpc.StatusCode.NOT_FOUND,
+                    f"Servable not found for request: {request.model_spec.name}",
+                )
             inputs = {k: tf.make_ndarray(v) for k, v in request.inputs.items()}
             try:
-                outputs = run_signature(signatures, request.model_spec.signature_name
-                                        or "serving_default", inputs)
+                outputs = run_signature(
+                    signatures, request.model_spec.signature_name or "serving_default", inputs
+                )
             except tf.errors.InvalidArgumentError as e:
                 context.abort(grpc.StatusCode.INVALID_ARGUMENT, e.message)
             response = predict_pb2.PredictResponse()
@@ -224,7 +235,8 @@ def grpc_server(signatures):
 @needs_serving_api
 def test_grpc_request_fields(files):
     request = predict_pb2.PredictRequest.FromString(
-        client.grpc_request(files, "tfhash").SerializeToString())
+        client.grpc_request(files, "tfhash").SerializeToString()
+    )
     assert request.model_spec.name == "tfhash"
     assert request.model_spec.signature_name == "encode_images"
     assert list(request.inputs) == ["image_bytes"]
@@ -238,16 +250,19 @@ def test_grpc_request_fields(files):
 def test_grpc_round_trip(grpc_server, model, files):
     target, requests = grpc_server
     outputs = client.encode_grpc(files, target, "tfhash")
-    assert predict_pb2.PredictRequest.FromString(requests[-1]).inputs["image_bytes"].string_val \
+    assert (
+        predict_pb2.PredictRequest.FromString(requests[-1]).inputs["image_bytes"].string_val
         == files
+    )
     assert_outputs_equal(outputs, expected_outputs(model, files))
 
 
 @needs_serving_api
 def test_grpc_errors_carry_the_server_message(grpc_server):
     target, _ = grpc_server
-    with pytest.raises(client.ServingError,
-                       match="(?s)INVALID_ARGUMENT: .*Unknown image file format"):
+    with pytest.raises(
+        client.ServingError, match="(?s)INVALID_ARGUMENT: .*Unknown image file format"
+    ):
         client.encode_grpc([b"not an image"], target, "tfhash")
 
 
@@ -263,9 +278,9 @@ def test_parse_grpc_response_reads_tensor_content_too(signatures, model, files):
 
 # --- The command line.
 
+
 @needs_serving_api
-def test_cli_prints_packed_codes_per_file(rest_server, grpc_server, model, files, tmp_path,
-                                          capsys):
+def test_cli_prints_packed_codes_per_file(rest_server, grpc_server, model, files, tmp_path, capsys):
     paths = []
     for i, f in enumerate(files):
         paths.append(str(tmp_path / f"{i}.img"))

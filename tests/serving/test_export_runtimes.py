@@ -92,15 +92,30 @@ def test_fresh_process_gets_the_same_codes(version_dir, model, images, image_fil
     script.write_text(FRESH_PROCESS)
     np.save(tmp_path / "images.npy", images)
     result = subprocess.run(
-        [sys.executable, str(script), version_dir, str(tmp_path / "images.npy"),
-         str(tmp_path / "out.npz"), *image_files],
-        capture_output=True, text=True, timeout=300, cwd=tmp_path, env=QUIET)
+        [
+            sys.executable,
+            str(script),
+            version_dir,
+            str(tmp_path / "images.npy"),
+            str(tmp_path / "out.npz"),
+            *image_files,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+        env=QUIET,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     out = np.load(tmp_path / "out.npz")
-    assert_outputs_equal({k: out["images_" + k] for k in ("codes", "packed", "embedding")},
-                         model.predict(images, verbose=0))
-    assert_outputs_equal({k: out["bytes_" + k] for k in ("codes", "packed", "embedding")},
-                         model.predict(decoded(image_files), verbose=0))
+    assert_outputs_equal(
+        {k: out["images_" + k] for k in ("codes", "packed", "embedding")},
+        model.predict(images, verbose=0),
+    )
+    assert_outputs_equal(
+        {k: out["bytes_" + k] for k in ("codes", "packed", "embedding")},
+        model.predict(decoded(image_files), verbose=0),
+    )
 
 
 # --- TensorFlow's C API: TF_LoadSessionFromSavedModel, as TF Serving loads models.
@@ -118,12 +133,25 @@ def c_program(tmp_path_factory):
         pytest.skip(f"the tensorflow wheel in {tf_dir} ships no C headers (include/tensorflow/c)")
     binary = str(tmp_path_factory.mktemp("c") / "c_api_predict")
     result = subprocess.run(
-        [compiler, "-O1", "-Wall", "-o", binary,
-         os.path.join(REPO, "export", "c_api_predict.c"),
-         "-I", os.path.join(tf_dir, "include"), "-L", tf_dir,
-         "-l:libtensorflow_cc.so.2", "-l:libtensorflow_framework.so.2",
-         f"-Wl,-rpath,{tf_dir}"],
-        capture_output=True, text=True, timeout=300)
+        [
+            compiler,
+            "-O1",
+            "-Wall",
+            "-o",
+            binary,
+            os.path.join(REPO, "export", "c_api_predict.c"),
+            "-I",
+            os.path.join(tf_dir, "include"),
+            "-L",
+            tf_dir,
+            "-l:libtensorflow_cc.so.2",
+            "-l:libtensorflow_framework.so.2",
+            f"-Wl,-rpath,{tf_dir}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     return binary
 
@@ -145,9 +173,18 @@ def run_c(binary, version_dir, signature, input_arg, tmp_path):
     input_name, outputs = tensor_names(version_dir, signature)
     files = {key: str(tmp_path / f"{key}.bin") for key in outputs}
     result = subprocess.run(
-        [binary, version_dir, input_name, input_arg,
-         *[f"{name}={files[key]}" for key, name in outputs.items()]],
-        capture_output=True, text=True, timeout=300, env=QUIET)
+        [
+            binary,
+            version_dir,
+            input_name,
+            input_arg,
+            *[f"{name}={files[key]}" for key, name in outputs.items()],
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=QUIET,
+    )
     if result.returncode != 0:
         return result.returncode, None, result.stderr
     arrays = {}
@@ -169,8 +206,9 @@ def test_c_api_runs_serving_default(c_program, version_dir, model, images, tmp_p
 
 
 def test_c_api_runs_encode_images(c_program, version_dir, model, image_files, tmp_path):
-    rc, outputs, stderr = run_c(c_program, version_dir, "encode_images",
-                                "bytes:" + ",".join(image_files), tmp_path)
+    rc, outputs, stderr = run_c(
+        c_program, version_dir, "encode_images", "bytes:" + ",".join(image_files), tmp_path
+    )
     assert rc == 0, stderr
     assert_outputs_equal(outputs, model.predict(decoded(image_files), verbose=0))
 
@@ -188,7 +226,8 @@ def test_c_api_refuses_images_of_the_wrong_shape(c_program, version_dir, shape, 
 
 def test_c_api_refuses_undecodable_bytes(c_program, version_dir, tmp_path):
     (tmp_path / "bad.jpg").write_bytes(b"these bytes are not an image")
-    rc, _, stderr = run_c(c_program, version_dir, "encode_images",
-                          f"bytes:{tmp_path / 'bad.jpg'}", tmp_path)
+    rc, _, stderr = run_c(
+        c_program, version_dir, "encode_images", f"bytes:{tmp_path / 'bad.jpg'}", tmp_path
+    )
     assert rc == 1, stderr[-2000:]
     assert "Unknown image file format" in stderr

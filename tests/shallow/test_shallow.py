@@ -37,15 +37,18 @@ def fitted(name, bits=8, seed=0):
 
 
 def test_importing_tfhash_shallow_does_not_import_tensorflow():
-    code = ("import sys, tfhash.shallow, tfhash.shallow.ksh, tfhash.shallow.sdh; "
-            "assert not any(m.split('.')[0] in ('tensorflow', 'keras') for m in sys.modules), "
-            "'TensorFlow was imported'")
+    code = (
+        "import sys, tfhash.shallow, tfhash.shallow.ksh, tfhash.shallow.sdh; "
+        "assert not any(m.split('.')[0] in ('tensorflow', 'keras') for m in sys.modules), "
+        "'TensorFlow was imported'"
+    )
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     subprocess.run([sys.executable, "-c", code], check=True, cwd=root)
 
 
 # ---------------------------------------------------------------------------------------------
 # LSH
+
 
 def test_lsh_collision_rate_is_one_minus_angle_over_pi():
     """P[bit equal] = 1 − θ/π for a Gaussian hyperplane through the mean, pair by pair."""
@@ -88,6 +91,7 @@ def test_seeds_decide_the_random_draws():
 # ---------------------------------------------------------------------------------------------
 # ITQ
 
+
 def test_itq_quantization_loss_never_increases_and_rotation_is_orthogonal():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(300, 12)) @ rng.normal(size=(12, 12))  # correlated features
@@ -124,6 +128,7 @@ def test_itq_pca_and_encoding_by_hand():
 # ---------------------------------------------------------------------------------------------
 # SH
 
+
 def brute_force_modes(widths, bits, max_mode=12):
     """Every mode vector (m_1..m_p) in {0..max_mode}^p; keeps single-dimension ones (exactly
     one m_j > 0), ranks them by the uniform-box eigenvalue 1 − exp(−ε²/2 · Σ (m_j π / R_j)²)
@@ -140,12 +145,15 @@ def brute_force_modes(widths, bits, max_mode=12):
     return np.array([f[1] for f in found[:bits]]), np.array([f[2] for f in found[:bits]])
 
 
-@pytest.mark.parametrize("widths, bits", [
-    ([3.0, 2.0, 1.1], 8),        # ω = π for (0, 3) and (1, 2): a tie, lower direction first
-    ([1.0, 1.0, 1.0], 7),        # a cube: all directions tie mode by mode
-    ([5.0, 0.5, 0.2], 6),        # one dominant direction takes every bit
-    ([2.7, 2.2, 1.3, 0.9], 10),
-])
+@pytest.mark.parametrize(
+    "widths, bits",
+    [
+        ([3.0, 2.0, 1.1], 8),  # ω = π for (0, 3) and (1, 2): a tie, lower direction first
+        ([1.0, 1.0, 1.0], 7),  # a cube: all directions tie mode by mode
+        ([5.0, 0.5, 0.2], 6),  # one dominant direction takes every bit
+        ([2.7, 2.2, 1.3, 0.9], 10),
+    ],
+)
 def test_sh_modes_are_the_lowest_eigenvalues_of_the_box(widths, bits):
     widths = np.array(widths)
     dims, modes = sh.lowest_modes(widths, bits)
@@ -169,8 +177,13 @@ def test_sh_on_a_uniform_box_fits_its_sides_and_encodes_sinusoids():
     np.testing.assert_array_equal(dims, [0, 0, 1, 0, 0])
     # Bit k = [sin(π/2 + m_k π / R_j (z_j − min z_j)) ≥ 0] on the PCA coordinates z.
     low = z.min(axis=0)
-    expected = np.stack([np.sin(np.pi / 2 + m * np.pi / model.arrays["widths"][j]
-                                * (z[:, j] - low[j])) for j, m in zip(dims, modes)], axis=1)
+    expected = np.stack(
+        [
+            np.sin(np.pi / 2 + m * np.pi / model.arrays["widths"][j] * (z[:, j] - low[j]))
+            for j, m in zip(dims, modes)
+        ],
+        axis=1,
+    )
     np.testing.assert_array_equal(model.encode(x), np.where(expected >= 0, 1, -1))
     # The lowest mode splits the widest side in half: balanced on uniform data.
     assert abs(model.encode(x)[:, 0].mean()) < 0.05
@@ -179,6 +192,7 @@ def test_sh_on_a_uniform_box_fits_its_sides_and_encodes_sinusoids():
 # ---------------------------------------------------------------------------------------------
 # KSH and SDH
 
+
 @pytest.mark.parametrize("name", ["ksh", "sdh"])
 def test_supervised_methods_recover_separable_classes_exactly(name):
     x, y = clusters(num_classes=4, per_class=80)
@@ -186,8 +200,9 @@ def test_supervised_methods_recover_separable_classes_exactly(name):
     model = shallow.get(name, bits=8, seed=0, **SMALL[name]).fit(x[train], y[train])
     codes = model.encode(x)
     # Pessimistic ties: every relevant item strictly ahead of every irrelevant one.
-    report = evaluation.evaluate_codes(codes[query], y[query], codes[train], y[train],
-                                       metrics=["map"], ties="pessimistic")
+    report = evaluation.evaluate_codes(
+        codes[query], y[query], codes[train], y[train], metrics=["map"], ties="pessimistic"
+    )
     assert report["map"] == 1.0
     # On the training samples: one code per class, a different one for each class. (A held-out
     # sample may differ from its class's code in a low-margin bit; the MAP above says it is
@@ -226,9 +241,14 @@ def test_ksh_refinement_does_not_lower_the_bit_objective():
     # The gradient is that of the surrogate (central differences).
     _, grad = ksh._surrogate(start, kernel, residual)
     step = 1e-6
-    numeric = [(ksh._surrogate(start + step * e, kernel, residual)[0]
-                - ksh._surrogate(start - step * e, kernel, residual)[0]) / (2 * step)
-               for e in np.eye(10)]
+    numeric = [
+        (
+            ksh._surrogate(start + step * e, kernel, residual)[0]
+            - ksh._surrogate(start - step * e, kernel, residual)[0]
+        )
+        / (2 * step)
+        for e in np.eye(10)
+    ]
     np.testing.assert_allclose(grad, numeric, rtol=1e-5, atol=1e-4)
 
 
@@ -250,8 +270,10 @@ def test_sdh_b_step_is_the_exact_minimiser_of_each_bit():
     # Replay the sweep: after each column the objective is the best over all 2^n columns.
     current = b.copy()
     for k in range(bits):
-        best = min(objective(np.c_[current[:, :k], np.array(col)[:, None], current[:, k + 1:]])
-                   for col in itertools.product((-1.0, 1.0), repeat=n))
+        best = min(
+            objective(np.c_[current[:, :k], np.array(col)[:, None], current[:, k + 1 :]])
+            for col in itertools.product((-1.0, 1.0), repeat=n)
+        )
         current[:, k] = new[:, k]
         assert objective(current) == pytest.approx(best, abs=1e-9)
 
@@ -266,6 +288,7 @@ def test_sdh_objective_decreases_and_codes_follow_the_labels():
 
 # ---------------------------------------------------------------------------------------------
 # The shared API: save/load, codes, parameters.
+
 
 @pytest.mark.parametrize("name", list(shallow.METHODS))
 def test_save_and_load_round_trip_exactly(name, tmp_path):
@@ -293,8 +316,9 @@ def test_codes_are_int8_plus_minus_one_and_signs_of_the_relaxed_codes(name):
     assert relaxed.dtype == np.float32 and relaxed.shape == (len(x), 12)
     assert set(np.unique(codes)) <= {-1, 1}
     np.testing.assert_array_equal(codes, np.where(relaxed >= 0, 1, -1))
-    np.testing.assert_array_equal(model.encode(x.astype(np.float32).tolist()),
-                                  model.encode(x.astype(np.float32)))
+    np.testing.assert_array_equal(
+        model.encode(x.astype(np.float32).tolist()), model.encode(x.astype(np.float32))
+    )
 
 
 def test_parameters_from_flag_strings_take_their_defaults_types():

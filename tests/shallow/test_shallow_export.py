@@ -9,8 +9,8 @@ import pytest
 import tensorflow as tf
 
 from tfhash import data, serving, shallow
-from tfhash.shallow import export as shallow_export
 from tfhash.errors import UsageError
+from tfhash.shallow import export as shallow_export
 from tfhash.shallow.run import train_shallow
 from tfhash.train import TrainConfig
 
@@ -60,7 +60,8 @@ def test_saved_model_codes_equal_encode_on_backbone_features(images, tmp_path):
     model = shallow.get("itq", bits=8).fit(features)
     version_dir = shallow_export.export_shallow(model, str(tmp_path / "m"), features=net)
     out = tf.saved_model.load(version_dir).signatures[serving.IMAGES_SIGNATURE](
-        images=tf.constant(pixels))
+        images=tf.constant(pixels)
+    )
     np.testing.assert_array_equal(out["codes"].numpy(), model.encode(features))
     np.testing.assert_allclose(out["embedding"].numpy(), model.relaxed(features), atol=1e-4)
 
@@ -84,16 +85,19 @@ def test_export_refuses_a_model_of_other_features(images, tmp_path):
     with pytest.raises(UsageError, match="48-d ones"):
         shallow_export.export_shallow(model, str(tmp_path / "m"), image_size=8)
     with pytest.raises(UsageError, match="not fitted"):
-        shallow_export.export_shallow(shallow.get("lsh", bits=4), str(tmp_path / "m"),
-                                      image_size=SIZE)
+        shallow_export.export_shallow(
+            shallow.get("lsh", bits=4), str(tmp_path / "m"), image_size=SIZE
+        )
 
 
 # ---------------------------------------------------------------------------------------------
 # Runs: digits, raw pixels at their native 8 x 8.
 
+
 def config(run_dir, method="itq", **kwargs):
-    return TrainConfig(run_dir=str(run_dir), method=method, bits=16, backbone="pixels",
-                       image_size=8, **kwargs)
+    return TrainConfig(
+        run_dir=str(run_dir), method=method, bits=16, backbone="pixels", image_size=8, **kwargs
+    )
 
 
 @pytest.fixture(scope="module")
@@ -104,20 +108,35 @@ def itq_run(tmp_path_factory):
 
 def test_a_run_writes_the_deep_run_layout(itq_run):
     run_dir, metrics = itq_run
-    for path in ("flags.json", "flags.cfg", "split/protocol.json", "split/train.npy",
-                 "shallow/model.json", "metrics.json"):
+    for path in (
+        "flags.json",
+        "flags.cfg",
+        "split/protocol.json",
+        "split/train.npy",
+        "shallow/model.json",
+        "metrics.json",
+    ):
         assert os.path.isfile(run_dir / path), path
     split = data.Split.load(str(run_dir / "split"))
     collection = data.load_collection("digits")
-    codes = {name: np.load(run_dir / "codes" / f"{name}.npy") for name in (
-        "query_codes", "query_labels", "database_codes", "database_labels",
-        "query_embedding", "database_embedding")}
+    codes = {
+        name: np.load(run_dir / "codes" / f"{name}.npy")
+        for name in (
+            "query_codes",
+            "query_labels",
+            "database_codes",
+            "database_labels",
+            "query_embedding",
+            "database_embedding",
+        )
+    }
     assert codes["query_codes"].dtype == np.int8
     assert codes["query_codes"].shape == (len(split.query), 16)
     assert codes["database_codes"].shape == (len(split.database), 16)
     np.testing.assert_array_equal(codes["query_labels"], collection.labels[split.query])
-    np.testing.assert_array_equal(codes["database_codes"],
-                                  np.where(codes["database_embedding"] >= 0, 1, -1))
+    np.testing.assert_array_equal(
+        codes["database_codes"], np.where(codes["database_embedding"] >= 0, 1, -1)
+    )
     # The model was fitted on the training part only, and encodes the pixels as the run did.
     model = shallow.load(str(run_dir / "shallow"))
     pixels = collection.pixels.reshape(len(collection), -1).astype(np.float64)
@@ -136,8 +155,11 @@ def test_a_finished_run_is_reported_and_other_settings_are_refused(itq_run):
     assert train_shallow(config(run_dir)) == metrics
     assert os.path.getmtime(run_dir / "metrics.json") == before
     with pytest.raises(UsageError, match="other settings.*bits=16 there vs 24 now"):
-        train_shallow(TrainConfig(run_dir=str(run_dir), method="itq", bits=24,
-                                  backbone="pixels", image_size=8))
+        train_shallow(
+            TrainConfig(
+                run_dir=str(run_dir), method="itq", bits=24, backbone="pixels", image_size=8
+            )
+        )
 
 
 def test_an_exported_run_gives_the_run_codes(itq_run, tmp_path):
@@ -146,9 +168,11 @@ def test_an_exported_run_gives_the_run_codes(itq_run, tmp_path):
     split = data.Split.load(str(run_dir / "split"))
     images = data.load_collection("digits").pixels[split.query].astype(np.float32)
     out = tf.saved_model.load(version_dir).signatures[serving.IMAGES_SIGNATURE](
-        images=tf.constant(images))
-    np.testing.assert_array_equal(out["codes"].numpy(),
-                                  np.load(run_dir / "codes" / "query_codes.npy"))
+        images=tf.constant(images)
+    )
+    np.testing.assert_array_equal(
+        out["codes"].numpy(), np.load(run_dir / "codes" / "query_codes.npy")
+    )
 
 
 def test_user_features_give_the_codes_of_the_same_computed_features(itq_run, tmp_path):
@@ -158,8 +182,10 @@ def test_user_features_give_the_codes_of_the_same_computed_features(itq_run, tmp
     np.save(path, collection.pixels.reshape(len(collection), -1).astype(np.float32))
     metrics = train_shallow(config(tmp_path / "run"), features=str(path))
     assert metrics["run"]["backbone"] == "features"
-    np.testing.assert_array_equal(np.load(tmp_path / "run" / "codes" / "database_codes.npy"),
-                                  np.load(run_dir / "codes" / "database_codes.npy"))
+    np.testing.assert_array_equal(
+        np.load(tmp_path / "run" / "codes" / "database_codes.npy"),
+        np.load(run_dir / "codes" / "database_codes.npy"),
+    )
     with pytest.raises(UsageError, match="fitted on your own features"):
         shallow_export.export_run(str(tmp_path / "run"), str(tmp_path / "models"))
 
@@ -187,14 +213,25 @@ def test_run_input_errors_are_one_line(tmp_path):
         (lambda: train_shallow(config(tmp_path / "a", "lsdh")), "not a shallow method"),
         (lambda: train_shallow(config(tmp_path / "b"), features=str(short)), "10 rows"),
         (lambda: train_shallow(config(tmp_path / "c"), features=str(nan)), "NaN or Inf"),
-        (lambda: train_shallow(config(tmp_path / "d"), features=str(tmp_path / "no.npy")),
-         "not a file"),
+        (
+            lambda: train_shallow(config(tmp_path / "d"), features=str(tmp_path / "no.npy")),
+            "not a file",
+        ),
         (lambda: train_shallow(config(tmp_path / "e", "sdh")), "1000 anchors"),
         (lambda: train_shallow(config(tmp_path / "f"), params="anchors=3"), "no parameter"),
         (lambda: train_shallow(config(tmp_path / "full")), "holds no tfhash run"),
-        (lambda: train_shallow(TrainConfig(run_dir=str(tmp_path / "g"), method="itq",
-                                           bits=200, backbone="pixels", image_size=8)),
-         "use `bits` <= 192"),
+        (
+            lambda: train_shallow(
+                TrainConfig(
+                    run_dir=str(tmp_path / "g"),
+                    method="itq",
+                    bits=200,
+                    backbone="pixels",
+                    image_size=8,
+                )
+            ),
+            "use `bits` <= 192",
+        ),
     ]
     for call, fragment in cases:
         with pytest.raises(UsageError) as info:

@@ -9,10 +9,10 @@ import pytest
 import tensorflow as tf
 
 from tfhash import losses, models
-from tfhash.models import backbones
-from tfhash.training import trainer
 from tfhash.errors import UsageError
+from tfhash.models import backbones
 from tfhash.train import learning_rate_schedule, train
+from tfhash.training import trainer
 
 from helpers import assert_export_gives_the_report_codes as _assert_export_gives_the_report_codes
 from helpers import train_config as _config
@@ -26,8 +26,11 @@ def _kernel(model, name):
 
 
 def _bn_statistics(model):
-    return {w.path: w.numpy() for w in model.weights
-            if w.path.endswith(("moving_mean", "moving_variance"))}
+    return {
+        w.path: w.numpy()
+        for w in model.weights
+        if w.path.endswith(("moving_mean", "moving_variance"))
+    }
 
 
 def _one_step(batch_norm, trainable_blocks):
@@ -35,10 +38,13 @@ def _one_step(batch_norm, trainable_blocks):
     after one LSDH step on a class-balanced batch."""
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)
-    head = models.build_head(rng.normal(size=(32, 128)).astype(np.float32), bits=8,
-                             hidden=16, head_learning_rate_multiplier=1.0)
-    model = models.fine_tuning_model(head, "resnet_small", 32, "none", trainable_blocks,
-                                     batch_norm)
+    head = models.build_head(
+        rng.normal(size=(32, 128)).astype(np.float32),
+        bits=8,
+        hidden=16,
+        head_learning_rate_multiplier=1.0,
+    )
+    model = models.fine_tuning_model(head, "resnet_small", 32, "none", trainable_blocks, batch_norm)
     model.compile(optimizer=keras.optimizers.SGD(0.1), loss=losses.get("lsdh"))
     before = {w.path: w.numpy() for w in model.weights}
     images = rng.integers(0, 256, (16, 32, 32, 3)).astype(np.float32)
@@ -64,14 +70,22 @@ def test_a_step_moves_the_trainable_blocks_and_leaves_the_frozen_ones_and_statis
     gammas = [p for p in after if p.endswith("gamma")]
     assert gammas and all(np.array_equal(after[p], before[p]) for p in gammas)
     # The head trains.
-    assert np.abs(_kernel(model, "hashing") - next(
-        v for p, v in before.items() if p.endswith("hashing/kernel"))).max() > 0
+    assert (
+        np.abs(
+            _kernel(model, "hashing")
+            - next(v for p, v in before.items() if p.endswith("hashing/kernel"))
+        ).max()
+        > 0
+    )
 
 
 def test_batch_norm_train_updates_the_statistics_and_every_layer_trains():
     model, before = _one_step("train", trainable_blocks=0)
-    moved = [path for path, value in _bn_statistics(model).items()
-             if not np.array_equal(value, before[path])]
+    moved = [
+        path
+        for path, value in _bn_statistics(model).items()
+        if not np.array_equal(value, before[path])
+    ]
     assert len(moved) == len(_bn_statistics(model))
     stem = next(p for p in before if p.endswith("stem_conv/kernel"))
     assert np.abs(_kernel(model, "stem_conv") - before[stem]).max() > 0
@@ -83,26 +97,47 @@ def test_frozen_batch_norm_normalises_with_the_moving_statistics_in_training():
     keras.utils.set_random_seed(0)
     backbone = backbones.freeze_batch_norm(backbones.build_backbone("resnet_small", 32))
     images = np.random.default_rng(1).integers(0, 256, (8, 32, 32, 3)).astype(np.float32)
-    np.testing.assert_allclose(backbone(images, training=True), backbone(images, training=False),
-                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        backbone(images, training=True), backbone(images, training=False), rtol=1e-5, atol=1e-5
+    )
 
 
 def test_an_end_to_end_run_warms_the_head_up_and_exports_its_training_codes(
-        tmp_path, folder, weights_file):  # noqa: F811
+    tmp_path, folder, weights_file
+):  # noqa: F811
     run_dir = tmp_path / "run"
-    metrics = train(_config(run_dir, folder, weights=weights_file, trainable_blocks=2,
-                            head_hidden=16, head_warmup_epochs=2, lr_warmup_epochs=1,
-                            feature_cache=str(tmp_path / "cache"), epochs=3,
-                            steps_per_epoch=6, optimizer="adam", learning_rate=1e-4))
+    metrics = train(
+        _config(
+            run_dir,
+            folder,
+            weights=weights_file,
+            trainable_blocks=2,
+            head_hidden=16,
+            head_warmup_epochs=2,
+            lr_warmup_epochs=1,
+            feature_cache=str(tmp_path / "cache"),
+            epochs=3,
+            steps_per_epoch=6,
+            optimizer="adam",
+            learning_rate=1e-4,
+        )
+    )
     assert metrics["map"] > 0.5  # four colour classes: chance ~0.25
     # The exported model is the one trained: the pretrained trunk unchanged, the last
     # blocks moved.
     pretrained = backbones.build_backbone("resnet_small", 32, weights_file)
     best = keras.saving.load_model(run_dir / "checkpoints" / "best.keras")
-    np.testing.assert_array_equal(_kernel(best, "stage2_block2_conv1"),
-                                  pretrained.get_layer("stage2_block2_conv1").kernel.numpy())
-    assert np.abs(_kernel(best, "stage3_block2_conv1")
-                  - pretrained.get_layer("stage3_block2_conv1").kernel.numpy()).max() > 0
+    np.testing.assert_array_equal(
+        _kernel(best, "stage2_block2_conv1"),
+        pretrained.get_layer("stage2_block2_conv1").kernel.numpy(),
+    )
+    assert (
+        np.abs(
+            _kernel(best, "stage3_block2_conv1")
+            - pretrained.get_layer("stage3_block2_conv1").kernel.numpy()
+        ).max()
+        > 0
+    )
     _assert_export_gives_the_report_codes(run_dir, folder, tmp_path / "models")
 
 
@@ -111,18 +146,26 @@ def test_the_learning_rate_warms_up_linearly_then_decays_to_zero():
     values = [float(schedule(step)) for step in (0, 5, 10, 55, 100)]
     np.testing.assert_allclose(values, [0.0, 5e-4, 1e-3, 5e-4, 0.0], atol=1e-9)
     no_warmup = learning_rate_schedule(1e-3, 100)
-    np.testing.assert_allclose([float(no_warmup(s)) for s in (0, 50, 100)], [1e-3, 5e-4, 0.0],
-                               atol=1e-9)
+    np.testing.assert_allclose(
+        [float(no_warmup(s)) for s in (0, 50, 100)], [1e-3, 5e-4, 0.0], atol=1e-9
+    )
 
 
-@pytest.mark.parametrize("overrides, message", [
-    (dict(batch_norm="frozen"), "batch_norm=frozen .* weights=none"),
-    (dict(trainable_blocks=1), "--trainable_blocks .* give --weights"),
-    (dict(head_warmup_epochs=2), "--head_warmup_epochs .* pretrained backbone"),
-    (dict(lr_warmup_epochs=2), r"`lr_warmup_epochs` must be in \[0, epochs=2\)"),
-])
-def test_fine_tuning_settings_that_cannot_work_are_refused(tmp_path, folder, overrides,  # noqa: F811
-                                                           message):
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (dict(batch_norm="frozen"), "batch_norm=frozen .* weights=none"),
+        (dict(trainable_blocks=1), "--trainable_blocks .* give --weights"),
+        (dict(head_warmup_epochs=2), "--head_warmup_epochs .* pretrained backbone"),
+        (dict(lr_warmup_epochs=2), r"`lr_warmup_epochs` must be in \[0, epochs=2\)"),
+    ],
+)
+def test_fine_tuning_settings_that_cannot_work_are_refused(
+    tmp_path,
+    folder,
+    overrides,  # noqa: F811
+    message,
+):
     with pytest.raises(UsageError, match=message):
         train(_config(tmp_path / "run", folder, **overrides))
 
@@ -131,8 +174,12 @@ def test_a_run_made_before_these_settings_existed_still_resumes(tmp_path, folder
     run_dir = tmp_path / "run"
     train(_config(run_dir, folder, epochs=1))
     flags = json.loads((run_dir / "flags.json").read_text())
-    for name in ("batch_norm", "head_warmup_epochs", "head_warmup_learning_rate",
-                 "lr_warmup_epochs"):
+    for name in (
+        "batch_norm",
+        "head_warmup_epochs",
+        "head_warmup_learning_rate",
+        "lr_warmup_epochs",
+    ):
         del flags[name]  # what a run of the version before them recorded
     (run_dir / "flags.json").write_text(json.dumps(flags))
     train(_config(run_dir, folder, epochs=2))  # extends it, not refused

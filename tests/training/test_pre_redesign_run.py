@@ -16,14 +16,16 @@ import zipfile
 import numpy as np
 import pytest
 
-from helpers import assert_export_gives_the_report_codes, write_folder
 from tfhash.config import TrainConfig
 from tfhash.train import train
 
+from helpers import assert_export_gives_the_report_codes, write_folder
+
 pytestmark = pytest.mark.slow  # trains a network
 
-FIXTURE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                       "fixtures", "pre_redesign_run")
+FIXTURE = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fixtures", "pre_redesign_run"
+)
 
 
 @pytest.fixture
@@ -47,7 +49,8 @@ def test_the_fixture_was_written_by_the_old_layout():
     assert '"tfhash.layers"' in modules and '"tfhash.models"' in modules
     assert "tfhash.models.layers" not in modules
     assert json.load(open(os.path.join(FIXTURE, "checkpoints", "latest.keras.json"))) == {
-        "epoch": 1}
+        "epoch": 1
+    }
     assert not os.path.exists(os.path.join(FIXTURE, "metrics.json"))  # unfinished
 
 
@@ -70,5 +73,6 @@ def test_an_old_run_resumes_to_the_end_and_exports(old_run, capsys):
         loss = json.loads(archive.read("config.json"))["compile_config"]["loss"]
     assert loss["config"]["margin"] == 1.0
     assert np.load(old_run / "codes" / "query_codes.npy").shape[1] == 8
-    assert_export_gives_the_report_codes(old_run, old_run.parent / "colours",
-                                         old_run.parent / "models")
+    assert_export_gives_the_report_codes(
+        old_run, old_run.parent / "colours", old_run.parent / "models"
+    )

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfhash.training import callbacks
-from tfhash.training import run_dir as run_dir_module
 from tfhash.errors import UsageError
 from tfhash.train import train
+from tfhash.training import callbacks
+from tfhash.training import run_dir as run_dir_module
 
 from helpers import train_config as _config
 from helpers import write_folder as _write_folder
@@ -76,8 +76,9 @@ def test_a_finished_run_is_extended_by_more_epochs_with_a_recorded_change(tmp_pa
         train(_config(run_dir, folder, epochs=4, bits=16))
 
 
-def test_a_kill_during_validation_repeats_that_epoch_and_keeps_its_row(tmp_path, folder,
-                                                                       monkeypatch):
+def test_a_kill_during_validation_repeats_that_epoch_and_keeps_its_row(
+    tmp_path, folder, monkeypatch
+):
     run_dir = tmp_path / "run"
     original = callbacks.ValidationMAP.on_epoch_end
 
@@ -110,15 +111,18 @@ def test_history_has_val_map_when_validating_every_few_epochs(tmp_path, folder):
 def test_a_resumed_run_continues_the_batch_sequence():
     from tfhash import data
 
-    collection = data.Collection(name="c", labels=np.repeat(np.arange(4), 6),
-                                 class_names=list("abcd"),
-                                 item_ids=np.array([f"i{i}" for i in range(24)]),
-                                 pixels=np.random.default_rng(0).integers(
-                                     0, 255, (24, 32, 32, 3), dtype=np.uint8))
+    collection = data.Collection(
+        name="c",
+        labels=np.repeat(np.arange(4), 6),
+        class_names=list("abcd"),
+        item_ids=np.array([f"i{i}" for i in range(24)]),
+        pixels=np.random.default_rng(0).integers(0, 255, (24, 32, 32, 3), dtype=np.uint8),
+    )
     args = (collection, np.arange(24), 32, 8, 2)
     whole = [labels.numpy() for _, labels in data.train_dataset(*args, seed=3).take(5)]
-    resumed = [labels.numpy() for _, labels in
-               data.train_dataset(*args, seed=3, start_step=3).take(2)]
+    resumed = [
+        labels.numpy() for _, labels in data.train_dataset(*args, seed=3, start_step=3).take(2)
+    ]
     np.testing.assert_array_equal(np.stack(whole[3:]), np.stack(resumed))
 
 
@@ -134,19 +138,40 @@ def test_a_directory_with_checkpoints_but_no_flags_is_refused(tmp_path, folder):
 def test_commands_are_quiet_and_check_their_data_before_importing_tensorflow(tmp_path, folder):
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
     result = subprocess.run(
-        [sys.executable, "-m", "tfhash.train", f"--run_dir={tmp_path / 'run'}",
-         "--dataset=folder", f"--data_dir={folder}", "--protocol=fraction", "--bits=8",
-         "--batch_size=16", "--images_per_class=4", "--epochs=1", "--steps_per_epoch=1",
-         "--verbose=0"], capture_output=True, text=True, timeout=300, env=env)
+        [
+            sys.executable,
+            "-m",
+            "tfhash.train",
+            f"--run_dir={tmp_path / 'run'}",
+            "--dataset=folder",
+            f"--data_dir={folder}",
+            "--protocol=fraction",
+            "--bits=8",
+            "--batch_size=16",
+            "--images_per_class=4",
+            "--epochs=1",
+            "--steps_per_epoch=1",
+            "--verbose=0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stderr == ""  # no TensorFlow start-up lines, no Keras warnings
-    probe = ("import sys\nfrom tfhash.train import TrainConfig\n"
-             "try:\n    TrainConfig(run_dir='r', dataset='folder', data_dir='/no/such').validate()\n"
-             "except Exception as e:\n    print(e)\nprint('tensorflow' in sys.modules)\n")
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                         timeout=120).stdout.splitlines()
-    assert out == ["--data_dir /no/such does not exist; point it at an image folder "
-                   "<root>/<class>/<image>", "False"]
+    probe = (
+        "import sys\nfrom tfhash.train import TrainConfig\n"
+        "try:\n    TrainConfig(run_dir='r', dataset='folder', data_dir='/no/such').validate()\n"
+        "except Exception as e:\n    print(e)\nprint('tensorflow' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120
+    ).stdout.splitlines()
+    assert out == [
+        "--data_dir /no/such does not exist; point it at an image folder <root>/<class>/<image>",
+        "False",
+    ]
 
 
 def test_hashing_losses_refuse_sample_weights_and_misspelt_arguments():
@@ -184,8 +209,11 @@ def _weights(run_dir):
         record = json.loads(archive.read(run_dir_module.CHECKPOINT_RECORD))
         with archive.open("model.weights.h5") as f, h5py.File(f, "r") as weights:
             arrays = {}
-            weights.visititems(lambda name, item: arrays.__setitem__(name, item[()])
-                               if isinstance(item, h5py.Dataset) else None)
+            weights.visititems(
+                lambda name, item: (
+                    arrays.__setitem__(name, item[()]) if isinstance(item, h5py.Dataset) else None
+                )
+            )
     return arrays, record
 
 
@@ -200,8 +228,9 @@ def assert_same_run(run_dir, reference):
         np.testing.assert_array_equal(weights[name], expected[name], err_msg=name)
     assert _history(run_dir) == _history(reference)
     for name in ("query_codes", "database_codes", "query_embedding"):
-        np.testing.assert_array_equal(np.load(run_dir / "codes" / f"{name}.npy"),
-                                      np.load(reference / "codes" / f"{name}.npy"))
+        np.testing.assert_array_equal(
+            np.load(run_dir / "codes" / f"{name}.npy"), np.load(reference / "codes" / f"{name}.npy")
+        )
 
 
 def _kill_at(monkeypatch, target, name, when):
@@ -217,11 +246,16 @@ def _kill_at(monkeypatch, target, name, when):
     monkeypatch.setattr(target, name, killed)
 
 
-def test_a_resumed_run_is_the_uninterrupted_run_with_random_mining(tmp_path, folder,
-                                                                   uninterrupted, monkeypatch):
+def test_a_resumed_run_is_the_uninterrupted_run_with_random_mining(
+    tmp_path, folder, uninterrupted, monkeypatch
+):
     run_dir = tmp_path / "run"
-    _kill_at(monkeypatch, callbacks.ValidationMAP, "on_epoch_end",
-             lambda self, epoch, logs=None: epoch == 1)  # during epoch 2's validation
+    _kill_at(
+        monkeypatch,
+        callbacks.ValidationMAP,
+        "on_epoch_end",
+        lambda self, epoch, logs=None: epoch == 1,
+    )  # during epoch 2's validation
     with pytest.raises(KeyboardInterrupt):
         train(_config(run_dir, folder, **FAULT_RUN))
     monkeypatch.undo()
@@ -233,12 +267,17 @@ def test_a_resumed_run_is_the_uninterrupted_run_with_random_mining(tmp_path, fol
 
 
 def test_a_kill_between_the_checkpoint_and_its_description_then_a_move_resumes_exactly(
-        tmp_path, folder, uninterrupted, monkeypatch):
+    tmp_path, folder, uninterrupted, monkeypatch
+):
     """Killed after epoch 2's checkpoint is renamed into place, before latest.keras.json says
     so (the issue: the rerun trained epoch 3 twice), and moved to another directory."""
     run_dir = tmp_path / "run"
-    _kill_at(monkeypatch, callbacks, "_write_json",
-             lambda path, value: path.endswith("latest.keras.json") and value["epoch"] == 2)
+    _kill_at(
+        monkeypatch,
+        callbacks,
+        "_write_json",
+        lambda path, value: path.endswith("latest.keras.json") and value["epoch"] == 2,
+    )
     with pytest.raises(KeyboardInterrupt):
         train(_config(run_dir, folder, **FAULT_RUN))
     monkeypatch.undo()
@@ -257,8 +296,11 @@ def test_a_kill_between_the_checkpoint_and_its_description_then_a_move_resumes_e
 
 def _snapshot(run_dir):
     """Every file of a run directory and its bytes (the lock file aside)."""
-    return {str(p.relative_to(run_dir)): p.read_bytes() for p in sorted(run_dir.rglob("*"))
-            if p.is_file() and p.name != "lock"}
+    return {
+        str(p.relative_to(run_dir)): p.read_bytes()
+        for p in sorted(run_dir.rglob("*"))
+        if p.is_file() and p.name != "lock"
+    }
 
 
 def _refused(config, match):
@@ -269,14 +311,18 @@ def _refused(config, match):
     return str(refusal.value)
 
 
-@pytest.mark.parametrize("damage,match", [
-    ("latest_missing", r"holds a run that completed epochs .*latest.keras is missing"),
-    ("latest_truncated", r"latest.keras is damaged \(BadZipFile"),
-    ("flags_garbage", r"flags.json is damaged \(JSONDecodeError.*restore it"),
-    ("old_checkpoint_without_description", r"does not say how many epochs it holds"),
-])
+@pytest.mark.parametrize(
+    "damage,match",
+    [
+        ("latest_missing", r"holds a run that completed epochs .*latest.keras is missing"),
+        ("latest_truncated", r"latest.keras is damaged \(BadZipFile"),
+        ("flags_garbage", r"flags.json is damaged \(JSONDecodeError.*restore it"),
+        ("old_checkpoint_without_description", r"does not say how many epochs it holds"),
+    ],
+)
 def test_a_damaged_or_missing_file_is_refused_in_one_line_and_nothing_changes(
-        tmp_path, folder, uninterrupted, damage, match):
+    tmp_path, folder, uninterrupted, damage, match
+):
     run_dir = tmp_path / "run"
     shutil.copytree(uninterrupted[0], run_dir)
     latest = run_dir / "checkpoints" / "latest.keras"
@@ -299,21 +345,26 @@ def _without_record(path):
     import zipfile
 
     with zipfile.ZipFile(path) as archive:
-        entries = {name: archive.read(name) for name in archive.namelist()
-                   if name != run_dir_module.CHECKPOINT_RECORD}
+        entries = {
+            name: archive.read(name)
+            for name in archive.namelist()
+            if name != run_dir_module.CHECKPOINT_RECORD
+        }
     with zipfile.ZipFile(path, "w") as archive:
         for name, content in entries.items():
             archive.writestr(name, content)
 
 
 def test_a_lost_description_is_recovered_and_a_damaged_report_is_written_anew(
-        tmp_path, folder, uninterrupted):
+    tmp_path, folder, uninterrupted
+):
     run_dir = tmp_path / "run"
     shutil.copytree(uninterrupted[0], run_dir)
     description = run_dir / "checkpoints" / "latest.keras.json"
     description.unlink()  # the checkpoint says its epoch itself
     assert train(_config(run_dir, folder, **FAULT_RUN)) == json.loads(
-        (run_dir / "metrics.json").read_text())
+        (run_dir / "metrics.json").read_text()
+    )
     assert json.loads(description.read_text()) == {"epoch": 3}
 
     report = json.loads((run_dir / "metrics.json").read_text())
@@ -333,19 +384,37 @@ def test_a_lost_description_is_recovered_and_a_damaged_report_is_written_anew(
 def test_a_second_command_on_a_run_directory_is_refused_naming_the_first(tmp_path, folder):
     run_dir = tmp_path / "run"
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from tfhash.training.run_dir import RunDir; "
-         f"RunDir({str(run_dir)!r}).lock(); print('locked', flush=True); time.sleep(600)"],
-        stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from tfhash.training.run_dir import RunDir; "
+            f"RunDir({str(run_dir)!r}).lock(); print('locked', flush=True); time.sleep(600)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
         result = subprocess.run(
-            [sys.executable, "-m", "tfhash.train", f"--run_dir={run_dir}", "--dataset=folder",
-             f"--data_dir={folder}", "--protocol=fraction", "--epochs=1"],
-            capture_output=True, text=True, timeout=120)
+            [
+                sys.executable,
+                "-m",
+                "tfhash.train",
+                f"--run_dir={run_dir}",
+                "--dataset=folder",
+                f"--data_dir={folder}",
+                "--protocol=fraction",
+                "--epochs=1",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert result.returncode == 2
         lines = result.stderr.strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith(f"error: run directory {run_dir} is in "
-                                                       f"use by pid {holder.pid} on "), lines
+        assert len(lines) == 1 and lines[0].startswith(
+            f"error: run directory {run_dir} is in use by pid {holder.pid} on "
+        ), lines
         assert "from tfhash.training.run_dir import RunDir" in lines[0]  # its command
         assert "since 20" in lines[0]
         with pytest.raises(UsageError, match=f"in use by pid {holder.pid}"):
@@ -361,7 +430,10 @@ def test_a_second_command_on_a_run_directory_is_refused_naming_the_first(tmp_pat
 def test_the_nan_advice_is_a_learning_rate_that_can_train(tmp_path, folder):
     from tfhash.train import TrainingStopped
 
-    with pytest.raises(TrainingStopped, match=r"rerun with a lower `learning_rate` \(e.g. "
-                       r"learning_rate=0.01\)"):
+    with pytest.raises(
+        TrainingStopped,
+        match=r"rerun with a lower `learning_rate` \(e.g. "
+        r"learning_rate=0.01\)",
+    ):
         # The issue's 1e6 diverges later; 1e30 at the first step: the advice was 1e+29.
         train(_config(tmp_path / "run", folder, epochs=1, steps_per_epoch=2, learning_rate=1e30))

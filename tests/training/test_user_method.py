@@ -55,7 +55,7 @@ class ContrastiveLoss(HashingLoss):
 # A two-stage user method in one file: its prepare step draws a code per class once, keeps them
 # in the run directory (prototypes.npz) and hands each training image its class's code; the
 # loss regresses the relaxed codes onto them.
-PROTOTYPE = '''
+PROTOTYPE = """
 import os
 
 import keras
@@ -89,7 +89,7 @@ class PrototypeLoss(HashingLoss):
     def terms(self, y_true, y_pred):
         value = tf.reduce_mean(tf.square(tf.cast(y_pred, tf.float32) - tf.cast(y_true, tf.float32)))
         return {"loss": value, "regression": value}
-'''
+"""
 
 
 @pytest.fixture
@@ -108,14 +108,25 @@ def user_method(tmp_path, monkeypatch):
 def test_a_user_method_trains_through_tfhash_train(tmp_path, user_method):
     folder = write_folder(tmp_path / "colours")
     run_dir = tmp_path / "run"
-    metrics = train(_config(run_dir, folder, method=user_method, method_args="margin=4.0",
-                            epochs=1, steps_per_epoch=3))
+    metrics = train(
+        _config(
+            run_dir,
+            folder,
+            method=user_method,
+            method_args="margin=4.0",
+            epochs=1,
+            steps_per_epoch=3,
+        )
+    )
     assert metrics["run"]["method"] == "contrastive" and 0 <= metrics["map"] <= 1
     header = (run_dir / "history.csv").read_text().splitlines()[0].split(",")
     assert header == ["epoch", "loss", "similar", "dissimilar", "val_map"]
     assert json.loads((run_dir / "flags.json").read_text())["method_args"] == "margin=4.0"
-    assert losses.defaults(user_method) == {"margin": 8.0, "name": "contrastive",
-                                            "reduction": "sum_over_batch_size"}
+    assert losses.defaults(user_method) == {
+        "margin": 8.0,
+        "name": "contrastive",
+        "reduction": "sum_over_batch_size",
+    }
     with pytest.raises(UsageError, match="takes no argument 'margn'"):
         train(_config(tmp_path / "other", folder, method=user_method, method_args="margn=1"))
 
@@ -129,8 +140,15 @@ def two_stage_method(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path / "user_package"))
     monkeypatch.setattr(methods, "REGISTRY", dict(methods.REGISTRY))  # restored afterwards
     # The one line a user adds: the loss, the prepare step and the file it keeps in a run.
-    register(Method("prototype", "my_two_stage.prototype:PrototypeLoss", "class prototypes",
-                    prepare="my_two_stage.prototype:prepare", run_dir_files=("prototypes.npz",)))
+    register(
+        Method(
+            "prototype",
+            "my_two_stage.prototype:PrototypeLoss",
+            "class prototypes",
+            prepare="my_two_stage.prototype:prepare",
+            run_dir_files=("prototypes.npz",),
+        )
+    )
     return "prototype"
 
 
@@ -147,8 +165,7 @@ def test_a_user_method_with_a_prepare_step_trains_resumes_and_exports(tmp_path, 
     assert header == ["epoch", "loss", "regression", "val_map"]
     # Extended: the run directory, its own file in it, is resumed, and the prototypes are read
     # back, not drawn again.
-    metrics = train(_config(run_dir, folder, method=two_stage_method, epochs=2,
-                            steps_per_epoch=4))
+    metrics = train(_config(run_dir, folder, method=two_stage_method, epochs=2, steps_per_epoch=4))
     assert metrics["run"]["epochs"] == 2 and (run_dir / "finished_at_1").is_dir()
     module = importlib.import_module("my_two_stage.prototype")
     assert module.COMPUTED == [str(run_dir / "prototypes.npz")]
@@ -161,13 +178,20 @@ def test_a_user_method_with_a_prepare_step_trains_resumes_and_exports(tmp_path, 
 
 
 def test_helpfull_lists_every_method_with_its_hyperparameters():
-    result = subprocess.run([sys.executable, "-m", "tfhash.train", "--helpfull"],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "tfhash.train", "--helpfull"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     text = " ".join(result.stdout.split())  # absl wraps the help text (and exits with 1)
     for name in methods.REGISTRY:
         assert f"{name}: " in text, name
-    for listed in ("lsdh: margin=None, quantization_weight=0.8, isometric_weight=None, "
-                   "mining=random, quadruplets_per_anchor=128",
-                   "quadruplet_chen: margin=1.0,",
-                   "hashnet: alpha=None, beta_step=0.005", "ksh: anchors=300, labelled=2000"):
+    for listed in (
+        "lsdh: margin=None, quantization_weight=0.8, isometric_weight=None, "
+        "mining=random, quadruplets_per_anchor=128",
+        "quadruplet_chen: margin=1.0,",
+        "hashnet: alpha=None, beta_step=0.005",
+        "ksh: anchors=300, labelled=2000",
+    ):
         assert listed in text, listed

@@ -17,16 +17,34 @@ list-file format and the protocols.
 """
 
 from tfhash.data.collection import Collection
-from tfhash.data.protocols import (PROTOCOLS, Protocol, Split, get_protocol, keep_labelled,
-                                   make_split)
-from tfhash.data.sources import (AUGMENTATIONS, DATASETS, NUSWIDE21_CONCEPTS, check_source,
-                                 default_augmentation, load_collection)
+from tfhash.data.protocols import (
+    PROTOCOLS,
+    Protocol,
+    Split,
+    get_protocol,
+    keep_labelled,
+    make_split,
+)
+from tfhash.data.sources import (
+    AUGMENTATIONS,
+    DATASETS,
+    NUSWIDE21_CONCEPTS,
+    check_source,
+    default_augmentation,
+    load_collection,
+)
 
 # The tf.data pipelines import TensorFlow; the rest of the package does not, so a command can
 # check its data settings before paying for TensorFlow. They load on first use.
-_PIPELINE = ("decode_image", "eval_dataset", "feature_eval_dataset",
-             "feature_semi_supervised_dataset", "feature_train_dataset",
-             "semi_supervised_dataset", "train_dataset")
+_PIPELINE = (
+    "decode_image",
+    "eval_dataset",
+    "feature_eval_dataset",
+    "feature_semi_supervised_dataset",
+    "feature_train_dataset",
+    "semi_supervised_dataset",
+    "train_dataset",
+)
 
 
 def __getattr__(name):
@@ -35,6 +53,7 @@ def __getattr__(name):
 
         return getattr(pipeline, name)
     raise AttributeError(f"module 'tfhash.data' has no attribute {name!r}")
+
 
 __all__ = [
     "AUGMENTATIONS",

@@ -17,8 +17,9 @@ def resolve_augmentation(augment):
     if augment is False or augment is None:
         return "none"
     if augment not in AUGMENTATIONS:
-        raise UsageError(f"unknown augmentation {augment!r}; choose one of "
-                         f"{', '.join(AUGMENTATIONS)}")
+        raise UsageError(
+            f"unknown augmentation {augment!r}; choose one of {', '.join(AUGMENTATIONS)}"
+        )
     return augment
 
 
@@ -34,8 +35,9 @@ def augment_batch(images, seed, flip):
     pad = max(1, size // 8)
     crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
     padded = tf.pad(images, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
-    offsets = tf.random.stateless_uniform([batch, 2], crop_seed, minval=0, maxval=2 * pad + 1,
-                                          dtype=tf.int32)
+    offsets = tf.random.stateless_uniform(
+        [batch, 2], crop_seed, minval=0, maxval=2 * pad + 1, dtype=tf.int32
+    )
     steps = tf.range(size)[None, :]
     rows = offsets[:, :1] + steps
     cols = offsets[:, 1:] + steps

@@ -55,46 +55,59 @@ class Collection:
         if len(sources) != 1:
             raise UsageError(
                 f"collection {self.name!r} needs exactly one of pixels, files or encoded images, "
-                f"got {len(sources)}")
+                f"got {len(sources)}"
+            )
         n_images = len(sources[0])
         labels = np.asarray(self.labels)
         if len(labels) != n_images:
             raise UsageError(
                 f"collection {self.name!r} has {n_images} images but {len(labels)} labels; "
-                "give one label (or label vector) per image")
+                "give one label (or label vector) per image"
+            )
         if len(self.item_ids) != n_images:
             raise UsageError(
                 f"collection {self.name!r} has {n_images} images but {len(self.item_ids)} item "
-                "ids; give one id per image")
+                "ids; give one id per image"
+            )
         if n_images == 0:
-            raise UsageError(f"collection {self.name!r} has no images; point `data_dir` at "
-                             "a directory or list file that holds some")
+            raise UsageError(
+                f"collection {self.name!r} has no images; point `data_dir` at "
+                "a directory or list file that holds some"
+            )
         num_classes = len(self.class_names)
         if labels.ndim == 1:
             if not np.issubdtype(labels.dtype, np.integer):
-                raise UsageError(f"collection {self.name!r}: single-label labels must be "
-                                 f"integer class ids, got dtype {labels.dtype}")
+                raise UsageError(
+                    f"collection {self.name!r}: single-label labels must be "
+                    f"integer class ids, got dtype {labels.dtype}"
+                )
             if labels.min() < 0 or labels.max() >= num_classes:
                 raise UsageError(
                     f"collection {self.name!r}: class ids must lie in [0, {num_classes}) for "
-                    f"{num_classes} class names, got [{labels.min()}, {labels.max()}]")
+                    f"{num_classes} class names, got [{labels.min()}, {labels.max()}]"
+                )
             labels = labels.astype(np.int64)
         elif labels.ndim == 2:
             if labels.shape[1] != num_classes:
                 raise UsageError(
                     f"collection {self.name!r}: label vectors have {labels.shape[1]} entries "
-                    f"but there are {num_classes} class names")
+                    f"but there are {num_classes} class names"
+                )
             if not np.isin(labels, (0, 1)).all():
                 raise UsageError(f"collection {self.name!r}: multi-hot labels must be 0 or 1")
             labels = labels.astype(np.uint8)
         else:
-            raise UsageError(f"collection {self.name!r}: labels must be [N] class ids or "
-                             f"[N, C] multi-hot rows, got shape {labels.shape}")
+            raise UsageError(
+                f"collection {self.name!r}: labels must be [N] class ids or "
+                f"[N, C] multi-hot rows, got shape {labels.shape}"
+            )
         if self.pixels is not None:
             pixels = np.asarray(self.pixels)
             if pixels.dtype != np.uint8 or pixels.ndim != 4 or pixels.shape[-1] != 3:
-                raise UsageError(f"collection {self.name!r}: pixels must be uint8 [N, H, W, 3], "
-                                 f"got {pixels.dtype} {pixels.shape}")
+                raise UsageError(
+                    f"collection {self.name!r}: pixels must be uint8 [N, H, W, 3], "
+                    f"got {pixels.dtype} {pixels.shape}"
+                )
             object.__setattr__(self, "pixels", pixels)
         object.__setattr__(self, "labels", labels)
         object.__setattr__(self, "class_names", [str(c) for c in self.class_names])

@@ -30,8 +30,14 @@ import numpy as np
 import tensorflow as tf
 
 from tfhash.data.augment import image_inputs, resolve_augmentation
-from tfhash.data.sampling import (balanced_batches, balanced_groups, check_indices,
-                                  label_tensor, semi_supervised_batches, semi_supervised_shape)
+from tfhash.data.sampling import (
+    balanced_batches,
+    balanced_groups,
+    check_indices,
+    label_tensor,
+    semi_supervised_batches,
+    semi_supervised_shape,
+)
 from tfhash.data.sources import AUGMENTATIONS  # noqa: F401  (read as pipeline.AUGMENTATIONS)
 from tfhash.errors import UsageError
 
@@ -51,8 +57,9 @@ def _fit(images, image_size):
     """
 
     def resample():
-        resized = tf.image.resize(images, (image_size, image_size), method="bilinear",
-                                  antialias=True)
+        resized = tf.image.resize(
+            images, (image_size, image_size), method="bilinear", antialias=True
+        )
         return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
 
     height, width = images.shape[-3], images.shape[-2]
@@ -84,8 +91,7 @@ def decode_image(image_bytes, image_size):
     >>> decode_image(png, 32).shape
     TensorShape([32, 32, 3])
     """
-    image = tf.io.decode_image(image_bytes, channels=3, dtype=tf.uint8,
-                               expand_animations=False)
+    image = tf.io.decode_image(image_bytes, channels=3, dtype=tf.uint8, expand_animations=False)
     return tf.cast(_fit(image, image_size), tf.float32)
 
 
@@ -101,12 +107,14 @@ def _decoded_stream(collection, indices, image_size):
     strings, read = _encoded_source(collection, indices)
 
     def load(string):
-        image = tf.io.decode_image(read(string), channels=3, dtype=tf.uint8,
-                                   expand_animations=False)
+        image = tf.io.decode_image(
+            read(string), channels=3, dtype=tf.uint8, expand_animations=False
+        )
         return _fit(image, image_size)
 
     return tf.data.Dataset.from_tensor_slices(strings).map(
-        load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+    )
 
 
 def _unreadable(collection, indices, image_size):
@@ -118,8 +126,11 @@ def _unreadable(collection, indices, image_size):
         try:
             decode_image(read(string), image_size)
         except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError) as e:
-            where = (collection.files[indices[position]] if collection.files is not None
-                     else collection.item_ids[indices[position]])
+            where = (
+                collection.files[indices[position]]
+                if collection.files is not None
+                else collection.item_ids[indices[position]]
+            )
             # TF prefixes "{{function_node …}}" and appends "[Op:DecodeImage] …".
             reason = re.sub(r"\{\{.*?\}\}|\[Op:.*", "", e.message).strip() or "unreadable"
             found.append((where, reason.splitlines()[0]))
@@ -155,15 +166,16 @@ def _decode_table(collection, indices, image_size):
     indices = check_indices(collection, indices)
     if collection.pixels is not None:
         chunks = np.array_split(indices, max(1, len(indices) // 4096))
-        return np.concatenate([np.asarray(_fit(collection.pixels[chunk], image_size))
-                               for chunk in chunks])
+        return np.concatenate(
+            [np.asarray(_fit(collection.pixels[chunk], image_size)) for chunk in chunks]
+        )
     table = np.empty((len(indices), image_size, image_size, 3), np.uint8)
     stream = _decoded_stream(collection, indices, image_size).batch(_DECODE_CHUNK)
     start, bad = 0, None
     with _QuietStderr():
         try:
             for batch in stream:
-                table[start:start + len(batch)] = batch.numpy()
+                table[start : start + len(batch)] = batch.numpy()
                 start += len(batch)
         except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError) as e:
             bad = _unreadable(collection, indices[start:], image_size)
@@ -172,11 +184,15 @@ def _decode_table(collection, indices, image_size):
             error = e
     if bad:
         if len(bad) == 1:
-            raise UsageError(f"cannot decode image {bad[0][0]} ({bad[0][1]}); replace or "
-                             "remove that file") from error
-        raise UsageError(f"cannot decode {len(bad)} images: " + "; ".join(
-            f"{where} ({reason})" for where, reason in bad) + "; replace or remove those "
-            "files") from error
+            raise UsageError(
+                f"cannot decode image {bad[0][0]} ({bad[0][1]}); replace or remove that file"
+            ) from error
+        raise UsageError(
+            f"cannot decode {len(bad)} images: "
+            + "; ".join(f"{where} ({reason})" for where, reason in bad)
+            + "; replace or remove those "
+            "files"
+        ) from error
     return table
 
 
@@ -205,19 +221,33 @@ def eval_dataset(collection, indices, image_size, batch_size):
         ds = tf.data.Dataset.range(len(indices)).batch(batch_size).map(batch_from_pixels)
     elif len(indices) * image_size * image_size * 3 <= EVAL_CACHE_BYTES:
         table = tf.constant(_decode_table(collection, indices, image_size))
-        ds = tf.data.Dataset.range(len(indices)).batch(batch_size).map(
-            lambda rows: (tf.cast(tf.gather(table, rows), tf.float32),
-                          tf.gather(labels, rows)))
+        ds = (
+            tf.data.Dataset.range(len(indices))
+            .batch(batch_size)
+            .map(
+                lambda rows: (tf.cast(tf.gather(table, rows), tf.float32), tf.gather(labels, rows))
+            )
+        )
     else:
         images = _decoded_stream(collection, indices, image_size).map(
-            lambda image: tf.cast(image, tf.float32))
+            lambda image: tf.cast(image, tf.float32)
+        )
         ds = tf.data.Dataset.zip(images, tf.data.Dataset.from_tensor_slices(labels))
         ds = ds.batch(batch_size)
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def train_dataset(collection, indices, image_size, batch_size, images_per_class, augment=True,
-                  seed=0, start_step=0, targets=None):
+def train_dataset(
+    collection,
+    indices,
+    image_size,
+    batch_size,
+    images_per_class,
+    augment=True,
+    seed=0,
+    start_step=0,
+    targets=None,
+):
     """An endless dataset of class-balanced ``(images, labels)`` training batches.
 
     Each batch holds ``P = batch_size // images_per_class`` distinct classes with
@@ -262,15 +292,27 @@ def train_dataset(collection, indices, image_size, batch_size, images_per_class,
     """
     augment = resolve_augmentation(augment)
     indices = check_indices(collection, indices)
-    members, counts, groups = balanced_groups(collection, indices, batch_size,
-                                               images_per_class, fewer_classes=True)
+    members, counts, groups = balanced_groups(
+        collection, indices, batch_size, images_per_class, fewer_classes=True
+    )
     table = tf.constant(_decode_table(collection, indices, image_size))
-    return balanced_batches(collection, indices, members, counts, groups, images_per_class,
-                             image_inputs(table, augment), seed, start_step, targets)
+    return balanced_batches(
+        collection,
+        indices,
+        members,
+        counts,
+        groups,
+        images_per_class,
+        image_inputs(table, augment),
+        seed,
+        start_step,
+        targets,
+    )
 
 
-def feature_train_dataset(collection, indices, features, batch_size, images_per_class, seed=0,
-                          start_step=0, targets=None):
+def feature_train_dataset(
+    collection, indices, features, batch_size, images_per_class, seed=0, start_step=0, targets=None
+):
     """:func:`train_dataset` over precomputed features: the same class-balanced sampling (the
     same batches for the same seed), yielding ``(float32 [B, d], labels)``.
 
@@ -280,14 +322,25 @@ def feature_train_dataset(collection, indices, features, batch_size, images_per_
     """
     indices = check_indices(collection, indices)
     if len(features) != len(indices):
-        raise UsageError(f"{len(features)} feature rows for {len(indices)} images; give one "
-                         "row per index")
-    members, counts, groups = balanced_groups(collection, indices, batch_size,
-                                               images_per_class, fewer_classes=True)
+        raise UsageError(
+            f"{len(features)} feature rows for {len(indices)} images; give one row per index"
+        )
+    members, counts, groups = balanced_groups(
+        collection, indices, batch_size, images_per_class, fewer_classes=True
+    )
     table = tf.constant(np.asarray(features, np.float32))
-    return balanced_batches(collection, indices, members, counts, groups, images_per_class,
-                             lambda positions, _: tf.gather(table, positions), seed,
-                             start_step, targets)
+    return balanced_batches(
+        collection,
+        indices,
+        members,
+        counts,
+        groups,
+        images_per_class,
+        lambda positions, _: tf.gather(table, positions),
+        seed,
+        start_step,
+        targets,
+    )
 
 
 def feature_eval_dataset(collection, indices, features, batch_size):
@@ -299,9 +352,18 @@ def feature_eval_dataset(collection, indices, features, batch_size):
     return rows.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
-def semi_supervised_dataset(collection, labelled, unlabelled, image_size, batch_size,
-                            images_per_class, labelled_ratio, augment=True, seed=0,
-                            start_step=0):
+def semi_supervised_dataset(
+    collection,
+    labelled,
+    unlabelled,
+    image_size,
+    batch_size,
+    images_per_class,
+    labelled_ratio,
+    augment=True,
+    seed=0,
+    start_step=0,
+):
     """Endless training batches mixing labelled and unlabelled images (semi-supervised methods).
 
     A batch of ``B`` holds ``b = round(labelled_ratio · B)`` labelled images, class-balanced as
@@ -337,28 +399,50 @@ def semi_supervised_dataset(collection, labelled, unlabelled, image_size, batch_
         images, y = next(iter(ds))   # 8 classes x 8 labelled images, 64 unlabelled
     """
     augment = resolve_augmentation(augment)
-    shape = semi_supervised_shape(collection, labelled, unlabelled, batch_size,
-                                   images_per_class, labelled_ratio)
-    table = tf.constant(np.concatenate([_decode_table(collection, part, image_size)
-                                        for part in shape[:2]]))
-    return semi_supervised_batches(collection, *shape, images_per_class,
-                                    image_inputs(table, augment), seed, start_step)
+    shape = semi_supervised_shape(
+        collection, labelled, unlabelled, batch_size, images_per_class, labelled_ratio
+    )
+    table = tf.constant(
+        np.concatenate([_decode_table(collection, part, image_size) for part in shape[:2]])
+    )
+    return semi_supervised_batches(
+        collection, *shape, images_per_class, image_inputs(table, augment), seed, start_step
+    )
 
 
-def feature_semi_supervised_dataset(collection, labelled, unlabelled, labelled_features,
-                                    unlabelled_features, batch_size, images_per_class,
-                                    labelled_ratio, seed=0, start_step=0):
+def feature_semi_supervised_dataset(
+    collection,
+    labelled,
+    unlabelled,
+    labelled_features,
+    unlabelled_features,
+    batch_size,
+    images_per_class,
+    labelled_ratio,
+    seed=0,
+    start_step=0,
+):
     """:func:`semi_supervised_dataset` over precomputed features (row ``i`` of
     ``labelled_features`` for ``labelled[i]``, of ``unlabelled_features`` for ``unlabelled[i]``):
     the same batches for the same seed, yielding ``(float32 [B, d], [B, 1 + L])``."""
-    shape = semi_supervised_shape(collection, labelled, unlabelled, batch_size,
-                                   images_per_class, labelled_ratio)
+    shape = semi_supervised_shape(
+        collection, labelled, unlabelled, batch_size, images_per_class, labelled_ratio
+    )
     for part, rows in zip(shape[:2], (labelled_features, unlabelled_features)):
         if len(rows) != len(part):
-            raise UsageError(f"{len(rows)} feature rows for {len(part)} images; give one row "
-                             "per index")
-    table = tf.constant(np.concatenate([np.asarray(labelled_features, np.float32),
-                                        np.asarray(unlabelled_features, np.float32)]))
-    return semi_supervised_batches(collection, *shape, images_per_class,
-                                    lambda positions, _: tf.gather(table, positions), seed,
-                                    start_step)
+            raise UsageError(
+                f"{len(rows)} feature rows for {len(part)} images; give one row per index"
+            )
+    table = tf.constant(
+        np.concatenate(
+            [np.asarray(labelled_features, np.float32), np.asarray(unlabelled_features, np.float32)]
+        )
+    )
+    return semi_supervised_batches(
+        collection,
+        *shape,
+        images_per_class,
+        lambda positions, _: tf.gather(table, positions),
+        seed,
+        start_step,
+    )

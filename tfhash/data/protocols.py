@@ -97,33 +97,76 @@ class Protocol:
 PROTOCOLS = {
     p.name: p
     for p in (
-        Protocol("cifar10", "per_class", 1000, 500,
-                 description="LSDH: 1,000 queries per class, 500 training images per class "
-                             "from the rest"),
-        Protocol("cifar10-dhn", "per_class", 100, 500,
-                 description="DHN/HashNet: 100 queries per class, 500 training images per "
-                             "class from the rest"),
+        Protocol(
+            "cifar10",
+            "per_class",
+            1000,
+            500,
+            description="LSDH: 1,000 queries per class, 500 training images per class "
+            "from the rest",
+        ),
+        Protocol(
+            "cifar10-dhn",
+            "per_class",
+            100,
+            500,
+            description="DHN/HashNet: 100 queries per class, 500 training images per "
+            "class from the rest",
+        ),
         # DeepHash-pytorch's CIFAR-10 splits (utils/tools.py), drawn per class; its DSH and
         # LCDSH figures are on cifar10-1, its HashNet and DHN figures on cifar10.
-        Protocol("cifar10-1", "per_class", 100, 500,
-                 description="DeepHash-pytorch's cifar10-1 (the same split as cifar10-dhn): "
-                             "100 queries per class, 500 training images per class from the "
-                             "rest, database every non-query image (59,000)"),
-        Protocol("deephash-cifar10", "per_class", 100, 500, report_database="untrained",
-                 description="DeepHash-pytorch's cifar10: 100 queries per class, 500 training "
-                             "images per class, database the other 54,000 images"),
-        Protocol("cifar20", "per_class", 100, 500,
-                 description="LSDH: 100 queries per superclass, 500 training images per "
-                             "superclass from the rest"),
-        Protocol("sun397-29", "total", 1000, 5000,
-                 description="LSDH: 1,000 queries, 5,000 training images from the rest"),
-        Protocol("nuswide21", "per_class", 100, 500, map_top_k=5000,
-                 description="LSDH: 100 queries per concept, 500 training images per "
-                             "concept from the rest, MAP@5000"),
-        Protocol("digits", "per_class", 30, 100, semi_supervised_per_class=20,
-                 description="quickstart: 30 queries per class, 100 training images per "
-                             "class from the rest (a semi-supervised method: 20 of them "
-                             "labelled, the other 1,197 database images unlabelled)"),
+        Protocol(
+            "cifar10-1",
+            "per_class",
+            100,
+            500,
+            description="DeepHash-pytorch's cifar10-1 (the same split as cifar10-dhn): "
+            "100 queries per class, 500 training images per class from the "
+            "rest, database every non-query image (59,000)",
+        ),
+        Protocol(
+            "deephash-cifar10",
+            "per_class",
+            100,
+            500,
+            report_database="untrained",
+            description="DeepHash-pytorch's cifar10: 100 queries per class, 500 training "
+            "images per class, database the other 54,000 images",
+        ),
+        Protocol(
+            "cifar20",
+            "per_class",
+            100,
+            500,
+            description="LSDH: 100 queries per superclass, 500 training images per "
+            "superclass from the rest",
+        ),
+        Protocol(
+            "sun397-29",
+            "total",
+            1000,
+            5000,
+            description="LSDH: 1,000 queries, 5,000 training images from the rest",
+        ),
+        Protocol(
+            "nuswide21",
+            "per_class",
+            100,
+            500,
+            map_top_k=5000,
+            description="LSDH: 100 queries per concept, 500 training images per "
+            "concept from the rest, MAP@5000",
+        ),
+        Protocol(
+            "digits",
+            "per_class",
+            30,
+            100,
+            semi_supervised_per_class=20,
+            description="quickstart: 30 queries per class, 100 training images per "
+            "class from the rest (a semi-supervised method: 20 of them "
+            "labelled, the other 1,197 database images unlabelled)",
+        ),
     )
 }
 
@@ -150,8 +193,10 @@ def get_protocol(name):
         return PROTOCOLS[name]
     if name == "fraction" or str(name).startswith("fraction:"):
         return _fraction_protocol(name)
-    raise UsageError(f"unknown protocol {name!r}; choose `protocol` from "
-                     f"{', '.join(PROTOCOLS)}, fraction or fraction:query=Q,train=T")
+    raise UsageError(
+        f"unknown protocol {name!r}; choose `protocol` from "
+        f"{', '.join(PROTOCOLS)}, fraction or fraction:query=Q,train=T"
+    )
 
 
 def _fraction_protocol(name):
@@ -164,13 +209,17 @@ def _fraction_protocol(name):
         except ValueError:
             number = float("nan")
         if key not in settings or not 0 < number <= 1 or (key == "query" and number == 1):
-            raise UsageError(f"bad protocol={name}: write fraction:query=Q,train=T with "
-                             "0 < Q < 1 and 0 < T <= 1")
+            raise UsageError(
+                f"bad protocol={name}: write fraction:query=Q,train=T with 0 < Q < 1 and 0 < T <= 1"
+            )
         settings[key] = number
-    return Protocol(f"fraction:query={settings['query']:g},train={settings['train']:g}",
-                    "fraction", settings["query"], settings["train"],
-                    description="a fraction of the images as queries, a fraction of the rest "
-                                "for training")
+    return Protocol(
+        f"fraction:query={settings['query']:g},train={settings['train']:g}",
+        "fraction",
+        settings["query"],
+        settings["train"],
+        description="a fraction of the images as queries, a fraction of the rest for training",
+    )
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -209,29 +258,42 @@ class Split:
         size = self.collection["size"]
         for part in self._PARTS:
             indices = getattr(self, part)
-            if indices.ndim != 1 or (len(indices) and (indices.min() < 0 or
-                                                      indices.max() >= size)):
-                raise UsageError(f"split part {part} holds indices outside [0, {size}); the "
-                                 "split files are damaged: delete them and draw a new split")
+            if indices.ndim != 1 or (len(indices) and (indices.min() < 0 or indices.max() >= size)):
+                raise UsageError(
+                    f"split part {part} holds indices outside [0, {size}); the "
+                    "split files are damaged: delete them and draw a new split"
+                )
             if len(np.unique(indices)) != len(indices):
-                raise UsageError(f"split part {part} repeats indices; the split files are "
-                                 "damaged: delete them and draw a new split")
+                raise UsageError(
+                    f"split part {part} repeats indices; the split files are "
+                    "damaged: delete them and draw a new split"
+                )
         expected_db = np.setdiff1d(np.arange(size), self.query)
         checks = [
-            (np.intersect1d(self.query, np.concatenate([self.train, self.val])).size == 0,
-             "queries overlap the training or validation images"),
+            (
+                np.intersect1d(self.query, np.concatenate([self.train, self.val])).size == 0,
+                "queries overlap the training or validation images",
+            ),
             (np.intersect1d(self.train, self.val).size == 0, "train and val overlap"),
-            (np.array_equal(np.sort(self.database), expected_db),
-             "the database is not the complement of the queries"),
-            (np.array_equal(np.union1d(np.union1d(self.train, self.val), self.unlabeled),
-                            np.sort(self.database)) and
-             np.intersect1d(self.unlabeled, np.concatenate([self.train, self.val])).size == 0,
-             "train, val and unlabeled do not partition the database"),
+            (
+                np.array_equal(np.sort(self.database), expected_db),
+                "the database is not the complement of the queries",
+            ),
+            (
+                np.array_equal(
+                    np.union1d(np.union1d(self.train, self.val), self.unlabeled),
+                    np.sort(self.database),
+                )
+                and np.intersect1d(self.unlabeled, np.concatenate([self.train, self.val])).size
+                == 0,
+                "train, val and unlabeled do not partition the database",
+            ),
         ]
         for ok, problem in checks:
             if not ok:
-                raise UsageError(f"inconsistent split: {problem}; delete the split files and "
-                                 "draw a new split")
+                raise UsageError(
+                    f"inconsistent split: {problem}; delete the split files and draw a new split"
+                )
 
     @property
     def report_database(self):
@@ -247,8 +309,12 @@ class Split:
         os.makedirs(directory, exist_ok=True)
         for part in self._PARTS:
             np.save(os.path.join(directory, f"{part}.npy"), getattr(self, part))
-        meta = {"protocol": self.protocol.to_dict(), "seed": self.seed,
-                "val_fraction": self.val_fraction, "collection": self.collection}
+        meta = {
+            "protocol": self.protocol.to_dict(),
+            "seed": self.seed,
+            "val_fraction": self.val_fraction,
+            "collection": self.collection,
+        }
         with open(os.path.join(directory, "protocol.json"), "w") as f:
             json.dump(meta, f, indent=2)
 
@@ -264,30 +330,40 @@ class Split:
         paths = [meta_path] + [os.path.join(directory, f"{p}.npy") for p in cls._PARTS]
         missing = [os.path.basename(p) for p in paths if not os.path.isfile(p)]
         if missing:
-            raise UsageError(f"no complete split in {directory} (missing {', '.join(missing)}); "
-                             "draw one with data.make_split or start a new run directory")
+            raise UsageError(
+                f"no complete split in {directory} (missing {', '.join(missing)}); "
+                "draw one with data.make_split or start a new run directory"
+            )
         with open(meta_path) as f:
             meta = json.load(f)
         parts = {p: np.load(os.path.join(directory, f"{p}.npy")) for p in cls._PARTS}
-        split = cls(protocol=Protocol.from_dict(meta["protocol"]), seed=meta["seed"],
-                    val_fraction=meta["val_fraction"], collection=meta["collection"], **parts)
+        split = cls(
+            protocol=Protocol.from_dict(meta["protocol"]),
+            seed=meta["seed"],
+            val_fraction=meta["val_fraction"],
+            collection=meta["collection"],
+            **parts,
+        )
         if collection is not None:
             made_for = split.collection
             here = _describe(collection)
-            if (made_for["size"], made_for["fingerprint"]) != (here["size"],
-                                                                here["fingerprint"]):
+            if (made_for["size"], made_for["fingerprint"]) != (here["size"], here["fingerprint"]):
                 raise UsageError(
                     f"the split in {directory} was made for {made_for['name']} "
                     f"({made_for['size']} images, fingerprint {made_for['fingerprint']}), not "
                     f"this {here['name']} ({here['size']} images, fingerprint "
                     f"{here['fingerprint']}); pass the same `dataset`/`data_dir` or start a new "
-                    "run directory")
+                    "run directory"
+                )
         return split
 
 
 def _describe(collection):
-    return {"name": collection.name, "size": len(collection),
-            "fingerprint": collection.fingerprint()}
+    return {
+        "name": collection.name,
+        "size": len(collection),
+        "fingerprint": collection.fingerprint(),
+    }
 
 
 def make_split(collection, protocol, seed=0, val_fraction=0.1):
@@ -321,26 +397,36 @@ def make_split(collection, protocol, seed=0, val_fraction=0.1):
     carried = np.flatnonzero(membership.any(axis=0))
     if len(carried) < 2:
         only = f" ({collection.class_names[carried[0]]!r})" if len(carried) else ""
-        raise UsageError(f"{collection.name} holds images of one class only{only}: codes are "
-                         "learnt from what tells classes apart, so training needs at least two "
-                         "(an image folder holds one subfolder per class: <root>/<class>/<image>)")
+        raise UsageError(
+            f"{collection.name} holds images of one class only{only}: codes are "
+            "learnt from what tells classes apart, so training needs at least two "
+            "(an image folder holds one subfolder per class: <root>/<class>/<image>)"
+        )
     everything = np.ones(len(collection), bool)
-    query = _draw(protocol, "queries", protocol.queries, membership, everything, rng,
-                  collection)
+    query = _draw(protocol, "queries", protocol.queries, membership, everything, rng, collection)
     database = np.setdiff1d(np.arange(len(collection)), query)
     in_database = np.zeros(len(collection), bool)
     in_database[database] = True
-    drawn = _draw(protocol, "training images", protocol.train, membership, in_database, rng,
-                  collection)
+    drawn = _draw(
+        protocol, "training images", protocol.train, membership, in_database, rng, collection
+    )
     n_val = int(round(val_fraction * len(drawn)))
     if n_val >= len(drawn):
-        raise UsageError(f"val_fraction={val_fraction} leaves no training images out of "
-                         f"{len(drawn)}; lower it")
+        raise UsageError(
+            f"val_fraction={val_fraction} leaves no training images out of {len(drawn)}; lower it"
+        )
     val = np.sort(rng.choice(drawn, n_val, replace=False))
     return Split(
-        train=np.setdiff1d(drawn, val), val=val, query=query, database=database,
-        unlabeled=np.setdiff1d(database, drawn), protocol=protocol, seed=int(seed),
-        val_fraction=float(val_fraction), collection=_describe(collection))
+        train=np.setdiff1d(drawn, val),
+        val=val,
+        query=query,
+        database=database,
+        unlabeled=np.setdiff1d(database, drawn),
+        protocol=protocol,
+        seed=int(seed),
+        val_fraction=float(val_fraction),
+        collection=_describe(collection),
+    )
 
 
 def keep_labelled(collection, split, per_class, seed=0):
@@ -365,16 +451,18 @@ def keep_labelled(collection, split, per_class, seed=0):
     (200, 700, 100)
     """
     if isinstance(per_class, bool) or int(per_class) != per_class or per_class < 1:
-        raise UsageError(f"`labelled_per_class` must be a whole number of at least 1, got "
-                         f"{per_class!r}")
+        raise UsageError(
+            f"`labelled_per_class` must be a whole number of at least 1, got {per_class!r}"
+        )
     rng = np.random.default_rng([seed, int(per_class)])
     membership = collection.membership(split.train)
     kept = np.zeros(len(split.train), bool)
     for c in range(membership.shape[1]):
         candidates = np.flatnonzero(membership[:, c] & ~kept)
         kept[rng.choice(candidates, min(int(per_class), len(candidates)), replace=False)] = True
-    return dataclasses.replace(split, train=split.train[kept],
-                               unlabeled=np.union1d(split.unlabeled, split.train[~kept]))
+    return dataclasses.replace(
+        split, train=split.train[kept], unlabeled=np.union1d(split.unlabeled, split.train[~kept])
+    )
 
 
 def _draw(protocol, what, amount, membership, available, rng, collection):
@@ -391,7 +479,8 @@ def _draw(protocol, what, amount, membership, available, rng, collection):
                     f"protocol {protocol.name} needs {per_class} {what} {of} {name!r} but "
                     f"only {len(candidates)} are left ({int(membership[:, c].sum())} images carry "
                     f"it in {collection.name}); use protocol=fraction for a collection this "
-                    "small (as configs/images.cfg does, for a folder of any size)")
+                    "small (as configs/images.cfg does, for a folder of any size)"
+                )
             chosen[rng.choice(candidates, per_class, replace=False)] = True
         return np.flatnonzero(chosen)
     count = int(amount) if protocol.sampling == "total" else int(round(amount * len(pool)))
@@ -399,5 +488,6 @@ def _draw(protocol, what, amount, membership, available, rng, collection):
         raise UsageError(
             f"protocol {protocol.name} needs {count} {what} but {len(pool)} images are "
             f"available in {collection.name} ({len(available)} in all); use a larger collection "
-            "or a smaller protocol=fraction:query=Q,train=T")
+            "or a smaller protocol=fraction:query=Q,train=T"
+        )
     return np.sort(rng.choice(pool, count, replace=False))

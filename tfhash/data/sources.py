@@ -33,9 +33,27 @@ DATASETS = ("digits", "cifar10", "cifar20", "sun397", "folder", "list", "nuswide
 # The 21 most frequent NUS-WIDE concepts (each on at least 5,000 images), in the alphabetical
 # order that the public list files use for their label vectors.
 NUSWIDE21_CONCEPTS = (
-    "animal", "beach", "buildings", "clouds", "flowers", "grass", "lake", "mountain", "ocean",
-    "person", "plants", "reflection", "road", "rocks", "sky", "snow", "sunset", "tree",
-    "vehicle", "water", "window",
+    "animal",
+    "beach",
+    "buildings",
+    "clouds",
+    "flowers",
+    "grass",
+    "lake",
+    "mountain",
+    "ocean",
+    "person",
+    "plants",
+    "reflection",
+    "road",
+    "rocks",
+    "sky",
+    "snow",
+    "sunset",
+    "tree",
+    "vehicle",
+    "water",
+    "window",
 )
 
 # LSDH Sec. IV.A: "the 29 largest categories, in which each category consists of at least 600
@@ -102,8 +120,11 @@ def load_collection(dataset, data_dir=None):
 
 
 # What --data_dir must be for the sources read from the user's files.
-_PATHS = {"folder": "an image folder <root>/<class>/<image>", "list": "a list file",
-          "nuswide21": "the NUS-WIDE list file"}
+_PATHS = {
+    "folder": "an image folder <root>/<class>/<image>",
+    "list": "a list file",
+    "nuswide21": "the NUS-WIDE list file",
+}
 
 
 def check_source(dataset, data_dir=None):
@@ -115,18 +136,20 @@ def check_source(dataset, data_dir=None):
             from files, or a ``data_dir`` for ``digits`` (which reads none).
     """
     if dataset not in DATASETS:
-        raise UsageError(f"unknown dataset {dataset!r}; choose `dataset` from "
-                         f"{', '.join(DATASETS)}")
+        raise UsageError(
+            f"unknown dataset {dataset!r}; choose `dataset` from {', '.join(DATASETS)}"
+        )
     data_dir = os.path.expanduser(data_dir) if data_dir else None
     if dataset == "digits" and data_dir:
-        raise UsageError("dataset=digits ships with scikit-learn and reads no files; "
-                         "drop `data_dir` (or use dataset=folder/list for your own images)")
+        raise UsageError(
+            "dataset=digits ships with scikit-learn and reads no files; "
+            "drop `data_dir` (or use dataset=folder/list for your own images)"
+        )
     if dataset in _PATHS:
         if not data_dir:
             raise UsageError(f"dataset={dataset} needs data_dir=<{_PATHS[dataset]}>")
         if not os.path.exists(data_dir):
-            raise UsageError(f"`data_dir` {data_dir} does not exist; point it at "
-                             f"{_PATHS[dataset]}")
+            raise UsageError(f"`data_dir` {data_dir} does not exist; point it at {_PATHS[dataset]}")
     return data_dir
 
 
@@ -151,8 +174,9 @@ def _tfds_load(name, split, data_dir, **kwargs):
     import tensorflow_datasets as tfds
 
     try:
-        return tfds.load(name, split=split, data_dir=data_dir, download=False,
-                         shuffle_files=False, **kwargs)
+        return tfds.load(
+            name, split=split, data_dir=data_dir, download=False, shuffle_files=False, **kwargs
+        )
     # TFDS's "could not find data in <data_dir>"; a KeyError ("splits is empty") where a
     # version folder exists but holds no prepared data (an interrupted `tfds build`).
     except (AssertionError, KeyError) as e:
@@ -160,7 +184,8 @@ def _tfds_load(name, split, data_dir, **kwargs):
         raise UsageError(
             f"{name} is not in TFDS data_dir {where}; run `tfds build {name}` with network "
             "access (then pass data_dir=<its data_dir>) or pass dataset=folder "
-            "data_dir=<image folder>") from e
+            "data_dir=<image folder>"
+        ) from e
 
 
 def _tfds_pixels(dataset, tfds_name, label_key, data_dir):
@@ -169,8 +194,7 @@ def _tfds_pixels(dataset, tfds_name, label_key, data_dir):
 
     ds = _tfds_load(tfds_name, "train+test", data_dir)
     images, labels = [], []
-    for batch in tfds.as_numpy(ds.map(lambda ex: (ex["image"], ex[label_key]))
-                               .batch(_TFDS_BATCH)):
+    for batch in tfds.as_numpy(ds.map(lambda ex: (ex["image"], ex[label_key])).batch(_TFDS_BATCH)):
         images.append(batch[0])
         labels.append(batch[1])
     builder = tfds.builder(tfds_name, data_dir=data_dir)
@@ -196,7 +220,8 @@ def _sun397(data_dir):
     skip = {"image": tfds.decode.SkipDecoding()}
     ds = _tfds_load("sun397/tfds", "train+validation+test", data_dir, decoders=skip)
     all_labels = np.concatenate(
-        list(tfds.as_numpy(ds.map(lambda ex: ex["label"]).batch(_TFDS_BATCH))))
+        list(tfds.as_numpy(ds.map(lambda ex: ex["label"]).batch(_TFDS_BATCH)))
+    )
     counts = np.bincount(all_labels)
     # Largest first; ties broken by the smaller label id so the choice is deterministic.
     order = np.lexsort((np.arange(len(counts)), -counts))
@@ -206,7 +231,8 @@ def _sun397(data_dir):
         raise UsageError(
             f"sun397 in {data_dir or 'the TFDS data_dir'} has {enough} categories with at least "
             f"{SUN397_MIN_IMAGES} images, the LSDH subset needs {SUN397_CATEGORIES}; rebuild it "
-            "with `tfds build sun397/tfds`")
+            "with `tfds build sun397/tfds`"
+        )
     positions = np.flatnonzero(np.isin(all_labels, keep))
     keep_t = tf.constant(keep, tf.int64)
     chosen = ds.filter(lambda ex: tf.reduce_any(tf.equal(ex["label"], keep_t)))
@@ -240,19 +266,25 @@ def _subdirs(directory):
 def _folder(root):
     """``root/<class>/<image>`` or ``root/<split>/<class>/<image>`` (splits pooled)."""
     if not os.path.isdir(root):
-        raise UsageError(f"`data_dir` {root} is not a directory; dataset=folder needs "
-                         "<root>/<class>/<image> or <root>/<split>/<class>/<image>")
+        raise UsageError(
+            f"`data_dir` {root} is not a directory; dataset=folder needs "
+            "<root>/<class>/<image> or <root>/<split>/<class>/<image>"
+        )
     top = _subdirs(root)
     # A top-level folder that holds images directly is a class; otherwise they are splits.
     images = {(d,): _image_names(os.path.join(root, d)) for d in top}
     if not any(images.values()):
-        images = {(split, c): _image_names(os.path.join(root, split, c))
-                  for split in top for c in _subdirs(os.path.join(root, split))}
+        images = {
+            (split, c): _image_names(os.path.join(root, split, c))
+            for split in top
+            for c in _subdirs(os.path.join(root, split))
+        }
     images = {folder: names for folder, names in images.items() if names}
     if not images:
         raise UsageError(
             f"no images ({', '.join(IMAGE_EXTENSIONS)}) found in {root}; dataset=folder needs "
-            "<root>/<class>/<image> or <root>/<split>/<class>/<image>")
+            "<root>/<class>/<image> or <root>/<split>/<class>/<image>"
+        )
     class_names = sorted({folder[-1] for folder in images})
     class_id = {c: i for i, c in enumerate(class_names)}
     item_ids, labels = [], []
@@ -274,8 +306,10 @@ def _find_list_file(path):
     lists = sorted(n for n in os.listdir(path) if n.endswith(".txt"))
     if len(lists) != 1:
         found = ", ".join(lists) if lists else "none"
-        raise UsageError(f"`data_dir` {path} must hold exactly one list file (*.txt), found "
-                         f"{found}; pass the list file itself as `data_dir`")
+        raise UsageError(
+            f"`data_dir` {path} must hold exactly one list file (*.txt), found "
+            f"{found}; pass the list file itself as `data_dir`"
+        )
     return os.path.join(path, lists[0])
 
 
@@ -290,9 +324,11 @@ def _list_file(dataset, path, class_names=None):
             lines = f.readlines()
     except UnicodeDecodeError:
         kind = "an image" if path.lower().endswith(IMAGE_EXTENSIONS) else "not text"
-        raise UsageError(f"{path} is {kind}, not a list file of 'relative/path.jpg 0 1 … 0' "
-                         "lines; pass an image folder <root>/<class>/<image> or a list "
-                         "file") from None
+        raise UsageError(
+            f"{path} is {kind}, not a list file of 'relative/path.jpg 0 1 … 0' "
+            "lines; pass an image folder <root>/<class>/<image> or a list "
+            "file"
+        ) from None
     for line_no, line in enumerate(lines, 1):
         tokens = line.split()
         if not tokens:
@@ -301,26 +337,37 @@ def _list_file(dataset, path, class_names=None):
         if expected is None:
             expected = len(values)
             if expected == 0:
-                raise UsageError(f"line {line_no} of {path} has no labels; each line must be "
-                                 "'relative/path.jpg 0 1 … 0' (a path, then a 0/1 vector)")
+                raise UsageError(
+                    f"line {line_no} of {path} has no labels; each line must be "
+                    "'relative/path.jpg 0 1 … 0' (a path, then a 0/1 vector)"
+                )
         if len(values) != expected:
-            source = (f"the {dataset} layout has {expected}" if class_names
-                      else f"the first line has {expected}")
-            raise UsageError(f"line {line_no} of {path} has {len(values)} label values, "
-                             f"{source}; give every image a vector of the same length")
+            source = (
+                f"the {dataset} layout has {expected}"
+                if class_names
+                else f"the first line has {expected}"
+            )
+            raise UsageError(
+                f"line {line_no} of {path} has {len(values)} label values, "
+                f"{source}; give every image a vector of the same length"
+            )
         if any(v not in ("0", "1") for v in values):
-            raise UsageError(f"line {line_no} of {path}: label values must be 0 or 1, got "
-                             f"{' '.join(values)}")
+            raise UsageError(
+                f"line {line_no} of {path}: label values must be 0 or 1, got {' '.join(values)}"
+            )
         item_ids.append(tokens[0])
         rows.append([v == "1" for v in values])
     if not item_ids:
-        raise UsageError(f"list file {path} is empty; add one 'relative/path.jpg 0 1 … 0' line "
-                         "per image")
+        raise UsageError(
+            f"list file {path} is empty; add one 'relative/path.jpg 0 1 … 0' line per image"
+        )
     files = [os.path.normpath(os.path.join(base, i)) for i in item_ids]
     missing = [f for f in files if not os.path.isfile(f)]
     if missing:
-        raise UsageError(f"{len(missing)} of {len(files)} images listed in {path} do not exist "
-                         f"(first: {missing[0]}); paths are relative to the list file's directory")
+        raise UsageError(
+            f"{len(missing)} of {len(files)} images listed in {path} do not exist "
+            f"(first: {missing[0]}); paths are relative to the list file's directory"
+        )
     multi_hot = np.array(rows, np.uint8)
     if (multi_hot.sum(axis=1) == 1).all():
         labels = multi_hot.argmax(axis=1).astype(np.int64)  # one-hot rows: single-label data
@@ -353,16 +400,23 @@ def write_folder(collection, out, indices=None):
             exists and is not empty, or indices outside the collection.
     """
     if collection.multi_label:
-        raise UsageError(f"{collection.name} is multi-label: an image has no one class folder "
-                         "to go in; keep it as a list file")
+        raise UsageError(
+            f"{collection.name} is multi-label: an image has no one class folder "
+            "to go in; keep it as a list file"
+        )
     if os.path.exists(out) and (not os.path.isdir(out) or os.listdir(out)):
-        raise UsageError(f"out={out} exists and is not an empty directory; pass a new one "
-                         "(nothing is overwritten)")
-    indices = np.arange(len(collection)) if indices is None else np.asarray(
-        indices, np.int64).reshape(-1)
+        raise UsageError(
+            f"out={out} exists and is not an empty directory; pass a new one "
+            "(nothing is overwritten)"
+        )
+    indices = (
+        np.arange(len(collection)) if indices is None else np.asarray(indices, np.int64).reshape(-1)
+    )
     if indices.size and (indices.min() < 0 or indices.max() >= len(collection)):
-        raise UsageError(f"indices outside [0, {len(collection)}) of {collection.name}; pass "
-                         "the split of a run on this collection")
+        raise UsageError(
+            f"indices outside [0, {len(collection)}) of {collection.name}; pass "
+            "the split of a run on this collection"
+        )
     from PIL import Image
 
     width = len(str(max(len(collection) - 1, 1)))
@@ -379,6 +433,7 @@ def write_folder(collection, out, indices=None):
         else:
             import shutil
 
-            shutil.copyfile(collection.files[i], os.path.join(
-                folder, os.path.basename(collection.files[i])))
+            shutil.copyfile(
+                collection.files[i], os.path.join(folder, os.path.basename(collection.files[i]))
+            )
     return len(indices)

@@ -45,8 +45,13 @@ from tfhash.evaluation.metrics import (
     RetrievalMetric,
     WeightedAveragePrecision,
 )
-from tfhash.evaluation.report import (DEFAULT_METRICS, default_metrics, evaluate_codes,
-                                      mean_average_precision, summary_line)
+from tfhash.evaluation.report import (
+    DEFAULT_METRICS,
+    default_metrics,
+    evaluate_codes,
+    mean_average_precision,
+    summary_line,
+)
 from tfhash.evaluation.ties import TIE_POLICIES
 
 __all__ = [

@@ -14,9 +14,11 @@ LANES = 8
 @intrinsic
 def _popcount(typingctx, x):
     """One ``popcnt`` instruction on a 64-bit word."""
+
     def codegen(context, builder, signature, args):
         function = builder.module.declare_intrinsic("llvm.ctpop", [ir.IntType(64)])
         return builder.call(function, args)
+
     return types.int64(types.uint64), codegen
 
 

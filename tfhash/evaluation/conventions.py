@@ -44,8 +44,7 @@ PRESETS = {
     # CalcTopMap of DeepHash-pytorch and the DPSH/HashNet-era scripts it comes
     # from: argsort of Hamming distances, AP@k over the relevant items in the
     # top k, and a query with none of them adds 0 to the sum over all queries.
-    "deephash": {"ties": "index", "ap_denominator": "relevant_in_top_k",
-                 "empty_queries": "zero"},
+    "deephash": {"ties": "index", "ap_denominator": "relevant_in_top_k", "empty_queries": "zero"}
 }
 
 _TIES_TEXT = {
@@ -121,9 +120,14 @@ class Conventions:
 
     def describe(self):
         """The report's ``conventions`` entry: every choice, the preset, and one sentence."""
-        summary = "; ".join([
-            f"ties: {_TIES_TEXT[self.ties]}", _DENOMINATOR_TEXT[self.ap_denominator],
-            _EMPTY_QUERIES_TEXT[self.empty_queries], _EMPTY_BALL_TEXT[self.empty_ball],
-            f"graded relevance: {self.gain}",
-            "relevant: shares at least one label"])
+        summary = "; ".join(
+            [
+                f"ties: {_TIES_TEXT[self.ties]}",
+                _DENOMINATOR_TEXT[self.ap_denominator],
+                _EMPTY_QUERIES_TEXT[self.empty_queries],
+                _EMPTY_BALL_TEXT[self.empty_ball],
+                f"graded relevance: {self.gain}",
+                "relevant: shares at least one label",
+            ]
+        )
         return {**dataclasses.asdict(self), "preset": self.preset, "summary": summary}

@@ -26,6 +26,7 @@ import numpy as np
 
 from tfhash.evaluation import ties
 
+
 @functools.cache
 def _kernels():
     """The compiled loops (:mod:`tfhash.evaluation._kernels`), or ``None`` without numba."""

@@ -51,7 +51,8 @@ class Hamming:
         if bits != self.bits:
             raise UsageError(
                 f"{name} have {bits} bits but database_codes have {self.bits}; "
-                "score codes of one length at a time")
+                "score codes of one length at a time"
+            )
         return words
 
     def __call__(self, query_words):
@@ -64,12 +65,13 @@ class Hamming:
             for start in range(0, self.num_items, block):
                 part = slice(start, start + block)
                 target = row[part]
-                xor = buffer[:len(target)]
-                np.bitwise_count(np.bitwise_xor(self._words[0, part], query[0], out=xor),
-                                 out=target)
+                xor = buffer[: len(target)]
+                np.bitwise_count(
+                    np.bitwise_xor(self._words[0, part], query[0], out=xor), out=target
+                )
                 for word in range(1, len(query)):
                     np.bitwise_xor(self._words[word, part], query[word], out=xor)
-                    target += np.bitwise_count(xor, out=counts[:len(target)])
+                    target += np.bitwise_count(xor, out=counts[: len(target)])
         return out
 
 
@@ -88,8 +90,9 @@ class Embedding:
 
     def __init__(self, database, distance):
         self.distance = distance
-        self._database = self._normalise(inputs.as_embeddings(database, "database_codes"),
-                                       "database_codes")
+        self._database = self._normalise(
+            inputs.as_embeddings(database, "database_codes"), "database_codes"
+        )
         self._squared_norms = np.einsum("ij,ij->i", self._database, self._database)
         self.num_items = len(self._database)
         self.dims = self._database.shape[1]
@@ -100,7 +103,8 @@ class Embedding:
             if not norms.all():
                 raise UsageError(
                     f"{name} has an all-zero row, which has no cosine distance; "
-                    "use distance='euclidean'")
+                    "use distance='euclidean'"
+                )
             embeddings = embeddings / norms
         return embeddings
 
@@ -109,7 +113,8 @@ class Embedding:
         queries = self._normalise(inputs.as_embeddings(queries, name), name)
         if queries.shape[1] != self.dims:
             raise UsageError(
-                f"{name} have {queries.shape[1]} dimensions but database_codes have {self.dims}")
+                f"{name} have {queries.shape[1]} dimensions but database_codes have {self.dims}"
+            )
         return queries
 
     def __call__(self, queries):

@@ -50,7 +50,8 @@ def _unpacked_bits(block, name, lows):
             raise UsageError(
                 f"{name} must be binary (±1 or 0/1) but contains {bad.flat[0].item()!r}; "
                 "binarise relaxed codes with np.where(h >= 0, 1, -1), or pass bits= for packed "
-                "uint8 codes")
+                "uint8 codes"
+            )
         lows.update((0, -1))
     if len(lows) > 1:
         raise UsageError(f"{name} mixes -1, 0 and 1; give ±1 codes or 0/1 codes, not both")
@@ -82,9 +83,10 @@ def pack_codes(codes, *, bits=None, name="codes"):
         packed = np.empty((codes.shape[0], (bits + 7) // 8), np.uint8)
         lows = set()
         for start in range(0, codes.shape[0], _ROWS_PER_BLOCK):
-            block = codes[start:start + _ROWS_PER_BLOCK]
-            packed[start:start + len(block)] = np.packbits(
-                _unpacked_bits(block, name, lows), axis=1)
+            block = codes[start : start + _ROWS_PER_BLOCK]
+            packed[start : start + len(block)] = np.packbits(
+                _unpacked_bits(block, name, lows), axis=1
+            )
     else:
         bits = int(bits)
         width = (bits + 7) // 8
@@ -94,16 +96,18 @@ def pack_codes(codes, *, bits=None, name="codes"):
             raise UsageError(
                 f"{name}: bits={bits} means packed uint8 rows of {width} bytes, got "
                 f"{codes.dtype} of shape {codes.shape}; pack with np.packbits(b > 0, axis=1) "
-                "or leave bits unset for ±1 / 0/1 codes")
+                "or leave bits unset for ±1 / 0/1 codes"
+            )
         padding = 8 * width - bits
         if padding and np.any(codes[:, -1] & np.uint8((1 << padding) - 1)):
             raise UsageError(
                 f"{name}: the last {padding} bits of each packed row must be zero for "
-                f"bits={bits}; check bits, and pack big-endian with np.packbits(b > 0, axis=1)")
+                f"bits={bits}; check bits, and pack big-endian with np.packbits(b > 0, axis=1)"
+            )
         packed = codes
     num_words = (packed.shape[1] + 7) // 8
     words = np.zeros((packed.shape[0], 8 * num_words), np.uint8)
-    words[:, :packed.shape[1]] = packed
+    words[:, : packed.shape[1]] = packed
     # Byte order inside a word is irrelevant: XOR and popcount work bytewise.
     return words.view(np.uint64), bits
 
@@ -140,16 +144,19 @@ class Relevance:
     def __init__(self, query_labels, database_labels, num_queries, num_database):
         self._query, query_classes = _labels(query_labels, "query_labels", num_queries, "query")
         self._database, database_classes = _labels(
-            database_labels, "database_labels", num_database, "database")
+            database_labels, "database_labels", num_database, "database"
+        )
         self.kind = "class ids" if query_classes is None else "multi-hot"
         if (query_classes is None) != (database_classes is None):
             raise UsageError(
                 f"query_labels are {self.kind} but database_labels are not; give both as "
-                "class ids [N] or both as multi-hot [N, C]")
+                "class ids [N] or both as multi-hot [N, C]"
+            )
         if query_classes != database_classes:
             raise UsageError(
                 f"query_labels have {query_classes} classes but database_labels have "
-                f"{database_classes}; both need the same columns")
+                f"{database_classes}; both need the same columns"
+            )
         if self.kind == "class ids":
             has_relevant = np.isin(self._query, self._database)
         else:
@@ -160,7 +167,8 @@ class Relevance:
         if self.num_without_relevant == num_queries:
             raise UsageError(
                 "no query shares a label with any database item; check that query and "
-                "database labels use the same classes")
+                "database labels use the same classes"
+            )
 
     @property
     def query_labels(self):
@@ -203,26 +211,30 @@ def _labels(labels, name, num_items, codes):
     labels = np.asarray(labels)
     if labels.ndim not in (1, 2):
         raise UsageError(
-            f"{name} must be class ids [N] or multi-hot [N, C], got shape {labels.shape}")
+            f"{name} must be class ids [N] or multi-hot [N, C], got shape {labels.shape}"
+        )
     if labels.shape[0] != num_items:
         raise UsageError(
             f"{name} has {labels.shape[0]} rows but the {codes} codes have {num_items}; "
-            "give one label row per code")
+            "give one label row per code"
+        )
     if labels.ndim == 1:
         if labels.dtype.kind not in "iu":
             raise UsageError(
                 f"{name} as class ids must be integers, got {labels.dtype}; "
-                "use labels.astype(int), or multi-hot [N, C] for several labels")
+                "use labels.astype(int), or multi-hot [N, C] for several labels"
+            )
         return labels.astype(np.int64), None
     if labels.shape[1] == 0:
         raise UsageError(f"{name} has zero columns; multi-hot labels need C >= 1 classes")
     if labels.dtype != bool and not np.isin(labels, (0, 1)).all():
         raise UsageError(
             f"{name} as multi-hot [N, C] must be 0/1, found other values; give class ids "
-            "[N] for single labels")
+            "[N] for single labels"
+        )
     packed = np.packbits(labels.astype(bool), axis=1)
     words = np.zeros((num_items, 8 * ((packed.shape[1] + 7) // 8)), np.uint8)
-    words[:, :packed.shape[1]] = packed
+    words[:, : packed.shape[1]] = packed
     return words.view(np.uint64), labels.shape[1]
 
 

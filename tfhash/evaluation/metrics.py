@@ -142,11 +142,14 @@ class _CutoffMetric(RetrievalMetric):
         self.name = self.prefix if self.k is None else f"{self.prefix}@{self.k}"
         if gain is not None:
             if not self.graded:
-                raise UsageError(f"{self.name} uses binary relevance and takes no gain; give "
-                                 "the gain to wap, ndcg or acg")
+                raise UsageError(
+                    f"{self.name} uses binary relevance and takes no gain; give "
+                    "the gain to wap, ndcg or acg"
+                )
             if gain not in GAINS:
-                raise UsageError(f"{self.name}: gain must be one of {', '.join(GAINS)}, got "
-                                 f"{gain!r}")
+                raise UsageError(
+                    f"{self.name}: gain must be one of {', '.join(GAINS)}, got {gain!r}"
+                )
             self.gain = gain
             self.name += f":{gain}"
 
@@ -154,7 +157,8 @@ class _CutoffMetric(RetrievalMetric):
         if self.k is not None and self.k > num_items:
             raise UsageError(
                 f"{self.name}: k={self.k} is larger than the database ({num_items} items); "
-                "use a smaller k")
+                "use a smaller k"
+            )
 
     def ranking_depth(self, num_items):
         return self.k or num_items
@@ -245,7 +249,7 @@ def _ranked_average_precision(ranked, k, num_relevant, denominator):
 
 def default_ks(num_items):
     """The precision@k grid: 1, 2, 5, 10, 20, 50, … up to the database size."""
-    ks = [m * 10 ** e for e in range(len(str(num_items))) for m in (1, 2, 5)]
+    ks = [m * 10**e for e in range(len(str(num_items))) for m in (1, 2, 5)]
     return [k for k in ks if k <= num_items]
 
 
@@ -264,7 +268,8 @@ class PrecisionRecallAtK(RetrievalMetric):
     def check(self, num_items, bits):
         if self.ks is not None and self.ks[-1] > num_items:
             raise UsageError(
-                f"p@k: k={self.ks[-1]} is larger than the database ({num_items} items)")
+                f"p@k: k={self.ks[-1]} is larger than the database ({num_items} items)"
+            )
 
     def _ks(self, num_items):
         return self.ks or default_ks(num_items)
@@ -277,16 +282,19 @@ class PrecisionRecallAtK(RetrievalMetric):
         if batch.groups is not None:
             hits = np.stack([ties.expected_hits(batch.groups, k) for k in ks], 1)
         else:
-            hits = np.stack([np.count_nonzero(batch.ranked_relevant[:, :k], axis=1)
-                             for k in ks], 1)
+            hits = np.stack([np.count_nonzero(batch.ranked_relevant[:, :k], axis=1) for k in ks], 1)
         recall = _undefined_ratio(hits, batch.num_relevant[:, None])
-        return np.concatenate([hits / np.array(ks), batch.conventions.for_empty_queries(recall)],
-                              axis=1)
+        return np.concatenate(
+            [hits / np.array(ks), batch.conventions.for_empty_queries(recall)], axis=1
+        )
 
     def summarize(self, means, num_items):
         ks = self._ks(num_items)
-        return {"k": ks, "precision": [_json_number(v) for v in means[:len(ks)]],
-                "recall": [_json_number(v) for v in means[len(ks):]]}
+        return {
+            "k": ks,
+            "precision": [_json_number(v) for v in means[: len(ks)]],
+            "recall": [_json_number(v) for v in means[len(ks) :]],
+        }
 
 
 def _within_radius(batch):
@@ -299,8 +307,10 @@ class _HammingMetric(RetrievalMetric):
 
     def check(self, num_items, bits):
         if bits is None:
-            raise UsageError(f"{self.name} is a Hamming-radius metric and needs binary codes "
-                             "(distance='hamming')")
+            raise UsageError(
+                f"{self.name} is a Hamming-radius metric and needs binary codes "
+                "(distance='hamming')"
+            )
 
 
 class PrecisionRecallWithinRadius(_HammingMetric):
@@ -323,21 +333,30 @@ class PrecisionRecallWithinRadius(_HammingMetric):
     def check(self, num_items, bits):
         super().check(num_items, bits)
         if self.radius > bits:
-            raise UsageError(f"{self.name}: radius {self.radius} exceeds the code length "
-                             f"({bits} bits)")
+            raise UsageError(
+                f"{self.name}: radius {self.radius} exceeds the code length ({bits} bits)"
+            )
 
     def per_query(self, batch):
         retrieved, hits = (a[:, self.radius] for a in _within_radius(batch))
         conventions = batch.conventions
-        return np.stack([
-            conventions.for_empty_ball(_undefined_ratio(hits, retrieved)),
-            conventions.for_empty_queries(_undefined_ratio(hits, batch.num_relevant)),
-            retrieved == 0], axis=1)
+        return np.stack(
+            [
+                conventions.for_empty_ball(_undefined_ratio(hits, retrieved)),
+                conventions.for_empty_queries(_undefined_ratio(hits, batch.num_relevant)),
+                retrieved == 0,
+            ],
+            axis=1,
+        )
 
     def summarize(self, means, num_items):
         precision, recall, empty = (_json_number(v) for v in means)
-        return {"radius": self.radius, "precision": precision, "recall": recall,
-                "empty_ball_fraction": empty}
+        return {
+            "radius": self.radius,
+            "precision": precision,
+            "recall": recall,
+            "empty_ball_fraction": empty,
+        }
 
 
 class PrecisionRecallCurve(_HammingMetric):
@@ -348,16 +367,21 @@ class PrecisionRecallCurve(_HammingMetric):
     def per_query(self, batch):
         retrieved, hits = _within_radius(batch)
         conventions = batch.conventions
-        return np.concatenate([
-            conventions.for_empty_ball(_undefined_ratio(hits, retrieved)),
-            conventions.for_empty_queries(
-                _undefined_ratio(hits, batch.num_relevant[:, None]))], axis=1)
+        return np.concatenate(
+            [
+                conventions.for_empty_ball(_undefined_ratio(hits, retrieved)),
+                conventions.for_empty_queries(_undefined_ratio(hits, batch.num_relevant[:, None])),
+            ],
+            axis=1,
+        )
 
     def summarize(self, means, num_items):
         radii = len(means) // 2
-        return {"radius": list(range(radii)),
-                "precision": [_json_number(v) for v in means[:radii]],
-                "recall": [_json_number(v) for v in means[radii:]]}
+        return {
+            "radius": list(range(radii)),
+            "precision": [_json_number(v) for v in means[:radii]],
+            "recall": [_json_number(v) for v in means[radii:]],
+        }
 
 
 class NormalizedDCG(_CutoffMetric):
@@ -374,7 +398,7 @@ class NormalizedDCG(_CutoffMetric):
 
     def per_query(self, batch):
         k = self.k or batch.num_items
-        discounts = np.diff(batch.discount_sums[:k + 1])
+        discounts = np.diff(batch.discount_sums[: k + 1])
         ideal = ((np.exp2(batch.ideal_gains[:, :k]) - 1.0) * discounts).sum(1)
         if batch.groups is not None:
             dcg = ties.expected_dcg(batch.groups, k, batch.discount_sums)
@@ -398,8 +422,15 @@ class AverageCumulativeGain(_CutoffMetric):
         return (total / k)[:, None]
 
 
-_CUTOFF_METRICS = {cls.prefix: cls for cls in (
-    MeanAveragePrecision, WeightedAveragePrecision, NormalizedDCG, AverageCumulativeGain)}
+_CUTOFF_METRICS = {
+    cls.prefix: cls
+    for cls in (
+        MeanAveragePrecision,
+        WeightedAveragePrecision,
+        NormalizedDCG,
+        AverageCumulativeGain,
+    )
+}
 
 
 def from_name(name, top_k=None):
@@ -428,6 +459,8 @@ def from_name(name, top_k=None):
     match = re.fullmatch(r"map(?:@(\d+))?:jaccard>=([0-9.eE+-]+)", str(name))
     if match:
         return JaccardMeanAveragePrecision(match[2], int(match[1]) if match[1] else top_k)
-    raise UsageError(f"unknown metric {name!r}; use map, map@K, map:jaccard>=T, wap@K, ndcg@K, "
-                     "acg@K (these three may end in :shared or :jaccard), p@k, p@rR (e.g. "
-                     "p@r2) or pr")
+    raise UsageError(
+        f"unknown metric {name!r}; use map, map@K, map:jaccard>=T, wap@K, ndcg@K, "
+        "acg@K (these three may end in :shared or :jaccard), p@k, p@rR (e.g. "
+        "p@r2) or pr"
+    )

@@ -15,8 +15,9 @@ def require_matplotlib():
     try:
         import matplotlib  # noqa: F401
     except ImportError:
-        raise UsageError("plots need matplotlib: pip install matplotlib, or turn plots off "
-                         "(`plots`=false)") from None
+        raise UsageError(
+            "plots need matplotlib: pip install matplotlib, or turn plots off (`plots`=false)"
+        ) from None
 
 
 def new_figure():
@@ -46,7 +47,9 @@ FIGURE_FILES = ("pr_curve.png", "precision_at_k.png", "map_vs_bits.png", "galler
 
 def is_figure_file(name):
     """Whether ``name`` is a file :func:`save_plots` writes."""
-    return name in FIGURE_FILES or re.fullmatch(r"precision_radius\d+_vs_bits\.png", name) is not None
+    return (
+        name in FIGURE_FILES or re.fullmatch(r"precision_radius\d+_vs_bits\.png", name) is not None
+    )
 
 
 def _label(data):
@@ -56,12 +59,20 @@ def _label(data):
 def _label_radii(axes, pr, most=8):
     """Writes the Hamming radius ``r`` beside its point of the curve, at most ``most`` of them
     (evenly spaced over the radii) so that long codes stay readable."""
-    points = [(r, x, y) for r, x, y in zip(pr["radius"], pr["recall"], pr["precision"])
-              if x is not None and y is not None]
+    points = [
+        (r, x, y)
+        for r, x, y in zip(pr["radius"], pr["recall"], pr["precision"])
+        if x is not None and y is not None
+    ]
     step = max(1, -(-len(points) // most))
     for radius, recall, precision in points[::step]:
-        axes.annotate(f"r={radius}", (recall, precision), textcoords="offset points",
-                      xytext=(4, 4), fontsize=7)
+        axes.annotate(
+            f"r={radius}",
+            (recall, precision),
+            textcoords="offset points",
+            xytext=(4, 4),
+            fontsize=7,
+        )
 
 
 def save_plots(reports, out_dir):
@@ -89,32 +100,46 @@ def save_plots(reports, out_dir):
             axes.plot(pr["recall"], pr["precision"], marker=".", label=label)
             _label_radii(axes, pr)
         axes.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02))
-        paths.append(save_figure(figure, axes, out_dir, "pr_curve.png",
-                           "Precision-recall over Hamming radii"))
+        paths.append(
+            save_figure(
+                figure, axes, out_dir, "pr_curve.png", "Precision-recall over Hamming radii"
+            )
+        )
     if all("p@k" in r for r in reports):
         figure, axes = new_figure()
         for label, report in labelled:
             axes.plot(report["p@k"]["k"], report["p@k"]["precision"], marker=".", label=label)
-        axes.set(xscale="log", xlabel="k (top items returned)", ylabel="precision@k",
-                 ylim=(0, 1.02))
+        axes.set(
+            xscale="log", xlabel="k (top items returned)", ylabel="precision@k", ylim=(0, 1.02)
+        )
         paths.append(save_figure(figure, axes, out_dir, "precision_at_k.png", "Precision@k"))
     if len(reports) < 2 or not all("bits" in r["data"] for r in reports):
         return paths
     bits = [r["data"]["bits"] for r in reports]
-    radius_names = sorted({n for n in reports[0] if n.startswith("p@r")}
-                          .intersection(*[set(r) for r in reports]))
+    radius_names = sorted(
+        {n for n in reports[0] if n.startswith("p@r")}.intersection(*[set(r) for r in reports])
+    )
     for name in radius_names:
         figure, axes = new_figure()
         axes.plot(bits, [r[name]["precision"] for r in reports], marker="o")
         axes.set(xlabel="number of bits", ylabel="precision", xticks=bits, ylim=(0, 1.02))
         radius = reports[0][name]["radius"]
-        paths.append(save_figure(figure, axes, out_dir, f"precision_radius{radius}_vs_bits.png",
-                           f"Precision within Hamming radius {radius}"))
+        paths.append(
+            save_figure(
+                figure,
+                axes,
+                out_dir,
+                f"precision_radius{radius}_vs_bits.png",
+                f"Precision within Hamming radius {radius}",
+            )
+        )
     map_names = [n for n in reports[0] if n.startswith("map") and all(n in r for r in reports)]
     if map_names:
         figure, axes = new_figure()
         for name in map_names:
             axes.plot(bits, [r[name] for r in reports], marker="o", label=name.upper())
         axes.set(xlabel="number of bits", ylabel="MAP", xticks=bits, ylim=(0, 1.02))
-        paths.append(save_figure(figure, axes, out_dir, "map_vs_bits.png", "MAP against code length"))
+        paths.append(
+            save_figure(figure, axes, out_dir, "map_vs_bits.png", "MAP against code length")
+        )
     return paths

@@ -6,8 +6,10 @@ import numpy as np
 
 import tfhash
 from tfhash.errors import UsageError
+from tfhash.evaluation import counting, inputs
 from tfhash.evaluation import distances as distances_lib
-from tfhash.evaluation import counting, inputs, metrics as metrics_lib, ties as ties_lib
+from tfhash.evaluation import metrics as metrics_lib
+from tfhash.evaluation import ties as ties_lib
 from tfhash.evaluation.conventions import Conventions
 
 DEFAULT_METRICS = ("map", "p@k", "p@r2", "pr")
@@ -19,10 +21,22 @@ _CHUNK_ELEMENTS = 1 << 22
 _COUNTING_CHUNK = 4096
 
 
-def evaluate_codes(query_codes, query_labels, database_codes, database_labels, *,
-                   metrics=DEFAULT_METRICS, top_k=None, ties="average",
-                   ap_denominator="min_r_k", empty_queries="skip", empty_ball="zero",
-                   gain="shared", distance="hamming", bits=None):
+def evaluate_codes(
+    query_codes,
+    query_labels,
+    database_codes,
+    database_labels,
+    *,
+    metrics=DEFAULT_METRICS,
+    top_k=None,
+    ties="average",
+    ap_denominator="min_r_k",
+    empty_queries="skip",
+    empty_ball="zero",
+    gain="shared",
+    distance="hamming",
+    bits=None,
+):
     """Scores query codes against database codes with exact, tie-aware retrieval metrics.
 
     Every query ranks the whole database by distance; relevant items share at
@@ -63,11 +77,17 @@ def evaluate_codes(query_codes, query_labels, database_codes, database_labels, *
     >>> report["map"], report["conventions"]["ties"]
     (1.0, 'average')
     """
-    conventions = Conventions(ties=ties, ap_denominator=ap_denominator,
-                              empty_queries=empty_queries, empty_ball=empty_ball, gain=gain)
+    conventions = Conventions(
+        ties=ties,
+        ap_denominator=ap_denominator,
+        empty_queries=empty_queries,
+        empty_ball=empty_ball,
+        gain=gain,
+    )
     if distance not in distances_lib.DISTANCES:
-        raise UsageError(f"distance must be one of {', '.join(distances_lib.DISTANCES)}; "
-                         f"got {distance!r}")
+        raise UsageError(
+            f"distance must be one of {', '.join(distances_lib.DISTANCES)}; got {distance!r}"
+        )
     if distance == "hamming":
         space = distances_lib.Hamming(database_codes, bits)
     elif bits is not None:
@@ -93,16 +113,30 @@ def evaluate_codes(query_codes, query_labels, database_codes, database_labels, *
     report = {m.name: m.summarize(mean, space.num_items) for m, mean in zip(metrics, means)}
     size = {"bits": space.bits} if distance == "hamming" else {"dimensions": space.dims}
     report["conventions"] = {**conventions.describe(), "distance": distance}
-    report["data"] = {"queries": len(queries), "database": space.num_items, **size,
-                      "labels": relevance.kind,
-                      "queries_without_relevant": relevance.num_without_relevant,
-                      "tfhash_version": tfhash.__version__}
+    report["data"] = {
+        "queries": len(queries),
+        "database": space.num_items,
+        **size,
+        "labels": relevance.kind,
+        "queries_without_relevant": relevance.num_without_relevant,
+        "tfhash_version": tfhash.__version__,
+    }
     return report
 
 
-def mean_average_precision(query_codes, query_labels, database_codes, database_labels, *,
-                           top_k=None, ties="average", ap_denominator="min_r_k",
-                           empty_queries="skip", distance="hamming", bits=None):
+def mean_average_precision(
+    query_codes,
+    query_labels,
+    database_codes,
+    database_labels,
+    *,
+    top_k=None,
+    ties="average",
+    ap_denominator="min_r_k",
+    empty_queries="skip",
+    distance="hamming",
+    bits=None,
+):
     """MAP (``top_k=None``) or MAP@k of query codes against database codes.
 
     The same computation and arguments as :func:`evaluate_codes`, for one
@@ -120,9 +154,18 @@ def mean_average_precision(query_codes, query_labels, database_codes, database_l
     0.9167
     """
     metric = metrics_lib.MeanAveragePrecision(top_k)
-    report = evaluate_codes(query_codes, query_labels, database_codes, database_labels,
-                            metrics=[metric], ties=ties, ap_denominator=ap_denominator,
-                            empty_queries=empty_queries, distance=distance, bits=bits)
+    report = evaluate_codes(
+        query_codes,
+        query_labels,
+        database_codes,
+        database_labels,
+        metrics=[metric],
+        ties=ties,
+        ap_denominator=ap_denominator,
+        empty_queries=empty_queries,
+        distance=distance,
+        bits=bits,
+    )
     return report[metric.name]
 
 
@@ -145,8 +188,15 @@ def default_metrics(labels, k=100):
     if labels.ndim != 2 or labels.shape[1] < 2:
         return DEFAULT_METRICS
     k = max(1, min(int(k), len(labels)))
-    return DEFAULT_METRICS + ("map:jaccard>=0.5",) + tuple(
-        f"{name}@{k}:{gain}" for name in ("ndcg", "acg", "wap") for gain in ("shared", "jaccard"))
+    return (
+        DEFAULT_METRICS
+        + ("map:jaccard>=0.5",)
+        + tuple(
+            f"{name}@{k}:{gain}"
+            for name in ("ndcg", "acg", "wap")
+            for gain in ("shared", "jaccard")
+        )
+    )
 
 
 def _grouped_means(queries, space, relevance, metrics, conventions):
@@ -157,11 +207,13 @@ def _grouped_means(queries, space, relevance, metrics, conventions):
         groups.setdefault((gain, metric.jaccard_threshold), []).append(position)
     means = [None] * len(metrics)
     for (gain, threshold), positions in groups.items():
-        group_relevance = (relevance if threshold is None
-                           else inputs.JaccardRelevance(relevance, threshold))
+        group_relevance = (
+            relevance if threshold is None else inputs.JaccardRelevance(relevance, threshold)
+        )
         group_conventions = dataclasses.replace(conventions, gain=gain)
-        group = _mean_over_queries(queries, space, group_relevance,
-                                   [metrics[p] for p in positions], group_conventions)
+        group = _mean_over_queries(
+            queries, space, group_relevance, [metrics[p] for p in positions], group_conventions
+        )
         for position, mean in zip(positions, group):
             means[position] = mean
     return means
@@ -184,8 +236,13 @@ def _mean_over_queries(queries, space, relevance, metrics, conventions):
     # Hash lookup and tie-averaged rankings need only per-distance counts, which the compiled
     # counter gets without distance matrices (for binary relevance, when numba is there).
     counter = None
-    if (hamming and not graded and (average or not ranking_metrics) and counting.available()
-            and isinstance(relevance, inputs.Relevance)):  # the counter: shares a label
+    if (
+        hamming
+        and not graded
+        and (average or not ranking_metrics)
+        and counting.available()
+        and isinstance(relevance, inputs.Relevance)
+    ):  # the counter: shares a label
         counter = counting.HammingCounts(space.item_words(), space.bits, relevance)
     totals = [None] * len(metrics)
     counts = [None] * len(metrics)
@@ -205,16 +262,23 @@ def _mean_over_queries(queries, space, relevance, metrics, conventions):
         batch = metrics_lib.QueryBatch(conventions, num_items, num_relevant)
         if hamming and (average or len(ranking_metrics) < len(metrics)):
             batch.bins = ties_lib.hamming_groups(
-                distances, relevant, gains if average else None, space.bits)
+                distances, relevant, gains if average else None, space.bits
+            )
         if ranking_metrics and average:
-            batch.groups = batch.bins if hamming else ties_lib.sorted_groups(
-                distances, relevant, gains)
+            batch.groups = (
+                batch.bins if hamming else ties_lib.sorted_groups(distances, relevant, gains)
+            )
         elif ranking_metrics:
             batch.ranked_relevant = np.empty((len(distances), depth), bool)
             batch.ranked_gains = np.empty((len(distances), depth)) if graded else None
             for i, row in enumerate(distances):
-                order = ties_lib.rank(row, depth, ties_lib.tie_key(
-                    conventions.ties, relevant[i], None if gains is None else gains[i]))
+                order = ties_lib.rank(
+                    row,
+                    depth,
+                    ties_lib.tie_key(
+                        conventions.ties, relevant[i], None if gains is None else gains[i]
+                    ),
+                )
                 np.take(relevant[i], order, out=batch.ranked_relevant[i])
                 if graded:
                     np.take(gains[i], order, out=batch.ranked_gains[i])
@@ -222,8 +286,9 @@ def _mean_over_queries(queries, space, relevance, metrics, conventions):
             batch.ideal_gains = _ideal_gains(gains, ideal_depth)
             batch.discount_sums = discount_sums
         _accumulate(metrics, batch, totals, counts)
-    return [np.divide(t, c, out=np.full(t.shape, np.nan), where=c > 0)
-            for t, c in zip(totals, counts)]
+    return [
+        np.divide(t, c, out=np.full(t.shape, np.nan), where=c > 0) for t, c in zip(totals, counts)
+    ]
 
 
 def _ideal_gains(gains, depth):
@@ -231,7 +296,7 @@ def _ideal_gains(gains, depth):
     ideal = np.zeros((len(gains), depth))
     for row, query_gains in zip(ideal, gains):
         positive = np.sort(query_gains[query_gains > 0])[::-1][:depth]
-        row[:len(positive)] = positive
+        row[: len(positive)] = positive
     return ideal
 
 
@@ -263,9 +328,14 @@ def summary_line(report):
     'MAP 1.0000 (ties=average) over 1 queries x 3 database items, 2 bits; precision within Hamming radius 2: 0.6667'
     """
     data, conventions = report["data"], report["conventions"]
-    maps = ", ".join(f"MAP{k[3:]} {v:.4f}" for k, v in report.items()
-                     if k.startswith("map") and isinstance(v, float))
+    maps = ", ".join(
+        f"MAP{k[3:]} {v:.4f}"
+        for k, v in report.items()
+        if k.startswith("map") and isinstance(v, float)
+    )
     lookup = report.get("p@r2", {}).get("precision")
-    return (f"{maps} (ties={conventions['ties']}) over {data['queries']} queries x "
-            f"{data['database']} database items, {data['bits']} bits"
-            + ("" if lookup is None else f"; precision within Hamming radius 2: {lookup:.4f}"))
+    return (
+        f"{maps} (ties={conventions['ties']}) over {data['queries']} queries x "
+        f"{data['database']} database items, {data['bits']} bits"
+        + ("" if lookup is None else f"; precision within Hamming radius 2: {lookup:.4f}")
+    )

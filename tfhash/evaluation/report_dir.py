@@ -14,12 +14,16 @@ def prepare(out, overwrite=False):
     earlier report, whose files (``metrics.json``, the plots) are removed with ``overwrite``."""
     if os.path.exists(out) and not os.path.isdir(out):
         raise UsageError(f"out={out} is a file; pass a directory (created if missing)")
-    earlier = [name for name in (os.listdir(out) if os.path.isdir(out) else [])
-               if name == "metrics.json" or name in plots.FIGURE_FILES
-               or plots.is_figure_file(name)]
+    earlier = [
+        name
+        for name in (os.listdir(out) if os.path.isdir(out) else [])
+        if name == "metrics.json" or name in plots.FIGURE_FILES or plots.is_figure_file(name)
+    ]
     if earlier and not overwrite:
-        raise UsageError(f"out={out} already holds a report ({', '.join(sorted(earlier))}); "
-                         "pass a new `out`, or `overwrite` to replace it")
+        raise UsageError(
+            f"out={out} already holds a report ({', '.join(sorted(earlier))}); "
+            "pass a new `out`, or `overwrite` to replace it"
+        )
     for name in earlier:
         os.remove(os.path.join(out, name))
 
@@ -40,6 +44,9 @@ def scores_line(report):
     data = report["data"]
     size = f"{data['bits']} bits" if "bits" in data else f"{data['dimensions']} dimensions"
     scalars = [f"{k}={v:.4f}" for k, v in report.items() if isinstance(v, float)]
-    lookups = [f"{k} precision={v['precision']:.4f}" for k, v in report.items()
-               if k.startswith("p@r") and v["precision"] is not None]
+    lookups = [
+        f"{k} precision={v['precision']:.4f}"
+        for k, v in report.items()
+        if k.startswith("p@r") and v["precision"] is not None
+    ]
     return f"{size}: " + ", ".join(scalars + lookups)

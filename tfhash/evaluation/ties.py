@@ -110,7 +110,7 @@ def hamming_groups(distances, relevant, gains, bits):
         counts = np.zeros(2 * num_groups, np.int64)
         for start in range(0, num_items, len(key)):
             part = slice(start, start + len(key))
-            block_key = key[:len(distances[i, part])]
+            block_key = key[: len(distances[i, part])]
             np.multiply(relevant[i, part].view(np.uint8), key_dtype(num_groups), out=block_key)
             np.add(block_key, distances[i, part], out=block_key)
             counts += np.bincount(block_key, minlength=2 * num_groups)
@@ -135,17 +135,21 @@ def sorted_groups(distances, relevant, gains):
         order = np.argsort(row)
         ordered = row[order]
         starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
-        stats = [np.diff(np.r_[starts, len(row)]),
-                 np.add.reduceat(relevant[i, order].astype(np.int64), starts)]
+        stats = [
+            np.diff(np.r_[starts, len(row)]),
+            np.add.reduceat(relevant[i, order].astype(np.int64), starts),
+        ]
         if gains is not None:
-            stats += [np.add.reduceat(gains[i, order], starts),
-                      np.add.reduceat(np.exp2(gains[i, order]) - 1.0, starts)]
+            stats += [
+                np.add.reduceat(gains[i, order], starts),
+                np.add.reduceat(np.exp2(gains[i, order]) - 1.0, starts),
+            ]
         rows.append(stats)
     width = max(len(stats[0]) for stats in rows)
     padded = [np.zeros((len(rows), width), dtype=array.dtype) for array in rows[0]]
     for i, stats in enumerate(rows):
         for out, array in zip(padded, stats):
-            out[i, :len(array)] = array
+            out[i, : len(array)] = array
     return Groups(*padded)
 
 
@@ -179,8 +183,9 @@ def _harmonic_gap(before, taken):
 def _expected_precision_sum(before, gain_before, taken, p_hit, p_pair, mean_gain):
     """Eq. (1): the expected AP numerator of the first ``taken`` slots of a group."""
     gap = _harmonic_gap(before, taken)
-    return (p_hit * (gain_before + mean_gain) * gap
-            + p_pair * mean_gain * (taken - (before + 1.0) * gap))
+    return p_hit * (gain_before + mean_gain) * gap + p_pair * mean_gain * (
+        taken - (before + 1.0) * gap
+    )
 
 
 def expected_hits(groups, k):
@@ -224,8 +229,13 @@ def expected_average_precision(groups, k, denominator, graded=False):
     before, taken = _cut(size, k)
     gain_before = np.cumsum(gain, axis=-1) - gain
     terms = _expected_precision_sum(
-        before, gain_before, taken, ratio(hits, size),
-        ratio(hits * (hits - 1), size * (size - 1)), ratio(gain, hits))
+        before,
+        gain_before,
+        taken,
+        ratio(hits, size),
+        ratio(hits * (hits - 1), size * (size - 1)),
+        ratio(gain, hits),
+    )
     num_relevant = hits.sum(-1)
     if denominator == "min_r_k":
         values = ratio(terms.sum(-1), np.minimum(num_relevant, k))
@@ -247,14 +257,17 @@ def _expected_over_retrieved(size, hits, gain, before, gain_before, taken, terms
     rows = np.flatnonzero(partial.any(-1))
     if rows.size:
         column = partial[rows].argmax(-1)
-        n, r, g, m, b, s = (a[rows, column][:, None]
-                            for a in (size, hits, gain, taken, before, gain_before))
+        n, r, g, m, b, s = (
+            a[rows, column][:, None] for a in (size, hits, gain, taken, before, gain_before)
+        )
         y = np.arange(np.minimum(m, r).max() + 1)[None, :]
         probability = stats.hypergeom.pmf(y, n, r, m)
         conditional = _expected_precision_sum(
-            b, s, m, y / m, ratio(y * (y - 1), m * (m - 1)), ratio(g, r))
-        values[rows] = (probability * ratio(full_terms[rows, None] + conditional,
-                                             full_hits[rows, None] + y)).sum(-1)
+            b, s, m, y / m, ratio(y * (y - 1), m * (m - 1)), ratio(g, r)
+        )
+        values[rows] = (
+            probability * ratio(full_terms[rows, None] + conditional, full_hits[rows, None] + y)
+        ).sum(-1)
     return values
 
 

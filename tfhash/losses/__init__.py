@@ -31,6 +31,7 @@ from tfhash.losses.pairwise import is_multi_label, label_similarity, squared_dis
 from tfhash.losses.quantization import hamming_isometric, pair_mask
 from tfhash.losses.triplet import TripletLoss, triplet_loss
 
+
 class _LossClasses(collections.abc.Mapping):
     """Method name → loss class, a live view of the registry (:mod:`tfhash.methods`)."""
 
@@ -69,15 +70,16 @@ def get(method, **kwargs):
     if method not in METHODS:
         kind = getattr(methods.REGISTRY.get(method), "kind", None)
         if kind:
-            raise UsageError(f"{method} is a {kind} method with no Keras loss; see "
-                             f"tfhash.{kind}")
+            raise UsageError(f"{method} is a {kind} method with no Keras loss; see tfhash.{kind}")
         raise UsageError(f"unknown method {method!r}: choose one of {', '.join(METHODS)}")
     loss_class = METHODS[method]
     accepted = arguments(method)
     unknown = sorted(set(kwargs) - accepted)
     if unknown:
-        raise UsageError(f"{method} takes no argument {', '.join(map(repr, unknown))}; its "
-                         f"arguments are {', '.join(sorted(accepted))}")
+        raise UsageError(
+            f"{method} takes no argument {', '.join(map(repr, unknown))}; its "
+            f"arguments are {', '.join(sorted(accepted))}"
+        )
     return loss_class(**kwargs)
 
 

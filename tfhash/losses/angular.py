@@ -82,8 +82,10 @@ class AngularLoss(PairQuantizedLoss):
     def __init__(self, angle=DEFAULT_ANGLE, name="angular", **kwargs):
         super().__init__(name=name, **kwargs)
         if isinstance(angle, bool) or not isinstance(angle, (int, float)) or not 0 < angle < 90:
-            raise UsageError(f"angle must be in degrees between 0 and 90 (the angular loss's α, "
-                             f"default 45), got {angle!r}")
+            raise UsageError(
+                f"angle must be in degrees between 0 and 90 (the angular loss's α, "
+                f"default 45), got {angle!r}"
+            )
         self.angle = float(angle)
 
     def semantic(self, h, distances, similarity):

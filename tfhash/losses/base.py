@@ -102,7 +102,8 @@ class HashingLoss(keras.losses.Loss):
             raise UsageError(
                 f"{type(self).__name__} is a loss of the whole batch (its pairs and tuples), "
                 "with no per-sample value to weight: drop sample_weight (and class_weight); to "
-                "weight items, subclass it and weight its tuples")
+                "weight items, subclass it and weight its tuples"
+            )
         return super().__call__(y_true, y_pred)
 
 
@@ -228,8 +229,11 @@ class RankingLoss(HashingLoss):
         tuples = self.mine(similarity)
         tuples, keep = tuples if isinstance(tuples, tuple) else (tuples, None)
         values = self.tuple_loss(distances, similarity, tuples, self.margin_for(h))
-        semantic = _mean(values) if keep is None else (
-            tf.reduce_sum(keep * values) / tf.maximum(tf.reduce_sum(keep), 1.0))
+        semantic = (
+            _mean(values)
+            if keep is None
+            else (tf.reduce_sum(keep * values) / tf.maximum(tf.reduce_sum(keep), 1.0))
+        )
         used = pair_mask(tuples, self.pairs, tf.shape(h)[0], keep)
         num_pairs = tf.maximum(tf.reduce_sum(used), 1.0)
         l1, isometric = hamming_isometric(h, distances)
@@ -274,8 +278,13 @@ class PairQuantizedLoss(HashingLoss):
 
     term_names = ("semantic", "quantization", "isometric")
 
-    def __init__(self, quantization_weight=DEFAULT_QUANTIZATION_WEIGHT, isometric_weight=None,
-                 name=None, reduction="sum_over_batch_size"):
+    def __init__(
+        self,
+        quantization_weight=DEFAULT_QUANTIZATION_WEIGHT,
+        isometric_weight=None,
+        name=None,
+        reduction="sum_over_batch_size",
+    ):
         super().__init__(name=name, reduction=reduction)
         self.quantization_weight = _number("quantization_weight", quantization_weight)
         self.isometric_weight = (
@@ -296,13 +305,18 @@ class PairQuantizedLoss(HashingLoss):
         semantic = self.semantic(h, distances, self.similarity(y_true))
         quantization, isometric = pair_quantization(h, distances, all_pairs(tf.shape(h)[0]))
         loss = semantic + self.quantization_weight * (quantization + isometric_weight * isometric)
-        return {"loss": loss, "semantic": semantic, "quantization": quantization,
-                "isometric": isometric}
+        return {
+            "loss": loss,
+            "semantic": semantic,
+            "quantization": quantization,
+            "isometric": isometric,
+        }
 
     def get_config(self):
         config = super().get_config()
-        config.update(quantization_weight=self.quantization_weight,
-                      isometric_weight=self.isometric_weight)
+        config.update(
+            quantization_weight=self.quantization_weight, isometric_weight=self.isometric_weight
+        )
         return config
 
 
@@ -341,8 +355,11 @@ def _number(name, value, positive=False):
         number = float(value)
     except (TypeError, ValueError):
         number = math.nan
-    if isinstance(value, bool) or not math.isfinite(number) or number < 0 or (
-        positive and number == 0
+    if (
+        isinstance(value, bool)
+        or not math.isfinite(number)
+        or number < 0
+        or (positive and number == 0)
     ):
         kind = "positive" if positive else "non-negative"
         raise UsageError(f"{name} must be a finite {kind} number, got {value!r}")

@@ -97,8 +97,9 @@ def target_codes(similarity, bits, sweeps=DEFAULT_SWEEPS, seed=0):
     similarity = np.asarray(similarity, np.float64)
     n = similarity.shape[0]
     if similarity.shape != (n, n) or not np.all(np.abs(similarity) == 1):
-        raise UsageError(f"the similarity matrix must be square with entries ±1, got shape "
-                         f"{similarity.shape}")
+        raise UsageError(
+            f"the similarity matrix must be square with entries ±1, got shape {similarity.shape}"
+        )
     if int(bits) < 1 or int(sweeps) < 1:
         raise UsageError(f"bits and sweeps must be at least 1, got {bits} and {sweeps}")
     rng = np.random.default_rng(seed)
@@ -124,8 +125,7 @@ def _residual_norm(h, similarity):
     """``‖H Hᵀ − q S‖_F`` without forming the n×n residual."""
     q = h.shape[1]
     gram = h.T @ h
-    squared = (np.sum(gram ** 2) - 2 * q * np.sum(h * (similarity @ h))
-               + q * q * np.sum(similarity ** 2))
+    squared = np.sum(gram**2) - 2 * q * np.sum(h * (similarity @ h)) + q * q * np.sum(similarity**2)
     return float(np.sqrt(max(squared, 0.0)))
 
 
@@ -134,8 +134,8 @@ def _sweep(h, similarity, columns, rows):
     n, bits = h.shape
     for j in columns:
         column = h[:, j].copy()
-        gram = h.T @ column                      # Hᵀ h_j
-        projected = similarity @ column          # S h_j
+        gram = h.T @ column  # Hᵀ h_j
+        projected = similarity @ column  # S h_j
         for i in rows[j]:
             value = h[i, j]
             lii = 0.0
@@ -185,16 +185,22 @@ def prepare(config, collection, split, run_dir):
     path = os.path.join(run_dir, TARGETS_FILE)
     if os.path.isfile(path):
         saved = np.load(path)
-        if (not np.array_equal(saved["train"], split.train)
-                or saved["codes"].shape[1] != config.bits):
-            raise UsageError(f"{path} holds CNNH target codes for other training images or "
-                             "another `bits`; pass a new `run_dir` (or delete that file to "
-                             "recompute them)")
+        if (
+            not np.array_equal(saved["train"], split.train)
+            or saved["codes"].shape[1] != config.bits
+        ):
+            raise UsageError(
+                f"{path} holds CNNH target codes for other training images or "
+                "another `bits`; pass a new `run_dir` (or delete that file to "
+                "recompute them)"
+            )
         return {"train_targets": saved["codes"]}
     labels = collection.labels[split.train]
     codes, residuals = target_codes(similarity_matrix(labels), config.bits, seed=config.seed)
-    print(f"CNNH stage 1: {len(codes)} target codes of {config.bits} bits, residual "
-          f"{residuals[0]:.0f} -> {residuals[-1]:.0f}")
+    print(
+        f"CNNH stage 1: {len(codes)} target codes of {config.bits} bits, residual "
+        f"{residuals[0]:.0f} -> {residuals[-1]:.0f}"
+    )
     partial = path + ".partial.npz"
     np.savez(partial, codes=codes, train=split.train, residuals=np.asarray(residuals))
     os.replace(partial, path)
@@ -229,8 +235,10 @@ class CNNHLoss(HashingLoss):
         h = tf.cast(y_pred, tf.float32)
         targets = tf.cast(y_true, tf.float32)
         if targets.shape.rank != 2 or targets.shape[-1] != h.shape[-1]:
-            raise UsageError(f"CNNHLoss takes target codes [B, {h.shape[-1]}] as y_true (from "
-                             f"tfhash.losses.cnnh.prepare), got shape {targets.shape}; train it with "
-                             "method=cnnh")
+            raise UsageError(
+                f"CNNHLoss takes target codes [B, {h.shape[-1]}] as y_true (from "
+                f"tfhash.losses.cnnh.prepare), got shape {targets.shape}; train it with "
+                "method=cnnh"
+            )
         regression = target_regression(h, targets)
         return {"loss": regression, "regression": regression}

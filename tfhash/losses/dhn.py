@@ -86,33 +86,45 @@ class DHNLoss(HashingLoss):
 
     term_names = ("cross_entropy", "quantization")
 
-    def __init__(self, quantization_weight=DEFAULT_QUANTIZATION_WEIGHT, inner_product_scale=1.0,
-                 quantization_reduction="mean", name="dhn", reduction="sum_over_batch_size"):
+    def __init__(
+        self,
+        quantization_weight=DEFAULT_QUANTIZATION_WEIGHT,
+        inner_product_scale=1.0,
+        quantization_reduction="mean",
+        name="dhn",
+        reduction="sum_over_batch_size",
+    ):
         super().__init__(name=name, reduction=reduction)
         self.quantization_weight = _number("quantization_weight", quantization_weight)
-        self.inner_product_scale = _number("inner_product_scale", inner_product_scale,
-                                           positive=True)
+        self.inner_product_scale = _number(
+            "inner_product_scale", inner_product_scale, positive=True
+        )
         if quantization_reduction not in QUANTIZATION_REDUCTIONS:
             raise UsageError(
                 f"quantization_reduction must be {' or '.join(QUANTIZATION_REDUCTIONS)} (the "
-                f"first author's strength: sum_over_bits), got {quantization_reduction!r}")
+                f"first author's strength: sum_over_bits), got {quantization_reduction!r}"
+            )
         self.quantization_reduction = quantization_reduction
 
     def terms(self, y_true, y_pred):
         u = relaxed_codes(y_pred)
-        cross_entropy = pairwise_cross_entropy(u, self.similarity(y_true),
-                                               self.inner_product_scale)
+        cross_entropy = pairwise_cross_entropy(u, self.similarity(y_true), self.inner_product_scale)
         entries = log_cosh(tf.abs(u) - 1.0)
         if self.quantization_reduction == "sum_over_bits":
             quantization = tf.reduce_mean(tf.reduce_sum(entries, axis=1))
         else:
             quantization = tf.reduce_mean(entries)
-        return {"loss": cross_entropy + self.quantization_weight * quantization,
-                "cross_entropy": cross_entropy, "quantization": quantization}
+        return {
+            "loss": cross_entropy + self.quantization_weight * quantization,
+            "cross_entropy": cross_entropy,
+            "quantization": quantization,
+        }
 
     def get_config(self):
         config = super().get_config()
-        config.update(quantization_weight=self.quantization_weight,
-                      inner_product_scale=self.inner_product_scale,
-                      quantization_reduction=self.quantization_reduction)
+        config.update(
+            quantization_weight=self.quantization_weight,
+            inner_product_scale=self.inner_product_scale,
+            quantization_reduction=self.quantization_reduction,
+        )
         return config

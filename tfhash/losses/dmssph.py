@@ -43,9 +43,9 @@ import keras
 import tensorflow as tf
 
 from tfhash.errors import UsageError
-from tfhash.models.layers import sign
 from tfhash.losses.base import HashingLoss, _number
 from tfhash.losses.pairwise import is_multi_label, squared_distances
+from tfhash.models.layers import sign
 
 DEFAULT_QUANTIZATION_WEIGHT = 0.1
 # The similar pairs' targets span [0, SIMILAR_BAND · m): below the dissimilar margin m.
@@ -129,8 +129,13 @@ class DMSSPHLoss(HashingLoss):
 
     term_names = ("similar", "dissimilar", "quantization")
 
-    def __init__(self, margin=None, quantization_weight=DEFAULT_QUANTIZATION_WEIGHT,
-                 name="dmssph", reduction="sum_over_batch_size"):
+    def __init__(
+        self,
+        margin=None,
+        quantization_weight=DEFAULT_QUANTIZATION_WEIGHT,
+        name="dmssph",
+        reduction="sum_over_batch_size",
+    ):
         super().__init__(name=name, reduction=reduction)
         self.margin = None if margin is None else _number("margin", margin, positive=True)
         self.quantization_weight = _number("quantization_weight", quantization_weight)
@@ -145,9 +150,14 @@ class DMSSPHLoss(HashingLoss):
             raise UsageError(f"y_pred must be relaxed codes [B, K], got shape {h.shape}")
         margin = 2.0 * h.shape[1] if self.margin is None else self.margin
         similar, dissimilar, quantization = dmssph_terms(
-            h, self.similarity_levels(tf.convert_to_tensor(y_true)), margin)
-        return {"loss": similar + dissimilar + self.quantization_weight * quantization,
-                "similar": similar, "dissimilar": dissimilar, "quantization": quantization}
+            h, self.similarity_levels(tf.convert_to_tensor(y_true)), margin
+        )
+        return {
+            "loss": similar + dissimilar + self.quantization_weight * quantization,
+            "similar": similar,
+            "dissimilar": dissimilar,
+            "quantization": quantization,
+        }
 
     def get_config(self):
         config = super().get_config()

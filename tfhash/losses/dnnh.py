@@ -29,8 +29,14 @@ import keras
 import tensorflow as tf
 
 from tfhash.errors import UsageError
-from tfhash.losses.base import (DEFAULT_PER_ANCHOR, HashingLoss, _mean, _number, relaxed_codes,
-                                set_mining)
+from tfhash.losses.base import (
+    DEFAULT_PER_ANCHOR,
+    HashingLoss,
+    _mean,
+    _number,
+    relaxed_codes,
+    set_mining,
+)
 from tfhash.losses.mining import mine_triplets
 from tfhash.losses.pairwise import squared_distances
 from tfhash.losses.triplet import triplet_loss
@@ -91,27 +97,44 @@ class DNNHLoss(HashingLoss):
 
     term_names = ("ranking",)
 
-    def __init__(self, margin=DEFAULT_MARGIN, mining="random",
-                 quadruplets_per_anchor=DEFAULT_PER_ANCHOR, seed=None, quantization_weight=None,
-                 name="dnnh", reduction="sum_over_batch_size"):
+    def __init__(
+        self,
+        margin=DEFAULT_MARGIN,
+        mining="random",
+        quadruplets_per_anchor=DEFAULT_PER_ANCHOR,
+        seed=None,
+        quantization_weight=None,
+        name="dnnh",
+        reduction="sum_over_batch_size",
+    ):
         super().__init__(name=name, reduction=reduction)
         if quantization_weight not in (None, 0):
-            raise UsageError(f"dnnh has no quantization term (its head's threshold binarises), "
-                             f"got quantization_weight={quantization_weight!r}: leave it unset "
-                             "or 0")
+            raise UsageError(
+                f"dnnh has no quantization term (its head's threshold binarises), "
+                f"got quantization_weight={quantization_weight!r}: leave it unset "
+                "or 0"
+            )
         self.margin = _number("margin", margin, positive=True)
         set_mining(self, mining, quadruplets_per_anchor, seed)
 
     def terms(self, y_true, y_pred):
         h = relaxed_codes(y_pred)
-        triplets = mine_triplets(self.similarity(tf.convert_to_tensor(y_true)), self.mining,
-                                 self.quadruplets_per_anchor, self.seed_generator)
+        triplets = mine_triplets(
+            self.similarity(tf.convert_to_tensor(y_true)),
+            self.mining,
+            self.quadruplets_per_anchor,
+            self.seed_generator,
+        )
         ranking = _mean(dnnh_loss((h + 1.0) / 2.0, triplets, self.margin))
         return {"loss": ranking, "ranking": ranking}
 
     def get_config(self):
         config = super().get_config()
-        config.update(margin=self.margin, mining=self.mining,
-                      quadruplets_per_anchor=self.quadruplets_per_anchor, seed=self.seed,
-                      quantization_weight=None)
+        config.update(
+            margin=self.margin,
+            mining=self.mining,
+            quadruplets_per_anchor=self.quadruplets_per_anchor,
+            seed=self.seed,
+            quantization_weight=None,
+        )
         return config

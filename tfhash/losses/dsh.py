@@ -95,8 +95,9 @@ class DSHLoss(HashingLoss):
 
     term_names = ("contrastive", "regularizer")
 
-    def __init__(self, margin=None, alpha=DEFAULT_ALPHA, name="dsh",
-                 reduction="sum_over_batch_size"):
+    def __init__(
+        self, margin=None, alpha=DEFAULT_ALPHA, name="dsh", reduction="sum_over_batch_size"
+    ):
         super().__init__(name=name, reduction=reduction)
         self.margin = None if margin is None else _number("margin", margin, positive=True)
         self.alpha = _number("alpha", alpha, positive=True)
@@ -105,10 +106,10 @@ class DSHLoss(HashingLoss):
         u = tf.cast(y_pred, tf.float32)
         if u.shape.rank != 2:
             raise UsageError(f"y_pred must be codes [B, K], got shape {u.shape}")
-        margin = self.margin if self.margin is not None else 2.0 * tf.cast(tf.shape(u)[1],
-                                                                           tf.float32)
-        loss, contrastive, regularizer = dsh_terms(u, self.similarity(y_true), margin,
-                                                   self.alpha)
+        margin = (
+            self.margin if self.margin is not None else 2.0 * tf.cast(tf.shape(u)[1], tf.float32)
+        )
+        loss, contrastive, regularizer = dsh_terms(u, self.similarity(y_true), margin, self.alpha)
         return {"loss": loss, "contrastive": contrastive, "regularizer": regularizer}
 
     def get_config(self):

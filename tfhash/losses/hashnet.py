@@ -48,8 +48,9 @@ DEFAULT_BETA_EVERY = 200
 DEFAULT_CLASS_NUM = 1.0  # the official PyTorch pairwise_loss's default weight of similar pairs
 
 
-def beta_schedule(iterations, step=DEFAULT_BETA_STEP, power=DEFAULT_BETA_POWER,
-                  every=DEFAULT_BETA_EVERY):
+def beta_schedule(
+    iterations, step=DEFAULT_BETA_STEP, power=DEFAULT_BETA_POWER, every=DEFAULT_BETA_EVERY
+):
     """HashNet's continuation in the step after ``iterations`` completed ones:
     ``β = (1 + step · t)^power``, ``t = iterations + 1`` (the official count, from 1) rounded
     down to a multiple of ``every``. ``iterations`` is a number or a scalar tensor (``None``:
@@ -87,8 +88,10 @@ def hashnet_likelihood(h, similarity, alpha, class_num=None):
     if class_num is not None:
         weights = off_diagonal * (class_num * s + (1.0 - s))
         return tf.reduce_sum(weights * nll) / tf.maximum(tf.reduce_sum(weights), 1e-12)
-    weights = off_diagonal * (s * num_pairs / tf.maximum(num_similar, 1.0)
-                              + (1.0 - s) * num_pairs / tf.maximum(num_dissimilar, 1.0))
+    weights = off_diagonal * (
+        s * num_pairs / tf.maximum(num_similar, 1.0)
+        + (1.0 - s) * num_pairs / tf.maximum(num_dissimilar, 1.0)
+    )
     return tf.reduce_sum(weights * nll) / tf.maximum(num_pairs, 1.0)
 
 
@@ -129,25 +132,39 @@ class HashNetLoss(HashingLoss):
     term_names = ("likelihood", "beta")
     uses_iterations = True
 
-    def __init__(self, alpha=None, beta_step=DEFAULT_BETA_STEP, beta_power=DEFAULT_BETA_POWER,
-                 beta_every=DEFAULT_BETA_EVERY, official_weighting=False,
-                 class_num=DEFAULT_CLASS_NUM, name="hashnet", reduction="sum_over_batch_size"):
+    def __init__(
+        self,
+        alpha=None,
+        beta_step=DEFAULT_BETA_STEP,
+        beta_power=DEFAULT_BETA_POWER,
+        beta_every=DEFAULT_BETA_EVERY,
+        official_weighting=False,
+        class_num=DEFAULT_CLASS_NUM,
+        name="hashnet",
+        reduction="sum_over_batch_size",
+    ):
         super().__init__(name=name, reduction=reduction)
         self.alpha = None if alpha is None else _number("alpha", alpha, positive=True)
         self.beta_step = _number("beta_step", beta_step)
         self.beta_power = _number("beta_power", beta_power)
         if isinstance(beta_every, bool) or not isinstance(beta_every, int) or beta_every < 1:
-            raise UsageError(f"beta_every must be an integer of at least 1 (iterations between "
-                             f"updates of β; HashNet's 200), got {beta_every!r}")
+            raise UsageError(
+                f"beta_every must be an integer of at least 1 (iterations between "
+                f"updates of β; HashNet's 200), got {beta_every!r}"
+            )
         self.beta_every = beta_every
         if not isinstance(official_weighting, bool):
-            raise UsageError(f"official_weighting must be True or False (the official code's "
-                             f"class_num weighting), got {official_weighting!r}")
+            raise UsageError(
+                f"official_weighting must be True or False (the official code's "
+                f"class_num weighting), got {official_weighting!r}"
+            )
         self.official_weighting = official_weighting
         self.class_num = _number("class_num", class_num, positive=True)
         if not official_weighting and self.class_num != DEFAULT_CLASS_NUM:
-            raise UsageError(f"class_num={class_num!r} weights similar pairs only under the "
-                             "official weighting: add official_weighting=True")
+            raise UsageError(
+                f"class_num={class_num!r} weights similar pairs only under the "
+                "official weighting: add official_weighting=True"
+            )
 
     def beta(self, iterations):
         """β in the training step that follows ``iterations`` completed ones."""
@@ -159,16 +176,24 @@ class HashNetLoss(HashingLoss):
             raise UsageError(f"y_pred must be codes [B, K], got shape {z.shape}")
         beta = self.beta(iterations)
         h = tf.tanh(beta * z)
-        alpha = self.alpha if self.alpha is not None else (
-            DEFAULT_SCALE / tf.cast(tf.shape(z)[1], tf.float32))
-        likelihood = hashnet_likelihood(h, self.similarity(y_true), alpha,
-                                        self.class_num if self.official_weighting else None)
+        alpha = (
+            self.alpha
+            if self.alpha is not None
+            else (DEFAULT_SCALE / tf.cast(tf.shape(z)[1], tf.float32))
+        )
+        likelihood = hashnet_likelihood(
+            h, self.similarity(y_true), alpha, self.class_num if self.official_weighting else None
+        )
         return {"loss": likelihood, "likelihood": likelihood, "beta": beta}
 
     def get_config(self):
         config = super().get_config()
-        config.update(alpha=self.alpha, beta_step=self.beta_step, beta_power=self.beta_power,
-                      beta_every=self.beta_every, official_weighting=self.official_weighting,
-                      class_num=self.class_num)
+        config.update(
+            alpha=self.alpha,
+            beta_step=self.beta_step,
+            beta_power=self.beta_power,
+            beta_every=self.beta_every,
+            official_weighting=self.official_weighting,
+            class_num=self.class_num,
+        )
         return config
-

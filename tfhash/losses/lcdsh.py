@@ -23,8 +23,8 @@ clip at ±50 stops the gradient of pairs beyond it (the code's ``clamp``).
 import keras
 import tensorflow as tf
 
-from tfhash.models.layers import sign
 from tfhash.losses.base import HashingLoss, _number, relaxed_codes
+from tfhash.models.layers import sign
 
 DEFAULT_LOCALITY_WEIGHT = 3.0  # λ of the public code
 THETA_CLIP = 50.0
@@ -84,16 +84,23 @@ class LCDSHLoss(HashingLoss):
 
     term_names = ("likelihood", "locality")
 
-    def __init__(self, quantization_weight=DEFAULT_LOCALITY_WEIGHT, name="lcdsh",
-                 reduction="sum_over_batch_size"):
+    def __init__(
+        self,
+        quantization_weight=DEFAULT_LOCALITY_WEIGHT,
+        name="lcdsh",
+        reduction="sum_over_batch_size",
+    ):
         super().__init__(name=name, reduction=reduction)
         self.quantization_weight = _number("quantization_weight", quantization_weight)
 
     def terms(self, y_true, y_pred):
         u = relaxed_codes(y_pred)
         likelihood, locality = lcdsh_terms(u, self.similarity(tf.convert_to_tensor(y_true)))
-        return {"loss": likelihood + self.quantization_weight * locality,
-                "likelihood": likelihood, "locality": locality}
+        return {
+            "loss": likelihood + self.quantization_weight * locality,
+            "likelihood": likelihood,
+            "locality": locality,
+        }
 
     def get_config(self):
         config = super().get_config()

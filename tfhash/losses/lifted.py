@@ -48,7 +48,8 @@ def lifted_structured_loss(distances, similarity, margin=DEFAULT_MARGIN):
     positives = tf.cast(similarity & upper, distances.dtype)
     num_positive = tf.reduce_sum(positives)
     return tf.reduce_sum(positives * tf.square(tf.nn.relu(j))) / (
-        2.0 * tf.maximum(num_positive, 1.0))
+        2.0 * tf.maximum(num_positive, 1.0)
+    )
 
 
 @keras.saving.register_keras_serializable(package="tfhash")

@@ -46,8 +46,9 @@ def squared_distances(h, keys=None):
     h = tf.convert_to_tensor(h)
     k = h if keys is None else tf.convert_to_tensor(keys)
     norms, key_norms = tf.reduce_sum(tf.square(h), axis=1), tf.reduce_sum(tf.square(k), axis=1)
-    d = tf.maximum(norms[:, None] + key_norms[None, :] - 2.0 * tf.matmul(h, k, transpose_b=True),
-                   0.0)
+    d = tf.maximum(
+        norms[:, None] + key_norms[None, :] - 2.0 * tf.matmul(h, k, transpose_b=True), 0.0
+    )
     return tf.linalg.set_diag(d, tf.zeros_like(norms)) if keys is None else d
 
 

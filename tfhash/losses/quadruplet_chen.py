@@ -42,8 +42,9 @@ def chen_quadruplet_loss(distances, quadruplets, margin, second_margin):
     """
     i, j, k, fourth = tf.unstack(quadruplets, num=4, axis=1)
     d_ij = gather_pairs(distances, i, j)
-    return (tf.nn.relu(d_ij - gather_pairs(distances, i, k) + margin)
-            + tf.nn.relu(d_ij - gather_pairs(distances, fourth, k) + second_margin))
+    return tf.nn.relu(d_ij - gather_pairs(distances, i, k) + margin) + tf.nn.relu(
+        d_ij - gather_pairs(distances, fourth, k) + second_margin
+    )
 
 
 def mine_chen_quadruplets(similarity, mining, per_anchor, seed):
@@ -66,8 +67,9 @@ def mine_chen_quadruplets(similarity, mining, per_anchor, seed):
     valid = tf.gather(dissimilar, i) & tf.gather(dissimilar, k)  # [Q, B]: candidates for l
     count = tf.reduce_sum(tf.cast(valid, tf.int32), axis=1)
     uniform = keras.random.uniform(tf.shape(count), dtype="float32", seed=seed)
-    rank = tf.minimum(tf.cast(uniform * tf.cast(count, tf.float32), tf.int32),
-                      tf.maximum(count - 1, 0))
+    rank = tf.minimum(
+        tf.cast(uniform * tf.cast(count, tf.float32), tf.int32), tf.maximum(count - 1, 0)
+    )
     ranked = tf.argsort(tf.cast(tf.logical_not(valid), tf.int32), axis=1, stable=True)
     fourth = tf.gather(ranked, rank, batch_dims=1)
     quadruplets = tf.concat([triplets, tf.cast(fourth, tf.int32)[:, None]], axis=1)
@@ -93,15 +95,22 @@ class ChenQuadrupletLoss(RankingLoss):
 
     pairs = ((0, 1), (0, 2), (3, 2))
 
-    def __init__(self, margin=DEFAULT_MARGIN, *args, second_margin=DEFAULT_SECOND_MARGIN,
-                 name="quadruplet_chen", **kwargs):
+    def __init__(
+        self,
+        margin=DEFAULT_MARGIN,
+        *args,
+        second_margin=DEFAULT_SECOND_MARGIN,
+        name="quadruplet_chen",
+        **kwargs,
+    ):
         # α₁ is the paper's fixed 1.0, not K/2: Chen et al. give no rule in the code length.
         super().__init__(margin, *args, name=name, **kwargs)
         self.second_margin = _number("second_margin", second_margin, positive=True)
 
     def mine(self, similarity):
-        return mine_chen_quadruplets(similarity, self.mining, self.quadruplets_per_anchor,
-                                     self.seed_generator)
+        return mine_chen_quadruplets(
+            similarity, self.mining, self.quadruplets_per_anchor, self.seed_generator
+        )
 
     def tuple_loss(self, distances, similarity, tuples, margin):
         return chen_quadruplet_loss(distances, tuples, margin, self.second_margin)

@@ -19,8 +19,8 @@ point ``h = 0``, where tfhash's ``sign(0) = +1`` gives −1 and the paper's
 
 import tensorflow as tf
 
-from tfhash.models.layers import sign
 from tfhash.losses.pairwise import squared_distances
+from tfhash.models.layers import sign
 
 
 def hamming_isometric(h, distances):

@@ -70,8 +70,14 @@ import keras
 import tensorflow as tf
 
 from tfhash.errors import UsageError
-from tfhash.losses.base import (DEFAULT_PER_ANCHOR, HashingLoss, _number, gather_pairs,
-                                relaxed_codes, set_mining)
+from tfhash.losses.base import (
+    DEFAULT_PER_ANCHOR,
+    HashingLoss,
+    _number,
+    gather_pairs,
+    relaxed_codes,
+    set_mining,
+)
 from tfhash.losses.mining import mine_triplets
 from tfhash.losses.pairwise import is_multi_label, label_similarity, squared_distances
 from tfhash.losses.triplet import triplet_loss
@@ -138,7 +144,8 @@ def unpack_labels(y_true):
     if y_true.shape.rank != 2 or y_true.shape[1] is None or y_true.shape[1] < 2:
         raise UsageError(
             f"ssdh needs y_true = [labelled mask, labels] of shape [B, 1 + L], got shape "
-            f"{y_true.shape}: train it on tfhash.data.semi_supervised_dataset batches")
+            f"{y_true.shape}: train it on tfhash.data.semi_supervised_dataset batches"
+        )
     labelled = y_true[:, 0] > 0
     labels = tf.where(labelled[:, None], y_true[:, 1:], tf.zeros_like(y_true[:, 1:]))
     return labelled, labels
@@ -192,8 +199,9 @@ def official_ranking(distances, labelled, labels, triplets, keep, margin):
     num_pos = tf.reduce_sum(tf.cast(similar & others, distances.dtype), axis=1)
     negative = tf.cast(negatives, distances.dtype)
     num_neg = tf.reduce_sum(negative, axis=1)
-    self_part = (tf.reduce_sum(negative * tf.nn.relu(margin - distances), axis=1)
-                 / tf.maximum(num_neg, 1.0))
+    self_part = tf.reduce_sum(negative * tf.nn.relu(margin - distances), axis=1) / tf.maximum(
+        num_neg, 1.0
+    )
     values = keep * triplet_loss(distances, triplets, margin)
     anchors = triplets[:, 0]
     mined_sum = tf.math.unsorted_segment_sum(values, anchors, batch)
@@ -239,13 +247,15 @@ def graph_neighbours(distances, neighbours, negative_start, negative_count, seed
             f"ssdh's graph negatives come from ranks {negative_start}-"
             f"{negative_start + negative_count - 1} of each anchor's neighbours, so a batch "
             f"needs at least {negative_start + negative_count} images, got {batch}: raise "
-            "`batch_size`")
+            "`batch_size`"
+        )
     order = tf.argsort(distances, axis=1, stable=True)
     uniform = keras.random.uniform((tf.shape(distances)[0], 2), seed=seed)
     rank_p = tf.minimum(tf.cast(uniform[:, 0] * neighbours, tf.int32), neighbours - 1)
     rank_n = negative_start + tf.minimum(
         tf.cast(uniform[:, 1] * tf.cast(negative_count, uniform.dtype), tf.int32),
-        negative_count - 1)
+        negative_count - 1,
+    )
     return (tf.gather(order, rank_p, batch_dims=1), tf.gather(order, rank_n, batch_dims=1))
 
 
@@ -317,25 +327,42 @@ class SSDHLoss(HashingLoss):
 
     term_names = ("ranking", "graph")
 
-    def __init__(self, margin=DEFAULT_MARGIN, graph_margin=None,
-                 graph_weight=DEFAULT_GRAPH_WEIGHT, neighbours=DEFAULT_NEIGHBOURS,
-                 mining="random", quadruplets_per_anchor=DEFAULT_PER_ANCHOR, seed=None,
-                 anchor_as_positive=False, name="ssdh", reduction="sum_over_batch_size"):
+    def __init__(
+        self,
+        margin=DEFAULT_MARGIN,
+        graph_margin=None,
+        graph_weight=DEFAULT_GRAPH_WEIGHT,
+        neighbours=DEFAULT_NEIGHBOURS,
+        mining="random",
+        quadruplets_per_anchor=DEFAULT_PER_ANCHOR,
+        seed=None,
+        anchor_as_positive=False,
+        name="ssdh",
+        reduction="sum_over_batch_size",
+    ):
         super().__init__(name=name, reduction=reduction)
         self.margin = _number("margin", margin, positive=True)
-        self.graph_margin = (None if graph_margin is None
-                             else _number("graph_margin", graph_margin, positive=True))
+        self.graph_margin = (
+            None if graph_margin is None else _number("graph_margin", graph_margin, positive=True)
+        )
         self.graph_weight = _number("graph_weight", graph_weight)
         first_rank = min(NEGATIVE_WINDOW_SHORT[0], NEGATIVE_WINDOW[0])
-        if (isinstance(neighbours, bool) or not isinstance(neighbours, int)
-                or not 1 <= neighbours <= first_rank):
-            raise UsageError(f"neighbours (k) must be an integer in [1, {first_rank}] (the "
-                             f"negative window starts at rank {first_rank}), got {neighbours!r}")
+        if (
+            isinstance(neighbours, bool)
+            or not isinstance(neighbours, int)
+            or not 1 <= neighbours <= first_rank
+        ):
+            raise UsageError(
+                f"neighbours (k) must be an integer in [1, {first_rank}] (the "
+                f"negative window starts at rank {first_rank}), got {neighbours!r}"
+            )
         self.neighbours = neighbours
         set_mining(self, mining, quadruplets_per_anchor, seed)
         if not isinstance(anchor_as_positive, bool):
-            raise UsageError(f"anchor_as_positive must be True or False (the official code's "
-                             f"anchor among its own positives), got {anchor_as_positive!r}")
+            raise UsageError(
+                f"anchor_as_positive must be True or False (the official code's "
+                f"anchor among its own positives), got {anchor_as_positive!r}"
+            )
         self.anchor_as_positive = anchor_as_positive
 
     def terms(self, y_true, y_pred):
@@ -345,31 +372,44 @@ class SSDHLoss(HashingLoss):
         if not is_multi_label(labels):
             labels = labels[:, 0]
         distances = squared_distances((h + 1.0) / 2.0)
-        triplets, keep = ranking_triplets(labelled, labels, self.mining,
-                                          self.quadruplets_per_anchor, self.seed_generator)
+        triplets, keep = ranking_triplets(
+            labelled, labels, self.mining, self.quadruplets_per_anchor, self.seed_generator
+        )
         if self.anchor_as_positive:
             ranking = official_ranking(distances, labelled, labels, triplets, keep, self.margin)
         else:
-            ranking = (tf.reduce_sum(keep * triplet_loss(distances, triplets, self.margin))
-                       / tf.maximum(tf.reduce_sum(keep), 1.0))
+            ranking = tf.reduce_sum(
+                keep * triplet_loss(distances, triplets, self.margin)
+            ) / tf.maximum(tf.reduce_sum(keep), 1.0)
         batch = h.shape[0]
         start, count = negative_window(bits, tf.shape(h)[0] if batch is None else batch)
         if batch is not None and start < self.neighbours:
             raise UsageError(
                 f"ssdh's graph negatives come from rank {start} of a batch of {batch}, inside "
                 f"the k={self.neighbours} nearest its positives come from: use batches of at "
-                f"least {MIN_BATCH_SIZE} images (`batch_size`)")
-        positives, negatives = graph_neighbours(distances, self.neighbours, start, count,
-                                                self.seed_generator)
+                f"least {MIN_BATCH_SIZE} images (`batch_size`)"
+            )
+        positives, negatives = graph_neighbours(
+            distances, self.neighbours, start, count, self.seed_generator
+        )
         margin = default_graph_margin(bits) if self.graph_margin is None else self.graph_margin
         graph = tf.reduce_mean(graph_loss(distances, positives, negatives, margin))
-        return {"loss": 0.5 * (ranking + self.graph_weight * graph), "ranking": ranking,
-                "graph": graph}
+        return {
+            "loss": 0.5 * (ranking + self.graph_weight * graph),
+            "ranking": ranking,
+            "graph": graph,
+        }
 
     def get_config(self):
         config = super().get_config()
-        config.update(margin=self.margin, graph_margin=self.graph_margin,
-                      graph_weight=self.graph_weight, neighbours=self.neighbours,
-                      mining=self.mining, quadruplets_per_anchor=self.quadruplets_per_anchor,
-                      seed=self.seed, anchor_as_positive=self.anchor_as_positive)
+        config.update(
+            margin=self.margin,
+            graph_margin=self.graph_margin,
+            graph_weight=self.graph_weight,
+            neighbours=self.neighbours,
+            mining=self.mining,
+            quadruplets_per_anchor=self.quadruplets_per_anchor,
+            seed=self.seed,
+            anchor_as_positive=self.anchor_as_positive,
+        )
         return config

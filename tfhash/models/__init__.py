@@ -14,8 +14,20 @@
 * :mod:`tfhash.models.features`  frozen-backbone features, computed once and cached on disk.
 """
 
-from tfhash.models.builders import (HashingModel, build_head, build_model, fine_tuning_model,
-                                    term_names, with_backbone)
+from tfhash.models.builders import (
+    HashingModel,
+    build_head,
+    build_model,
+    fine_tuning_model,
+    term_names,
+    with_backbone,
+)
 
-__all__ = ["HashingModel", "build_head", "build_model", "fine_tuning_model", "term_names",
-           "with_backbone"]
+__all__ = [
+    "HashingModel",
+    "build_head",
+    "build_model",
+    "fine_tuning_model",
+    "term_names",
+    "with_backbone",
+]

@@ -37,9 +37,14 @@ from keras import layers
 
 from tfhash.errors import UsageError
 from tfhash.models.efficientnet_lite import (  # noqa: F401  (re-exported: their home before)
-    EFFICIENTNET_LITE, efficientnet_lite, efficientnet_lite_blocks,
-    efficientnet_lite_imagenet_file, load_efficientnet_lite_torch,
-    load_efficientnet_lite_weights, set_efficientnet_lite_state)
+    EFFICIENTNET_LITE,
+    efficientnet_lite,
+    efficientnet_lite_blocks,
+    efficientnet_lite_imagenet_file,
+    load_efficientnet_lite_torch,
+    load_efficientnet_lite_weights,
+    set_efficientnet_lite_state,
+)
 from tfhash.models.preprocess import Preprocess, load_weights
 
 
@@ -107,11 +112,16 @@ def nin(image_size):
     """
     inputs = keras.Input((image_size, image_size, 3), name="images")
     x = Preprocess("symmetric", name="preprocess")(inputs)
-    stages = ((5, 96, "max", True), (5, 256, "max", False), (3, 384, "avg", True),
-              (3, 1024, None, False))
+    stages = (
+        (5, 96, "max", True),
+        (5, 256, "max", False),
+        (3, 384, "avg", True),
+        (3, 1024, None, False),
+    )
     for stage, (kernel, filters, pool, dropout) in enumerate(stages, 1):
-        x = layers.Conv2D(filters, kernel, padding="same", activation="relu",
-                          name=f"conv{stage}")(x)
+        x = layers.Conv2D(filters, kernel, padding="same", activation="relu", name=f"conv{stage}")(
+            x
+        )
         if pool is None:
             break
         x = layers.Conv2D(filters, 1, activation="relu", name=f"cccp{stage}")(x)
@@ -125,9 +135,7 @@ def nin(image_size):
 
 def _vgg16(image_size, weights):
     if image_size != 224:
-        raise UsageError(
-            f"vgg16 uses its fc7 features and needs image_size=224, got {image_size}"
-        )
+        raise UsageError(f"vgg16 uses its fc7 features and needs image_size=224, got {image_size}")
     vgg = keras.applications.VGG16(include_top=True, weights=weights)
     inputs = keras.Input((224, 224, 3), name="images")
     x = Preprocess("caffe", name="preprocess")(inputs)
@@ -195,8 +203,9 @@ def build_backbone(name, image_size, weights="none"):
         return backbone
     if name == "nin":
         if weights == "imagenet":
-            raise UsageError("nin has no ImageNet weights; use weights=none or a local "
-                             "weights file")
+            raise UsageError(
+                "nin has no ImageNet weights; use weights=none or a local weights file"
+            )
         backbone = nin(image_size)
         if weights != "none":
             load_weights(backbone, weights)
@@ -232,12 +241,16 @@ def _block_starts(model, trainable_blocks):
         if match:
             starts.setdefault(match.group(1), layer)
     if not starts:
-        raise UsageError(f"`trainable_blocks` needs a backbone made of blocks "
-                         f"(efficientnet_lite0/1/2, resnet_small); {model.name} has none: "
-                         "use trainable_blocks=0")
+        raise UsageError(
+            f"`trainable_blocks` needs a backbone made of blocks "
+            f"(efficientnet_lite0/1/2, resnet_small); {model.name} has none: "
+            "use trainable_blocks=0"
+        )
     if not 1 <= trainable_blocks <= len(starts):
-        raise UsageError(f"`trainable_blocks` must be in [1, {len(starts)}] for {model.name} "
-                         f"({len(starts)} blocks), got {trainable_blocks}")
+        raise UsageError(
+            f"`trainable_blocks` must be in [1, {len(starts)}] for {model.name} "
+            f"({len(starts)} blocks), got {trainable_blocks}"
+        )
     return list(starts.values())[-trainable_blocks]
 
 

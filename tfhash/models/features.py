@@ -57,8 +57,17 @@ from tfhash.errors import UsageError
 CACHE_FORMAT = 2  # 2: files hashed by content (1: by size and modification time)
 
 
-def backbone_features(collection, indices, backbone, weights, image_size, cache_dir,
-                      batch_size=64, verbose=0, trainable_blocks=0):
+def backbone_features(
+    collection,
+    indices,
+    backbone,
+    weights,
+    image_size,
+    cache_dir,
+    batch_size=64,
+    verbose=0,
+    trainable_blocks=0,
+):
     """The frozen backbone's features of ``collection``'s images at ``indices``, cached.
 
     Args:
@@ -94,19 +103,25 @@ def backbone_features(collection, indices, backbone, weights, image_size, cache_
     path = _free_or_matching_path(cache_dir, key)
     if os.path.exists(path):  # it holds this key
         result = _read(path)[1]
-        if (result is not None and result.dtype == np.float32 and result.ndim >= 2
-                and len(result) == len(indices)):
+        if (
+            result is not None
+            and result.dtype == np.float32
+            and result.ndim >= 2
+            and len(result) == len(indices)
+        ):
             if verbose:
                 print(f"features: {_shape(result)} read from {path}")
             return result
         # This key's own file with damaged features: recomputed into the same place below.
     start = time.time()
-    result = compute_features(collection, indices, backbone, weights, image_size, batch_size,
-                              verbose, trainable_blocks)
+    result = compute_features(
+        collection, indices, backbone, weights, image_size, batch_size, verbose, trainable_blocks
+    )
     _write_atomically(path, key, result)
     if verbose:
-        print(f"features: {_shape(result)} computed in {time.time() - start:.0f} s, saved to "
-              f"{path}")
+        print(
+            f"features: {_shape(result)} computed in {time.time() - start:.0f} s, saved to {path}"
+        )
     return result
 
 
@@ -114,8 +129,9 @@ def _shape(array):
     return " x ".join(str(n) for n in array.shape)
 
 
-def compute_features(collection, indices, backbone, weights, image_size, batch_size=64,
-                     verbose=0, trainable_blocks=0):
+def compute_features(
+    collection, indices, backbone, weights, image_size, batch_size=64, verbose=0, trainable_blocks=0
+):
     """:func:`backbone_features` without the cache: float32 ``[len(indices), d]`` (or the
     trunk's maps, with ``trainable_blocks``)."""
     import keras
@@ -127,8 +143,9 @@ def compute_features(collection, indices, backbone, weights, image_size, batch_s
     model = build_backbone(backbone, image_size, weights)
     if trainable_blocks:
         model = split_backbone(model, trainable_blocks)[0]
-    forward = tf.function(lambda images: tf.cast(model(images, training=False), tf.float32),
-                          jit_compile=False)  # XLA is 20-30x slower for this on a CPU
+    forward = tf.function(
+        lambda images: tf.cast(model(images, training=False), tf.float32), jit_compile=False
+    )  # XLA is 20-30x slower for this on a CPU
     dataset = data.eval_dataset(collection, indices, image_size, batch_size)
     progress = keras.utils.Progbar(len(indices), unit_name="image") if verbose else None
     result, start = None, 0
@@ -136,7 +153,7 @@ def compute_features(collection, indices, backbone, weights, image_size, batch_s
         batch = forward(images).numpy()
         if result is None:
             result = np.empty((len(indices), *batch.shape[1:]), np.float32)
-        result[start:start + len(batch)] = batch
+        result[start : start + len(batch)] = batch
         start += len(batch)
         if progress:
             progress.add(len(batch))
@@ -151,18 +168,25 @@ def feature_key(collection, indices, backbone, weights, image_size, trainable_bl
         raise UsageError(f"unknown backbone {backbone!r}; choose one of {', '.join(BACKBONES)}")
     indices = np.asarray(indices, np.int64).reshape(-1)
     if len(indices) == 0 or indices.min() < 0 or indices.max() >= len(collection):
-        raise UsageError(f"feature indices must be a non-empty selection of [0, "
-                         f"{len(collection)}) for {collection.name}")
+        raise UsageError(
+            f"feature indices must be a non-empty selection of [0, "
+            f"{len(collection)}) for {collection.name}"
+        )
     key = {
         "format": CACHE_FORMAT,
         "backbone": backbone,
         "weights": _describe_weights(backbone, weights),
         "image_size": int(image_size),
-        "collection": {"name": collection.name, "size": len(collection),
-                       "fingerprint": collection.fingerprint(),
-                       "images": _image_digest(collection, indices)},
-        "indices": {"count": len(indices),
-                    "sha256": hashlib.sha256(indices.astype("<i8").tobytes()).hexdigest()},
+        "collection": {
+            "name": collection.name,
+            "size": len(collection),
+            "fingerprint": collection.fingerprint(),
+            "images": _image_digest(collection, indices),
+        },
+        "indices": {
+            "count": len(indices),
+            "sha256": hashlib.sha256(indices.astype("<i8").tobytes()).hexdigest(),
+        },
     }
     if trainable_blocks:  # the trunk before the last N blocks (absent: the whole backbone)
         key["trunk_before_last_blocks"] = int(trainable_blocks)
@@ -173,19 +197,25 @@ def _describe_weights(backbone, weights):
     from tfhash.models import backbones, torch_legacy
 
     if not weights or weights == "none":
-        raise UsageError("cached features need pretrained weights: weights=none gives a "
-                         "new random network each time; pass weights=imagenet or a file")
+        raise UsageError(
+            "cached features need pretrained weights: weights=none gives a "
+            "new random network each time; pass weights=imagenet or a file"
+        )
     if weights == "imagenet":
         if backbone in backbones.EFFICIENTNET_LITE:
             path = backbones.efficientnet_lite_imagenet_file(backbone)
-            return {"name": "imagenet", "file": os.path.basename(path),
-                    "sha256": torch_legacy.sha256_of(path)}
+            return {
+                "name": "imagenet",
+                "file": os.path.basename(path),
+                "sha256": torch_legacy.sha256_of(path),
+            }
         import keras
 
         return {"name": "imagenet", "source": f"keras.applications {keras.__version__}"}
     if not os.path.isfile(weights):
-        raise UsageError(f"weights file {weights!r} does not exist; pass an existing file or "
-                         "weights=imagenet")
+        raise UsageError(
+            f"weights file {weights!r} does not exist; pass an existing file or weights=imagenet"
+        )
     return {"name": os.path.basename(weights), "sha256": torch_legacy.sha256_of(weights)}
 
 
@@ -210,8 +240,10 @@ def _image_digest(collection, indices):
                 with open(path, "rb") as f:
                     content = f.read()
             except OSError:
-                raise UsageError(f"image file {path} is missing or unreadable; restore it or "
-                                 "remove it from the dataset") from None
+                raise UsageError(
+                    f"image file {path} is missing or unreadable; restore it or "
+                    "remove it from the dataset"
+                ) from None
         digest.update(len(content).to_bytes(8, "little"))
         digest.update(content)
     return digest.hexdigest()
@@ -223,16 +255,20 @@ def _canonical(key):
 
 def _free_or_matching_path(cache_dir, key):
     """The cache file holding ``key``, or the first free name for it; never another key's."""
-    stem = (f"{key['backbone']}-{key['image_size']}px-"
-            f"{hashlib.sha256(_canonical(key).encode()).hexdigest()[:16]}")
+    stem = (
+        f"{key['backbone']}-{key['image_size']}px-"
+        f"{hashlib.sha256(_canonical(key).encode()).hexdigest()[:16]}"
+    )
     for attempt in range(1000):
         path = os.path.join(cache_dir, f"{stem}{'' if attempt == 0 else f'-{attempt}'}.npz")
         if not os.path.exists(path):
             return path
         if _read(path, read_features=False)[0] == key:
             return path
-    raise UsageError(f"{cache_dir} holds 1000 feature files named {stem}-* for other settings; "
-                     "delete them or pass another cache directory")
+    raise UsageError(
+        f"{cache_dir} holds 1000 feature files named {stem}-* for other settings; "
+        "delete them or pass another cache directory"
+    )
 
 
 def _read(path, read_features=True):
@@ -260,7 +296,7 @@ def _write_atomically(path, key, features):
     finally:
         if os.path.exists(partial):
             os.remove(partial)
-    sidecar = path[:-len(".npz")] + ".json"
+    sidecar = path[: -len(".npz")] + ".json"
     handle, partial = tempfile.mkstemp(dir=directory, prefix=".features-", suffix=".partial")
     with os.fdopen(handle, "w") as f:
         json.dump(key, f, indent=2, sort_keys=True)

@@ -221,8 +221,16 @@ class DivideAndEncode(keras.layers.Layer):
     (2, 12)
     """
 
-    def __init__(self, bits, epsilon=0.1, slice_width=50, projection="auto",
-                 learning_rate_multiplier=1.0, kernel_initializer=None, **kwargs):
+    def __init__(
+        self,
+        bits,
+        epsilon=0.1,
+        slice_width=50,
+        projection="auto",
+        learning_rate_multiplier=1.0,
+        kernel_initializer=None,
+        **kwargs,
+    ):
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
         if isinstance(bits, bool) or int(bits) != bits or bits < 1:
@@ -234,18 +242,21 @@ class DivideAndEncode(keras.layers.Layer):
         except (TypeError, ValueError):
             epsilon = math.nan
         if not 0.0 < epsilon < 0.5:
-            raise UsageError(f"epsilon (the threshold band of DNNH) must be in (0, 0.5), "
-                             f"got {epsilon!r}")
+            raise UsageError(
+                f"epsilon (the threshold band of DNNH) must be in (0, 0.5), got {epsilon!r}"
+            )
         if projection not in ("auto", "always", "none"):
             raise UsageError(f"projection must be auto, always or none, got {projection!r}")
         if learning_rate_multiplier <= 0:
-            raise UsageError(f"learning_rate_multiplier must be positive, got "
-                             f"{learning_rate_multiplier!r}")
+            raise UsageError(
+                f"learning_rate_multiplier must be positive, got {learning_rate_multiplier!r}"
+            )
         self.bits, self.slice_width = int(bits), int(slice_width)
         self.epsilon, self.projection = epsilon, projection
         self.learning_rate_multiplier = float(learning_rate_multiplier)
         self.kernel_initializer = keras.initializers.get(
-            kernel_initializer or keras.initializers.RandomNormal(stddev=0.1))
+            kernel_initializer or keras.initializers.RandomNormal(stddev=0.1)
+        )
 
     @property
     def width(self):
@@ -255,26 +266,33 @@ class DivideAndEncode(keras.layers.Layer):
     def build(self, input_shape):
         width = input_shape[-1]
         self.projects = self.projection == "always" or (
-            self.projection == "auto" and width != self.width)
+            self.projection == "auto" and width != self.width
+        )
         if not self.projects and width != self.width:
             raise UsageError(
                 f"divide-and-encode with projection='none' needs {self.slice_width} x {self.bits}"
-                f" = {self.width} features, got {width}: use projection='auto'")
+                f" = {self.width} features, got {width}: use projection='auto'"
+            )
         if self.projects:
             self.projection_kernel = self.add_weight(
-                name="projection_kernel", shape=(width, self.width), initializer="glorot_uniform")
+                name="projection_kernel", shape=(width, self.width), initializer="glorot_uniform"
+            )
             self.projection_bias = self.add_weight(
-                name="projection_bias", shape=(self.width,), initializer="zeros")
-        self.kernel = self.add_weight(name="kernel", shape=(self.bits, self.slice_width),
-                                      initializer=self.kernel_initializer)
+                name="projection_bias", shape=(self.width,), initializer="zeros"
+            )
+        self.kernel = self.add_weight(
+            name="kernel", shape=(self.bits, self.slice_width), initializer=self.kernel_initializer
+        )
         self.bias = self.add_weight(name="bias", shape=(self.bits,), initializer="zeros")
 
     def call(self, inputs):
         factor = self.learning_rate_multiplier
         x = ops.cast(inputs, self.compute_dtype)
         if self.projects:
-            x = ops.relu(ops.matmul(x, _scale_gradient(self.projection_kernel, factor))
-                         + _scale_gradient(self.projection_bias, factor))
+            x = ops.relu(
+                ops.matmul(x, _scale_gradient(self.projection_kernel, factor))
+                + _scale_gradient(self.projection_bias, factor)
+            )
         slices = ops.reshape(x, (-1, self.bits, self.slice_width))
         z = ops.sum(slices * _scale_gradient(self.kernel, factor), axis=-1)
         s = ops.sigmoid(z + _scale_gradient(self.bias, factor))
@@ -285,10 +303,14 @@ class DivideAndEncode(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(bits=self.bits, epsilon=self.epsilon, slice_width=self.slice_width,
-                      projection=self.projection,
-                      learning_rate_multiplier=self.learning_rate_multiplier,
-                      kernel_initializer=keras.initializers.serialize(self.kernel_initializer))
+        config.update(
+            bits=self.bits,
+            epsilon=self.epsilon,
+            slice_width=self.slice_width,
+            projection=self.projection,
+            learning_rate_multiplier=self.learning_rate_multiplier,
+            kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
+        )
         return config
 
 
@@ -320,9 +342,9 @@ def hashing_head(head, bits, learning_rate_multiplier=1.0, name="hashing"):
     head's output has the binary code as its sign.
     """
     if head == "divide_encode":
-        return DivideAndEncode(bits, learning_rate_multiplier=learning_rate_multiplier,
-                               name=name)
+        return DivideAndEncode(bits, learning_rate_multiplier=learning_rate_multiplier, name=name)
     if head not in HEADS:
         raise UsageError(f"unknown head {head!r}; choose one of {', '.join(HEADS)}")
-    return HashingLayer(bits, learning_rate_multiplier=learning_rate_multiplier,
-                        activation=head, name=name)
+    return HashingLayer(
+        bits, learning_rate_multiplier=learning_rate_multiplier, activation=head, name=name
+    )

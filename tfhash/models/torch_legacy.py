@@ -45,9 +45,15 @@ PROTOCOL_VERSION = 1001
 
 # torch's storage classes → the dtype of their elements (little-endian).
 STORAGE_DTYPES = {
-    "DoubleStorage": "<f8", "FloatStorage": "<f4", "HalfStorage": "<f2",
-    "LongStorage": "<i8", "IntStorage": "<i4", "ShortStorage": "<i2",
-    "CharStorage": "i1", "ByteStorage": "u1", "BoolStorage": "?",
+    "DoubleStorage": "<f8",
+    "FloatStorage": "<f4",
+    "HalfStorage": "<f2",
+    "LongStorage": "<i8",
+    "IntStorage": "<i4",
+    "ShortStorage": "<i2",
+    "CharStorage": "i1",
+    "ByteStorage": "u1",
+    "BoolStorage": "?",
 }
 
 # torch hub's convention: a file named <name>-<first 8 hex digits of its sha256>.<ext>.
@@ -78,8 +84,7 @@ class _StorageType(_Frozen):
     __slots__ = ("name", "dtype")
 
     def __call__(self, *args, **kwargs):
-        raise _Refused(f"the pickle calls torch.{self.name}, which a state dict "
-                                     "never does")
+        raise _Refused(f"the pickle calls torch.{self.name}, which a state dict never does")
 
 
 class _StorageRef(_Frozen):
@@ -101,19 +106,28 @@ class _RebuildTensor(_Frozen):
 
     def __call__(self, storage, storage_offset, size, stride, *unused):
         if not isinstance(storage, _StorageRef):
-            raise _Refused("a tensor is rebuilt from something that is not a "
-                                         "storage")
-        if not (isinstance(storage_offset, int) and isinstance(size, tuple)
-                and isinstance(stride, tuple) and len(size) == len(stride)
-                and all(type(v) is int for v in size + stride)):
+            raise _Refused("a tensor is rebuilt from something that is not a storage")
+        if not (
+            isinstance(storage_offset, int)
+            and isinstance(size, tuple)
+            and isinstance(stride, tuple)
+            and len(size) == len(stride)
+            and all(type(v) is int for v in size + stride)
+        ):
             raise _Refused("a tensor's offset, size and stride are not integers")
         return _TensorRef(storage=storage, offset=storage_offset, size=size, stride=stride)
 
 
-_ALLOWED = {("torch._utils", "_rebuild_tensor_v2"): _RebuildTensor(),
-            ("collections", "OrderedDict"): collections.OrderedDict}
-_ALLOWED.update({("torch", name): _StorageType(name=name, dtype=np.dtype(dtype))
-                 for name, dtype in STORAGE_DTYPES.items()})
+_ALLOWED = {
+    ("torch._utils", "_rebuild_tensor_v2"): _RebuildTensor(),
+    ("collections", "OrderedDict"): collections.OrderedDict,
+}
+_ALLOWED.update(
+    {
+        ("torch", name): _StorageType(name=name, dtype=np.dtype(dtype))
+        for name, dtype in STORAGE_DTYPES.items()
+    }
+)
 
 
 class _SafeUnpickler(pickle.Unpickler):
@@ -130,9 +144,15 @@ class _SafeUnpickler(pickle.Unpickler):
             raise _Refused(f"the pickle asks for {module}.{name}") from None
 
     def persistent_load(self, pid):
-        if (not isinstance(pid, tuple) or len(pid) < 5 or pid[0] != "storage"
-                or not isinstance(pid[1], _StorageType) or not isinstance(pid[2], str)
-                or not isinstance(pid[4], int) or pid[4] < 0):
+        if (
+            not isinstance(pid, tuple)
+            or len(pid) < 5
+            or pid[0] != "storage"
+            or not isinstance(pid[1], _StorageType)
+            or not isinstance(pid[2], str)
+            or not isinstance(pid[4], int)
+            or pid[4] < 0
+        ):
             raise _Refused("a persistent id that is not a tensor storage")
         if len(pid) > 5 and pid[5] is not None:
             raise _Refused("a storage view (torch < 0.4 format)")
@@ -168,13 +188,17 @@ def check_sha256_in_name(path):
     """
     match = _HASH_IN_NAME.search(os.path.basename(path))
     if not match:
-        raise UsageError(f"{path} has no sha256 prefix in its name (…-<8 hex digits>.pth), so "
-                         "its integrity cannot be checked; use the file as its package ships it")
+        raise UsageError(
+            f"{path} has no sha256 prefix in its name (…-<8 hex digits>.pth), so "
+            "its integrity cannot be checked; use the file as its package ships it"
+        )
     actual = sha256_of(path)
     if not actual.startswith(match.group(1)):
-        raise UsageError(f"{path} is damaged or not the published file: its sha256 starts "
-                         f"{actual[:len(match.group(1))]}, its name says {match.group(1)}; "
-                         "reinstall the package that ships it")
+        raise UsageError(
+            f"{path} is damaged or not the published file: its sha256 starts "
+            f"{actual[: len(match.group(1))]}, its name says {match.group(1)}; "
+            "reinstall the package that ships it"
+        )
     return actual
 
 
@@ -201,9 +225,11 @@ def read_state_dict(file, name=None):
     start = file.read(4)
     file.seek(-len(start), io.SEEK_CUR)
     if start.startswith(b"PK"):
-        raise UsageError(f"{name} is a torch zip-format file, not the legacy format this reader "
-                         "reads; re-save it with torch.save(..., "
-                         "_use_new_zipfile_serialization=False)")
+        raise UsageError(
+            f"{name} is a torch zip-format file, not the legacy format this reader "
+            "reads; re-save it with torch.save(..., "
+            "_use_new_zipfile_serialization=False)"
+        )
     storages = {}
     part = "magic number"
     try:
@@ -216,38 +242,63 @@ def read_state_dict(file, name=None):
         if type(version) is not int or version != PROTOCOL_VERSION or type(info) is not dict:
             raise _NotLegacy()
         if info.get("little_endian") is not True:
-            raise UsageError(f"{name} was written on a big-endian machine; re-save it on a "
-                             "little-endian one")
+            raise UsageError(
+                f"{name} was written on a big-endian machine; re-save it on a little-endian one"
+            )
         part = "state dict"
         state = _SafeUnpickler(file, storages).load()
         part = "storage list"
         keys = _SafeUnpickler(file, storages).load()
     except _Refused as e:
-        raise UsageError(f"{name} is refused: {e}; a weights file holds only tensors, so "
-                         "nothing from it was run: use the file as its package ships it") from None
-    except (_NotLegacy, pickle.UnpicklingError, EOFError, ValueError, TypeError, KeyError,
-            IndexError, AttributeError, struct.error):
-        what = ("no torch magic number" if part == "magic number"
-                else f"its {part} is unreadable")
-        raise UsageError(f"{name} is not a legacy torch file ({what}); pass the .pth file as "
-                         "its package ships it") from None
-    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, _TensorRef)
-                                              for k, v in state.items()):
-        raise UsageError(f"{name} holds no state dict (a mapping of names to tensors); pass "
-                         "a file saved with torch.save(model.state_dict(), …)")
-    if (not isinstance(keys, list) or len(keys) != len(storages)
-            or set(k for k in keys if isinstance(k, str)) != set(storages)):
-        raise UsageError(f"{name} lists other storages than its tensors use; the file is "
-                         "damaged: reinstall or re-save it")
+        raise UsageError(
+            f"{name} is refused: {e}; a weights file holds only tensors, so "
+            "nothing from it was run: use the file as its package ships it"
+        ) from None
+    except (
+        _NotLegacy,
+        pickle.UnpicklingError,
+        EOFError,
+        ValueError,
+        TypeError,
+        KeyError,
+        IndexError,
+        AttributeError,
+        struct.error,
+    ):
+        what = "no torch magic number" if part == "magic number" else f"its {part} is unreadable"
+        raise UsageError(
+            f"{name} is not a legacy torch file ({what}); pass the .pth file as "
+            "its package ships it"
+        ) from None
+    if not isinstance(state, dict) or not all(
+        isinstance(k, str) and isinstance(v, _TensorRef) for k, v in state.items()
+    ):
+        raise UsageError(
+            f"{name} holds no state dict (a mapping of names to tensors); pass "
+            "a file saved with torch.save(model.state_dict(), …)"
+        )
+    if (
+        not isinstance(keys, list)
+        or len(keys) != len(storages)
+        or set(k for k in keys if isinstance(k, str)) != set(storages)
+    ):
+        raise UsageError(
+            f"{name} lists other storages than its tensors use; the file is "
+            "damaged: reinstall or re-save it"
+        )
     arrays = {}
     for key in keys:
         ref = storages[key]
         count = file.read(8)
         data = file.read(ref.numel * ref.dtype.itemsize)
-        if len(count) != 8 or struct.unpack("<q", count)[0] != ref.numel or (
-                len(data) != ref.numel * ref.dtype.itemsize):
-            raise UsageError(f"{name} is truncated or damaged (storage {key}); reinstall or "
-                             "re-save it")
+        if (
+            len(count) != 8
+            or struct.unpack("<q", count)[0] != ref.numel
+            or (len(data) != ref.numel * ref.dtype.itemsize)
+        ):
+            raise UsageError(
+                f"{name} is truncated or damaged (storage {key}); reinstall or re-save it"
+            )
         arrays[key] = np.frombuffer(data, ref.dtype)
     return {k: _view(arrays[t.storage.key], t, k, name) for k, t in state.items()}
 
@@ -258,34 +309,45 @@ class _NotLegacy(Exception):
 
 def _view(storage, tensor, key, name):
     """Copies ``tensor``'s elements out of ``storage``, checking they lie inside it."""
-    if tensor.offset < 0 or any(d < 0 for d in tensor.size) or any(
-            s < 0 for s in tensor.stride):
-        raise UsageError(f"{name}: tensor {key} has a negative offset, size or stride; the "
-                         "file is damaged: reinstall or re-save it")
+    if tensor.offset < 0 or any(d < 0 for d in tensor.size) or any(s < 0 for s in tensor.stride):
+        raise UsageError(
+            f"{name}: tensor {key} has a negative offset, size or stride; the "
+            "file is damaged: reinstall or re-save it"
+        )
     if 0 in tensor.size:
         return np.zeros(tensor.size, storage.dtype)
     last = tensor.offset + sum((d - 1) * s for d, s in zip(tensor.size, tensor.stride))
     # A state dict's tensors never repeat elements; a view that did (stride 0) could ask for
     # far more memory than the file holds.
     if last >= len(storage) or int(np.prod(tensor.size, dtype=object)) > len(storage):
-        raise UsageError(f"{name}: tensor {key} reaches past the end of its storage (or "
-                         "repeats its elements); the file is damaged: reinstall or re-save it")
+        raise UsageError(
+            f"{name}: tensor {key} reaches past the end of its storage (or "
+            "repeats its elements); the file is damaged: reinstall or re-save it"
+        )
     item = storage.dtype.itemsize
     view = np.lib.stride_tricks.as_strided(
-        storage[tensor.offset:], tensor.size, tuple(s * item for s in tensor.stride),
-        writeable=False)
+        storage[tensor.offset :],
+        tensor.size,
+        tuple(s * item for s in tensor.stride),
+        writeable=False,
+    )
     return np.array(view, order="C")  # a copy; ascontiguousarray would make 0-d 1-d
 
 
 def _example_file():
     """A 2 × 2 float32 tensor ``w`` in the legacy format, for the module's example."""
     out = io.BytesIO()
-    for obj in (MAGIC_NUMBER, PROTOCOL_VERSION,
-                {"protocol_version": PROTOCOL_VERSION, "little_endian": True}):
+    for obj in (
+        MAGIC_NUMBER,
+        PROTOCOL_VERSION,
+        {"protocol_version": PROTOCOL_VERSION, "little_endian": True},
+    ):
         pickle.dump(obj, out, protocol=2)
-    out.write(b"\x80\x02}q\x00X\x01\x00\x00\x00wctorch._utils\n_rebuild_tensor_v2\n((X\x07\x00"
-              b"\x00\x00storagectorch\nFloatStorage\nX\x01\x00\x00\x000X\x03\x00\x00\x00cpuK"
-              b"\x04NtQK\x00K\x02K\x02\x86K\x02K\x01\x86\x89tRs.")
+    out.write(
+        b"\x80\x02}q\x00X\x01\x00\x00\x00wctorch._utils\n_rebuild_tensor_v2\n((X\x07\x00"
+        b"\x00\x00storagectorch\nFloatStorage\nX\x01\x00\x00\x000X\x03\x00\x00\x00cpuK"
+        b"\x04NtQK\x00K\x02K\x02\x86K\x02K\x01\x86\x89tRs."
+    )
     pickle.dump(["0"], out, protocol=2)
     out.write(struct.pack("<q", 4) + np.arange(1, 5, dtype="<f4").tobytes())
     return out.getvalue()

@@ -37,20 +37,73 @@ import numpy as np  # noqa: F401  (the example above)
 
 from tfhash.retrieval.base import TIE_RULE, SearchIndex
 from tfhash.retrieval.build import update_index
-from tfhash.retrieval.codes import (Hits, Items, as_packed, check_k, check_radius,
-                                    describe_length, label_sets, read_encoded, read_info)
+from tfhash.retrieval.codes import (
+    Hits,
+    Items,
+    as_packed,
+    check_k,
+    check_radius,
+    describe_length,
+    label_sets,
+    read_encoded,
+    read_info,
+)
 from tfhash.retrieval.faiss import KINDS, FaissIndex
 from tfhash.retrieval.milvus import MILVUS_MAX_K, MilvusIndex
-from tfhash.retrieval.store import (BACKENDS, DEFAULT_COLLECTION, FORMAT, FORMAT_VERSION, LOCK,
-                                    MANIFEST, IndexLock, check_index_dir, is_milvus_uri,
-                                    lock_index, open_index, read_class_names, read_manifest)
-from tfhash.serving.encoding import (IMAGE_EXTENSIONS, encode_image_files, graph_error_reason,
-                                     image_files)
+from tfhash.retrieval.store import (
+    BACKENDS,
+    DEFAULT_COLLECTION,
+    FORMAT,
+    FORMAT_VERSION,
+    LOCK,
+    MANIFEST,
+    IndexLock,
+    check_index_dir,
+    is_milvus_uri,
+    lock_index,
+    open_index,
+    read_class_names,
+    read_manifest,
+)
+from tfhash.serving.encoding import (
+    IMAGE_EXTENSIONS,
+    encode_image_files,
+    graph_error_reason,
+    image_files,
+)
 
-__all__ = ["BACKENDS", "DEFAULT_COLLECTION", "FORMAT", "FORMAT_VERSION", "IMAGE_EXTENSIONS",
-           "KINDS", "LOCK", "MANIFEST", "MILVUS_MAX_K", "TIE_RULE", "FaissIndex", "Hits",
-           "IndexLock", "Items", "MilvusIndex", "SearchIndex", "as_packed", "check_index_dir",
-           "check_k", "check_radius", "describe_length", "encode_image_files",
-           "graph_error_reason", "image_files", "is_milvus_uri", "label_sets", "lock_index",
-           "open_index", "read_class_names", "read_encoded", "read_info", "read_manifest",
-           "update_index"]
+__all__ = [
+    "BACKENDS",
+    "DEFAULT_COLLECTION",
+    "FORMAT",
+    "FORMAT_VERSION",
+    "IMAGE_EXTENSIONS",
+    "KINDS",
+    "LOCK",
+    "MANIFEST",
+    "MILVUS_MAX_K",
+    "TIE_RULE",
+    "FaissIndex",
+    "Hits",
+    "IndexLock",
+    "Items",
+    "MilvusIndex",
+    "SearchIndex",
+    "as_packed",
+    "check_index_dir",
+    "check_k",
+    "check_radius",
+    "describe_length",
+    "encode_image_files",
+    "graph_error_reason",
+    "image_files",
+    "is_milvus_uri",
+    "label_sets",
+    "lock_index",
+    "open_index",
+    "read_class_names",
+    "read_encoded",
+    "read_info",
+    "read_manifest",
+    "update_index",
+]

@@ -108,14 +108,18 @@ class SearchIndex(abc.ABC):
     @staticmethod
     def refuse_present(count, first):
         """The refusal of ``count`` item ids already indexed (``replace`` not given)."""
-        raise UsageError(f"{count} item ids are already in the index (first: {first!r}); pass "
-                         "`replace` to re-add them, or `delete` them first")
+        raise UsageError(
+            f"{count} item ids are already in the index (first: {first!r}); pass "
+            "`replace` to re-add them, or `delete` them first"
+        )
 
     @staticmethod
     def refuse_missing(missing):
         """The refusal of item ids to delete that the index does not hold."""
-        raise UsageError(f"{len(missing)} item ids to delete are not in the index (first: "
-                         f"{str(missing[0])!r}); delete ids the index holds")
+        raise UsageError(
+            f"{len(missing)} item ids to delete are not in the index (first: "
+            f"{str(missing[0])!r}); delete ids the index holds"
+        )
 
     def close(self):
         """Releases the backend's connection (nothing for an in-process index)."""

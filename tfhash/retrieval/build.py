@@ -35,11 +35,13 @@ def _check_class_names(out, exists, items):
     would mean other classes)."""
     held = store.read_class_names(out) if exists else None
     if held and items is not None and items.class_names and items.class_names != held:
-        raise UsageError(f"`codes` name their {len(items.class_names)} classes "
-                         f"{', '.join(items.class_names[:4])}… but the index at {out} holds "
-                         f"codes of the classes {', '.join(held[:4])}… (another collection, whose "
-                         "label ids mean other classes); add codes of the same collection, or "
-                         "build a new index in another `out`")
+        raise UsageError(
+            f"`codes` name their {len(items.class_names)} classes "
+            f"{', '.join(items.class_names[:4])}… but the index at {out} holds "
+            f"codes of the classes {', '.join(held[:4])}… (another collection, whose "
+            "label ids mean other classes); add codes of the same collection, or "
+            "build a new index in another `out`"
+        )
 
 
 def _check_target(out, backend, uri, collection):
@@ -48,12 +50,18 @@ def _check_target(out, backend, uri, collection):
     if exists:
         manifest = store.read_manifest(out)
         if manifest["backend"] != backend:
-            raise UsageError(f"{out} holds a {manifest['backend']} index; pass "
-                             f"backend={manifest['backend']}, or a new `out`")
+            raise UsageError(
+                f"{out} holds a {manifest['backend']} index; pass "
+                f"backend={manifest['backend']}, or a new `out`"
+            )
         if backend == "milvus" and (manifest["uri"], manifest["collection"]) != (
-                store.normalise_uri(uri), collection):
-            raise UsageError(f"{out} points to {manifest['collection']!r} at {manifest['uri']}; "
-                             "pass those `uri` and `collection`, or a new `out`")
+            store.normalise_uri(uri),
+            collection,
+        ):
+            raise UsageError(
+                f"{out} points to {manifest['collection']!r} at {manifest['uri']}; "
+                "pass those `uri` and `collection`, or a new `out`"
+            )
     return exists
 
 
@@ -64,12 +72,13 @@ def _open_faiss(out, exists, items, settings):
     if exists:
         index = FaissIndex.load(out)
         held = dict(index.multihash or {}, kind=index.kind)
-        changed = [f"{k}={v}" for k, v in settings.items()
-                   if v is not None and held.get(k) != v]
+        changed = [f"{k}={v}" for k, v in settings.items() if v is not None and held.get(k) != v]
         if changed:
-            raise UsageError(f"{' '.join(changed)}: {out} holds a {index.kind} index "
-                             f"({index.describe()}), which an append keeps; build the "
-                             "new kind in a new `out`, or drop the flag to append")
+            raise UsageError(
+                f"{' '.join(changed)}: {out} holds a {index.kind} index "
+                f"({index.describe()}), which an append keeps; build the "
+                "new kind in a new `out`, or drop the flag to append"
+            )
         return index
     if items is None:
         raise UsageError(f"out={out} is not an index yet; `delete` needs an existing one")
@@ -84,15 +93,31 @@ def _open_milvus(uri, collection, timeout, items):
     index = MilvusIndex(uri, collection, timeout)
     if not index.exists():
         if items is None:
-            raise UsageError(f"Milvus at {uri} has no collection {collection!r}; `delete` "
-                             "needs an existing index")
+            raise UsageError(
+                f"Milvus at {uri} has no collection {collection!r}; `delete` "
+                "needs an existing index"
+            )
         index.create(items.bits, items.codes.shape[1])
     return index
 
 
-def update_index(codes=None, out=None, backend="faiss", uri=None, collection="tfhash", name=None,
-                 image_root=None, bits=None, kind=None, nhash=None, hash_bits=None, nflip=None,
-                 delete=None, replace=False, timeout=10.0):
+def update_index(
+    codes=None,
+    out=None,
+    backend="faiss",
+    uri=None,
+    collection="tfhash",
+    name=None,
+    image_root=None,
+    bits=None,
+    kind=None,
+    nhash=None,
+    hash_bits=None,
+    nflip=None,
+    delete=None,
+    replace=False,
+    timeout=10.0,
+):
     """Creates or updates an index; ``python -m tfhash.index``'s work, callable from Python.
 
     Args:
@@ -116,8 +141,9 @@ def update_index(codes=None, out=None, backend="faiss", uri=None, collection="tf
     if backend == "faiss" and uri:
         raise UsageError("`uri` is for backend=milvus; a faiss index lives in `out`")
     if backend == "milvus" and not uri:
-        raise UsageError("backend=milvus needs `uri`: http://host:19530, or a .db file for "
-                         "Milvus Lite")
+        raise UsageError(
+            "backend=milvus needs `uri`: http://host:19530, or a .db file for Milvus Lite"
+        )
     if out:
         store.check_index_dir(out)
     # One writer at a time (its lock is released when it ends, however it ends); what the index
@@ -132,8 +158,10 @@ def update_index(codes=None, out=None, backend="faiss", uri=None, collection="tf
         else:
             index = _open_milvus(uri, collection, timeout, items)
         if items is not None and items.bits and index.bits and items.bits != index.bits:
-            raise UsageError(f"bits={items.bits} but the index holds {index.bits}-bit codes; add "
-                             "codes of the model the index was built from")
+            raise UsageError(
+                f"bits={items.bits} but the index holds {index.bits}-bit codes; add "
+                "codes of the model the index was built from"
+            )
         # Milvus: a delete commits with the append that follows it, in one manifest write.
         staged = {"commit": False} if items is not None and backend == "milvus" else {}
         deleted = index.delete(read_ids(delete), **staged) if delete else 0

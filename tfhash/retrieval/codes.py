@@ -34,6 +34,7 @@ _CODES = "_codes.npy"
 # ---------------------------------------------------------------------------------------------
 # Encode's files.
 
+
 def output_files(directory, name):
     """Every file encode writes for the set ``name`` in ``directory``."""
     prefix = os.path.join(directory, name)
@@ -62,7 +63,7 @@ def beside(codes_path, part):
     codes_path = str(codes_path)
     if not codes_path.endswith(_CODES):
         return None
-    path = codes_path[:-len(_CODES)] + ("_" + INFO if part == "info" else f"_{part}.npy")
+    path = codes_path[: -len(_CODES)] + ("_" + INFO if part == "info" else f"_{part}.npy")
     return path if os.path.isfile(path) else None
 
 
@@ -85,9 +86,11 @@ def encoded_bits(*codes_paths):
     codes of different lengths are refused."""
     found = {read_info(path).get("bits") for path in codes_paths} - {None}
     if len(found) > 1:
-        raise UsageError(f"{' and '.join(map(str, codes_paths))} hold codes of different "
-                         f"lengths ({' and '.join(map(str, sorted(found)))} bits, by encode's "
-                         "_info.json); score codes of one model")
+        raise UsageError(
+            f"{' and '.join(map(str, codes_paths))} hold codes of different "
+            f"lengths ({' and '.join(map(str, sorted(found)))} bits, by encode's "
+            "_info.json); score codes of one model"
+        )
     return found.pop() if found else None
 
 
@@ -96,9 +99,11 @@ def read_paths(codes_path, needed_by, what):
     ``needed_by`` needs; ``what`` names the codes in the refusal."""
     path = beside(codes_path, "paths")
     if path is None:
-        raise UsageError(f"{needed_by} needs the image paths of {what}: encode an image folder "
-                         "or list file with python -m tfhash.encode, which writes "
-                         "<name>_paths.npy beside <name>_codes.npy")
+        raise UsageError(
+            f"{needed_by} needs the image paths of {what}: encode an image folder "
+            "or list file with python -m tfhash.encode, which writes "
+            "<name>_paths.npy beside <name>_codes.npy"
+        )
     return load_array(path, what)
 
 
@@ -120,21 +125,27 @@ def find_set(codes, name=None):
         raise UsageError("`codes` is required: the `out` directory of python -m tfhash.encode")
     if os.path.isfile(codes):
         if not codes.endswith(_CODES):
-            raise UsageError(f"codes={codes} is not an encode output (<name>_codes.npy); pass "
-                             "the `out` directory of python -m tfhash.encode")
-        return os.path.dirname(codes) or ".", os.path.basename(codes)[:-len(_CODES)]
+            raise UsageError(
+                f"codes={codes} is not an encode output (<name>_codes.npy); pass "
+                "the `out` directory of python -m tfhash.encode"
+            )
+        return os.path.dirname(codes) or ".", os.path.basename(codes)[: -len(_CODES)]
     if not os.path.isdir(codes):
-        raise UsageError(f"codes={codes} does not exist; pass the `out` directory of "
-                         "python -m tfhash.encode")
+        raise UsageError(
+            f"codes={codes} does not exist; pass the `out` directory of python -m tfhash.encode"
+        )
     if name is not None:
         return codes, name
-    names = sorted(f[:-len(_CODES)] for f in os.listdir(codes) if f.endswith(_CODES))
+    names = sorted(f[: -len(_CODES)] for f in os.listdir(codes) if f.endswith(_CODES))
     if not names:
-        raise UsageError(f"codes={codes} holds no <name>_codes.npy; pass the `out` "
-                         "directory of python -m tfhash.encode")
+        raise UsageError(
+            f"codes={codes} holds no <name>_codes.npy; pass the `out` "
+            "directory of python -m tfhash.encode"
+        )
     if len(names) > 1:
-        raise UsageError(f"codes={codes} holds several sets ({', '.join(names)}); "
-                         "choose one with `name`")
+        raise UsageError(
+            f"codes={codes} holds several sets ({', '.join(names)}); choose one with `name`"
+        )
     return codes, names[0]
 
 
@@ -159,8 +170,9 @@ def read_encoded(codes, name=None, image_root=None, bits=None):
         path = f"{prefix}_{part}.npy"
         if not os.path.isfile(path):
             if required:
-                raise UsageError(f"{path} is missing; pass a complete python -m tfhash.encode "
-                                 "output")
+                raise UsageError(
+                    f"{path} is missing; pass a complete python -m tfhash.encode output"
+                )
             return None
         try:
             return np.load(path, allow_pickle=False)
@@ -174,17 +186,26 @@ def read_encoded(codes, name=None, image_root=None, bits=None):
     paths = load("paths", required=False)
     if image_root:
         if not os.path.isdir(image_root):
-            raise UsageError(f"image_root={image_root} is not a directory; pass the image "
-                             "folder (or the list file's directory) the item ids are relative to")
+            raise UsageError(
+                f"image_root={image_root} is not a directory; pass the image "
+                "folder (or the list file's directory) the item ids are relative to"
+            )
         root = os.path.abspath(image_root)
         paths = np.array([os.path.join(root, str(i)) for i in item_ids])
     info = read_info(prefix + _CODES)
-    return Items(packed, item_ids, paths, load("labels", required=False),
-                 bits or info.get("bits"), info.get("class_names"))
+    return Items(
+        packed,
+        item_ids,
+        paths,
+        load("labels", required=False),
+        bits or info.get("bits"),
+        info.get("class_names"),
+    )
 
 
 # ---------------------------------------------------------------------------------------------
 # Packing and checking codes.
+
 
 def describe_length(bits, code_bytes):
     """``"12-bit codes"``, or ``"2-byte codes"`` when only the packed width is known."""
@@ -213,31 +234,42 @@ def as_packed(codes, name, code_bytes=None, bits=None):
     if codes.ndim == 1 and codes.dtype == np.uint8 and code_bytes:
         codes = codes.reshape(1, -1) if codes.size == code_bytes else codes
     if codes.ndim != 2 or 0 in codes.shape:
-        raise UsageError(f"{name} must be a 2-D array [codes, bytes or bits] with at least one "
-                         f"row, got shape {codes.shape}")
+        raise UsageError(
+            f"{name} must be a 2-D array [codes, bytes or bits] with at least one "
+            f"row, got shape {codes.shape}"
+        )
     if codes.dtype == np.uint8:
         packed, length = np.ascontiguousarray(codes), None
     else:
         if codes.dtype != bool:
             values = np.unique(codes)
             if not (set(values.tolist()) <= {-1, 1} or set(values.tolist()) <= {0, 1}):
-                raise UsageError(f"{name} must be binary: packed uint8 rows, or ±1 / 0/1 "
-                                 f"columns, got values {values[:5].tolist()}")
+                raise UsageError(
+                    f"{name} must be binary: packed uint8 rows, or ±1 / 0/1 "
+                    f"columns, got values {values[:5].tolist()}"
+                )
         length = codes.shape[1]
         packed = np.packbits(codes > 0, axis=1)
     fix = "query with codes of the model the index was built from"
     if length is not None and code_bytes and not bits and (length + 7) // 8 != code_bytes:
-        raise UsageError(f"{name} are {length}-bit codes but the index holds "
-                         f"{describe_length(bits, code_bytes)}; {fix}")
+        raise UsageError(
+            f"{name} are {length}-bit codes but the index holds "
+            f"{describe_length(bits, code_bytes)}; {fix}"
+        )
     if bits and length is not None and length != bits:
-        raise UsageError(f"{name} are {length}-bit codes but the index holds {bits}-bit codes; "
-                         f"{fix}")
+        raise UsageError(
+            f"{name} are {length}-bit codes but the index holds {bits}-bit codes; {fix}"
+        )
     if code_bytes and packed.shape[1] != code_bytes:
-        raise UsageError(f"{name} are {packed.shape[1]}-byte codes (up to {8 * packed.shape[1]} "
-                         f"bits) but the index holds {describe_length(bits, code_bytes)}; {fix}")
+        raise UsageError(
+            f"{name} are {packed.shape[1]}-byte codes (up to {8 * packed.shape[1]} "
+            f"bits) but the index holds {describe_length(bits, code_bytes)}; {fix}"
+        )
     if bits and bits % 8 and length is None and np.any(packed[:, -1] & (0xFF >> (bits % 8))):
-        raise UsageError(f"{name} set bits past bit {bits}: they are longer than the index's "
-                         f"{bits}-bit codes; {fix}")
+        raise UsageError(
+            f"{name} set bits past bit {bits}: they are longer than the index's "
+            f"{bits}-bit codes; {fix}"
+        )
     return packed
 
 
@@ -260,8 +292,10 @@ def check_k(k, size):
     if k is None or k < 1:
         raise UsageError(f"`k` must be at least 1, got {k}")
     if k > size:
-        raise UsageError(f"k={k} is larger than the index ({size} items); ask for at most "
-                         f"{size}, or use `radius` for every item within a distance")
+        raise UsageError(
+            f"k={k} is larger than the index ({size} items); ask for at most "
+            f"{size}, or use `radius` for every item within a distance"
+        )
 
 
 def check_radius(radius):
@@ -272,6 +306,7 @@ def check_radius(radius):
 
 # ---------------------------------------------------------------------------------------------
 # Item records and results.
+
 
 @dataclasses.dataclass
 class Items:
@@ -297,21 +332,31 @@ class Items:
         self.codes = as_packed(self.codes, "codes", bits=self.bits)
         n = len(self.codes)
         self.item_ids = np.asarray(self.item_ids, dtype=str).reshape(-1)
-        self.paths = (self.item_ids.copy() if self.paths is None
-                      else np.asarray(self.paths, dtype=str).reshape(-1))
+        self.paths = (
+            self.item_ids.copy()
+            if self.paths is None
+            else np.asarray(self.paths, dtype=str).reshape(-1)
+        )
         if self.labels is not None:
             self.labels = np.asarray(self.labels)
             if self.labels.ndim not in (1, 2) or not np.issubdtype(self.labels.dtype, np.integer):
-                raise UsageError(f"labels must be class ids [N] or multi-hot [N, C] integers, got "
-                                 f"{self.labels.dtype} {self.labels.shape}")
-        for what, array in (("item ids", self.item_ids), ("paths", self.paths),
-                            ("labels", self.labels)):
+                raise UsageError(
+                    f"labels must be class ids [N] or multi-hot [N, C] integers, got "
+                    f"{self.labels.dtype} {self.labels.shape}"
+                )
+        for what, array in (
+            ("item ids", self.item_ids),
+            ("paths", self.paths),
+            ("labels", self.labels),
+        ):
             if array is not None and len(array) != n:
                 raise UsageError(f"{n} codes but {len(array)} {what}; give one per code")
         unique, counts = np.unique(self.item_ids, return_counts=True)
         if len(unique) != n:
-            raise UsageError(f"item id {str(unique[counts > 1][0])!r} appears {counts.max()} times; "
-                             "item ids must be unique")
+            raise UsageError(
+                f"item id {str(unique[counts > 1][0])!r} appears {counts.max()} times; "
+                "item ids must be unique"
+            )
 
 
 @dataclasses.dataclass
@@ -329,15 +374,24 @@ class Hits:
 
     def first(self, k):
         """The first ``k`` results."""
-        return Hits(self.distances[:k], self.positions[:k], self.item_ids[:k], self.paths[:k],
-                    None if self.labels is None else self.labels[:k])
+        return Hits(
+            self.distances[:k],
+            self.positions[:k],
+            self.item_ids[:k],
+            self.paths[:k],
+            None if self.labels is None else self.labels[:k],
+        )
 
     def records(self):
         """JSON-ready ``[{"rank", "item_id", "path", "distance"[, "labels"]}]``."""
         out = []
         for rank in range(len(self)):
-            record = {"rank": rank + 1, "item_id": str(self.item_ids[rank]),
-                      "path": str(self.paths[rank]), "distance": int(self.distances[rank])}
+            record = {
+                "rank": rank + 1,
+                "item_id": str(self.item_ids[rank]),
+                "path": str(self.paths[rank]),
+                "distance": int(self.distances[rank]),
+            }
             if self.labels is not None:
                 record["labels"] = self.labels[rank]
             out.append(record)

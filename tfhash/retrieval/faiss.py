@@ -58,8 +58,9 @@ class FaissIndex(SearchIndex):
 
     backend = "faiss"
 
-    def __init__(self, bits=None, kind="flat", nhash=None, hash_bits=None, nflip=None,
-                 code_bytes=None):
+    def __init__(
+        self, bits=None, kind="flat", nhash=None, hash_bits=None, nflip=None, code_bytes=None
+    ):
         if bits is None and code_bytes is None:
             raise UsageError("give the code length: bits (K) or code_bytes (⌈K/8⌉)")
         if bits is not None and bits < 1:
@@ -75,13 +76,19 @@ class FaissIndex(SearchIndex):
             nhash = nhash or max(1, width // 16)
             hash_bits = hash_bits or width // nhash
             nflip = 1 if nflip is None else nflip
-            if nhash < 1 or hash_bits < 1 or nhash * hash_bits > width \
-                    or hash_bits > 63 or nflip < 0:
-                raise UsageError(f"nhash={nhash} tables of hash_bits={hash_bits} bits do "
-                                 f"not fit {width}-bit codes; need nhash * hash_bits <= "
-                                 f"{width}, hash_bits <= 63, nflip >= 0")
-            self.multihash = {"nhash": int(nhash), "hash_bits": int(hash_bits),
-                              "nflip": int(nflip)}
+            if (
+                nhash < 1
+                or hash_bits < 1
+                or nhash * hash_bits > width
+                or hash_bits > 63
+                or nflip < 0
+            ):
+                raise UsageError(
+                    f"nhash={nhash} tables of hash_bits={hash_bits} bits do "
+                    f"not fit {width}-bit codes; need nhash * hash_bits <= "
+                    f"{width}, hash_bits <= 63, nflip >= 0"
+                )
+            self.multihash = {"nhash": int(nhash), "hash_bits": int(hash_bits), "nflip": int(nflip)}
         self._codes = np.empty((0, self.code_bytes), np.uint8)
         self.item_ids = np.empty(0, str)
         self.paths = np.empty(0, str)
@@ -99,15 +106,24 @@ class FaissIndex(SearchIndex):
 
     def add(self, codes, item_ids, paths=None, labels=None, replace=False):
         items = self.items(codes, item_ids, paths, labels)
-        if items.labels is not None and self.labels is not None \
-                and (items.labels.ndim != self.labels.ndim
-                     or items.labels.shape[1:] != self.labels.shape[1:]):
-            raise UsageError(f"labels of shape {items.labels.shape[1:] or 'class ids'} do not "
-                             f"match the index's {self.labels.shape[1:] or 'class ids'}; index "
-                             "collections with the same label layout together")
+        if (
+            items.labels is not None
+            and self.labels is not None
+            and (
+                items.labels.ndim != self.labels.ndim
+                or items.labels.shape[1:] != self.labels.shape[1:]
+            )
+        ):
+            raise UsageError(
+                f"labels of shape {items.labels.shape[1:] or 'class ids'} do not "
+                f"match the index's {self.labels.shape[1:] or 'class ids'}; index "
+                "collections with the same label layout together"
+            )
         if self.size and (items.labels is None) != (self.labels is None):
-            raise UsageError("the index holds items with labels and these have none (or the "
-                             "other way round); give every item labels, or none")
+            raise UsageError(
+                "the index holds items with labels and these have none (or the "
+                "other way round); give every item labels, or none"
+            )
         present = np.isin(items.item_ids, self.item_ids)
         if present.any():
             if not replace:
@@ -117,8 +133,9 @@ class FaissIndex(SearchIndex):
         self.item_ids = np.concatenate([self.item_ids, items.item_ids])
         self.paths = np.concatenate([self.paths, items.paths])
         if items.labels is not None:
-            self.labels = (items.labels if self.labels is None
-                           else np.concatenate([self.labels, items.labels]))
+            self.labels = (
+                items.labels if self.labels is None else np.concatenate([self.labels, items.labels])
+            )
         self._engine = None
 
     def delete(self, item_ids):
@@ -127,8 +144,11 @@ class FaissIndex(SearchIndex):
         if len(missing):
             self.refuse_missing(missing)
         keep = ~np.isin(self.item_ids, item_ids)
-        self._codes, self.item_ids, self.paths = (self._codes[keep], self.item_ids[keep],
-                                                  self.paths[keep])
+        self._codes, self.item_ids, self.paths = (
+            self._codes[keep],
+            self.item_ids[keep],
+            self.paths[keep],
+        )
         if self.labels is not None:
             self.labels = self.labels[keep]
         self._engine = None
@@ -145,9 +165,9 @@ class FaissIndex(SearchIndex):
             if self.kind == "flat":
                 engine = faiss.IndexBinaryFlat(8 * self.code_bytes)
             else:
-                engine = faiss.IndexBinaryMultiHash(8 * self.code_bytes,
-                                                    self.multihash["nhash"],
-                                                    self.multihash["hash_bits"])
+                engine = faiss.IndexBinaryMultiHash(
+                    8 * self.code_bytes, self.multihash["nhash"], self.multihash["hash_bits"]
+                )
                 engine.nflip = self.multihash["nflip"]
             if self.size:
                 engine.add(REVERSED[self._codes])
@@ -164,8 +184,7 @@ class FaissIndex(SearchIndex):
 
     def _hits(self, distances, positions):
         labels = None if self.labels is None else label_sets(self.labels[positions])
-        return Hits(distances, positions, self.item_ids[positions], self.paths[positions],
-                    labels)
+        return Hits(distances, positions, self.item_ids[positions], self.paths[positions], labels)
 
     def _top_k(self, queries, k):
         distances, positions = self._flat().search(REVERSED[queries], k)
@@ -176,18 +195,28 @@ class FaissIndex(SearchIndex):
             return [self._hits(np.empty(0, np.int64), np.empty(0, np.int64)) for _ in queries]
         # FAISS's range search keeps d < radius.
         lims, distances, positions = self.engine().range_search(REVERSED[queries], radius + 1)
-        return [self._hits(*ordered(distances[a:b], positions[a:b]))
-                for a, b in zip(lims[:-1], lims[1:])]
+        return [
+            self._hits(*ordered(distances[a:b], positions[a:b]))
+            for a, b in zip(lims[:-1], lims[1:])
+        ]
 
     # -- on disk --
 
     def manifest(self, files=None):
-        return {"format": store.FORMAT, "version": store.FORMAT_VERSION, "backend": "faiss",
-                "kind": self.kind, "multihash": self.multihash, "bits": self.bits,
-                "code_bytes": self.code_bytes, "size": self.size,
-                "labels": None if self.labels is None else list(self.labels.shape[1:]),
-                "tie_rule": TIE_RULE, "faiss_bytes": "bit-reversed np.packbits rows",
-                "files": files}
+        return {
+            "format": store.FORMAT,
+            "version": store.FORMAT_VERSION,
+            "backend": "faiss",
+            "kind": self.kind,
+            "multihash": self.multihash,
+            "bits": self.bits,
+            "code_bytes": self.code_bytes,
+            "size": self.size,
+            "labels": None if self.labels is None else list(self.labels.shape[1:]),
+            "tie_rule": TIE_RULE,
+            "faiss_bytes": "bit-reversed np.packbits rows",
+            "files": files,
+        }
 
     def save(self, directory):
         """Writes the index into ``directory`` atomically (see the class docstring)."""
@@ -225,22 +254,31 @@ class FaissIndex(SearchIndex):
         if manifest.get("backend") != "faiss":
             raise UsageError(f"{directory} holds a {manifest.get('backend')} index, not faiss")
         faiss = import_faiss()
-        index = cls(manifest["bits"], manifest["kind"], code_bytes=manifest["code_bytes"],
-                    **(manifest["multihash"] or {}))
+        index = cls(
+            manifest["bits"],
+            manifest["kind"],
+            code_bytes=manifest["code_bytes"],
+            **(manifest["multihash"] or {}),
+        )
         try:
             engine = faiss.read_index_binary(os.path.join(directory, manifest["files"]["codes"]))
-            with np.load(os.path.join(directory, manifest["files"]["items"]),
-                         allow_pickle=False) as items:
+            with np.load(
+                os.path.join(directory, manifest["files"]["items"]), allow_pickle=False
+            ) as items:
                 index.item_ids, index.paths = items["item_ids"], items["paths"]
                 index.labels = items["labels"] if "labels" in items else None
         except (OSError, RuntimeError, KeyError, ValueError) as e:
-            raise UsageError(f"{directory}: the index files are unreadable ({str(e).strip()[:200]}"
-                             "); rebuild the index with python -m tfhash.index") from None
+            raise UsageError(
+                f"{directory}: the index files are unreadable ({str(e).strip()[:200]}"
+                "); rebuild the index with python -m tfhash.index"
+            ) from None
         # read_index_binary returns the concrete class, and owns it: no downcast of it here.
         flat = engine if index.kind == "flat" else faiss.downcast_IndexBinary(engine.storage)
         index._codes = REVERSED[faiss.vector_to_array(flat.xb).reshape(-1, index.code_bytes)]
         if len(index._codes) != len(index.item_ids) or engine.d != 8 * index.code_bytes:
-            raise UsageError(f"{directory}: the codes and item records disagree; rebuild the "
-                             "index with python -m tfhash.index")
+            raise UsageError(
+                f"{directory}: the codes and item records disagree; rebuild the "
+                "index with python -m tfhash.index"
+            )
         index._engine = engine
         return index

@@ -26,8 +26,10 @@ def import_pymilvus():
     try:
         import pymilvus
     except ImportError:
-        raise UsageError("the milvus backend needs pymilvus (and milvus-lite for a .db file): "
-                         "pip install 'tfhash[milvus]'") from None
+        raise UsageError(
+            "the milvus backend needs pymilvus (and milvus-lite for a .db file): "
+            "pip install 'tfhash[milvus]'"
+        ) from None
     import logging
 
     logging.getLogger("pymilvus").setLevel(logging.CRITICAL)  # errors become UsageError lines
@@ -72,12 +74,15 @@ class MilvusIndex(SearchIndex):
     def __init__(self, uri, collection=store.DEFAULT_COLLECTION, timeout=10.0):
         pymilvus = import_pymilvus()
         if not collection or not collection.replace("_", "a").isalnum() or collection[0].isdigit():
-            raise UsageError(f"collection={collection!r} is not a Milvus collection name; use "
-                             "letters, digits and underscores, starting with a letter")
+            raise UsageError(
+                f"collection={collection!r} is not a Milvus collection name; use "
+                "letters, digits and underscores, starting with a letter"
+            )
         uri = self.normalise_uri(uri)
         if store.is_lite_file(uri) and not os.path.isdir(os.path.dirname(uri)):
-            raise UsageError(f"the directory of the Milvus Lite file {uri} does not exist; "
-                             "create it first")
+            raise UsageError(
+                f"the directory of the Milvus Lite file {uri} does not exist; create it first"
+            )
         self.uri, self.collection, self.meta = uri, collection, f"{collection}_tfhash_meta"
         self.timeout = timeout
         try:
@@ -86,11 +91,15 @@ class MilvusIndex(SearchIndex):
         except Exception as e:  # noqa: BLE001 -- connection errors come as several types
             reason = str(getattr(e, "message", "") or e or type(e).__name__).splitlines()[0]
             if store.is_lite_file(uri):  # Milvus Lite: one process per file
-                raise UsageError(f"the Milvus Lite file {uri} cannot be opened ({reason[:160]}); "
-                                 "Milvus Lite lets one process at a time open a file: wait "
-                                 "for the other command to finish") from None
-            raise UsageError(f"Milvus at {uri} does not answer within {timeout:g} s "
-                             f"({reason[:160]}); start the server or fix `uri`") from None
+                raise UsageError(
+                    f"the Milvus Lite file {uri} cannot be opened ({reason[:160]}); "
+                    "Milvus Lite lets one process at a time open a file: wait "
+                    "for the other command to finish"
+                ) from None
+            raise UsageError(
+                f"Milvus at {uri} does not answer within {timeout:g} s "
+                f"({reason[:160]}); start the server or fix `uri`"
+            ) from None
         self._manifest = None
         self._stage = None  # a delete staged for the next add (delete(commit=False))
         self._pending_cache = (None, [])
@@ -107,30 +116,40 @@ class MilvusIndex(SearchIndex):
         itself is written by every change)."""
         store.check_index_dir(directory)
         os.makedirs(directory, exist_ok=True)
-        store.write_manifest(directory, {
-            "format": store.FORMAT, "version": store.FORMAT_VERSION, "backend": "milvus", "uri": self.uri,
-            "collection": self.collection, "bits": self.bits, "code_bytes": self.code_bytes,
-            "tie_rule": TIE_RULE})
+        store.write_manifest(
+            directory,
+            {
+                "format": store.FORMAT,
+                "version": store.FORMAT_VERSION,
+                "backend": "milvus",
+                "uri": self.uri,
+                "collection": self.collection,
+                "bits": self.bits,
+                "code_bytes": self.code_bytes,
+                "tie_rule": TIE_RULE,
+            },
+        )
 
     save_pointer = save  # its name before the backends shared SearchIndex
 
     def exists(self):
-        return (self.client.has_collection(self.collection)
-                and self.client.has_collection(self.meta))
+        return self.client.has_collection(self.collection) and self.client.has_collection(self.meta)
 
     def manifest(self):
         if self._manifest is None:
-            rows = self.client.query(self.meta, filter='key == "manifest"',
-                                     output_fields=["value"])
+            rows = self.client.query(self.meta, filter='key == "manifest"', output_fields=["value"])
             if not rows:
-                raise UsageError(f"Milvus collection {self.meta} has no manifest; rebuild the "
-                                 "index with python -m tfhash.index (milvus backend)")
+                raise UsageError(
+                    f"Milvus collection {self.meta} has no manifest; rebuild the "
+                    "index with python -m tfhash.index (milvus backend)"
+                )
             self._manifest = json.loads(rows[0]["value"])
         return self._manifest
 
     def _commit(self, manifest):
-        self.client.upsert(self.meta, [{"key": "manifest", "value": json.dumps(manifest),
-                                        "dummy": b"\x00"}])
+        self.client.upsert(
+            self.meta, [{"key": "manifest", "value": json.dumps(manifest), "dummy": b"\x00"}]
+        )
         self._manifest = manifest
 
     # -- deletes, committed before their rows go (see the class docstring) --
@@ -144,12 +163,15 @@ class MilvusIndex(SearchIndex):
             return []
         if getattr(self, "_pending_cache", (None,))[0] != pending["txn"]:
             keys = _quote(f"pending-{pending['txn']}-{i}" for i in range(pending["chunks"]))
-            rows = self.client.query(self.meta, filter=f"key in {keys}",
-                                     output_fields=["key", "value"])
+            rows = self.client.query(
+                self.meta, filter=f"key in {keys}", output_fields=["key", "value"]
+            )
             seqs = sorted(s for row in rows for s in json.loads(row["value"]))
             if len(seqs) != pending["count"]:
-                raise UsageError(f"Milvus collection {self.meta} lost part of a delete's record; "
-                                 "rebuild the index with python -m tfhash.index")
+                raise UsageError(
+                    f"Milvus collection {self.meta} lost part of a delete's record; "
+                    "rebuild the index with python -m tfhash.index"
+                )
             self._pending_cache = (pending["txn"], seqs)
         return self._pending_cache[1]
 
@@ -158,10 +180,17 @@ class MilvusIndex(SearchIndex):
         manifest = {k: v for k, v in manifest.items() if k != "pending"}
         if doomed:
             txn = uuid.uuid4().hex[:12]
-            chunks = [doomed[i:i + self._PENDING_ROWS]
-                      for i in range(0, len(doomed), self._PENDING_ROWS)]
-            self.client.upsert(self.meta, [{"key": f"pending-{txn}-{i}", "value": json.dumps(c),
-                                            "dummy": b"\x00"} for i, c in enumerate(chunks)])
+            chunks = [
+                doomed[i : i + self._PENDING_ROWS]
+                for i in range(0, len(doomed), self._PENDING_ROWS)
+            ]
+            self.client.upsert(
+                self.meta,
+                [
+                    {"key": f"pending-{txn}-{i}", "value": json.dumps(c), "dummy": b"\x00"}
+                    for i, c in enumerate(chunks)
+                ],
+            )
             manifest["pending"] = {"txn": txn, "chunks": len(chunks), "count": len(doomed)}
         self._commit(manifest)  # the commit point
         self._recover()
@@ -172,7 +201,7 @@ class MilvusIndex(SearchIndex):
         manifest = self.manifest()
         seqs = self._pending()
         for start in range(0, len(seqs), 10000):
-            self.client.delete(self.collection, filter=f"seq in {seqs[start:start + 10000]}")
+            self.client.delete(self.collection, filter=f"seq in {seqs[start : start + 10000]}")
         if seqs:
             self._commit({k: v for k, v in manifest.items() if k != "pending"})
         self.client.delete(self.meta, filter='key like "pending-%"')
@@ -205,8 +234,9 @@ class MilvusIndex(SearchIndex):
         for name in (self.collection, self.meta):
             if self.client.has_collection(name):
                 self.client.drop_collection(name)
-        schema = pymilvus.MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False,
-                                                     description="tfhash Hamming index")
+        schema = pymilvus.MilvusClient.create_schema(
+            auto_id=False, enable_dynamic_field=False, description="tfhash Hamming index"
+        )
         schema.add_field("seq", DataType.INT64, is_primary=True)
         schema.add_field("code", DataType.BINARY_VECTOR, dim=8 * code_bytes)
         schema.add_field("item_id", DataType.VARCHAR, max_length=4096)
@@ -214,19 +244,31 @@ class MilvusIndex(SearchIndex):
         schema.add_field("labels", DataType.VARCHAR, max_length=8192)
         params = self.client.prepare_index_params()
         params.add_index(field_name="code", index_type="BIN_FLAT", metric_type="HAMMING")
-        self.client.create_collection(self.collection, schema=schema, index_params=params,
-                                      consistency_level="Strong")
+        self.client.create_collection(
+            self.collection, schema=schema, index_params=params, consistency_level="Strong"
+        )
         meta = pymilvus.MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
         meta.add_field("key", DataType.VARCHAR, is_primary=True, max_length=64)
         meta.add_field("value", DataType.VARCHAR, max_length=65535)
         meta.add_field("dummy", DataType.BINARY_VECTOR, dim=8)  # Milvus needs a vector field
         params = self.client.prepare_index_params()
         params.add_index(field_name="dummy", index_type="BIN_FLAT", metric_type="HAMMING")
-        self.client.create_collection(self.meta, schema=meta, index_params=params,
-                                      consistency_level="Strong")
-        self._commit({"format": store.FORMAT, "version": store.FORMAT_VERSION, "backend": "milvus",
-                      "bits": None if bits is None else int(bits), "code_bytes": code_bytes, "size": 0, "next_seq": 0,
-                      "labels": None, "tie_rule": TIE_RULE})
+        self.client.create_collection(
+            self.meta, schema=meta, index_params=params, consistency_level="Strong"
+        )
+        self._commit(
+            {
+                "format": store.FORMAT,
+                "version": store.FORMAT_VERSION,
+                "backend": "milvus",
+                "bits": None if bits is None else int(bits),
+                "code_bytes": code_bytes,
+                "size": 0,
+                "next_seq": 0,
+                "labels": None,
+                "tie_rule": TIE_RULE,
+            }
+        )
 
     def _visible(self, extra=None):
         condition = f"seq < {self.manifest()['next_seq']}"
@@ -239,8 +281,10 @@ class MilvusIndex(SearchIndex):
         found = {}
         for start in range(0, len(item_ids), 1000):
             rows = self.client.query(
-                self.collection, filter=self._visible(f"item_id in {_quote(item_ids[start:start + 1000])}"),
-                output_fields=["seq", "item_id"])
+                self.collection,
+                filter=self._visible(f"item_id in {_quote(item_ids[start : start + 1000])}"),
+                output_fields=["seq", "item_id"],
+            )
             found.update((row["item_id"], row["seq"]) for row in rows)
         return found
 
@@ -251,27 +295,40 @@ class MilvusIndex(SearchIndex):
         items = self.items(codes, item_ids, paths, labels)
         packed = items.codes
         staged = set(doomed)
-        present = {i: s for i, s in self._present(items.item_ids.tolist()).items()
-                   if s not in staged}
+        present = {
+            i: s for i, s in self._present(items.item_ids.tolist()).items() if s not in staged
+        }
         if present and not replace:
             self.refuse_present(len(present), next(iter(present)))
         layout = None if items.labels is None else list(items.labels.shape[1:])
         if manifest["size"] and layout != manifest["labels"]:
-            raise UsageError(f"labels {layout} do not match the index's {manifest['labels']} "
-                             "(null: none, []: class ids, [C]: multi-hot); index collections "
-                             "with the same label layout together")
+            raise UsageError(
+                f"labels {layout} do not match the index's {manifest['labels']} "
+                "(null: none, []: class ids, [C]: multi-hot); index collections "
+                "with the same label layout together"
+            )
         start = manifest["next_seq"]
         # Rows an interrupted append left past next_seq are invisible; clear them first.
         self.client.delete(self.collection, filter=f"seq >= {start}")
         sets = label_sets(items.labels)
         for first in range(0, len(packed), _MILVUS_BATCH):
-            rows = [{"seq": start + i, "code": packed[i].tobytes(),
-                     "item_id": str(items.item_ids[i]), "path": str(items.paths[i]),
-                     "labels": json.dumps(sets[i] if sets is not None else None)}
-                    for i in range(first, min(first + _MILVUS_BATCH, len(packed)))]
+            rows = [
+                {
+                    "seq": start + i,
+                    "code": packed[i].tobytes(),
+                    "item_id": str(items.item_ids[i]),
+                    "path": str(items.paths[i]),
+                    "labels": json.dumps(sets[i] if sets is not None else None),
+                }
+                for i in range(first, min(first + _MILVUS_BATCH, len(packed)))
+            ]
             self.client.insert(self.collection, rows)
-        manifest = dict(manifest, size=manifest["size"] - len(present) + len(packed),
-                        next_seq=start + len(packed), labels=layout)
+        manifest = dict(
+            manifest,
+            size=manifest["size"] - len(present) + len(packed),
+            next_seq=start + len(packed),
+            labels=layout,
+        )
         self._finish(manifest, doomed + sorted(present.values()))
 
     def delete(self, item_ids, commit=True):
@@ -307,18 +364,29 @@ class MilvusIndex(SearchIndex):
         params = {"metric_type": "HAMMING"}
         if lo is not None:  # Milvus's HAMMING range search keeps range_filter <= d < radius
             params["params"] = {"radius": int(hi) + 1, "range_filter": int(lo)}
-        results = self.client.search(self.collection, data=[q.tobytes() for q in queries],
-                                     limit=limit, filter=self._visible(condition),
-                                     search_params=params, output_fields=[])
-        return [(np.array([h["distance"] for h in hits], np.int64),
-                 np.array([h["id"] for h in hits], np.int64)) for hits in results]
+        results = self.client.search(
+            self.collection,
+            data=[q.tobytes() for q in queries],
+            limit=limit,
+            filter=self._visible(condition),
+            search_params=params,
+            output_fields=[],
+        )
+        return [
+            (
+                np.array([h["distance"] for h in hits], np.int64),
+                np.array([h["id"] for h in hits], np.int64),
+            )
+            for hits in results
+        ]
 
     def _range(self, query, lo, hi, seq_lo, seq_hi, want=None):
         """``(distances, seqs)`` of every item with ``lo <= d <= hi`` and ``seq_lo <= seq <
         seq_hi``, by position; only the first ``want`` when given. Milvus returns at most
         MILVUS_MAX_K items per search, so a full answer splits the position range in two."""
-        distances, seqs = self._search([query], MILVUS_MAX_K, lo, hi,
-                                       f"seq >= {seq_lo} and seq < {seq_hi}")[0]
+        distances, seqs = self._search(
+            [query], MILVUS_MAX_K, lo, hi, f"seq >= {seq_lo} and seq < {seq_hi}"
+        )[0]
         if len(seqs) < MILVUS_MAX_K or seq_hi - seq_lo <= 1:
             order = np.argsort(seqs)
             return distances[order][:want], seqs[order][:want]
@@ -326,37 +394,48 @@ class MilvusIndex(SearchIndex):
         left = self._range(query, lo, hi, seq_lo, middle, want)
         if want is not None and len(left[1]) >= want:
             return left
-        right = self._range(query, lo, hi, middle, seq_hi,
-                            None if want is None else want - len(left[1]))
+        right = self._range(
+            query, lo, hi, middle, seq_hi, None if want is None else want - len(left[1])
+        )
         return np.concatenate([left[0], right[0]]), np.concatenate([left[1], right[1]])
 
     def _hits(self, found):
         seqs = sorted({int(s) for _, positions in found for s in positions})
         records = {}
         for start in range(0, len(seqs), 1000):
-            for row in self.client.query(self.collection,
-                                         filter=f"seq in {seqs[start:start + 1000]}",
-                                         output_fields=["seq", "item_id", "path", "labels"]):
+            for row in self.client.query(
+                self.collection,
+                filter=f"seq in {seqs[start : start + 1000]}",
+                output_fields=["seq", "item_id", "path", "labels"],
+            ):
                 records[row["seq"]] = row
         hits = []
         for distances, positions in found:
             distances, positions = ordered(distances, positions)
             rows = [records[int(s)] for s in positions]
             labels = None if self.labels is None else [json.loads(r["labels"]) for r in rows]
-            hits.append(Hits(distances, positions, np.array([r["item_id"] for r in rows], str),
-                             np.array([r["path"] for r in rows], str), labels))
+            hits.append(
+                Hits(
+                    distances,
+                    positions,
+                    np.array([r["item_id"] for r in rows], str),
+                    np.array([r["path"] for r in rows], str),
+                    labels,
+                )
+            )
         return hits
 
     def _top_k(self, queries, k):
         """Top-k with the tie rule: Milvus's top-k fixes the k-th distance d_k and every item
         closer; the items at d_k are then taken by position from a range search."""
         if k > MILVUS_MAX_K - 1:
-            raise UsageError(f"k={k} is more than Milvus returns per query "
-                             f"({MILVUS_MAX_K - 1}); ask for fewer")
+            raise UsageError(
+                f"k={k} is more than Milvus returns per query ({MILVUS_MAX_K - 1}); ask for fewer"
+            )
         limit = min(k + 1, self.size)
         found = []
         for start in range(0, len(queries), 256):
-            chunk = queries[start:start + 256]
+            chunk = queries[start : start + 256]
             for query, (distances, seqs) in zip(chunk, self._search(chunk, limit)):
                 distances, seqs = ordered(distances, seqs)
                 last = distances[k - 1]
@@ -366,8 +445,12 @@ class MilvusIndex(SearchIndex):
                 closer = distances < last
                 need = k - int(closer.sum())
                 tied = self._range(query, last, last, 0, self.manifest()["next_seq"], need)
-                found.append((np.concatenate([distances[closer], tied[0]]),
-                              np.concatenate([seqs[closer], tied[1]])))
+                found.append(
+                    (
+                        np.concatenate([distances[closer], tied[0]]),
+                        np.concatenate([seqs[closer], tied[1]]),
+                    )
+                )
         return self._hits(found)
 
     def _within(self, queries, radius):

@@ -43,23 +43,31 @@ def read_manifest(directory):
     """The manifest of an index directory; :class:`UsageError` if it is not an index."""
     path = os.path.join(directory, MANIFEST)
     if not os.path.isdir(directory):
-        raise UsageError(f"index={directory} does not exist; build an index with "
-                         "python -m tfhash.index, or pass a Milvus URI")
+        raise UsageError(
+            f"index={directory} does not exist; build an index with "
+            "python -m tfhash.index, or pass a Milvus URI"
+        )
     try:
         with open(path) as f:
             manifest = json.load(f)
     except FileNotFoundError:
-        raise UsageError(f"{directory} is not a tfhash index (no {MANIFEST}); build one with "
-                         "python -m tfhash.index") from None
+        raise UsageError(
+            f"{directory} is not a tfhash index (no {MANIFEST}); build one with "
+            "python -m tfhash.index"
+        ) from None
     except (OSError, ValueError) as e:
-        raise UsageError(f"{path} is not readable JSON ({e}); rebuild the index with "
-                         "python -m tfhash.index") from None
+        raise UsageError(
+            f"{path} is not readable JSON ({e}); rebuild the index with python -m tfhash.index"
+        ) from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise UsageError(f"{path} is not a tfhash index manifest; rebuild the index with "
-                         "python -m tfhash.index")
+        raise UsageError(
+            f"{path} is not a tfhash index manifest; rebuild the index with python -m tfhash.index"
+        )
     if manifest.get("version", 0) > FORMAT_VERSION:
-        raise UsageError(f"{directory} was written by a newer tfhash (format "
-                         f"{manifest['version']}); upgrade tfhash to read it")
+        raise UsageError(
+            f"{directory} was written by a newer tfhash (format "
+            f"{manifest['version']}); upgrade tfhash to read it"
+        )
     return manifest
 
 
@@ -100,8 +108,10 @@ def check_index_dir(directory):
     if os.path.isdir(directory) and not os.path.exists(os.path.join(directory, MANIFEST)):
         foreign = [n for n in os.listdir(directory) if not is_leftover(n) and n != LOCK]
         if foreign:
-            raise UsageError(f"out={directory} exists and is not a tfhash index (it holds "
-                             f"{foreign[0]!r} and no {MANIFEST}); pass a new or empty directory")
+            raise UsageError(
+                f"out={directory} exists and is not a tfhash index (it holds "
+                f"{foreign[0]!r} and no {MANIFEST}); pass a new or empty directory"
+            )
 
 
 def read_class_names(directory):
@@ -120,13 +130,18 @@ def read_class_names(directory):
 def write_class_names(directory, class_names):
     """Records ``class_names`` in the index directory (atomically)."""
     path = os.path.join(directory, CLASS_NAMES)
-    with atomic_path(path, os.path.join(directory, f".partial-{os.getpid()}-{CLASS_NAMES}")) \
-            as partial, open(partial, "w") as f:
+    with (
+        atomic_path(
+            path, os.path.join(directory, f".partial-{os.getpid()}-{CLASS_NAMES}")
+        ) as partial,
+        open(partial, "w") as f,
+    ):
         json.dump(list(class_names), f)
 
 
 # ---------------------------------------------------------------------------------------------
 # One writer at a time.
+
 
 class IndexLock:
     """The locks :func:`lock_index` took; ``release()`` (or the end of a ``with``) drops them."""
@@ -160,8 +175,7 @@ def lock_index(out=None, uri=None):
         if out:
             check_index_dir(out)
             os.makedirs(out, exist_ok=True)
-            locks.held.append(DirectoryLock(os.path.join(out, LOCK), f"index {out}",
-                                            fix).acquire())
+            locks.held.append(DirectoryLock(os.path.join(out, LOCK), f"index {out}", fix).acquire())
         if uri and is_lite_file(uri):
             path = normalise_uri(uri)
             if os.path.isdir(os.path.dirname(path)):
@@ -176,6 +190,7 @@ def lock_index(out=None, uri=None):
 # ---------------------------------------------------------------------------------------------
 # Opening an index.
 
+
 def open_index(location, collection=None, timeout=10.0):
     """The index at ``location``: a FAISS index directory, a Milvus URI, or a directory that
     points to a Milvus collection (written by ``python -m tfhash.index`` with the milvus
@@ -188,16 +203,20 @@ def open_index(location, collection=None, timeout=10.0):
     if is_milvus_uri(location) and not os.path.isdir(location):
         index = MilvusIndex(location, collection or DEFAULT_COLLECTION, timeout)
         if not index.exists():
-            raise UsageError(f"Milvus at {location} has no tfhash index named "
-                             f"{index.collection!r}; build one with python -m tfhash.index "
-                             "and the milvus backend, or name it with `collection`")
+            raise UsageError(
+                f"Milvus at {location} has no tfhash index named "
+                f"{index.collection!r}; build one with python -m tfhash.index "
+                "and the milvus backend, or name it with `collection`"
+            )
         return index
     manifest = read_manifest(location)
     if manifest["backend"] == "milvus":
         index = MilvusIndex(manifest["uri"], collection or manifest["collection"], timeout)
         if not index.exists():
-            raise UsageError(f"{location} points to Milvus collection {index.collection!r} at "
-                             f"{manifest['uri']}, which does not exist; rebuild it with "
-                             "python -m tfhash.index and the milvus backend")
+            raise UsageError(
+                f"{location} points to Milvus collection {index.collection!r} at "
+                f"{manifest['uri']}, which does not exist; rebuild it with "
+                "python -m tfhash.index and the milvus backend"
+            )
         return index
     return FaissIndex.load(location, manifest)

@@ -34,21 +34,34 @@ def collection_source(data, data_dir=None):
     if os.path.isdir(data):
         return "folder", data
     if os.path.isfile(data) and data.lower().endswith(sources.IMAGE_EXTENSIONS):
-        raise UsageError(f"data={data} is one image; encode takes an image folder "
-                         "(<root>/<class>/<image>) or a list file. To find the images nearest "
-                         "to it, give it to the search command as a query image, with an index "
-                         "and a model")
+        raise UsageError(
+            f"data={data} is one image; encode takes an image folder "
+            "(<root>/<class>/<image>) or a list file. To find the images nearest "
+            "to it, give it to the search command as a query image, with an index "
+            "and a model"
+        )
     if os.path.isfile(data):
         return "list", data
     if data not in sources.DATASETS or data in ("folder", "list"):
         names = ", ".join(d for d in sources.DATASETS if d not in ("folder", "list"))
-        raise UsageError(f"data={data}: no such image folder or list file, and not a dataset "
-                         f"name ({names}); check the path")
+        raise UsageError(
+            f"data={data}: no such image folder or list file, and not a dataset "
+            f"name ({names}); check the path"
+        )
     return data, data_dir
 
 
-def encode_collection(model, data, out, data_dir=None, indices=None, name=None,
-                      batch_size=256, verbose=True, overwrite=False):
+def encode_collection(
+    model,
+    data,
+    out,
+    data_dir=None,
+    indices=None,
+    name=None,
+    batch_size=256,
+    verbose=True,
+    overwrite=False,
+):
     """Encodes the images of ``data`` with the exported ``model``; writes and returns the arrays.
 
     Args:
@@ -82,20 +95,29 @@ def encode_collection(model, data, out, data_dir=None, indices=None, name=None,
     index_files = list(indices) if several else [indices]
     for path in index_files:
         if path is not None and not os.path.isfile(path):
-            raise UsageError(f"indices={path} does not exist; pass a .npy of indices, e.g. "
-                             "run_dir/split/query.npy")
+            raise UsageError(
+                f"indices={path} does not exist; pass a .npy of indices, e.g. "
+                "run_dir/split/query.npy"
+            )
     if name is not None and len(index_files) > 1:
-        raise UsageError("`name` names the files of one `indices` file; drop it to name each "
-                         "part after its file")
-    names = [name] if name is not None else [
-        os.path.splitext(os.path.basename(p))[0] if p else "all" for p in index_files]
+        raise UsageError(
+            "`name` names the files of one `indices` file; drop it to name each part after its file"
+        )
+    names = (
+        [name]
+        if name is not None
+        else [os.path.splitext(os.path.basename(p))[0] if p else "all" for p in index_files]
+    )
     if len(set(names)) < len(names):
         raise UsageError(f"`indices` files {index_files} share a name; rename one")
-    existing = [path for n in names for path in encoded.output_files(out, n)
-                if os.path.exists(path)]
+    existing = [
+        path for n in names for path in encoded.output_files(out, n) if os.path.exists(path)
+    ]
     if existing and not overwrite:
-        raise UsageError(f"{existing[0]} already exists; pass another `out` or `name`, or "
-                         "`overwrite` to replace it")
+        raise UsageError(
+            f"{existing[0]} already exists; pass another `out` or `name`, or "
+            "`overwrite` to replace it"
+        )
     dataset, dataset_dir = collection_source(data, data_dir)
     version_dir = savedmodel.resolve_version_dir(model)
 
@@ -116,8 +138,10 @@ def encode_collection(model, data, out, data_dir=None, indices=None, name=None,
             continue
         order = np.load(path).astype(np.int64).reshape(-1)
         if order.size and (order.min() < 0 or order.max() >= len(collection)):
-            raise UsageError(f"indices={path} holds indices outside [0, {len(collection)}) "
-                             f"of data={data}; pass the split of a run on this collection")
+            raise UsageError(
+                f"indices={path} holds indices outside [0, {len(collection)}) "
+                f"of data={data}; pass the split of a run on this collection"
+            )
         orders.append(order)
 
     results = []
@@ -138,9 +162,14 @@ def encode_collection(model, data, out, data_dir=None, indices=None, name=None,
         if collection.files is not None:  # image files: their paths, for an index or gallery
             result["paths"] = np.array([os.path.abspath(p) for p in collection.files[order]])
         prefix = os.path.join(out, part)
-        info = {"bits": int(bits), "class_names": [str(c) for c in collection.class_names],
-                "multi_label": bool(collection.multi_label), "count": len(order),
-                "model": os.path.abspath(version_dir), "data": data}
+        info = {
+            "bits": int(bits),
+            "class_names": [str(c) for c in collection.class_names],
+            "multi_label": bool(collection.multi_label),
+            "count": len(order),
+            "model": os.path.abspath(version_dir),
+            "data": data,
+        }
         encoded.write_encoded(prefix, result, info)
         results.append(dict(result, bits=bits, prefix=prefix))
     return results if several else results[0]
@@ -155,11 +184,14 @@ def image_files(images):
     files = []
     for entry in entries:
         if os.path.isdir(entry):
-            found = sorted(os.path.join(top, name) for top, _, names in os.walk(entry)
-                           for name in names if name.lower().endswith(IMAGE_EXTENSIONS))
+            found = sorted(
+                os.path.join(top, name)
+                for top, _, names in os.walk(entry)
+                for name in names
+                if name.lower().endswith(IMAGE_EXTENSIONS)
+            )
             if not found:
-                raise UsageError(f"images={entry} holds no images "
-                                 f"({', '.join(IMAGE_EXTENSIONS)})")
+                raise UsageError(f"images={entry} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
             files += found
         elif os.path.isfile(entry):
             files.append(entry)
@@ -172,8 +204,14 @@ def graph_error_reason(message):
     """The line of a TensorFlow graph error that says what went wrong (the first line is
     "Graph execution error:", then where, then the reason)."""
     lines = [line.strip() for line in message.strip().splitlines()]
-    reasons = [line for line in lines if line and not line.startswith(
-        ("Graph execution error", "Detected at node", "<stack traces", "[["))]
+    reasons = [
+        line
+        for line in lines
+        if line
+        and not line.startswith(
+            ("Graph execution error", "Detected at node", "<stack traces", "[[")
+        )
+    ]
     return (reasons or lines or ["unknown error"])[0][:160]
 
 
@@ -200,8 +238,10 @@ def encode_image_files(model, files, batch_size=64):
 
     signatures = tf.saved_model.load(version_dir).signatures
     if savedmodel.BYTES_SIGNATURE not in signatures:
-        raise UsageError(f"{version_dir} has no {savedmodel.BYTES_SIGNATURE} signature; export "
-                         "the model again with python -m tfhash.export")
+        raise UsageError(
+            f"{version_dir} has no {savedmodel.BYTES_SIGNATURE} signature; export "
+            "the model again with python -m tfhash.export"
+        )
     encode = signatures[savedmodel.BYTES_SIGNATURE]
     bits = int(encode.structured_outputs["codes"].shape[1])
 
@@ -214,7 +254,7 @@ def encode_image_files(model, files, batch_size=64):
 
     packed = []
     for start in range(0, len(files), batch_size):
-        batch = files[start:start + batch_size]
+        batch = files[start : start + batch_size]
         try:
             packed.append(run(batch))
         except (tf.errors.InvalidArgumentError, tf.errors.UnknownError):
@@ -225,9 +265,13 @@ def encode_image_files(model, files, batch_size=64):
                     reason = graph_error_reason(e.message)
                     if "too small to encode" in reason:  # "image smaller than 8 x 8 pixels"
                         size = reason.split("smaller than ")[1].split(" pixels")[0]
-                        raise UsageError(f"`images`: {path} is smaller than {size} pixels, too "
-                                         "small to encode; leave it out") from None
-                    raise UsageError(f"`images`: the model cannot decode {path} ({reason}); "
-                                     "pass JPEG, PNG, BMP, GIF or WebP images") from None
+                        raise UsageError(
+                            f"`images`: {path} is smaller than {size} pixels, too "
+                            "small to encode; leave it out"
+                        ) from None
+                    raise UsageError(
+                        f"`images`: the model cannot decode {path} ({reason}); "
+                        "pass JPEG, PNG, BMP, GIF or WebP images"
+                    ) from None
             raise
     return np.concatenate(packed), bits

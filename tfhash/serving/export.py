@@ -19,12 +19,16 @@ def checkpoint_path(run_dir):
     if not run_dir:
         raise UsageError("`run_dir` is required: a training run directory")
     if not os.path.isdir(run_dir):
-        raise UsageError(f"run_dir={run_dir} is not a directory; pass a training run "
-                         "directory written by python -m tfhash.train")
+        raise UsageError(
+            f"run_dir={run_dir} is not a directory; pass a training run "
+            "directory written by python -m tfhash.train"
+        )
     path = os.path.join(run_dir, "checkpoints", "best.keras")
     if not os.path.isfile(path):
-        raise UsageError(f"no checkpoint at {path}; train the run first (python -m tfhash.train "
-                         f"run_dir={run_dir}) or pass the directory of a trained run")
+        raise UsageError(
+            f"no checkpoint at {path}; train the run first (python -m tfhash.train "
+            f"run_dir={run_dir}) or pass the directory of a trained run"
+        )
     return path
 
 
@@ -49,7 +53,7 @@ def export_run(run_dir, export_dir, version=None):
     from tfhash import methods
 
     for method in methods.REGISTRY.values():  # the run's loss class, e.g. HashNetLoss: a
-        if method.kind == "keras":            # frozen backbone's head saves it with the model
+        if method.kind == "keras":  # frozen backbone's head saves it with the model
             method.loss_class()
     model = keras.saving.load_model(path, compile=False)
     return export_model(model, export_dir, version)

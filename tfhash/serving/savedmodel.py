@@ -126,9 +126,11 @@ def export_model(model, export_dir, version=None):
     def relaxed(images):
         # An empty batch gets empty outputs without running the network: a convolution of
         # zero images fails inside batch normalisation ("Incompatible shapes: [32] vs. [0, …]").
-        return tf.cond(tf.shape(images)[0] > 0,
-                       lambda: tf.cast(model(images, training=False), tf.float32),
-                       lambda: tf.zeros([0, bits], tf.float32))
+        return tf.cond(
+            tf.shape(images)[0] > 0,
+            lambda: tf.cast(model(images, training=False), tf.float32),
+            lambda: tf.zeros([0, bits], tf.float32),
+        )
 
     def encode_pixels(images):
         images = tf.ensure_shape(tf.identity(images, name="images"), [None, size, size, 3])
@@ -136,18 +138,20 @@ def export_model(model, export_dir, version=None):
 
     def decode(image_bytes):
         # tfhash.data.decode_image, with the decoded image's size checked before the resize.
-        image = tf.io.decode_image(image_bytes, channels=3, dtype=tf.uint8,
-                                   expand_animations=False)
+        image = tf.io.decode_image(image_bytes, channels=3, dtype=tf.uint8, expand_animations=False)
         check = tf.debugging.assert_greater_equal(
-            tf.reduce_min(tf.shape(image)[:2]), smallest,
-            message=f"image smaller than {smallest} x {smallest} pixels: too small to encode")
+            tf.reduce_min(tf.shape(image)[:2]),
+            smallest,
+            message=f"image smaller than {smallest} x {smallest} pixels: too small to encode",
+        )
         with tf.control_dependencies([check]):
             return tf.cast(pipeline._fit(image, size), tf.float32)
 
     def encode_bytes(image_bytes):
         image_bytes = tf.ensure_shape(tf.identity(image_bytes, name="image_bytes"), [None])
-        images = tf.map_fn(decode, image_bytes,
-                           fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32))
+        images = tf.map_fn(
+            decode, image_bytes, fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32)
+        )
         return serving_outputs(relaxed(images))
 
     archive = keras.export.ExportArchive()
@@ -191,9 +195,7 @@ def new_version_dir(export_dir, version=None):
         raise UsageError(f"`version` must be a positive integer, got {version}")
     version_dir = os.path.join(export_dir, str(int(version)))
     if os.path.exists(version_dir):
-        raise UsageError(
-            f"{version_dir} already exists; omit `version` to write the next free one"
-        )
+        raise UsageError(f"{version_dir} already exists; omit `version` to write the next free one")
     return version_dir
 
 

@@ -95,11 +95,23 @@ def parse_params(text):
     for item in filter(None, (part.strip() for part in (text or "").split(","))):
         key, sep, value = item.partition("=")
         if not sep or not key.strip() or not value.strip():
-            raise UsageError(f"bad method parameter {item!r}; write name=value pairs separated "
-                             "by commas, e.g. anchors=500,sigma=2.5")
+            raise UsageError(
+                f"bad method parameter {item!r}; write name=value pairs separated "
+                "by commas, e.g. anchors=500,sigma=2.5"
+            )
         params[key.strip()] = value.strip()
     return params
 
 
-__all__ = ["ITQ", "KSH", "LSH", "METHODS", "SDH", "SH", "ShallowHash", "get", "load",
-           "parse_params"]
+__all__ = [
+    "ITQ",
+    "KSH",
+    "LSH",
+    "METHODS",
+    "SDH",
+    "SH",
+    "ShallowHash",
+    "get",
+    "load",
+    "parse_params",
+]

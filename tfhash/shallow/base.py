@@ -43,6 +43,7 @@ STEPS = ("subtract", "project", "rbf", "append_one", "cosine")
 # ---------------------------------------------------------------------------------------------
 # Input checks.
 
+
 def check_features(features, what="features", dim=None):
     """``features`` as a float64 ``[n, d]`` array, or a :class:`UsageError` naming the problem.
 
@@ -54,18 +55,25 @@ def check_features(features, what="features", dim=None):
     try:
         x = np.asarray(features, dtype=np.float64)
     except (TypeError, ValueError) as e:
-        raise UsageError(f"{what} must be a numeric [n, d] array ({e}); pass an array of "
-                         "feature vectors, one row per image") from None
+        raise UsageError(
+            f"{what} must be a numeric [n, d] array ({e}); pass an array of "
+            "feature vectors, one row per image"
+        ) from None
     if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
-        raise UsageError(f"{what} must be a non-empty [n, d] array, one row per image, got "
-                         f"shape {x.shape}")
+        raise UsageError(
+            f"{what} must be a non-empty [n, d] array, one row per image, got shape {x.shape}"
+        )
     if dim is not None and x.shape[1] != dim:
-        raise UsageError(f"{what} have {x.shape[1]} dimensions but the model was fitted on "
-                         f"{dim}; encode features from the same extractor")
+        raise UsageError(
+            f"{what} have {x.shape[1]} dimensions but the model was fitted on "
+            f"{dim}; encode features from the same extractor"
+        )
     if not np.isfinite(x).all():
         bad = np.flatnonzero(~np.isfinite(x).all(axis=1))
-        raise UsageError(f"{what} hold NaN or Inf in {len(bad)} rows (first: row {bad[0]}); "
-                         "drop or repair those rows")
+        raise UsageError(
+            f"{what} hold NaN or Inf in {len(bad)} rows (first: row {bad[0]}); "
+            "drop or repair those rows"
+        )
     return x
 
 
@@ -84,8 +92,10 @@ def label_matrix(labels, n):
     """
     y = np.asarray(labels)
     if y.ndim == 0 or len(y) != n:
-        raise UsageError(f"got {n} feature rows but {1 if y.ndim == 0 else len(y)} labels; "
-                         "give one label (or label vector) per row")
+        raise UsageError(
+            f"got {n} feature rows but {1 if y.ndim == 0 else len(y)} labels; "
+            "give one label (or label vector) per row"
+        )
     if y.ndim == 1:
         if not np.issubdtype(y.dtype, np.integer):
             if not np.issubdtype(y.dtype, np.floating) or not np.all(y == np.round(y)):
@@ -102,10 +112,14 @@ def label_matrix(labels, n):
 # ---------------------------------------------------------------------------------------------
 # Numerical pieces shared by several methods.
 
+
 def squared_distances(x, anchors):
     """``[n, m]`` squared Euclidean distances ``‖x_i‖² − 2 x_i·a_j + ‖a_j‖²``, clipped at 0."""
-    d2 = (np.sum(x * x, axis=1)[:, None] - 2.0 * (x @ anchors.T)
-          + np.sum(anchors * anchors, axis=1)[None, :])
+    d2 = (
+        np.sum(x * x, axis=1)[:, None]
+        - 2.0 * (x @ anchors.T)
+        + np.sum(anchors * anchors, axis=1)[None, :]
+    )
     return np.maximum(d2, 0.0)
 
 
@@ -137,6 +151,7 @@ def random_anchors(x, m, rng):
 # ---------------------------------------------------------------------------------------------
 # The encoder steps in NumPy (float64). tfhash.shallow.export writes the same in TensorFlow.
 
+
 def apply_steps(steps, x):
     """Runs the encoder ``steps`` (a list of ``(name, arrays)``) on float64 ``x [n, d]``."""
     for name, a in steps:
@@ -157,6 +172,7 @@ def apply_steps(steps, x):
 
 # ---------------------------------------------------------------------------------------------
 # The model.
+
 
 class ShallowHash:
     """A shallow hashing method: ``fit`` on features (and labels), then ``encode`` to ±1 codes.
@@ -193,12 +209,15 @@ class ShallowHash:
         unknown = sorted(set(params) - set(self.defaults))
         if unknown:
             known = ", ".join(self.defaults) or "none"
-            raise UsageError(f"{self.name} has no parameter {', '.join(unknown)}; its "
-                             f"parameters are: {known}")
+            raise UsageError(
+                f"{self.name} has no parameter {', '.join(unknown)}; its parameters are: {known}"
+            )
         self.bits = int(bits)
         self.seed = int(seed)
-        self.params = {k: _coerce(self.name, k, v, self.defaults[k])
-                       for k, v in {**self.defaults, **params}.items()}
+        self.params = {
+            k: _coerce(self.name, k, v, self.defaults[k])
+            for k, v in {**self.defaults, **params}.items()
+        }
         self._check_params()
         self.arrays = None
         self.info = {}
@@ -243,12 +262,16 @@ class ShallowHash:
         if labels is not None:
             y = label_matrix(labels, n)
         elif self.supervised:
-            raise UsageError(f"{self.name} is supervised and needs labels: call "
-                             "fit(features, labels) with one label per row")
+            raise UsageError(
+                f"{self.name} is supervised and needs labels: call "
+                "fit(features, labels) with one label per row"
+            )
         if n < self.min_samples():
-            raise UsageError(f"{self.name} with {self._size_text()} needs at least "
-                             f"{self.min_samples()} training samples, got {n}; pass more "
-                             "features or lower " + self._size_knob())
+            raise UsageError(
+                f"{self.name} with {self._size_text()} needs at least "
+                f"{self.min_samples()} training samples, got {n}; pass more "
+                "features or lower " + self._size_knob()
+            )
         self._check_fit_shape(n, d)
         arrays, info = self._fit(x, y, np.random.default_rng(self.seed))
         self.arrays = {k: np.asarray(v) for k, v in arrays.items()}
@@ -277,9 +300,17 @@ class ShallowHash:
         os.makedirs(directory, exist_ok=True)
         for key, array in self.arrays.items():
             np.save(os.path.join(directory, f"{key}.npy"), array, allow_pickle=False)
-        meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "method": self.name,
-                "bits": self.bits, "seed": self.seed, "params": self.params,
-                "input_dim": self.input_dim, "arrays": sorted(self.arrays), "info": self.info}
+        meta = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "method": self.name,
+            "bits": self.bits,
+            "seed": self.seed,
+            "params": self.params,
+            "input_dim": self.input_dim,
+            "arrays": sorted(self.arrays),
+            "info": self.info,
+        }
         with open(os.path.join(directory, "model.json"), "w") as f:
             json.dump(meta, f, indent=2)
         return directory
@@ -287,8 +318,10 @@ class ShallowHash:
     # -- helpers
     def _require_fitted(self):
         if not self.fitted:
-            raise UsageError(f"this {self.name} model is not fitted; call .fit(features) first "
-                             "or load a saved one with tfhash.shallow.load(dir)")
+            raise UsageError(
+                f"this {self.name} model is not fitted; call .fit(features) first "
+                "or load a saved one with tfhash.shallow.load(dir)"
+            )
 
     def _size_text(self):
         return f"{self.bits} bits"
@@ -324,8 +357,9 @@ def _coerce(method, key, value, default):
             return int(number)
         return kind(value)
     except (TypeError, ValueError):
-        raise UsageError(f"{method} parameter {key} must be a {kind.__name__}, got "
-                         f"{value!r}") from None
+        raise UsageError(
+            f"{method} parameter {key} must be a {kind.__name__}, got {value!r}"
+        ) from None
 
 
 def _number(method, key, value):
@@ -339,23 +373,27 @@ def load_model(directory, methods):
     """Reads a model written by :meth:`ShallowHash.save`; ``methods`` maps names to classes."""
     path = os.path.join(directory, "model.json")
     if not os.path.isfile(path):
-        raise UsageError(f"no shallow hashing model in {directory} (no model.json); save one "
-                         "with model.save(dir)")
+        raise UsageError(
+            f"no shallow hashing model in {directory} (no model.json); save one "
+            "with model.save(dir)"
+        )
     with open(path) as f:
         meta = json.load(f)
     if meta.get("format") != FORMAT or meta.get("format_version") != FORMAT_VERSION:
         raise UsageError(f"{path} is not a {FORMAT} v{FORMAT_VERSION} model; refit and save it")
     if meta["method"] not in methods:
-        raise UsageError(f"{path} holds an unknown method {meta['method']!r}; known: "
-                         f"{', '.join(methods)}")
+        raise UsageError(
+            f"{path} holds an unknown method {meta['method']!r}; known: {', '.join(methods)}"
+        )
     model = methods[meta["method"]](meta["bits"], meta["seed"], **meta["params"])
-    missing = [k for k in meta["arrays"]
-               if not os.path.isfile(os.path.join(directory, f"{k}.npy"))]
+    missing = [k for k in meta["arrays"] if not os.path.isfile(os.path.join(directory, f"{k}.npy"))]
     if missing:
-        raise UsageError(f"the model in {directory} lacks {', '.join(missing)}.npy; refit and "
-                         "save it again")
-    model.arrays = {k: np.load(os.path.join(directory, f"{k}.npy"), allow_pickle=False)
-                    for k in meta["arrays"]}
+        raise UsageError(
+            f"the model in {directory} lacks {', '.join(missing)}.npy; refit and save it again"
+        )
+    model.arrays = {
+        k: np.load(os.path.join(directory, f"{k}.npy"), allow_pickle=False) for k in meta["arrays"]
+    }
     model.info = meta["info"]
     model.input_dim = meta["input_dim"]
     return model

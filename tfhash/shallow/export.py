@@ -43,9 +43,11 @@ FEATURE_MODEL = "features.keras"
 
 def squared_distances(x, anchors):
     """``‖x_i‖² − 2 x_i·a_j + ‖a_j‖²`` clipped at 0: the formula NumPy's encoder uses."""
-    d2 = (tf.reduce_sum(x * x, axis=1, keepdims=True) - 2.0 * tf.matmul(x, anchors,
-                                                                        transpose_b=True)
-          + tf.reduce_sum(anchors * anchors, axis=1)[None, :])
+    d2 = (
+        tf.reduce_sum(x * x, axis=1, keepdims=True)
+        - 2.0 * tf.matmul(x, anchors, transpose_b=True)
+        + tf.reduce_sum(anchors * anchors, axis=1)[None, :]
+    )
     return tf.maximum(d2, 0.0)
 
 
@@ -90,16 +92,26 @@ class ShallowEncoder(keras.layers.Layer):
                 if np.issubdtype(array.dtype, np.integer):
                     held[key] = array.astype(np.int64)
                     continue
-                weight = self.add_weight(name=f"{i}_{step}_{key}", shape=array.shape,
-                                         dtype="float64", initializer="zeros", trainable=False)
+                weight = self.add_weight(
+                    name=f"{i}_{step}_{key}",
+                    shape=array.shape,
+                    dtype="float64",
+                    initializer="zeros",
+                    trainable=False,
+                )
                 weight.assign(array.astype(np.float64))
                 held[key] = weight
             self._steps.append((step, held))
 
     def call(self, features):
         x = tf.cast(tf.ensure_shape(features, [None, self.input_dim]), tf.float64)
-        steps = [(step, {k: tf.constant(v) if isinstance(v, np.ndarray) else v
-                         for k, v in arrays.items()}) for step, arrays in self._steps]
+        steps = [
+            (
+                step,
+                {k: tf.constant(v) if isinstance(v, np.ndarray) else v for k, v in arrays.items()},
+            )
+            for step, arrays in self._steps
+        ]
         return tf.cast(apply_steps(steps, x), tf.float32)
 
     def compute_output_spec(self, features):
@@ -130,17 +142,20 @@ def serving_model(model, features):
         raise UsageError(f"the {model.name} model is not fitted; fit it before exporting")
     dim = features.outputs[0].shape[-1]
     if dim != model.input_dim:
-        raise UsageError(f"the feature model gives {dim}-d features but the {model.name} model "
-                         f"was fitted on {model.input_dim}-d ones; export with the extractor "
-                         "it was fitted on")
+        raise UsageError(
+            f"the feature model gives {dim}-d features but the {model.name} model "
+            f"was fitted on {model.input_dim}-d ones; export with the extractor "
+            "it was fitted on"
+        )
     size = serving.image_size_of(features)
     images = keras.Input((size, size, 3), name="images")
     h = ShallowEncoder(model)(features(images))
     return keras.Model(images, h, name=f"{features.name}_{model.name}_{model.bits}bits")
 
 
-def export_shallow(model, export_dir, image_size=None, backbone="pixels", features=None,
-                   version=None):
+def export_shallow(
+    model, export_dir, image_size=None, backbone="pixels", features=None, version=None
+):
     """Exports a fitted shallow ``model`` on a feature extractor as a SavedModel.
 
     Args:
@@ -158,8 +173,9 @@ def export_shallow(model, export_dir, image_size=None, backbone="pixels", featur
     serving.new_version_dir(export_dir, version)
     if features is None:
         if image_size is None:
-            raise UsageError("export_shallow needs image_size (the side of the input images) "
-                             "or a feature model")
+            raise UsageError(
+                "export_shallow needs image_size (the side of the input images) or a feature model"
+            )
         features = feature_model(backbone, image_size)
     return serving.export_model(serving_model(model, features), export_dir, version)
 
@@ -176,18 +192,21 @@ def export_run(run_dir, export_dir, version=None):
     """
     model_dir = os.path.join(run_dir, "shallow")
     flags_path = os.path.join(run_dir, "flags.json")
-    if not os.path.isfile(os.path.join(model_dir, "model.json")) or not os.path.isfile(
-            flags_path):
-        raise UsageError(f"no fitted shallow method in {run_dir} (no flags.json or "
-                         "shallow/model.json); train one with a shallow method (lsh, sh, itq, ksh, sdh)")
+    if not os.path.isfile(os.path.join(model_dir, "model.json")) or not os.path.isfile(flags_path):
+        raise UsageError(
+            f"no fitted shallow method in {run_dir} (no flags.json or "
+            "shallow/model.json); train one with a shallow method (lsh, sh, itq, ksh, sdh)"
+        )
     if not export_dir:
         raise UsageError("`export_dir` is required: the base directory of the exported model")
     with open(flags_path) as f:
         run = json.load(f)
     if run.get("features"):
-        raise UsageError(f"{run_dir} was fitted on your own features ({run['features']}), which "
-                         "no image model in tfhash computes; encode them with "
-                         f"tfhash.shallow.load('{model_dir}').encode(features)")
+        raise UsageError(
+            f"{run_dir} was fitted on your own features ({run['features']}), which "
+            "no image model in tfhash computes; encode them with "
+            f"tfhash.shallow.load('{model_dir}').encode(features)"
+        )
     serving.new_version_dir(export_dir, version)
     model = shallow.load(model_dir)
     saved = os.path.join(model_dir, FEATURE_MODEL)

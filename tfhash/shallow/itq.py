@@ -78,21 +78,27 @@ class ITQ(ShallowHash):
 
     def _check_params(self):
         if self.params["iterations"] < 0:
-            raise UsageError(f"itq parameter iterations must be >= 0, got "
-                             f"{self.params['iterations']}")
+            raise UsageError(
+                f"itq parameter iterations must be >= 0, got {self.params['iterations']}"
+            )
 
     def min_samples(self):
         return max(2, self.bits)
 
     def _check_fit_shape(self, n, d):
         if self.bits > d:
-            raise UsageError(f"itq projects on {self.bits} principal directions but the "
-                             f"features have only {d} dimensions; use `bits` <= {d}")
+            raise UsageError(
+                f"itq projects on {self.bits} principal directions but the "
+                f"features have only {d} dimensions; use `bits` <= {d}"
+            )
 
     def _fit(self, x, y, rng):
         arrays, losses = fit_itq(x, self.bits, rng, self.params["iterations"])
         return arrays, {"quantization_loss": losses}
 
     def _steps(self, a):
-        return [("subtract", {"mean": a["mean"]}), ("project", {"matrix": a["pca"]}),
-                ("project", {"matrix": a["rotation"]})]
+        return [
+            ("subtract", {"mean": a["mean"]}),
+            ("project", {"matrix": a["pca"]}),
+            ("project", {"matrix": a["rotation"]}),
+        ]

@@ -118,8 +118,9 @@ def fit_ksh(x, labels, bits, rng, anchors=300, labelled=2000, max_iter=500, tol=
     refined_bits, iterations = 0, []
     for k in range(bits):
         target = kernel.T @ residual @ kernel
-        _, vectors = scipy.linalg.eigh((target + target.T) / 2, gram,
-                                       subset_by_index=[anchors - 1, anchors - 1])
+        _, vectors = scipy.linalg.eigh(
+            (target + target.T) / 2, gram, subset_by_index=[anchors - 1, anchors - 1]
+        )
         start = vectors[:, 0] * np.sqrt(len(chosen) / (vectors[:, 0] @ gram @ vectors[:, 0]))
         refined, used = refine_projection(start, kernel, residual, max_iter, tol)
         iterations.append(used)
@@ -130,10 +131,17 @@ def fit_ksh(x, labels, bits, rng, anchors=300, labelled=2000, max_iter=500, tol=
         else:
             projection[:, k], code = start, code_start
         residual -= np.outer(code, code)
-    info = {"labelled": len(chosen), "refined_bits": refined_bits,
-            "refinement_iterations": iterations}
-    return {"anchors": anchor_points, "gamma": np.float64(gamma), "mean": mean,
-            "projection": projection}, info
+    info = {
+        "labelled": len(chosen),
+        "refined_bits": refined_bits,
+        "refinement_iterations": iterations,
+    }
+    return {
+        "anchors": anchor_points,
+        "gamma": np.float64(gamma),
+        "mean": mean,
+        "projection": projection,
+    }, info
 
 
 class KSH(AnchoredHash):
@@ -156,5 +164,8 @@ class KSH(AnchoredHash):
         return fit_ksh(x, y, self.bits, rng, p["anchors"], p["labelled"], p["max_iter"], p["tol"])
 
     def _steps(self, a):
-        return [("rbf", {"anchors": a["anchors"], "gamma": a["gamma"]}),
-                ("subtract", {"mean": a["mean"]}), ("project", {"matrix": a["projection"]})]
+        return [
+            ("rbf", {"anchors": a["anchors"], "gamma": a["gamma"]}),
+            ("subtract", {"mean": a["mean"]}),
+            ("project", {"matrix": a["projection"]}),
+        ]

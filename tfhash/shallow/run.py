@@ -47,18 +47,28 @@ from tfhash.training.run_dir import RunDir
 
 # The settings a shallow run depends on; the other TrainConfig fields (epochs, learning rate…)
 # do not change it, so a rerun with other values of those still finds its run directory.
-SETTINGS = ("dataset", "data_dir", "protocol", "val_fraction", "seed", "method", "bits",
-            "backbone", "weights", "image_size")
+SETTINGS = (
+    "dataset",
+    "data_dir",
+    "protocol",
+    "val_fraction",
+    "seed",
+    "method",
+    "bits",
+    "backbone",
+    "weights",
+    "image_size",
+)
 PIXELS = ("pixels", "none")
 
 
 def _settings(config, features, params):
-    values = (dataclasses.asdict(config) if dataclasses.is_dataclass(config)
-              else dict(vars(config)))
+    values = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(vars(config))
     missing = [k for k in ("run_dir",) + SETTINGS if k not in values]
     if missing:
-        raise UsageError(f"the run configuration lacks {', '.join(missing)}; pass a "
-                         "tfhash.config.TrainConfig")
+        raise UsageError(
+            f"the run configuration lacks {', '.join(missing)}; pass a tfhash.config.TrainConfig"
+        )
     values["features"] = os.path.abspath(features) if features else None
     values["shallow_params"] = dict(params)
     return values
@@ -67,13 +77,19 @@ def _settings(config, features, params):
 def _check(config):
     checks = [
         (config.run_dir, "`run_dir` is required: the directory for this run's outputs"),
-        (config.method in shallow.METHODS,
-         f"method={config.method} is not a shallow method; choose one of "
-         f"{', '.join(shallow.METHODS)}"),
-        (isinstance(config.bits, int) and config.bits >= 1,
-         f"`bits` must be at least 1, got {config.bits}"),
-        (0 < config.val_fraction < 1,
-         f"`val_fraction` must be in (0, 1), got {config.val_fraction}"),
+        (
+            config.method in shallow.METHODS,
+            f"method={config.method} is not a shallow method; choose one of "
+            f"{', '.join(shallow.METHODS)}",
+        ),
+        (
+            isinstance(config.bits, int) and config.bits >= 1,
+            f"`bits` must be at least 1, got {config.bits}",
+        ),
+        (
+            0 < config.val_fraction < 1,
+            f"`val_fraction` must be in (0, 1), got {config.val_fraction}",
+        ),
         (config.image_size >= 1, f"`image_size` must be at least 1, got {config.image_size}"),
     ]
     for ok, message in checks:
@@ -84,20 +100,26 @@ def _check(config):
 def load_features(path, collection):
     """The user's features: float ``[N, D]`` rows in the order of ``collection``'s items."""
     if not os.path.isfile(path):
-        raise UsageError(f"features={path} is not a file; pass a .npy array [N, D] with one "
-                         "row per image of the dataset, in its order")
+        raise UsageError(
+            f"features={path} is not a file; pass a .npy array [N, D] with one "
+            "row per image of the dataset, in its order"
+        )
     try:
         features = np.load(path, allow_pickle=False)
     except (ValueError, OSError) as e:
-        raise UsageError(f"features={path} is not a readable .npy array ({e}); save it with "
-                         "numpy.save") from None
+        raise UsageError(
+            f"features={path} is not a readable .npy array ({e}); save it with numpy.save"
+        ) from None
     if features.ndim != 2 or not np.issubdtype(features.dtype, np.number):
-        raise UsageError(f"features={path} must be a numeric [N, D] array, got "
-                         f"{features.dtype} {features.shape}")
+        raise UsageError(
+            f"features={path} must be a numeric [N, D] array, got {features.dtype} {features.shape}"
+        )
     if len(features) != len(collection):
-        raise UsageError(f"features={path} has {len(features)} rows but {collection.name} has "
-                         f"{len(collection)} images; give one row per image, in the dataset's "
-                         "order")
+        raise UsageError(
+            f"features={path} has {len(features)} rows but {collection.name} has "
+            f"{len(collection)} images; give one row per image, in the dataset's "
+            "order"
+        )
     return features
 
 
@@ -163,13 +185,16 @@ def train_shallow(config, features=None, params=None):
     from tfhash import data
 
     collection = data.load_collection(config.dataset, config.data_dir)
-    split = data.make_split(collection, config.protocol, seed=config.seed,
-                            val_fraction=config.val_fraction)
+    split = data.make_split(
+        collection, config.protocol, seed=config.seed, val_fraction=config.val_fraction
+    )
     split.save(run.split)
     run.write_settings(settings)
-    print(f"{config.dataset}: {len(collection)} images; protocol {config.protocol}: "
-          f"{len(split.train)} train (fitted on), {len(split.query)} queries, "
-          f"{len(split.database)} database")
+    print(
+        f"{config.dataset}: {len(collection)} images; protocol {config.protocol}: "
+        f"{len(split.train)} train (fitted on), {len(split.query)} queries, "
+        f"{len(split.database)} database"
+    )
 
     start = time.time()
     extractor = None
@@ -184,23 +209,31 @@ def train_shallow(config, features=None, params=None):
         from tfhash.shallow import export as shallow_export
 
         matrix = feature_cache.backbone_features(
-            collection, np.arange(len(collection)), config.backbone, config.weights,
-            config.image_size, config.feature_cache,
-            batch_size=getattr(config, "eval_batch_size", 256))
-        extractor = shallow_export.feature_model(config.backbone, config.image_size,
-                                                 config.weights)
+            collection,
+            np.arange(len(collection)),
+            config.backbone,
+            config.weights,
+            config.image_size,
+            config.feature_cache,
+            batch_size=getattr(config, "eval_batch_size", 256),
+        )
+        extractor = shallow_export.feature_model(config.backbone, config.image_size, config.weights)
         source = f"{config.backbone} features (cache {config.feature_cache})"
     else:
         matrix, extractor = extract_features(
-            collection, config.backbone, config.image_size, config.weights,
-            getattr(config, "eval_batch_size", 256), config.seed)
-        source = ("raw pixels" if config.backbone in PIXELS else f"{config.backbone} features")
+            collection,
+            config.backbone,
+            config.image_size,
+            config.weights,
+            getattr(config, "eval_batch_size", 256),
+            config.seed,
+        )
+        source = "raw pixels" if config.backbone in PIXELS else f"{config.backbone} features"
     feature_seconds = time.time() - start
     print(f"{source}: {matrix.shape[1]} dimensions ({feature_seconds:.1f} s)")
 
     start = time.time()
-    model.fit(matrix[split.train],
-              collection.labels[split.train] if model.supervised else None)
+    model.fit(matrix[split.train], collection.labels[split.train] if model.supervised else None)
     fit_seconds = time.time() - start
     model.save(model_dir)
     if extractor is not None and config.backbone not in PIXELS:
@@ -214,19 +247,30 @@ def train_shallow(config, features=None, params=None):
     for part, indices in (("query", split.query), ("database", split.database)):
         relaxed = model.relaxed(matrix[indices])
         outputs[part] = (shallow.base.sign_codes(relaxed), collection.labels[indices])
-        for name, array in (("codes", outputs[part][0]), ("embedding", relaxed),
-                            ("labels", collection.labels[indices].astype(label_dtype))):
+        for name, array in (
+            ("codes", outputs[part][0]),
+            ("embedding", relaxed),
+            ("labels", collection.labels[indices].astype(label_dtype)),
+        ):
             np.save(os.path.join(run.codes, f"{part}_{name}.npy"), array)
 
     metrics = evaluation.evaluate_codes(
-        *outputs["query"], *outputs["database"], top_k=split.protocol.map_top_k,
-        metrics=evaluation.default_metrics(outputs["database"][1]))
-    metrics["run"] = {"dataset": config.dataset, "protocol": config.protocol,
-                      "method": config.method, "bits": config.bits,
-                      "backbone": "features" if features else config.backbone,
-                      "train_seconds": round(fit_seconds, 3),
-                      "feature_seconds": round(feature_seconds, 1),
-                      "feature_dim": int(matrix.shape[1]), "params": model.params}
+        *outputs["query"],
+        *outputs["database"],
+        top_k=split.protocol.map_top_k,
+        metrics=evaluation.default_metrics(outputs["database"][1]),
+    )
+    metrics["run"] = {
+        "dataset": config.dataset,
+        "protocol": config.protocol,
+        "method": config.method,
+        "bits": config.bits,
+        "backbone": "features" if features else config.backbone,
+        "train_seconds": round(fit_seconds, 3),
+        "feature_seconds": round(feature_seconds, 1),
+        "feature_dim": int(matrix.shape[1]),
+        "params": model.params,
+    }
     with open(run.metrics, "w") as f:
         json.dump(metrics, f, indent=2)
     print("query set: " + evaluation.summary_line(metrics))

@@ -47,8 +47,9 @@ from tfhash.shallow.base import AnchoredHash, random_anchors, squared_distances
 
 def rbf_features(x, anchors, gamma):
     """``[n, m + 1]``: ``exp(−γ ‖x − a_j‖²)`` for each anchor, then a constant 1."""
-    return np.concatenate([np.exp(-gamma * squared_distances(x, anchors)),
-                           np.ones((len(x), 1))], axis=1)
+    return np.concatenate(
+        [np.exp(-gamma * squared_distances(x, anchors)), np.ones((len(x), 1))], axis=1
+    )
 
 
 def _ridge(a, b, weight):
@@ -81,12 +82,12 @@ def discrete_cyclic_descent(b, w, q, sweeps):
 
 def sdh_objective(b, w, p, y, phi, lam, nu):
     """The SDH objective of the current ``(B, W, P)``."""
-    return float(np.sum((y - b @ w) ** 2) + lam * np.sum(w * w)
-                 + nu * np.sum((b - phi @ p) ** 2))
+    return float(np.sum((y - b @ w) ** 2) + lam * np.sum(w * w) + nu * np.sum((b - phi @ p) ** 2))
 
 
-def fit_sdh(x, labels, bits, rng, anchors=1000, sigma=None, lam=1.0, nu=1e-5, outer=5,
-            inner=10, ridge=1e-2):
+def fit_sdh(
+    x, labels, bits, rng, anchors=1000, sigma=None, lam=1.0, nu=1e-5, outer=5, inner=10, ridge=1e-2
+):
     """``({"anchors", "gamma", "projection"}, info)``: SDH on ``x [n, d]``, labels ``[n, C]``."""
     anchor_points = random_anchors(x, anchors, rng)
     if sigma is None:
@@ -96,14 +97,18 @@ def fit_sdh(x, labels, bits, rng, anchors=1000, sigma=None, lam=1.0, nu=1e-5, ou
     b = np.where(rng.random((len(x), bits)) < 0.5, -1.0, 1.0)
     objective, sweeps = [], []
     for _ in range(outer):
-        w = _ridge(b, labels, lam)                      # G-step
-        p = _ridge(phi, b, ridge)                       # F-step
+        w = _ridge(b, labels, lam)  # G-step
+        p = _ridge(phi, b, ridge)  # F-step
         b, used = discrete_cyclic_descent(b, w, labels @ w.T + nu * (phi @ p), inner)  # B-step
         sweeps.append(used)
         objective.append(sdh_objective(b, w, p, labels, phi, lam, nu))
     p = _ridge(phi, b, ridge)
-    info = {"sigma": sigma, "objective": objective, "inner_sweeps": sweeps,
-            "train_bit_agreement": float(np.mean(np.where(phi @ p >= 0, 1.0, -1.0) == b))}
+    info = {
+        "sigma": sigma,
+        "objective": objective,
+        "inner_sweeps": sweeps,
+        "train_bit_agreement": float(np.mean(np.where(phi @ p >= 0, 1.0, -1.0) == b)),
+    }
     return {"anchors": anchor_points, "gamma": np.float64(gamma), "projection": p}, info
 
 
@@ -112,8 +117,15 @@ class SDH(AnchoredHash):
 
     name = "sdh"
     supervised = True
-    defaults = {"anchors": 1000, "sigma": None, "lam": 1.0, "nu": 1e-5, "outer": 5,
-                "inner": 10, "ridge": 1e-2}
+    defaults = {
+        "anchors": 1000,
+        "sigma": None,
+        "lam": 1.0,
+        "nu": 1e-5,
+        "outer": 5,
+        "inner": 10,
+        "ridge": 1e-2,
+    }
 
     def _check_params(self):
         p = self.params
@@ -123,16 +135,31 @@ class SDH(AnchoredHash):
         for key in ("lam", "nu", "ridge"):
             if not p[key] >= 0:
                 raise UsageError(f"sdh parameter {key} must be >= 0, got {p[key]}")
-        if p["sigma"] is not None and not (isinstance(p["sigma"], (int, float))
-                                           and p["sigma"] > 0):
-            raise UsageError(f"sdh parameter sigma must be > 0 (or unset for the mean "
-                             f"distance), got {p['sigma']!r}")
+        if p["sigma"] is not None and not (isinstance(p["sigma"], (int, float)) and p["sigma"] > 0):
+            raise UsageError(
+                f"sdh parameter sigma must be > 0 (or unset for the mean "
+                f"distance), got {p['sigma']!r}"
+            )
 
     def _fit(self, x, y, rng):
         p = self.params
-        return fit_sdh(x, y, self.bits, rng, p["anchors"], p["sigma"], p["lam"], p["nu"],
-                       p["outer"], p["inner"], p["ridge"])
+        return fit_sdh(
+            x,
+            y,
+            self.bits,
+            rng,
+            p["anchors"],
+            p["sigma"],
+            p["lam"],
+            p["nu"],
+            p["outer"],
+            p["inner"],
+            p["ridge"],
+        )
 
     def _steps(self, a):
-        return [("rbf", {"anchors": a["anchors"], "gamma": a["gamma"]}), ("append_one", {}),
-                ("project", {"matrix": a["projection"]})]
+        return [
+            ("rbf", {"anchors": a["anchors"], "gamma": a["gamma"]}),
+            ("append_one", {}),
+            ("project", {"matrix": a["projection"]}),
+        ]

@@ -61,8 +61,14 @@ def fit_sh(x, bits):
     low, high = z.min(axis=0) - eps, z.max(axis=0) + eps
     widths = high - low
     dims, modes = lowest_modes(widths, bits)
-    return {"pca": pca, "dims": dims, "modes": modes, "offset": low[dims],
-            "omega": modes * np.pi / widths[dims], "widths": widths}
+    return {
+        "pca": pca,
+        "dims": dims,
+        "modes": modes,
+        "offset": low[dims],
+        "omega": modes * np.pi / widths[dims],
+        "widths": widths,
+    }
 
 
 class SH(ShallowHash):
@@ -77,5 +83,7 @@ class SH(ShallowHash):
         return fit_sh(x, self.bits), {}
 
     def _steps(self, a):
-        return [("project", {"matrix": a["pca"]}),
-                ("cosine", {"dims": a["dims"], "offset": a["offset"], "omega": a["omega"]})]
+        return [
+            ("project", {"matrix": a["pca"]}),
+            ("cosine", {"dims": a["dims"], "offset": a["offset"], "omega": a["omega"]}),
+        ]

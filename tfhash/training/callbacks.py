@@ -17,8 +17,8 @@ import keras
 import numpy as np
 
 from tfhash import evaluation
-from tfhash.training import run_dir
 from tfhash.models.layers import sign
+from tfhash.training import run_dir
 
 
 def encode(model, dataset):
@@ -74,7 +74,7 @@ def save_model(model, path, record=None):
     failed save (a full disk) leaves no partial file. ``record`` (a dict) is written inside the
     archive as :data:`tfhash.training.run_dir.CHECKPOINT_RECORD` before the rename, so it changes with
     the weights it describes."""
-    with run_dir.atomic_path(path, path[:-len(".keras")] + ".partial.keras") as partial:
+    with run_dir.atomic_path(path, path[: -len(".keras")] + ".partial.keras") as partial:
         model.save(partial)
         if record is not None:
             with zipfile.ZipFile(partial, "a") as archive:
@@ -102,11 +102,14 @@ def restore_random_state(model, record):
     if saved is None:
         return
     if len(saved) != len(generators):
-        raise ValueError(f"the checkpoint holds {len(saved)} random states, the model and loss "
-                         f"have {len(generators)}")
+        raise ValueError(
+            f"the checkpoint holds {len(saved)} random states, the model and loss "
+            f"have {len(generators)}"
+        )
     for generator, state in zip(generators, saved):
-        generator.state.assign(np.asarray(state, keras.backend.standardize_dtype(
-            generator.state.dtype)))
+        generator.state.assign(
+            np.asarray(state, keras.backend.standardize_dtype(generator.state.dtype))
+        )
 
 
 class LatestCheckpoint(keras.callbacks.Callback):
@@ -201,8 +204,10 @@ class BestCheckpoint(keras.callbacks.Callback):
     def best(self):
         if not os.path.exists(self.record_path):
             return -math.inf
-        record = run_dir.read_json(self.record_path, "remove it and the best checkpoint, and "
-                                   "the next validation writes them again")
+        record = run_dir.read_json(
+            self.record_path,
+            "remove it and the best checkpoint, and the next validation writes them again",
+        )
         return record[self.monitor]
 
     def on_train_begin(self, logs=None):

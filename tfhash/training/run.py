@@ -62,8 +62,10 @@ def _train(config):
     if finished:
         with open(run.metrics) as f:
             metrics = json.load(f)
-        print(f"{config.run_dir} is already finished ({epochs_done} epochs); its metrics are in "
-              f"{run.metrics} (a larger --epochs extends it)")
+        print(
+            f"{config.run_dir} is already finished ({epochs_done} epochs); its metrics are in "
+            f"{run.metrics} (a larger --epochs extends it)"
+        )
         print_summary(metrics)
         return metrics
 
@@ -75,8 +77,10 @@ def _train(config):
     strategy = trainer.make_strategy(config.strategy)  # before TensorFlow runs any op
     replicas = strategy.num_replicas_in_sync
     if config.batch_size % replicas:
-        raise UsageError(f"batch_size={config.batch_size} does not split into {replicas} "
-                         f"replicas: pass a multiple of {replicas}")
+        raise UsageError(
+            f"batch_size={config.batch_size} does not split into {replicas} "
+            f"replicas: pass a multiple of {replicas}"
+        )
     # What this process writes: the run directory, or on a worker other than the chief a
     # temporary directory (Keras's convention), removed when the process ends.
     out = run
@@ -87,24 +91,40 @@ def _train(config):
 
     collection, split = _data(config, method, run, out, epochs_done)
     loss, targets = _loss(config, method, collection, split, run, out, epochs_done, strategy)
-    print(f"{config.dataset}: {len(collection)} images; protocol {config.protocol}: "
-          f"{len(split.train)} train, {len(split.val)} validation, {len(split.query)} queries, "
-          f"{len(split.database)} database")
+    print(
+        f"{config.dataset}: {len(collection)} images; protocol {config.protocol}: "
+        f"{len(split.train)} train, {len(split.val)} validation, {len(split.query)} queries, "
+        f"{len(split.database)} database"
+    )
 
     keras.utils.set_random_seed(config.seed)
     keras.mixed_precision.set_global_policy(
-        "float32" if config.mixed_precision == "none" else config.mixed_precision)
-    images = len(split.train) + (len(split.unlabeled) if method.sampler == "semi_supervised"
-                                 else 0)
+        "float32" if config.mixed_precision == "none" else config.mixed_precision
+    )
+    images = len(split.train) + (len(split.unlabeled) if method.sampler == "semi_supervised" else 0)
     steps = config.steps_per_epoch or max(1, images // config.batch_size)
-    model, train_ds, ordered, best = _model(config, method, strategy, collection, split, out,
-                                            chief, steps, epochs_done, loss, targets)
+    model, train_ds, ordered, best = _model(
+        config, method, strategy, collection, split, out, chief, steps, epochs_done, loss, targets
+    )
     # Every image is decoded before the first epoch, so an unreadable one stops the start
     # (which a corrected command then replaces), not the final report.
     query_ds, database_ds = ordered(split.query), ordered(split.report_database)
     _compile(config, model, loss, strategy, run, out, steps, epochs_done)
-    train_seconds = _fit(config, model, train_ds, ordered, split, strategy, run, out, best,
-                         steps, epochs_done, chief, loss)
+    train_seconds = _fit(
+        config,
+        model,
+        train_ds,
+        ordered,
+        split,
+        strategy,
+        run,
+        out,
+        best,
+        steps,
+        epochs_done,
+        chief,
+        loss,
+    )
     if not chief:
         print(f"worker done after {config.epochs} epochs; the chief writes {config.run_dir}")
         return None
@@ -117,8 +137,11 @@ def _open(config, run, chief):
     if not chief:  # another worker: reads the chief's run directory (none is training yet)
         epochs_done = run.completed_epochs()
         return epochs_done, os.path.isfile(run.metrics) and config.epochs <= epochs_done
-    return run.open(dataclasses.asdict(config), defaults=TrainConfig.defaults(),
-                    resumable=TrainConfig.resumable())
+    return run.open(
+        dataclasses.asdict(config),
+        defaults=TrainConfig.defaults(),
+        resumable=TrainConfig.resumable(),
+    )
 
 
 def _data(config, method, run, out, epochs_done):
@@ -128,8 +151,9 @@ def _data(config, method, run, out, epochs_done):
     if epochs_done:
         split = data.Split.load(run.split, collection)
     else:
-        split = data.make_split(collection, config.protocol, seed=config.seed,
-                                val_fraction=config.val_fraction)
+        split = data.make_split(
+            collection, config.protocol, seed=config.seed, val_fraction=config.val_fraction
+        )
         kept = config.labelled_per_class_for(method)
         if kept:
             split = data.keep_labelled(collection, split, kept, config.seed)
@@ -152,9 +176,14 @@ def _loss(config, method, collection, split, run, out, epochs_done, strategy):
         kwargs["seed"] = config.seed
     if epochs_done:
         saved = saved_loss_config(run.latest)
-        kwargs = {**{k: v for k, v in saved.items()
-                     if k in losses.arguments(config.method) and k not in ("name", "reduction")},
-                  **kwargs}
+        kwargs = {
+            **{
+                k: v
+                for k, v in saved.items()
+                if k in losses.arguments(config.method) and k not in ("name", "reduction")
+            },
+            **kwargs,
+        }
     targets = None  # per-image targets a method's batches carry instead of labels
     if method.prepare:  # e.g. a two-stage method's first stage, saved in the run directory
         prepared = method.prepare_function()(config, collection, split, out.path)
@@ -176,8 +205,9 @@ def saved_loss_config(checkpoint):
     return dict(loss.get("config") or {}) if isinstance(loss, dict) else {}
 
 
-def _model(config, method, strategy, collection, split, out, chief, steps, epochs_done, loss,
-           targets):
+def _model(
+    config, method, strategy, collection, split, out, chief, steps, epochs_done, loss, targets
+):
     """Stage 4: the network and its batches, on images or on cached backbone features
     (``freeze_backbone``); ``(model, training batches, ordered(indices) → batches in order,
     path of the best checkpoint)``."""
@@ -193,71 +223,132 @@ def _model(config, method, strategy, collection, split, out, chief, steps, epoch
         # The backbone's features of every image (or its frozen trunk's outputs, when its last
         # blocks train), computed once and cached across runs; the head (and those blocks)
         # train on them. The exported model puts the backbone (the trunk) back in front.
-        every = np.unique(np.concatenate([split.train, split.val, split.query,
-                                          split.database]))
+        every = np.unique(np.concatenate([split.train, split.val, split.query, split.database]))
         table = features.backbone_features(
-            collection, every, config.backbone, config.weights, config.image_size, cache,
-            batch_size=config.eval_batch_size, verbose=config.verbose,
-            trainable_blocks=config.trainable_blocks)
+            collection,
+            every,
+            config.backbone,
+            config.weights,
+            config.image_size,
+            cache,
+            batch_size=config.eval_batch_size,
+            verbose=config.verbose,
+            trainable_blocks=config.trainable_blocks,
+        )
 
         def rows(indices):
             return table[np.searchsorted(every, indices)]
 
         if semi_supervised:
             train_ds = data.feature_semi_supervised_dataset(
-                collection, split.train, split.unlabeled, rows(split.train),
-                rows(split.unlabeled), config.batch_size, config.images_per_class,
-                config.labelled_ratio, seed=config.seed, start_step=start_step)
+                collection,
+                split.train,
+                split.unlabeled,
+                rows(split.train),
+                rows(split.unlabeled),
+                config.batch_size,
+                config.images_per_class,
+                config.labelled_ratio,
+                seed=config.seed,
+                start_step=start_step,
+            )
         else:
             train_ds = data.feature_train_dataset(
-                collection, split.train, rows(split.train), config.batch_size,
-                config.images_per_class, seed=config.seed, start_step=start_step,
-                targets=targets)
+                collection,
+                split.train,
+                rows(split.train),
+                config.batch_size,
+                config.images_per_class,
+                seed=config.seed,
+                start_step=start_step,
+                targets=targets,
+            )
 
         def ordered(indices):
-            return data.feature_eval_dataset(collection, indices, rows(indices),
-                                             config.eval_batch_size)
+            return data.feature_eval_dataset(
+                collection, indices, rows(indices), config.eval_batch_size
+            )
 
         top = None
         if config.trainable_blocks:
             from tfhash.models.backbones import build_backbone, split_backbone
 
-            top = split_backbone(build_backbone(config.backbone, config.image_size,
-                                                config.weights), config.trainable_blocks)[1]
+            top = split_backbone(
+                build_backbone(config.backbone, config.image_size, config.weights),
+                config.trainable_blocks,
+            )[1]
         with strategy.scope():
-            model = models.build_head(rows(split.train), config.bits, config.head_hidden,
-                                      method.head, config.head_lr_multiplier,
-                                      config.head_dropout, top=top)
+            model = models.build_head(
+                rows(split.train),
+                config.bits,
+                config.head_hidden,
+                method.head,
+                config.head_lr_multiplier,
+                config.head_dropout,
+                top=top,
+            )
         return model, train_ds, ordered, out.best_head
 
     if semi_supervised:
         train_ds = data.semi_supervised_dataset(
-            collection, split.train, split.unlabeled, config.image_size, config.batch_size,
-            config.images_per_class, config.labelled_ratio, augment=config.augmentation(),
-            seed=config.seed, start_step=start_step)
+            collection,
+            split.train,
+            split.unlabeled,
+            config.image_size,
+            config.batch_size,
+            config.images_per_class,
+            config.labelled_ratio,
+            augment=config.augmentation(),
+            seed=config.seed,
+            start_step=start_step,
+        )
     else:
-        train_ds = data.train_dataset(collection, split.train, config.image_size,
-                                      config.batch_size, config.images_per_class,
-                                      augment=config.augmentation(), seed=config.seed,
-                                      start_step=start_step, targets=targets)
+        train_ds = data.train_dataset(
+            collection,
+            split.train,
+            config.image_size,
+            config.batch_size,
+            config.images_per_class,
+            augment=config.augmentation(),
+            seed=config.seed,
+            start_step=start_step,
+            targets=targets,
+        )
 
     def ordered(indices):
         return data.eval_dataset(collection, indices, config.image_size, config.eval_batch_size)
 
     if config.weights != "none":  # a pretrained backbone fine-tuned end to end
-        model = _fine_tuning_model(config, method, strategy, collection, split, cache, steps,
-                                   warm_up=not epochs_done, loss=loss, targets=targets)
+        model = _fine_tuning_model(
+            config,
+            method,
+            strategy,
+            collection,
+            split,
+            cache,
+            steps,
+            warm_up=not epochs_done,
+            loss=loss,
+            targets=targets,
+        )
     else:
         with strategy.scope():
             model = models.build_model(
-                config.backbone, config.bits, config.image_size, config.weights,
-                head=method.head, head_learning_rate_multiplier=config.head_lr_multiplier,
-                hidden=config.head_hidden, dropout=config.head_dropout)
+                config.backbone,
+                config.bits,
+                config.image_size,
+                config.weights,
+                head=method.head,
+                head_learning_rate_multiplier=config.head_lr_multiplier,
+                hidden=config.head_hidden,
+                dropout=config.head_dropout,
+            )
     return model, train_ds, ordered, out.best
 
 
-def _fine_tuning_model(config, method, strategy, collection, split, cache_dir, steps, warm_up,
-                       loss, targets):
+def _fine_tuning_model(
+    config, method, strategy, collection, split, cache_dir, steps, warm_up, loss, targets
+):
     """The network that fine-tunes a pretrained backbone end to end
     (:func:`tfhash.models.fine_tuning_model`): its head standardised on the backbone's
     features of the training images (computed once, cached), and at the start of a run
@@ -269,25 +360,59 @@ def _fine_tuning_model(config, method, strategy, collection, split, cache_dir, s
     from tfhash.training import trainer
 
     train_features = features.backbone_features(
-        collection, split.train, config.backbone, config.weights, config.image_size, cache_dir,
-        batch_size=config.eval_batch_size, verbose=config.verbose)
+        collection,
+        split.train,
+        config.backbone,
+        config.weights,
+        config.image_size,
+        cache_dir,
+        batch_size=config.eval_batch_size,
+        verbose=config.verbose,
+    )
     with strategy.scope():
-        head = models.build_head(train_features, config.bits, config.head_hidden, method.head,
-                                 config.head_lr_multiplier, config.head_dropout)
+        head = models.build_head(
+            train_features,
+            config.bits,
+            config.head_hidden,
+            method.head,
+            config.head_lr_multiplier,
+            config.head_dropout,
+        )
     if warm_up and config.head_warmup_epochs:
         with strategy.scope():
-            head.compile(optimizer=keras.optimizers.AdamW(
-                config.head_warmup_learning_rate, weight_decay=config.weight_decay), loss=loss)
+            head.compile(
+                optimizer=keras.optimizers.AdamW(
+                    config.head_warmup_learning_rate, weight_decay=config.weight_decay
+                ),
+                loss=loss,
+            )
         print(f"head warm-up: {config.head_warmup_epochs} epochs on the cached features")
-        trainer.fit(head, data.feature_train_dataset(
-            collection, split.train, train_features, config.batch_size,
-            config.images_per_class, seed=config.seed, targets=targets),
-            strategy=strategy, epochs=config.head_warmup_epochs, steps_per_epoch=steps,
-            verbose=config.verbose)
+        trainer.fit(
+            head,
+            data.feature_train_dataset(
+                collection,
+                split.train,
+                train_features,
+                config.batch_size,
+                config.images_per_class,
+                seed=config.seed,
+                targets=targets,
+            ),
+            strategy=strategy,
+            epochs=config.head_warmup_epochs,
+            steps_per_epoch=steps,
+            verbose=config.verbose,
+        )
     batch_norm = "frozen" if config.batch_norm == "auto" else config.batch_norm
     with strategy.scope():
-        return models.fine_tuning_model(head, config.backbone, config.image_size,
-                                        config.weights, config.trainable_blocks, batch_norm)
+        return models.fine_tuning_model(
+            head,
+            config.backbone,
+            config.image_size,
+            config.weights,
+            config.trainable_blocks,
+            batch_norm,
+        )
 
 
 def _compile(config, model, loss, strategy, run, out, steps, epochs_done):
@@ -299,13 +424,15 @@ def _compile(config, model, loss, strategy, run, out, steps, epochs_done):
     from tfhash.training import callbacks
 
     with strategy.scope():
-        schedule = learning_rate_schedule(config.learning_rate, steps * config.epochs,
-                                          steps * config.lr_warmup_epochs)
+        schedule = learning_rate_schedule(
+            config.learning_rate, steps * config.epochs, steps * config.lr_warmup_epochs
+        )
         if config.optimizer == "adam":
             optimizer = keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay)
         else:
-            optimizer = keras.optimizers.SGD(schedule, momentum=config.momentum,
-                                             weight_decay=config.weight_decay)
+            optimizer = keras.optimizers.SGD(
+                schedule, momentum=config.momentum, weight_decay=config.weight_decay
+            )
         model.compile(optimizer=optimizer, loss=loss)
         if epochs_done:
             model.optimizer.build(model.trainable_variables)
@@ -315,8 +442,21 @@ def _compile(config, model, loss, strategy, run, out, steps, epochs_done):
             print(f"resuming {config.run_dir} after epoch {epochs_done} of {config.epochs}")
 
 
-def _fit(config, model, train_ds, ordered, split, strategy, run, out, best, steps, epochs_done,
-         chief, loss):
+def _fit(
+    config,
+    model,
+    train_ds,
+    ordered,
+    split,
+    strategy,
+    run,
+    out,
+    best,
+    steps,
+    epochs_done,
+    chief,
+    loss,
+):
     """Stage 5b: the epochs, with validation MAP, the best and latest checkpoints and the
     history; returns the seconds trained. A NaN loss stops with the last epoch kept."""
     import keras
@@ -326,9 +466,12 @@ def _fit(config, model, train_ds, ordered, split, strategy, run, out, best, step
 
     fit_callbacks = [  # in this order: see tfhash.training.callbacks
         callbacks.StopOnNaN(),
-        callbacks.ValidationMAP(ordered(split.val), ordered(split.train),
-                                every_n_epochs=config.eval_every,
-                                top_k=split.protocol.map_top_k),
+        callbacks.ValidationMAP(
+            ordered(split.val),
+            ordered(split.train),
+            every_n_epochs=config.eval_every,
+            top_k=split.protocol.map_top_k,
+        ),
         callbacks.BestCheckpoint(best),
         callbacks.HistoryCSV(out.history, ["loss", *models.term_names(loss), "val_map"]),
         keras.callbacks.TensorBoard(out.logs),
@@ -336,18 +479,25 @@ def _fit(config, model, train_ds, ordered, split, strategy, run, out, best, step
     ]
     start = time.time()
     try:
-        trainer.fit(model, train_ds, strategy=strategy, epochs=config.epochs,
-                    initial_epoch=epochs_done, steps_per_epoch=steps, callbacks=fit_callbacks,
-                    verbose=config.verbose if chief else 0)
+        trainer.fit(
+            model,
+            train_ds,
+            strategy=strategy,
+            epochs=config.epochs,
+            initial_epoch=epochs_done,
+            steps_per_epoch=steps,
+            callbacks=fit_callbacks,
+            verbose=config.verbose if chief else 0,
+        )
     except callbacks.NaNLossError as e:
         kept = run.completed_epochs()
-        resume = (f"resumes after epoch {kept}" if kept
-                  else "starts again (no epoch had completed)")
+        resume = f"resumes after epoch {kept}" if kept else "starts again (no epoch had completed)"
         raise TrainingStopped(
             f"{e}; training stopped with the state of the last completed epoch kept: rerun with "
             f"a lower `learning_rate` (e.g. learning_rate="
             f"{min(config.learning_rate / 10, TrainConfig.learning_rate):g}) and "
-            f"it {resume}") from e
+            f"it {resume}"
+        ) from e
     return time.time() - start
 
 
@@ -365,22 +515,40 @@ def _report(config, model, run, best, query_ds, database_ds, split, train_second
     query_codes, query_h, query_labels = callbacks.encode(model, query_ds)
     db_codes, db_h, db_labels = callbacks.encode(model, database_ds)
     if config.freeze_backbone:  # what export takes: images in, the same codes out
-        callbacks.save_model(models.with_backbone(model, config.backbone, config.image_size,
-                                                  config.weights, config.trainable_blocks),
-                             run.best)
+        callbacks.save_model(
+            models.with_backbone(
+                model, config.backbone, config.image_size, config.weights, config.trainable_blocks
+            ),
+            run.best,
+        )
     os.makedirs(run.codes, exist_ok=True)
-    for name, array in [("query_codes", query_codes), ("query_labels", query_labels),
-                        ("database_codes", db_codes), ("database_labels", db_labels),
-                        ("query_embedding", query_h), ("database_embedding", db_h)]:
+    for name, array in [
+        ("query_codes", query_codes),
+        ("query_labels", query_labels),
+        ("database_codes", db_codes),
+        ("database_labels", db_labels),
+        ("query_embedding", query_h),
+        ("database_embedding", db_h),
+    ]:
         np.save(os.path.join(run.codes, name + ".npy"), array)
 
-    metrics = evaluation.evaluate_codes(query_codes, query_labels, db_codes, db_labels,
-                                        metrics=evaluation.default_metrics(db_labels),
-                                        top_k=split.protocol.map_top_k)
-    metrics["run"] = {"dataset": config.dataset, "protocol": config.protocol,
-                      "method": config.method, "bits": config.bits,
-                      "backbone": config.backbone, "epochs": config.epochs,
-                      "train_seconds": round(train_seconds, 1)}
+    metrics = evaluation.evaluate_codes(
+        query_codes,
+        query_labels,
+        db_codes,
+        db_labels,
+        metrics=evaluation.default_metrics(db_labels),
+        top_k=split.protocol.map_top_k,
+    )
+    metrics["run"] = {
+        "dataset": config.dataset,
+        "protocol": config.protocol,
+        "method": config.method,
+        "bits": config.bits,
+        "backbone": config.backbone,
+        "epochs": config.epochs,
+        "train_seconds": round(train_seconds, 1),
+    }
     write_json(run.metrics, metrics, indent=2)  # atomically: its presence means finished
     print_summary(metrics)
     print(f"metrics: {run.metrics}; codes: {run.codes}")
@@ -394,8 +562,9 @@ def learning_rate_schedule(peak, steps, warmup_steps=0):
 
     if not warmup_steps:
         return keras.optimizers.schedules.CosineDecay(peak, steps)
-    return keras.optimizers.schedules.CosineDecay(0.0, steps - warmup_steps, warmup_target=peak,
-                                                  warmup_steps=warmup_steps)
+    return keras.optimizers.schedules.CosineDecay(
+        0.0, steps - warmup_steps, warmup_target=peak, warmup_steps=warmup_steps
+    )
 
 
 def print_summary(metrics):

@@ -52,13 +52,27 @@ LOCATION = ("run_dir",)
 LOCK = "lock"  # held by the command writing the run (tfhash.locking)
 # Everything tfhash writes in a run directory (a run of an older version wrote backup/), but
 # the files a method's own steps keep there (tfhash.methods.Method.run_dir_files).
-_OWN_ENTRIES = {"flags.json", "flags.cfg", "changes.json", "split", "checkpoints", "logs",
-                "history.csv", "codes", "metrics.json", "backup", "shallow", "features", LOCK}
+_OWN_ENTRIES = {
+    "flags.json",
+    "flags.cfg",
+    "changes.json",
+    "split",
+    "checkpoints",
+    "logs",
+    "history.csv",
+    "codes",
+    "metrics.json",
+    "backup",
+    "shallow",
+    "features",
+    LOCK,
+}
 
 
 def own_entries():
     """The names tfhash writes at the top of a run directory, the methods' own files included."""
     return _OWN_ENTRIES | methods.run_dir_files()
+
 
 # The record inside a latest checkpoint (a .keras file is a zip archive; Keras reads only its
 # own entries): the epochs completed and the random state of the run at that moment. Written
@@ -96,8 +110,7 @@ def read_json(path, fix):
         with open(path) as f:
             return json.load(f)
     except (OSError, ValueError) as e:
-        raise UsageError(f"{path} is damaged ({type(e).__name__}: {str(e)[:100]}); "
-                         f"{fix}") from None
+        raise UsageError(f"{path} is damaged ({type(e).__name__}: {str(e)[:100]}); {fix}") from None
 
 
 def checkpoint_record(latest):
@@ -108,8 +121,10 @@ def checkpoint_record(latest):
     Raises:
         UsageError: the file is not a complete zip archive (truncated, overwritten).
     """
-    fix = ("it cannot be resumed from: restore the file, or pass a new `run_dir` (the run's "
-           "best.keras can still be exported)")
+    fix = (
+        "it cannot be resumed from: restore the file, or pass a new `run_dir` (the run's "
+        "best.keras can still be exported)"
+    )
     try:
         with zipfile.ZipFile(latest) as archive:
             damaged = archive.testzip()
@@ -121,8 +136,9 @@ def checkpoint_record(latest):
         int(record["epoch"])
         return record
     except (zipfile.BadZipFile, OSError, ValueError, KeyError, TypeError, EOFError) as e:
-        raise UsageError(f"{latest} is damaged ({type(e).__name__}: {str(e)[:100]}); "
-                         f"{fix}") from None
+        raise UsageError(
+            f"{latest} is damaged ({type(e).__name__}: {str(e)[:100]}); {fix}"
+        ) from None
 
 
 def completed_epochs(latest):
@@ -139,13 +155,17 @@ def completed_epochs(latest):
     record = checkpoint_record(latest)
     if record is None:  # written before the record was inside the checkpoint
         if not os.path.isfile(latest + ".json"):
-            raise UsageError(f"{latest} does not say how many epochs it holds and "
-                             f"{latest}.json is missing; restore that file, or pass a new "
-                             "`run_dir`")
+            raise UsageError(
+                f"{latest} does not say how many epochs it holds and "
+                f"{latest}.json is missing; restore that file, or pass a new "
+                "`run_dir`"
+            )
         record = read_json(latest + ".json", "restore it, or pass a new `run_dir`")
         if not isinstance(record, dict) or not isinstance(record.get("epoch"), int):
-            raise UsageError(f"{latest}.json does not say how many epochs the checkpoint "
-                             "holds; restore it, or pass a new `run_dir`")
+            raise UsageError(
+                f"{latest}.json does not say how many epochs the checkpoint "
+                "holds; restore it, or pass a new `run_dir`"
+            )
     return int(record["epoch"])
 
 
@@ -175,9 +195,11 @@ class RunDir:
         Creates the directory; refuses a file, or a directory holding other files, first."""
         self._own_entries()
         os.makedirs(self.path, exist_ok=True)
-        return DirectoryLock(os.path.join(self.path, LOCK), f"run directory {self.path}",
-                             "wait for that command to finish (or stop it), or pass another "
-                             "`run_dir`").acquire()
+        return DirectoryLock(
+            os.path.join(self.path, LOCK),
+            f"run directory {self.path}",
+            "wait for that command to finish (or stop it), or pass another `run_dir`",
+        ).acquire()
 
     def completed_epochs(self):
         """Epochs completed so far (0 for a run that has not finished one)."""
@@ -212,12 +234,16 @@ class RunDir:
             os.makedirs(self.checkpoints, exist_ok=True)
             return 0, False
         saved = {**(defaults or {}), **self.saved_settings()}
-        self._refuse_changes(saved, settings, [k for k in settings
-                                               if k not in (*resumable, *LOCATION)])
+        self._refuse_changes(
+            saved, settings, [k for k in settings if k not in (*resumable, *LOCATION)]
+        )
         finished = os.path.isfile(self.metrics)
         if finished:
-            read_json(self.metrics, "remove it and run the same command again: the run is "
-                      "not trained again, its report is written anew")
+            read_json(
+                self.metrics,
+                "remove it and run the same command again: the run is "
+                "not trained again, its report is written anew",
+            )
         if finished and settings["epochs"] <= done:
             return done, True
         if finished:  # extended: keep the report of the shorter run
@@ -226,8 +252,11 @@ class RunDir:
             for entry in (self.metrics, self.codes):
                 if os.path.exists(entry):
                     os.replace(entry, os.path.join(keep, os.path.basename(entry)))
-        changed = {k: [saved.get(k), settings[k]] for k in resumable
-                   if k in settings and saved.get(k) != settings[k]}
+        changed = {
+            k: [saved.get(k), settings[k]]
+            for k in resumable
+            if k in settings and saved.get(k) != settings[k]
+        }
         if changed:
             self._record_change(done, changed)
         return done, False
@@ -244,8 +273,9 @@ class RunDir:
         """
         entries = self._own_entries()
         if os.path.isfile(self.metrics):
-            self._refuse_changes(self.saved_settings(), settings,
-                                 [k for k in keys if k not in LOCATION])
+            self._refuse_changes(
+                self.saved_settings(), settings, [k for k in keys if k not in LOCATION]
+            )
             read_json(self.metrics, "remove it and run the same command again")
             return True
         self._clear(entries)
@@ -257,34 +287,44 @@ class RunDir:
         if os.path.exists(self.path) and not os.path.isdir(self.path):
             raise UsageError(f"run_dir={self.path} is a file; pass a directory")
         entries = set(os.listdir(self.path)) if os.path.isdir(self.path) else set()
-        foreign = sorted(e for e in entries
-                         if e not in own_entries() and not e.startswith("finished_at_"))
+        foreign = sorted(
+            e for e in entries if e not in own_entries() and not e.startswith("finished_at_")
+        )
         if foreign:
-            raise UsageError(f"run_dir={self.path} holds no tfhash run but other files "
-                             f"({', '.join(foreign[:3])}); pass a new or empty directory")
+            raise UsageError(
+                f"run_dir={self.path} holds no tfhash run but other files "
+                f"({', '.join(foreign[:3])}); pass a new or empty directory"
+            )
         return entries
 
     def _refuse_changes(self, saved, settings, keys):
         changed = [k for k in keys if saved.get(k) != settings.get(k)]
         if changed:
-            diffs = ", ".join(f"{k}={saved.get(k)!r} there vs {settings.get(k)!r} now"
-                              for k in changed)
-            raise UsageError(f"run directory {self.path} holds a run with other settings "
-                             f"({diffs}); pass a new `run_dir`, or the same settings to resume it")
+            diffs = ", ".join(
+                f"{k}={saved.get(k)!r} there vs {settings.get(k)!r} now" for k in changed
+            )
+            raise UsageError(
+                f"run directory {self.path} holds a run with other settings "
+                f"({diffs}); pass a new `run_dir`, or the same settings to resume it"
+            )
 
     def _epochs_done(self):
         done = self.completed_epochs()
         if done and not os.path.isfile(self.flags):
-            raise UsageError(f"{self.path} holds {done} trained epochs but no flags.json, so "
-                             "its settings are unknown; restore flags.json, or pass a new "
-                             "`run_dir`")
+            raise UsageError(
+                f"{self.path} holds {done} trained epochs but no flags.json, so "
+                "its settings are unknown; restore flags.json, or pass a new "
+                "`run_dir`"
+            )
         if not done:
             evidence = self._completed_epoch_evidence()
             if evidence:
-                raise UsageError(f"{self.path} holds a run that completed epochs ({evidence}) "
-                                 f"but its {os.path.relpath(self.latest, self.path)} is "
-                                 "missing, so it cannot be resumed; restore it, or pass a new "
-                                 "`run_dir` (nothing here was changed)")
+                raise UsageError(
+                    f"{self.path} holds a run that completed epochs ({evidence}) "
+                    f"but its {os.path.relpath(self.latest, self.path)} is "
+                    "missing, so it cannot be resumed; restore it, or pass a new "
+                    "`run_dir` (nothing here was changed)"
+                )
         else:
             try:
                 described = read_json(self.latest + ".json", "").get("epoch")
@@ -298,15 +338,19 @@ class RunDir:
         """What shows that an epoch completed here, in a directory without a latest
         checkpoint; "" where nothing does (a start that failed before its first epoch: what
         it wrote before then, a history row or a best checkpoint of epoch 1 included, may go)."""
-        found = [name for name in ("checkpoints/latest.keras.json", "metrics.json",
-                                   "changes.json")
-                 if os.path.exists(os.path.join(self.path, name))]
+        found = [
+            name
+            for name in ("checkpoints/latest.keras.json", "metrics.json", "changes.json")
+            if os.path.exists(os.path.join(self.path, name))
+        ]
         if os.path.isdir(self.path):
             found += sorted(e for e in os.listdir(self.path) if e.startswith("finished_at_"))
         try:
             with open(self.history) as f:
-                if any(line.split(",")[0].strip() not in ("", "epoch", "0")
-                       for line in f.read().splitlines()):
+                if any(
+                    line.split(",")[0].strip() not in ("", "epoch", "0")
+                    for line in f.read().splitlines()
+                ):
                     found.append("history.csv rows after epoch 1")
         except OSError:
             pass
@@ -321,20 +365,22 @@ class RunDir:
                 os.remove(path)
 
     def saved_settings(self):
-        settings = read_json(self.flags, "restore it (flags.cfg holds the same settings), or "
-                             "pass a new `run_dir`")
+        settings = read_json(
+            self.flags, "restore it (flags.cfg holds the same settings), or pass a new `run_dir`"
+        )
         if not isinstance(settings, dict):
-            raise UsageError(f"{self.flags} holds no settings; restore it, or pass a new "
-                             "`run_dir`")
+            raise UsageError(f"{self.flags} holds no settings; restore it, or pass a new `run_dir`")
         return settings
 
     def _record_change(self, epoch, changed):
         history = []
         if os.path.isfile(self.changes):
-            history = read_json(self.changes, "restore it, or remove it to keep no record of "
-                                "earlier changes")
-        history.append({"from_epoch": epoch, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                        "changed": changed})
+            history = read_json(
+                self.changes, "restore it, or remove it to keep no record of earlier changes"
+            )
+        history.append(
+            {"from_epoch": epoch, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "changed": changed}
+        )
         write_json(self.changes, history, indent=2)
 
     def write_settings(self, settings):
@@ -346,7 +392,9 @@ class RunDir:
             if isinstance(value, dict):  # e.g. --shallow_params=anchors=500,sigma=2.5
                 value = ",".join(f"{k}={v}" for k, v in value.items()) or None
             if value is not None:
-                lines.append(f"--{key}={str(value).lower() if isinstance(value, bool) else value}\n")
+                lines.append(
+                    f"--{key}={str(value).lower() if isinstance(value, bool) else value}\n"
+                )
         partial = self.flagfile + ".partial"
         try:
             with open(partial, "w") as f:

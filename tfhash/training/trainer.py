@@ -131,14 +131,17 @@ def make_step(model, strategy):
     def step(batch):
         terms = strategy.run(replica_step, args=batch)
         # Every replica computed the same global loss: their mean is that value.
-        return {name: strategy.reduce(tf.distribute.ReduceOp.MEAN, value, axis=None)
-                for name, value in terms.items()}
+        return {
+            name: strategy.reduce(tf.distribute.ReduceOp.MEAN, value, axis=None)
+            for name, value in terms.items()
+        }
 
     return step
 
 
-def fit(model, dataset, *, strategy, epochs, steps_per_epoch, initial_epoch=0, callbacks=(),
-        verbose=1):
+def fit(
+    model, dataset, *, strategy, epochs, steps_per_epoch, initial_epoch=0, callbacks=(), verbose=1
+):
     """Trains ``model`` on ``dataset`` as ``model.fit`` would, under ``strategy``.
 
     Args:
@@ -164,8 +167,14 @@ def fit(model, dataset, *, strategy, epochs, steps_per_epoch, initial_epoch=0, c
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     batches = iter(strategy.experimental_distribute_dataset(dataset.with_options(options)))
     callback_list = keras.callbacks.CallbackList(
-        list(callbacks), add_history=True, add_progbar=verbose != 0, model=model,
-        verbose=verbose, epochs=epochs, steps=steps_per_epoch)
+        list(callbacks),
+        add_history=True,
+        add_progbar=verbose != 0,
+        model=model,
+        verbose=verbose,
+        epochs=epochs,
+        steps=steps_per_epoch,
+    )
     model.stop_training = False
     callback_list.on_train_begin()
     logs = {}
@@ -184,4 +193,3 @@ def fit(model, dataset, *, strategy, epochs, steps_per_epoch, initial_epoch=0, c
             break
     callback_list.on_train_end(logs)
     return model.history
-
