@@ -26,7 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from tfhash import data, evaluation  # noqa: E402
 from tfhash import train as train_lib  # noqa: E402
-from tfhash.data import protocols  # noqa: E402
+from tfhash.data import protocols, splits  # noqa: E402
 
 METRICS = (
     "map",
@@ -67,7 +67,7 @@ def list_split(collection, data_dir, seed=0, val_fraction=0.1):
         protocol=protocol,
         seed=seed,
         val_fraction=val_fraction,
-        collection=protocols._describe(collection),
+        collection=splits._describe(collection),
     )
 
 

@@ -17,14 +17,7 @@ list-file format and the protocols.
 """
 
 from tfhash.data.collection import Collection
-from tfhash.data.protocols import (
-    PROTOCOLS,
-    Protocol,
-    Split,
-    get_protocol,
-    keep_labelled,
-    make_split,
-)
+from tfhash.data.protocols import PROTOCOLS, Protocol, get_protocol
 from tfhash.data.sources import (
     AUGMENTATIONS,
     DATASETS,
@@ -33,6 +26,7 @@ from tfhash.data.sources import (
     default_augmentation,
     load_collection,
 )
+from tfhash.data.splits import Split, keep_labelled, make_split
 
 # The tf.data pipelines import TensorFlow; the rest of the package does not, so a command can
 # check its data settings before paying for TensorFlow. They load on first use.
