@@ -3,7 +3,10 @@ r"""Retrieval metrics as named objects, computed per query from a ranking or its
 Each metric turns a :class:`QueryBatch` (a few queries' rankings, or their tie
 groups under ``ties="average"``) into per-query values; the evaluator averages
 them over all queries. The names are what ``evaluate_codes(metrics=...)`` and
-the CLI's ``--metrics`` accept (:func:`from_name`).
+the CLI's ``--metrics`` accept (:func:`from_name`). The batch and the base class are in
+:mod:`~tfhash.evaluation.metric_base`, the precision and recall metrics (``p@k``, ``p@rR``,
+``pr``) in :mod:`~tfhash.evaluation.precision_recall`; this module holds the ranked ones
+(MAP, the graded and the Jaccard metrics) and re-exports the others.
 
 For one query with ranked items ``i = 1, 2, …``, relevance ``rel_i`` (shares a
 label), graded gain ``g_i`` and R relevant items in the database:
@@ -31,7 +34,6 @@ Example:
 ['map@1000', 'ndcg@100']
 """
 
-import dataclasses
 import math
 import re
 
@@ -39,97 +41,34 @@ import numpy as np
 
 from tfhash.errors import UsageError
 from tfhash.evaluation import ties
-from tfhash.evaluation.conventions import GAINS, Conventions
+from tfhash.evaluation.conventions import GAINS
+from tfhash.evaluation.metric_base import (
+    QueryBatch,
+    RetrievalMetric,
+    check_k,
+    undefined_ratio,
+)
+from tfhash.evaluation.precision_recall import (
+    PrecisionRecallAtK,
+    PrecisionRecallCurve,
+    PrecisionRecallWithinRadius,
+    default_ks,
+)
 
-
-@dataclasses.dataclass
-class QueryBatch:
-    """What a metric sees of a batch of queries.
-
-    Under ``ties="average"``, ``groups`` is set; under the other policies,
-    ``ranked_relevant`` (and ``ranked_gains`` when a graded metric is asked
-    for) hold each query's explicit ranking, deep enough for every metric.
-
-    Attributes:
-        conventions: the :class:`~tfhash.evaluation.conventions.Conventions`.
-        num_items: N, the database size.
-        num_relevant: ``[queries]`` R, relevant items in the database.
-        groups: ``ties.Groups`` in rank order, or ``None``.
-        ranked_relevant: ``bool [queries, depth]``, or ``None``.
-        ranked_gains: ``float [queries, depth]``, or ``None``.
-        ideal_gains: ``float [queries, depth]`` each query's gains sorted
-            descending (for IDCG), or ``None``.
-        bins: ``ties.Groups`` by Hamming distance 0..K, or ``None``.
-        discount_sums: ``D[i] = Σ_{j≤i} 1/log2(j + 1)`` for i = 0..N, or ``None``.
-    """
-
-    conventions: Conventions
-    num_items: int
-    num_relevant: np.ndarray
-    groups: ties.Groups | None = None
-    ranked_relevant: np.ndarray | None = None
-    ranked_gains: np.ndarray | None = None
-    ideal_gains: np.ndarray | None = None
-    bins: ties.Groups | None = None
-    discount_sums: np.ndarray | None = None
-
-
-def _undefined_ratio(numerator, denominator):
-    """``numerator / denominator`` with NaN (undefined) where the denominator is 0."""
-    numerator, denominator = np.broadcast_arrays(numerator, denominator)
-    out = np.full(numerator.shape, np.nan)
-    return np.divide(numerator, denominator, out=out, where=denominator != 0)
-
-
-def _check_k(k, name):
-    if k is None:
-        return None
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise UsageError(f"{name}: k must be a positive integer, got {k!r}")
-    return int(k)
-
-
-class RetrievalMetric:
-    """Base class of the metrics: a name, checks, per-query values and a summary.
-
-    Subclasses implement :meth:`per_query`, returning ``[queries, values]``
-    with NaN where a value is undefined for a query (left out of the mean),
-    and :meth:`summarize`, turning the means over queries into the report entry.
-
-    Attributes:
-        name: the report key, e.g. ``"map@1000"``.
-        graded: uses graded gains rather than binary relevance.
-        needs_hamming: needs Hamming distance bins (hash lookup).
-    """
-
-    name = None
-    graded = False
-    needs_hamming = False
-    #: A graded metric's own gain, ``"shared"`` or ``"jaccard"``; ``None``: the convention's.
-    gain = None
-    #: Relevance ``Jaccard ≥ jaccard_threshold`` instead of "shares a label"; ``None``: the latter.
-    jaccard_threshold = None
-
-    def check(self, num_items, bits):
-        """Raises ``UsageError`` if the metric cannot be computed (bits: None for embeddings)."""
-
-    def ranking_depth(self, num_items):
-        """How many top ranks an explicit ranking must hold for this metric (0: none)."""
-        return 0
-
-    def per_query(self, batch):
-        raise NotImplementedError
-
-    def summarize(self, means, num_items):
-        """The report entry from the means over queries (NaN: no query defined it)."""
-        return _json_number(means[0])
-
-    def __repr__(self):
-        return f"<{type(self).__name__} {self.name}>"
-
-
-def _json_number(value):
-    return None if math.isnan(value) else float(value)
+__all__ = [
+    "AverageCumulativeGain",
+    "JaccardMeanAveragePrecision",
+    "MeanAveragePrecision",
+    "NormalizedDCG",
+    "PrecisionRecallAtK",
+    "PrecisionRecallCurve",
+    "PrecisionRecallWithinRadius",
+    "QueryBatch",
+    "RetrievalMetric",
+    "WeightedAveragePrecision",
+    "default_ks",
+    "from_name",
+]
 
 
 class _CutoffMetric(RetrievalMetric):
@@ -138,7 +77,7 @@ class _CutoffMetric(RetrievalMetric):
     prefix = None
 
     def __init__(self, k=None, gain=None):
-        self.k = _check_k(k, self.prefix)
+        self.k = check_k(k, self.prefix)
         self.name = self.prefix if self.k is None else f"{self.prefix}@{self.k}"
         if gain is not None:
             if not self.graded:
@@ -247,143 +186,6 @@ def _ranked_average_precision(ranked, k, num_relevant, denominator):
     return values
 
 
-def default_ks(num_items):
-    """The precision@k grid: 1, 2, 5, 10, 20, 50, … up to the database size."""
-    ks = [m * 10**e for e in range(len(str(num_items))) for m in (1, 2, 5)]
-    return [k for k in ks if k <= num_items]
-
-
-class PrecisionRecallAtK(RetrievalMetric):
-    """Precision@k and recall@k curves: ``P@k = hits(k)/k``, ``R@k = hits(k)/R``.
-
-    Args:
-        ks: the cut-offs, or ``None`` for :func:`default_ks` of the database.
-    """
-
-    name = "p@k"
-
-    def __init__(self, ks=None):
-        self.ks = None if ks is None else sorted({_check_k(k, self.name) for k in ks})
-
-    def check(self, num_items, bits):
-        if self.ks is not None and self.ks[-1] > num_items:
-            raise UsageError(
-                f"p@k: k={self.ks[-1]} is larger than the database ({num_items} items)"
-            )
-
-    def _ks(self, num_items):
-        return self.ks or default_ks(num_items)
-
-    def ranking_depth(self, num_items):
-        return self._ks(num_items)[-1]
-
-    def per_query(self, batch):
-        ks = self._ks(batch.num_items)
-        if batch.groups is not None:
-            hits = np.stack([ties.expected_hits(batch.groups, k) for k in ks], 1)
-        else:
-            hits = np.stack([np.count_nonzero(batch.ranked_relevant[:, :k], axis=1) for k in ks], 1)
-        recall = _undefined_ratio(hits, batch.num_relevant[:, None])
-        return np.concatenate(
-            [hits / np.array(ks), batch.conventions.for_empty_queries(recall)], axis=1
-        )
-
-    def summarize(self, means, num_items):
-        ks = self._ks(num_items)
-        return {
-            "k": ks,
-            "precision": [_json_number(v) for v in means[: len(ks)]],
-            "recall": [_json_number(v) for v in means[len(ks) :]],
-        }
-
-
-def _within_radius(batch):
-    """Per query and radius r = 0..K: retrieved items (distance ≤ r) and relevant ones."""
-    return np.cumsum(batch.bins.size, axis=1), np.cumsum(batch.bins.hits, axis=1)
-
-
-class _HammingMetric(RetrievalMetric):
-    needs_hamming = True
-
-    def check(self, num_items, bits):
-        if bits is None:
-            raise UsageError(
-                f"{self.name} is a Hamming-radius metric and needs binary codes "
-                "(distance='hamming')"
-            )
-
-
-class PrecisionRecallWithinRadius(_HammingMetric):
-    """Hash lookup: precision and recall of the items within Hamming radius r.
-
-    Ties cannot matter: the ball is a set. An empty ball has no precision; the
-    ``empty_ball`` convention counts it as 0 or leaves it out, and the report
-    gives the fraction of queries with an empty ball.
-
-    Args:
-        radius: r, 0..K (2 is the usual hash lookup).
-    """
-
-    def __init__(self, radius=2):
-        if isinstance(radius, bool) or not isinstance(radius, (int, np.integer)) or radius < 0:
-            raise UsageError(f"p@r: the radius must be a non-negative integer, got {radius!r}")
-        self.radius = int(radius)
-        self.name = f"p@r{self.radius}"
-
-    def check(self, num_items, bits):
-        super().check(num_items, bits)
-        if self.radius > bits:
-            raise UsageError(
-                f"{self.name}: radius {self.radius} exceeds the code length ({bits} bits)"
-            )
-
-    def per_query(self, batch):
-        retrieved, hits = (a[:, self.radius] for a in _within_radius(batch))
-        conventions = batch.conventions
-        return np.stack(
-            [
-                conventions.for_empty_ball(_undefined_ratio(hits, retrieved)),
-                conventions.for_empty_queries(_undefined_ratio(hits, batch.num_relevant)),
-                retrieved == 0,
-            ],
-            axis=1,
-        )
-
-    def summarize(self, means, num_items):
-        precision, recall, empty = (_json_number(v) for v in means)
-        return {
-            "radius": self.radius,
-            "precision": precision,
-            "recall": recall,
-            "empty_ball_fraction": empty,
-        }
-
-
-class PrecisionRecallCurve(_HammingMetric):
-    """The precision–recall curve of hash lookup over the radii 0..K."""
-
-    name = "pr"
-
-    def per_query(self, batch):
-        retrieved, hits = _within_radius(batch)
-        conventions = batch.conventions
-        return np.concatenate(
-            [
-                conventions.for_empty_ball(_undefined_ratio(hits, retrieved)),
-                conventions.for_empty_queries(_undefined_ratio(hits, batch.num_relevant[:, None])),
-            ],
-            axis=1,
-        )
-
-    def summarize(self, means, num_items):
-        radii = len(means) // 2
-        return {
-            "radius": list(range(radii)),
-            "precision": [_json_number(v) for v in means[:radii]],
-            "recall": [_json_number(v) for v in means[radii:]],
-        }
-
-
 class NormalizedDCG(_CutoffMetric):
     """NDCG@k with graded gains: ``DCG@k / IDCG@k``.
 
@@ -404,7 +206,7 @@ class NormalizedDCG(_CutoffMetric):
             dcg = ties.expected_dcg(batch.groups, k, batch.discount_sums)
         else:
             dcg = ((np.exp2(batch.ranked_gains[:, :k]) - 1.0) * discounts).sum(1)
-        return batch.conventions.for_empty_queries(_undefined_ratio(dcg, ideal))[:, None]
+        return batch.conventions.for_empty_queries(undefined_ratio(dcg, ideal))[:, None]
 
 
 class AverageCumulativeGain(_CutoffMetric):
