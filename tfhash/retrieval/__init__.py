@@ -15,6 +15,7 @@ being insertion order (:mod:`.base`).
 * :mod:`.faiss`  :class:`FaissIndex` (``IndexBinaryFlat``, or ``IndexBinaryMultiHash`` for
   radius search), saved in a directory;
 * :mod:`.milvus` :class:`MilvusIndex`, a collection on a Milvus server or in a Milvus Lite file;
+* :mod:`.milvus_client` Milvus's client, its connection errors and the collections' schemas;
 * :mod:`.build`  :func:`update_index`, what ``python -m tfhash.index`` does;
 * :mod:`.query`  the queries, hits and report of ``python -m tfhash.search``.
 

@@ -3,7 +3,8 @@
 The collection has a ``BINARY_VECTOR`` field under a ``BIN_FLAT`` index and the ``HAMMING``
 metric, on a server (``http://host:19530``) or in a Milvus Lite file (``codes.db``). Milvus
 does not specify its order among equal distances, so for the tie rule the group at the k-th
-distance is fetched by a range search and cut by position.
+distance is fetched by a range search and cut by position. The client, its connection errors
+and the collections' schemas are in :mod:`tfhash.retrieval.milvus_client`.
 """
 
 import json
@@ -16,28 +17,16 @@ from tfhash.errors import UsageError
 from tfhash.retrieval import store
 from tfhash.retrieval.base import TIE_RULE, SearchIndex
 from tfhash.retrieval.codes import Hits, label_sets, ordered
+from tfhash.retrieval.milvus_client import (
+    check_collection,
+    connect,
+    create_collections,
+    import_pymilvus,
+    quote,
+)
 
 MILVUS_MAX_K = 16384  # Milvus's largest topk (and range-search limit) per query
 _MILVUS_BATCH = 10000  # rows per insert call, well under gRPC's message limit
-
-
-def import_pymilvus():
-    """The ``pymilvus`` module (quiet), or a :class:`UsageError` saying how to install it."""
-    try:
-        import pymilvus
-    except ImportError:
-        raise UsageError(
-            "the milvus backend needs pymilvus (and milvus-lite for a .db file): "
-            "pip install 'tfhash[milvus]'"
-        ) from None
-    import logging
-
-    logging.getLogger("pymilvus").setLevel(logging.CRITICAL)  # errors become UsageError lines
-    return pymilvus
-
-
-def _quote(values):
-    return "[" + ", ".join(json.dumps(str(v)) for v in values) + "]"
 
 
 class MilvusIndex(SearchIndex):
@@ -72,34 +61,12 @@ class MilvusIndex(SearchIndex):
     backend = "milvus"
 
     def __init__(self, uri, collection=store.DEFAULT_COLLECTION, timeout=10.0):
-        pymilvus = import_pymilvus()
-        if not collection or not collection.replace("_", "a").isalnum() or collection[0].isdigit():
-            raise UsageError(
-                f"collection={collection!r} is not a Milvus collection name; use "
-                "letters, digits and underscores, starting with a letter"
-            )
+        import_pymilvus()
+        check_collection(collection)
         uri = self.normalise_uri(uri)
-        if store.is_lite_file(uri) and not os.path.isdir(os.path.dirname(uri)):
-            raise UsageError(
-                f"the directory of the Milvus Lite file {uri} does not exist; create it first"
-            )
         self.uri, self.collection, self.meta = uri, collection, f"{collection}_tfhash_meta"
         self.timeout = timeout
-        try:
-            self.client = pymilvus.MilvusClient(uri=uri, timeout=timeout)
-            self.client.list_collections(timeout=timeout)
-        except Exception as e:  # noqa: BLE001 -- connection errors come as several types
-            reason = str(getattr(e, "message", "") or e or type(e).__name__).splitlines()[0]
-            if store.is_lite_file(uri):  # Milvus Lite: one process per file
-                raise UsageError(
-                    f"the Milvus Lite file {uri} cannot be opened ({reason[:160]}); "
-                    "Milvus Lite lets one process at a time open a file: wait "
-                    "for the other command to finish"
-                ) from None
-            raise UsageError(
-                f"Milvus at {uri} does not answer within {timeout:g} s "
-                f"({reason[:160]}); start the server or fix `uri`"
-            ) from None
+        self.client = connect(uri, timeout)
         self._manifest = None
         self._stage = None  # a delete staged for the next add (delete(commit=False))
         self._pending_cache = (None, [])
@@ -162,7 +129,7 @@ class MilvusIndex(SearchIndex):
         if not pending:
             return []
         if getattr(self, "_pending_cache", (None,))[0] != pending["txn"]:
-            keys = _quote(f"pending-{pending['txn']}-{i}" for i in range(pending["chunks"]))
+            keys = quote(f"pending-{pending['txn']}-{i}" for i in range(pending["chunks"]))
             rows = self.client.query(
                 self.meta, filter=f"key in {keys}", output_fields=["key", "value"]
             )
@@ -228,34 +195,8 @@ class MilvusIndex(SearchIndex):
     def create(self, bits=None, code_bytes=None):
         """Creates the collections for codes of ``bits`` bits (or ``code_bytes`` bytes, when the
         exact length is not known), dropping any of the same names."""
-        pymilvus = import_pymilvus()
-        DataType = pymilvus.DataType
         code_bytes = code_bytes if bits is None else (int(bits) + 7) // 8
-        for name in (self.collection, self.meta):
-            if self.client.has_collection(name):
-                self.client.drop_collection(name)
-        schema = pymilvus.MilvusClient.create_schema(
-            auto_id=False, enable_dynamic_field=False, description="tfhash Hamming index"
-        )
-        schema.add_field("seq", DataType.INT64, is_primary=True)
-        schema.add_field("code", DataType.BINARY_VECTOR, dim=8 * code_bytes)
-        schema.add_field("item_id", DataType.VARCHAR, max_length=4096)
-        schema.add_field("path", DataType.VARCHAR, max_length=4096)
-        schema.add_field("labels", DataType.VARCHAR, max_length=8192)
-        params = self.client.prepare_index_params()
-        params.add_index(field_name="code", index_type="BIN_FLAT", metric_type="HAMMING")
-        self.client.create_collection(
-            self.collection, schema=schema, index_params=params, consistency_level="Strong"
-        )
-        meta = pymilvus.MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
-        meta.add_field("key", DataType.VARCHAR, is_primary=True, max_length=64)
-        meta.add_field("value", DataType.VARCHAR, max_length=65535)
-        meta.add_field("dummy", DataType.BINARY_VECTOR, dim=8)  # Milvus needs a vector field
-        params = self.client.prepare_index_params()
-        params.add_index(field_name="dummy", index_type="BIN_FLAT", metric_type="HAMMING")
-        self.client.create_collection(
-            self.meta, schema=meta, index_params=params, consistency_level="Strong"
-        )
+        create_collections(self.client, self.collection, self.meta, code_bytes)
         self._commit(
             {
                 "format": store.FORMAT,
@@ -282,7 +223,7 @@ class MilvusIndex(SearchIndex):
         for start in range(0, len(item_ids), 1000):
             rows = self.client.query(
                 self.collection,
-                filter=self._visible(f"item_id in {_quote(item_ids[start : start + 1000])}"),
+                filter=self._visible(f"item_id in {quote(item_ids[start : start + 1000])}"),
                 output_fields=["seq", "item_id"],
             )
             found.update((row["item_id"], row["seq"]) for row in rows)
