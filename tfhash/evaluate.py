@@ -22,14 +22,11 @@ Imports NumPy, SciPy and absl only (matplotlib for plots); never TensorFlow.
 See ``docs/evaluation.md``.
 """
 
-import os
-
 from absl import flags
 
 from tfhash import cli, evaluation
 from tfhash.errors import UsageError
-from tfhash.evaluation import conventions, distances, plots, report_dir
-from tfhash.retrieval.codes import encoded_bits, read_info, read_paths
+from tfhash.evaluation import conventions, distances, files
 
 FLAGS = flags.FLAGS
 
@@ -138,102 +135,28 @@ def define_flags():
     )
 
 
-_CONVENTION_FLAGS = ("ties", "ap_denominator", "empty_queries", "empty_ball", "gain")
-
-
-def _conventions():
-    """The convention flags, with --preset filling in those not given explicitly."""
-    values = {name: FLAGS[name].value for name in _CONVENTION_FLAGS}
-    if FLAGS.preset:
-        for name, value in conventions.PRESETS[FLAGS.preset].items():
-            if FLAGS[name].present and FLAGS[name].value != value:
-                raise UsageError(
-                    f"--preset={FLAGS.preset} sets --{name}={value}; drop "
-                    f"--{name}={FLAGS[name].value} or the preset"
-                )
-            values[name] = value
-    return values
-
-
-def _code_files():
+def main(argv):
     for name in ("query_codes", "db_codes", "query_labels", "db_labels", "out"):
         if not FLAGS[name].value:
             raise UsageError(f"--{name} is required; see --help")
-    if len(FLAGS.query_codes) != len(FLAGS.db_codes):
-        raise UsageError(
-            f"{len(FLAGS.query_codes)} --query_codes files but {len(FLAGS.db_codes)} "
-            "--db_codes files; give one database file per query file"
-        )
-    if FLAGS.bits and len(FLAGS.bits) != len(FLAGS.query_codes):
-        raise UsageError(
-            f"--bits has {len(FLAGS.bits)} values for {len(FLAGS.query_codes)} code "
-            "files; give one per file, or none for unpacked codes"
-        )
-    try:
-        bits = [int(b) or None for b in FLAGS.bits]
-    except ValueError:
-        raise UsageError(f"--bits must be integers, got {FLAGS.bits}") from None
-    bits = bits or [encoded_bits(q, d) for q, d in zip(FLAGS.query_codes, FLAGS.db_codes)]
-    return list(zip(FLAGS.query_codes, FLAGS.db_codes, bits))
-
-
-def _metrics():
-    """--metrics, or the default's metrics that the chosen --distance can score."""
-    if FLAGS["metrics"].present or FLAGS.distance == "hamming":
-        return FLAGS.metrics
-    return [m for m in FLAGS.metrics if not (m == "pr" or m.startswith("p@r"))]
-
-
-def main(argv):
-    files = _code_files()
-    settings = _conventions()
-    if FLAGS.plots:  # these checks before minutes of scoring, not after
-        plots.require_matplotlib()
-    if FLAGS.gallery:
-        gallery_paths = (
-            read_paths(files[0][0], "`gallery`", "`query_codes`"),
-            read_paths(files[0][1], "`gallery`", "`db_codes`"),
-        )
-    report_dir.prepare(FLAGS.out, FLAGS.overwrite)
-    query_labels = cli.load_array(FLAGS.query_labels, "query_labels")
-    db_labels = cli.load_array(FLAGS.db_labels, "db_labels")
-    reports = []
-    for query_path, db_path, bits in files:
-        try:
-            report = evaluation.evaluate_codes(
-                cli.load_array(query_path, "query_codes"),
-                query_labels,
-                cli.load_array(db_path, "db_codes"),
-                db_labels,
-                metrics=_metrics(),
-                top_k=FLAGS.top_k,
-                distance=FLAGS.distance,
-                bits=bits,
-                **settings,
-            )
-        except UsageError as e:  # cli.run names the library's arguments as flags
-            raise UsageError(f"{query_path} against {db_path}: {e}") from None
-        print(report_dir.scores_line(report))
-        reports.append(report)
-    written = [report_dir.write_metrics(reports, FLAGS.out)]
-    if FLAGS.plots:
-        written += plots.save_plots(reports, FLAGS.out)
-    if FLAGS.gallery:
-        from tfhash import gallery
-
-        query_path, db_path, bits = files[0]
-        written.append(
-            gallery.draw_evaluation_gallery(
-                os.path.join(FLAGS.out, "gallery.png"),
-                cli.load_array(query_path, "query_codes"),
-                query_labels,
-                cli.load_array(db_path, "db_codes"),
-                db_labels,
-                bits,
-                *gallery_paths,
-                class_names=read_info(db_path).get("class_names"),
-            )
-        )
+    written = files.evaluate_files(
+        FLAGS.query_codes,
+        FLAGS.db_codes,
+        FLAGS.query_labels,
+        FLAGS.db_labels,
+        FLAGS.out,
+        bits=FLAGS.bits,
+        metrics=FLAGS.metrics if FLAGS["metrics"].present else None,
+        top_k=FLAGS.top_k,
+        distance=FLAGS.distance,
+        preset=FLAGS.preset,
+        settings={name: FLAGS[name].value for name in files.CONVENTIONS},
+        given=[name for name in files.CONVENTIONS if FLAGS[name].present],
+        overwrite=FLAGS.overwrite,
+        draw_plots=FLAGS.plots,
+        gallery=FLAGS.gallery,
+        echo=print,
+    )
     print("wrote " + ", ".join(written))
 
 

@@ -25,21 +25,18 @@ tfhash.index``) is labelled with that class, so its results are framed and
 scored as relevant or not. See ``docs/search.md``.
 """
 
-import json
-import os
-
 from absl import flags
 
 from tfhash import cli
-from tfhash.errors import UsageError
-from tfhash.retrieval import query, store
+from tfhash.retrieval import query
 
 # Their home before the library held them.
-folder_labels, queries_from_flags, search, report = (
+folder_labels, queries_from_flags, search, report, check_outputs = (
     query.folder_labels,
     query.read_queries,
     query.search,
     query.report,
+    query.check_outputs,
 )
 
 FLAGS = flags.FLAGS
@@ -104,80 +101,26 @@ def define_flags():
     flags.DEFINE_integer("batch_size", 64, "Images per model call for --images.")
 
 
-def check_outputs(out, gallery=None, overwrite=False):
-    """Refuses, before any work, an ``--out`` that is a directory and an existing ``--out`` or
-    ``--gallery`` without ``overwrite`` (earlier results are never replaced silently)."""
-    if not out:
-        raise UsageError("--out is required: the results JSON file")
-    if os.path.isdir(out):
-        raise UsageError(f"--out={out} is a directory; pass a .json file name")
-    if gallery and os.path.isdir(gallery):
-        raise UsageError(f"--gallery={gallery} is a directory; pass a .png file name")
-    if gallery and os.path.abspath(gallery) == os.path.abspath(out):
-        raise UsageError(f"--gallery and --out are the same file {out}; give two names")
-    existing = [
-        f"--{flag}={path}"
-        for flag, path in (("out", out), ("gallery", gallery))
-        if path and os.path.exists(path)
-    ]
-    if existing and not overwrite:
-        raise UsageError(
-            f"{' and '.join(existing)} already exist{'s' * (len(existing) == 1)}; "
-            "pass another name, or --overwrite to replace"
-        )
-
-
 def main(argv):
-    check_outputs(FLAGS.out, FLAGS.gallery, FLAGS.overwrite)
-    if FLAGS.radius is None and FLAGS.k < 1:
-        raise UsageError(f"--k must be at least 1, got {FLAGS.k}")
-    if FLAGS.radius is not None and FLAGS.radius < 0:
-        raise UsageError(f"--radius must be 0 or more (Hamming distance), got {FLAGS.radius}")
-    if bool(FLAGS.query_codes) == bool(FLAGS.images):
-        raise UsageError(
-            "give exactly one of --query_codes (a .npy of codes) and --images "
-            "(files or a folder, with --model)"
-        )
-    if FLAGS.gallery_queries < 1:
-        raise UsageError(f"--gallery_queries must be at least 1, got {FLAGS.gallery_queries}")
-    if FLAGS.gallery:
-        from tfhash.evaluation import plots
-
-        plots.require_matplotlib()
-    index = store.open_index(FLAGS.index, FLAGS.collection, FLAGS.timeout)
-    class_names = store.read_class_names(FLAGS.index if os.path.isdir(FLAGS.index) else None)
-    codes, bits, ids, paths, labels = query.read_queries(
-        FLAGS.query_codes,
-        FLAGS.images,
-        FLAGS.model,
-        FLAGS.query_labels,
-        FLAGS.image_root,
-        FLAGS.batch_size,
-        class_names,
+    query.search_to_file(
+        FLAGS.index,
+        FLAGS.out,
+        query_codes=FLAGS.query_codes,
+        images=FLAGS.images,
+        model=FLAGS.model,
+        query_labels=FLAGS.query_labels,
+        image_root=FLAGS.image_root,
+        batch_size=FLAGS.batch_size,
+        k=FLAGS.k,
+        radius=FLAGS.radius,
+        k_given=FLAGS["k"].present,
+        gallery=FLAGS.gallery,
+        gallery_queries=FLAGS.gallery_queries,
+        collection=FLAGS.collection,
+        timeout=FLAGS.timeout,
+        overwrite=FLAGS.overwrite,
+        echo=print,
     )
-    hits = query.search(index, codes, FLAGS.k, FLAGS.radius, FLAGS["k"].present, bits)
-    result = query.report(index, hits, ids, labels, FLAGS.k, FLAGS.radius)
-    if class_names:
-        result["class_names"] = class_names
-    os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
-    with open(FLAGS.out, "w") as f:
-        json.dump(result, f, indent=1)
-    found = sum(len(h) for h in hits)
-    print(f"{len(hits)} queries, {found} results from {index.describe()}: {FLAGS.out}")
-    if FLAGS.gallery:
-        from tfhash import gallery
-
-        gallery.draw_search_gallery(
-            FLAGS.gallery,
-            hits,
-            ids,
-            paths,
-            labels,
-            class_names,
-            FLAGS.gallery_queries,
-            FLAGS.k if FLAGS.radius is None else 10,
-        )
-        print(f"gallery: {FLAGS.gallery}")
 
 
 if __name__ == "__main__":

@@ -5,12 +5,14 @@ name the queries and frame the gallery, or ±1 / 0/1 columns) or as image files 
 exported model (:func:`tfhash.serving.encoding.encode_image_files`; TensorFlow only then).
 """
 
+import json
 import os
 
 import numpy as np
 
 from tfhash.errors import UsageError
 from tfhash.retrieval import codes as encoded
+from tfhash.retrieval import store
 from tfhash.retrieval.base import TIE_RULE
 from tfhash.retrieval.codes import check_radius, label_sets
 
@@ -132,3 +134,101 @@ def report(index, hits, ids, labels, k, radius):
         "tie_rule": TIE_RULE,
         "queries": queries,
     }
+
+
+def check_outputs(out, gallery=None, overwrite=False):
+    """Refuses, before any work, an ``out`` that is a directory and an existing ``out`` or
+    ``gallery`` without ``overwrite`` (earlier results are never replaced silently)."""
+    if not out:
+        raise UsageError("`out` is required: the results JSON file")
+    if os.path.isdir(out):
+        raise UsageError(f"out={out} is a directory; pass a .json file name")
+    if gallery and os.path.isdir(gallery):
+        raise UsageError(f"gallery={gallery} is a directory; pass a .png file name")
+    if gallery and os.path.abspath(gallery) == os.path.abspath(out):
+        raise UsageError(f"`gallery` and `out` are the same file {out}; give two names")
+    existing = [
+        f"{name}={path}"
+        for name, path in (("out", out), ("gallery", gallery))
+        if path and os.path.exists(path)
+    ]
+    if existing and not overwrite:
+        raise UsageError(
+            f"{' and '.join(existing)} already exist{'s' * (len(existing) == 1)}; "
+            "pass another name, or `overwrite` to replace"
+        )
+
+
+def search_to_file(
+    location,
+    out,
+    query_codes=None,
+    images=None,
+    model=None,
+    query_labels=None,
+    image_root=None,
+    batch_size=64,
+    k=10,
+    radius=None,
+    k_given=True,
+    gallery=None,
+    gallery_queries=10,
+    collection=None,
+    timeout=10.0,
+    overwrite=False,
+    echo=None,
+):
+    """Searches the index at ``location`` (:func:`~tfhash.retrieval.store.open_index`) for the
+    queries (:func:`read_queries`) and writes the results JSON (:func:`report`) to ``out``,
+    then, with ``gallery``, the PNG of its first ``gallery_queries`` queries and their results.
+
+    Every argument is checked before the index is opened; ``echo`` is called with a line that
+    says what was written as soon as it is. Returns ``(index, hits)``.
+    """
+    check_outputs(out, gallery, overwrite)
+    if radius is None and k < 1:
+        raise UsageError(f"`k` must be at least 1, got {k}")
+    if radius is not None:
+        check_radius(radius)
+    if bool(query_codes) == bool(images):
+        raise UsageError(
+            "give exactly one of `query_codes` (a .npy of codes) and `images` "
+            "(files or a folder, with `model`)"
+        )
+    if gallery_queries < 1:
+        raise UsageError(f"`gallery_queries` must be at least 1, got {gallery_queries}")
+    if gallery:
+        from tfhash.evaluation import plots
+
+        plots.require_matplotlib()
+    index = store.open_index(location, collection, timeout)
+    class_names = store.read_class_names(location if os.path.isdir(location) else None)
+    codes, bits, ids, paths, labels = read_queries(
+        query_codes, images, model, query_labels, image_root, batch_size, class_names
+    )
+    hits = search(index, codes, k, radius, k_given, bits)
+    result = report(index, hits, ids, labels, k, radius)
+    if class_names:
+        result["class_names"] = class_names
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    with open(out, "w") as f:
+        json.dump(result, f, indent=1)
+    if echo:
+        found = sum(len(h) for h in hits)
+        echo(f"{len(hits)} queries, {found} results from {index.describe()}: {out}")
+    if gallery:
+        from tfhash import gallery as figures
+
+        figures.draw_search_gallery(
+            gallery,
+            hits,
+            ids,
+            paths,
+            labels,
+            class_names,
+            gallery_queries,
+            k if radius is None else 10,
+        )
+        if echo:
+            echo(f"gallery: {gallery}")
+    return index, hits
