@@ -6,7 +6,8 @@ r"""One training run, as a few named stages: :func:`train`.
 Each stage reads the method from :mod:`tfhash.methods` (its loss, head, sampler and prepare
 step) and never branches on its name; a shallow method is fitted by
 :func:`tfhash.shallow.run.train_shallow`. How a run directory is resumed, extended or refused
-is in :mod:`tfhash.training.run_dir`.
+is in :mod:`tfhash.training.run_dir`; the network and its batches are built in
+:mod:`tfhash.training.network`, and the report is written by :mod:`tfhash.training.report`.
 
 The training loop (:mod:`tfhash.training.trainer`) is the same on one device and under the
 ``mirrored`` or ``multi_worker`` strategy: a step on any number of replicas is the step of one
@@ -22,11 +23,13 @@ import tempfile
 import time
 import zipfile
 
-from tfhash import data, evaluation, methods
+from tfhash import data, methods
 from tfhash.config import TrainConfig, multi_worker_chief
 from tfhash.errors import UsageError
 from tfhash.tf_import import import_tensorflow
-from tfhash.training.run_dir import RunDir, write_json
+from tfhash.training.network import model_and_batches
+from tfhash.training.report import print_summary, write_report
+from tfhash.training.run_dir import RunDir
 
 
 class TrainingStopped(RuntimeError):
@@ -103,7 +106,7 @@ def _train(config):
     )
     images = len(split.train) + (len(split.unlabeled) if method.sampler == "semi_supervised" else 0)
     steps = config.steps_per_epoch or max(1, images // config.batch_size)
-    model, train_ds, ordered, best = _model(
+    model, train_ds, ordered, best = model_and_batches(
         config, method, strategy, collection, split, out, chief, steps, epochs_done, loss, targets
     )
     # Every image is decoded before the first epoch, so an unreadable one stops the start
@@ -128,7 +131,7 @@ def _train(config):
     if not chief:
         print(f"worker done after {config.epochs} epochs; the chief writes {config.run_dir}")
         return None
-    return _report(config, model, run, best, query_ds, database_ds, split, train_seconds)
+    return write_report(config, model, run, best, query_ds, database_ds, split, train_seconds)
 
 
 def _open(config, run, chief):
@@ -203,216 +206,6 @@ def saved_loss_config(checkpoint):
     except (OSError, KeyError, ValueError, zipfile.BadZipFile):
         return {}
     return dict(loss.get("config") or {}) if isinstance(loss, dict) else {}
-
-
-def _model(
-    config, method, strategy, collection, split, out, chief, steps, epochs_done, loss, targets
-):
-    """Stage 4: the network and its batches, on images or on cached backbone features
-    (``freeze_backbone``); ``(model, training batches, ordered(indices) → batches in order,
-    path of the best checkpoint)``."""
-    import numpy as np
-
-    from tfhash import models
-    from tfhash.models import features
-
-    semi_supervised = method.sampler == "semi_supervised"
-    start_step = epochs_done * steps
-    cache = (chief and config.feature_cache) or os.path.join(out.path, "features")
-    if config.freeze_backbone:
-        # The backbone's features of every image (or its frozen trunk's outputs, when its last
-        # blocks train), computed once and cached across runs; the head (and those blocks)
-        # train on them. The exported model puts the backbone (the trunk) back in front.
-        every = np.unique(np.concatenate([split.train, split.val, split.query, split.database]))
-        table = features.backbone_features(
-            collection,
-            every,
-            config.backbone,
-            config.weights,
-            config.image_size,
-            cache,
-            batch_size=config.eval_batch_size,
-            verbose=config.verbose,
-            trainable_blocks=config.trainable_blocks,
-        )
-
-        def rows(indices):
-            return table[np.searchsorted(every, indices)]
-
-        if semi_supervised:
-            train_ds = data.feature_semi_supervised_dataset(
-                collection,
-                split.train,
-                split.unlabeled,
-                rows(split.train),
-                rows(split.unlabeled),
-                config.batch_size,
-                config.images_per_class,
-                config.labelled_ratio,
-                seed=config.seed,
-                start_step=start_step,
-            )
-        else:
-            train_ds = data.feature_train_dataset(
-                collection,
-                split.train,
-                rows(split.train),
-                config.batch_size,
-                config.images_per_class,
-                seed=config.seed,
-                start_step=start_step,
-                targets=targets,
-            )
-
-        def ordered(indices):
-            return data.feature_eval_dataset(
-                collection, indices, rows(indices), config.eval_batch_size
-            )
-
-        top = None
-        if config.trainable_blocks:
-            from tfhash.models.backbones import build_backbone, split_backbone
-
-            top = split_backbone(
-                build_backbone(config.backbone, config.image_size, config.weights),
-                config.trainable_blocks,
-            )[1]
-        with strategy.scope():
-            model = models.build_head(
-                rows(split.train),
-                config.bits,
-                config.head_hidden,
-                method.head,
-                config.head_lr_multiplier,
-                config.head_dropout,
-                top=top,
-            )
-        return model, train_ds, ordered, out.best_head
-
-    if semi_supervised:
-        train_ds = data.semi_supervised_dataset(
-            collection,
-            split.train,
-            split.unlabeled,
-            config.image_size,
-            config.batch_size,
-            config.images_per_class,
-            config.labelled_ratio,
-            augment=config.augmentation(),
-            seed=config.seed,
-            start_step=start_step,
-        )
-    else:
-        train_ds = data.train_dataset(
-            collection,
-            split.train,
-            config.image_size,
-            config.batch_size,
-            config.images_per_class,
-            augment=config.augmentation(),
-            seed=config.seed,
-            start_step=start_step,
-            targets=targets,
-        )
-
-    def ordered(indices):
-        return data.eval_dataset(collection, indices, config.image_size, config.eval_batch_size)
-
-    if config.weights != "none":  # a pretrained backbone fine-tuned end to end
-        model = _fine_tuning_model(
-            config,
-            method,
-            strategy,
-            collection,
-            split,
-            cache,
-            steps,
-            warm_up=not epochs_done,
-            loss=loss,
-            targets=targets,
-        )
-    else:
-        with strategy.scope():
-            model = models.build_model(
-                config.backbone,
-                config.bits,
-                config.image_size,
-                config.weights,
-                head=method.head,
-                head_learning_rate_multiplier=config.head_lr_multiplier,
-                hidden=config.head_hidden,
-                dropout=config.head_dropout,
-            )
-    return model, train_ds, ordered, out.best
-
-
-def _fine_tuning_model(
-    config, method, strategy, collection, split, cache_dir, steps, warm_up, loss, targets
-):
-    """The network that fine-tunes a pretrained backbone end to end
-    (:func:`tfhash.models.fine_tuning_model`): its head standardised on the backbone's
-    features of the training images (computed once, cached), and at the start of a run
-    trained alone on them for ``head_warmup_epochs`` first."""
-    import keras
-
-    from tfhash import models
-    from tfhash.models import features
-    from tfhash.training import trainer
-
-    train_features = features.backbone_features(
-        collection,
-        split.train,
-        config.backbone,
-        config.weights,
-        config.image_size,
-        cache_dir,
-        batch_size=config.eval_batch_size,
-        verbose=config.verbose,
-    )
-    with strategy.scope():
-        head = models.build_head(
-            train_features,
-            config.bits,
-            config.head_hidden,
-            method.head,
-            config.head_lr_multiplier,
-            config.head_dropout,
-        )
-    if warm_up and config.head_warmup_epochs:
-        with strategy.scope():
-            head.compile(
-                optimizer=keras.optimizers.AdamW(
-                    config.head_warmup_learning_rate, weight_decay=config.weight_decay
-                ),
-                loss=loss,
-            )
-        print(f"head warm-up: {config.head_warmup_epochs} epochs on the cached features")
-        trainer.fit(
-            head,
-            data.feature_train_dataset(
-                collection,
-                split.train,
-                train_features,
-                config.batch_size,
-                config.images_per_class,
-                seed=config.seed,
-                targets=targets,
-            ),
-            strategy=strategy,
-            epochs=config.head_warmup_epochs,
-            steps_per_epoch=steps,
-            verbose=config.verbose,
-        )
-    batch_norm = "frozen" if config.batch_norm == "auto" else config.batch_norm
-    with strategy.scope():
-        return models.fine_tuning_model(
-            head,
-            config.backbone,
-            config.image_size,
-            config.weights,
-            config.trainable_blocks,
-            batch_norm,
-        )
 
 
 def _compile(config, model, loss, strategy, run, out, steps, epochs_done):
@@ -501,60 +294,6 @@ def _fit(
     return time.time() - start
 
 
-def _report(config, model, run, best, query_ds, database_ds, split, train_seconds):
-    """Stage 6: the best checkpoint (by validation MAP) encodes queries and database; their
-    codes and the metrics are written, ``metrics.json`` last (its presence: finished)."""
-    import keras
-    import numpy as np
-
-    from tfhash import models
-    from tfhash.training import callbacks
-
-    if os.path.isfile(best):
-        model = keras.saving.load_model(best)
-    query_codes, query_h, query_labels = callbacks.encode(model, query_ds)
-    db_codes, db_h, db_labels = callbacks.encode(model, database_ds)
-    if config.freeze_backbone:  # what export takes: images in, the same codes out
-        callbacks.save_model(
-            models.with_backbone(
-                model, config.backbone, config.image_size, config.weights, config.trainable_blocks
-            ),
-            run.best,
-        )
-    os.makedirs(run.codes, exist_ok=True)
-    for name, array in [
-        ("query_codes", query_codes),
-        ("query_labels", query_labels),
-        ("database_codes", db_codes),
-        ("database_labels", db_labels),
-        ("query_embedding", query_h),
-        ("database_embedding", db_h),
-    ]:
-        np.save(os.path.join(run.codes, name + ".npy"), array)
-
-    metrics = evaluation.evaluate_codes(
-        query_codes,
-        query_labels,
-        db_codes,
-        db_labels,
-        metrics=evaluation.default_metrics(db_labels),
-        top_k=split.protocol.map_top_k,
-    )
-    metrics["run"] = {
-        "dataset": config.dataset,
-        "protocol": config.protocol,
-        "method": config.method,
-        "bits": config.bits,
-        "backbone": config.backbone,
-        "epochs": config.epochs,
-        "train_seconds": round(train_seconds, 1),
-    }
-    write_json(run.metrics, metrics, indent=2)  # atomically: its presence means finished
-    print_summary(metrics)
-    print(f"metrics: {run.metrics}; codes: {run.codes}")
-    return metrics
-
-
 def learning_rate_schedule(peak, steps, warmup_steps=0):
     """The learning rate over ``steps`` training steps: a linear rise from 0 to ``peak`` over
     the first ``warmup_steps``, then a cosine decay to 0 at ``steps``."""
@@ -565,7 +304,3 @@ def learning_rate_schedule(peak, steps, warmup_steps=0):
     return keras.optimizers.schedules.CosineDecay(
         0.0, steps - warmup_steps, warmup_target=peak, warmup_steps=warmup_steps
     )
-
-
-def print_summary(metrics):
-    print("query set: " + evaluation.summary_line(metrics))
