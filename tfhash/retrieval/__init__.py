@@ -66,12 +66,19 @@ from tfhash.retrieval.store import (
     read_class_names,
     read_manifest,
 )
-from tfhash.serving.encoding import (
-    IMAGE_EXTENSIONS,
-    encode_image_files,
-    graph_error_reason,
-    image_files,
-)
+
+# Image queries are the serving package's (it imports this one): re-exported lazily, so that
+# importing either package first works.
+_FROM_ENCODING = ("IMAGE_EXTENSIONS", "encode_image_files", "graph_error_reason", "image_files")
+
+
+def __getattr__(name):
+    if name in _FROM_ENCODING:
+        from tfhash.serving import encoding
+
+        return getattr(encoding, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "BACKENDS",

@@ -17,12 +17,11 @@ import sys
 
 import numpy as np
 
+from tfhash.data.sources import IMAGE_EXTENSIONS
 from tfhash.errors import UsageError
 from tfhash.retrieval import codes as encoded
 from tfhash.serving import savedmodel
 from tfhash.tf_import import import_tensorflow
-
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 
 
 def collection_source(data, data_dir=None):
