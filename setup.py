@@ -74,7 +74,7 @@ setup(
             # .ci/run checks the layout `ruff format` gives, which can change between minor releases.
             "ruff>=0.17.6,<0.18",
             "tensorflow-serving-api>=2.16,<2.22",
-            # tests/test_index.py runs the milvus backend on Milvus Lite (the extra above).
+            # tests/retrieval/test_backends.py runs the milvus backend on Milvus Lite (the extra above).
             "pymilvus>=2.4.2,<3.1",
             "milvus-lite==2.4.12; sys_platform != 'win32'",
             "setuptools<70",
