@@ -86,14 +86,21 @@ def _train_args(run_dir, epochs):
 
 def test_ctrl_c_stops_training_at_once_with_one_line_and_the_run_resumes(tmp_path):
     run_dir = tmp_path / "run"
+    # `python -m tfhash.train`, with Python's Ctrl-C handler installed first: a shell's background
+    # job (as under CI) starts with SIGINT ignored, and Python then leaves it ignored. Not a
+    # preexec_fn, which runs Python between fork and exec: in a CI run the child died with
+    # gRPC's "epoll_wait error: Bad file descriptor" (the pytest worker had loaded gRPC for a
+    # Milvus or serving test file before this one).
+    wrapper = (
+        "import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+        "sys.argv[0] = 'tfhash.train'; runpy.run_module('tfhash.train', run_name='__main__')"
+    )
     process = subprocess.Popen(
-        [sys.executable, "-m", "tfhash.train", *_train_args(run_dir, 500)],
+        [sys.executable, "-c", wrapper, *_train_args(run_dir, 500)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         env=ENV,
-        # A shell's background job ignores SIGINT, and the child would inherit that.
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     for line in process.stdout:  # the first epoch is complete when the third one starts
         if line.startswith("Epoch 3/"):

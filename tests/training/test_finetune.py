@@ -155,8 +155,8 @@ def test_the_learning_rate_warms_up_linearly_then_decays_to_zero():
     "overrides, message",
     [
         (dict(batch_norm="frozen"), "batch_norm=frozen .* weights=none"),
-        (dict(trainable_blocks=1), "--trainable_blocks .* give --weights"),
-        (dict(head_warmup_epochs=2), "--head_warmup_epochs .* pretrained backbone"),
+        (dict(trainable_blocks=1), "`trainable_blocks` .* give `weights`"),
+        (dict(head_warmup_epochs=2), "`head_warmup_epochs` .* pretrained backbone"),
         (dict(lr_warmup_epochs=2), r"`lr_warmup_epochs` must be in \[0, epochs=2\)"),
     ],
 )

@@ -169,7 +169,7 @@ def test_commands_are_quiet_and_check_their_data_before_importing_tensorflow(tmp
         [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120
     ).stdout.splitlines()
     assert out == [
-        "--data_dir /no/such does not exist; point it at an image folder <root>/<class>/<image>",
+        "`data_dir` /no/such does not exist; point it at an image folder <root>/<class>/<image>",
         "False",
     ]
 
