@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tfhash.errors import UsageError
 from tfhash.train import TrainConfig, train
 from tfhash.training import callbacks
 
@@ -120,6 +121,22 @@ def test_resume_after_a_kill_continues_from_the_last_epoch(tmp_path, folder):
     epochs_after = [int(row.split(",")[0]) for row in rows[rows_before:]]
     assert epochs_after == list(range(done_before, 6))  # resumed, not restarted
     assert (run_dir / "metrics.json").exists()
+
+
+def test_a_run_with_its_margin_spelled_out_resumes_under_a_config_that_leaves_it_unset(
+    tmp_path, folder
+):
+    """The per-length configs before margin=None meant K/2 wrote --margin=24 into flags.json; the
+    per-method config that replaced them leaves the margin unset. Resuming takes the run's."""
+    run_dir = tmp_path / "run"
+    train(_config(run_dir, folder, method="lsdh", margin=2.0, epochs=1, steps_per_epoch=2))
+    metrics = train(_config(run_dir, folder, method="lsdh", epochs=2, steps_per_epoch=2))
+    assert json.loads((run_dir / "flags.json").read_text())["margin"] == 2.0
+    assert json.loads((run_dir / "checkpoints" / "latest.keras.json").read_text()) == {"epoch": 2}
+    assert metrics == json.loads((run_dir / "metrics.json").read_text())
+    # A value set on the command line is still compared: a different margin is refused.
+    with pytest.raises(UsageError, match="margin=2.0 there vs 3.0 now"):
+        train(_config(run_dir, folder, method="lsdh", margin=3.0, epochs=3, steps_per_epoch=2))
 
 
 def test_nan_loss_stops_training_and_keeps_the_last_good_state(tmp_path):

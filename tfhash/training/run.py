@@ -61,6 +61,7 @@ def _train(config):
         return train_shallow(config, config.features, config.shallow_params)
     run = RunDir(config.run_dir)
     chief = config.strategy != "multi_worker" or multi_worker_chief()
+    config = _with_the_runs_loss_arguments(config, run)
     epochs_done, finished = _open(config, run, chief)
     if finished:
         with open(run.metrics) as f:
@@ -132,6 +133,32 @@ def _train(config):
         print(f"worker done after {config.epochs} epochs; the chief writes {config.run_dir}")
         return None
     return write_report(config, model, run, best, query_ds, database_ds, split, train_seconds)
+
+
+# The settings that are arguments of the loss (TrainConfig.loss_kwargs); unset means the loss's own.
+LOSS_ARGUMENTS = (
+    "margin",
+    "quantization_weight",
+    "isometric_weight",
+    "mining",
+    "quadruplets_per_anchor",
+)
+
+
+def _with_the_runs_loss_arguments(config, run):
+    """``config`` with each loss argument it leaves unset taken from the run directory's
+    settings, where the run spelled it out: a run made with ``margin=24`` (the per-length configs
+    before ``margin=None`` meant K/2) resumes under a config that leaves the margin to the
+    loss, instead of being refused as a changed setting."""
+    if not os.path.isfile(run.flags):
+        return config
+    saved = run.saved_settings()
+    adopted = {
+        k: saved[k]
+        for k in LOSS_ARGUMENTS
+        if getattr(config, k) is None and saved.get(k) is not None
+    }
+    return dataclasses.replace(config, **adopted) if adopted else config
 
 
 def _open(config, run, chief):
