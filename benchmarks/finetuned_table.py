@@ -1,6 +1,7 @@
 """The fine-tuned table: every method fine-tuned end to end on CIFAR-10, beside the published figures.
 
-    python benchmarks/finetuned_table.py [--only=lsdh,hashnet] [--learning_rates=1e-4,3e-4]
+    python benchmarks/finetuned_table.py [--only=lsdh,hashnet] [--protocols=cifar10-1]
+                                         [--learning_rates=1e-4,3e-4]
     python benchmarks/finetuned_table.py --report_only
 
 Each run is ``python -m tfhash.train --flagfile=configs/cifar10_e2e_base.cfg`` with the method,
@@ -88,6 +89,11 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--only", default="", help="Methods to run (comma-separated); all: ''.")
     parser.add_argument(
+        "--protocols",
+        default="",
+        help="Protocols to run (comma-separated, e.g. deephash-cifar10,cifar10-1); all: ''.",
+    )
+    parser.add_argument(
         "--learning_rates",
         default="",
         help="Learning rates each method tries (best by validation MAP); '': the base config's.",
@@ -101,13 +107,29 @@ def parse_args(argv=None):
     parser.add_argument("--runs_dir", default=os.path.join(ROOT, "runs"))
     parser.add_argument("--out_dir", default=os.path.join(ROOT, "benchmarks", "finetuned_table"))
     parser.add_argument("--results", default=os.path.join(ROOT, "benchmarks", "RESULTS.md"))
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    for flag, value, known in (
+        ("only", args.only, {m for m, _, _ in RUNS}),
+        ("protocols", args.protocols, {p for _, p, _ in RUNS}),
+    ):
+        unknown = sorted(set(filter(None, value.split(","))) - known)
+        if unknown:
+            parser.error(
+                f"--{flag}: no planned run has {', '.join(unknown)}; one of {', '.join(sorted(known))}"
+            )
+    return args
 
 
 def planned(args):
     methods = set(filter(None, args.only.split(",")))
+    protocols = set(filter(None, args.protocols.split(",")))
     rates = list(filter(None, args.learning_rates.split(","))) or [""]
-    return [Run(m, p, b, lr) for m, p, b in RUNS if not methods or m in methods for lr in rates]
+    return [
+        Run(m, p, b, lr)
+        for m, p, b in RUNS
+        if (not methods or m in methods) and (not protocols or p in protocols)
+        for lr in rates
+    ]
 
 
 def command(args, run):

@@ -27,6 +27,16 @@ def test_the_plan_covers_the_issue_runs_and_each_rate(ft):
         ("dsh", "cifar10-1", 48),
     }
     assert len(runs) == 8 and {r.learning_rate for r in runs} == {"1e-4", "3e-4"}
+    theirs = ft.planned(ft.parse_args(["--protocols=deephash-cifar10,cifar10-1"]))
+    assert {(r.method, r.protocol) for r in theirs} == {
+        ("hashnet", "deephash-cifar10"),
+        ("dhn", "deephash-cifar10"),
+        ("dsh", "cifar10-1"),
+        ("lcdsh", "cifar10-1"),
+    }
+    with pytest.raises(SystemExit) as error:  # a typo is refused, not an empty plan
+        ft.parse_args(["--protocols=cifar10_1"])
+    assert error.value.code == 2
     lsdh = ft.Run("lsdh", "cifar10", 48, "")
     command = ft.command(ft.parse_args([]), lsdh)
     assert command[:3] == ["-m", "tfhash.train", "--flagfile=configs/cifar10_e2e_base.cfg"]
