@@ -177,6 +177,42 @@ def scores(run_dir):
     }, packed
 
 
+def code_structure(packed, bits):
+    """Where a run's bits go, from its packed codes (single-label data; ``None`` otherwise).
+
+    A class's centre is the majority code of its database items. Returns the database's
+    distinct codes, its constant bits, the Hamming distance of the closest two class centres
+    and their mean distance, and the queries' nearest-centre accuracy (a query tied between
+    centres counts 1/ties if its class is among them): a ranking loss may classify as well as
+    a pairwise one yet leave two classes' centres a few bits apart, and MAP@ALL ranks the
+    other class's items among the query's own.
+    """
+    labels = packed["database_labels"]
+    if labels.ndim != 1:
+        return None
+    database = np.unpackbits(packed["database_codes"], axis=1, count=bits).astype(np.int32)
+    queries = np.unpackbits(packed["query_codes"], axis=1, count=bits).astype(np.int32)
+    classes = np.unique(labels)
+    centres = np.stack([database[labels == c].mean(axis=0) > 0.5 for c in classes])
+    centres = centres.astype(np.int32)
+
+    def hamming(a, b):
+        return a @ (1 - b).T + (1 - a) @ b.T
+
+    between = hamming(centres, centres)[np.triu_indices(len(classes), 1)]
+    to_centres = hamming(queries, centres)
+    nearest = to_centres == to_centres.min(axis=1, keepdims=True)
+    own = np.searchsorted(classes, packed["query_labels"])
+    mean_bit = database.mean(axis=0)
+    return {
+        "distinct_codes": int(len(np.unique(packed["database_codes"], axis=0))),
+        "constant_bits": int(np.sum((mean_bit == 0) | (mean_bit == 1))),
+        "closest_centres": int(between.min()),
+        "mean_centre_distance": float(between.mean()),
+        "centre_accuracy": float(np.mean(nearest[np.arange(len(own)), own] / nearest.sum(axis=1))),
+    }
+
+
 def collect(args, runs):
     records = {}
     for run in runs:
@@ -188,6 +224,7 @@ def collect(args, runs):
             record, packed = scores(run_dir)
             record.update(
                 run=dataclasses.asdict(run),
+                structure=code_structure(packed, run.bits),
                 val_map=best_val_map(run_dir),
                 command="python " + " ".join(command(args, run)),
                 wall_seconds=round(seconds, 1),
@@ -204,6 +241,13 @@ def collect(args, runs):
         if os.path.isfile(path):
             with open(path) as f:
                 records[run] = json.load(f)
+            codes = os.path.join(args.out_dir, "codes", run.name + ".npz")
+            if "structure" not in records[run] and os.path.isfile(codes):
+                # Records written before the column existed get it from their committed codes.
+                with np.load(codes) as packed:
+                    records[run]["structure"] = code_structure(dict(packed), run.bits)
+                with open(path, "w") as f:
+                    json.dump(records[run], f, indent=2)
     return records
 
 
@@ -223,7 +267,8 @@ def report(records):
         "before/after |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for key in sorted(best, key=lambda k: (k[1], -k[2], RUNS.index(k) if k in RUNS else 99)):
+    order = sorted(best, key=lambda k: (k[1], -k[2], RUNS.index(k) if k in RUNS else 99))
+    for key in order:
         run, r = best[key]
         published = PUBLISHED.get(key)
         cell = f"{published[0]:.3f} ({published[1]})" if published else "–"
@@ -232,6 +277,25 @@ def report(records):
             f"{r['map_deephash']:.3f} | {r['p@r2']:.3f} | {cell} | {r['val_map'] or 0:.3f} | "
             f"{run.learning_rate or 'config'} | {r['wall_seconds'] / 60:.0f} min | "
             f"{r['load_before']:.1f} / {r['load_after']:.1f} |"
+        )
+    structured = [key for key in order if best[key][1].get("structure")]
+    if structured:
+        lines += [
+            "",
+            "Where the bits go (the same runs' database codes; a class's centre is the majority "
+            "code of its items):",
+            "",
+            "| method | protocol | bits | distinct codes | constant bits | closest class centres "
+            "(bits apart) | mean centre distance | nearest-centre accuracy |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+    for key in structured:
+        run, r = best[key]
+        c = r["structure"]
+        lines.append(
+            f"| {LABELS[run.method]} | `{run.protocol}` | {run.bits} | {c['distinct_codes']:,} | "
+            f"{c['constant_bits']} | {c['closest_centres']} | {c['mean_centre_distance']:.1f} | "
+            f"{c['centre_accuracy']:.3f} |"
         )
     missing = [k for k in RUNS if k not in best]
     if missing:

@@ -105,3 +105,32 @@ def test_the_report_shows_the_rate_with_the_best_validation_map(ft):
     row = next(line for line in section.splitlines() if line.startswith("| LSDH"))
     assert "**0.600**" in row and "3e-4" in row and "0.782 (LSDH paper" in row
     assert "Not run yet:" in section and json.dumps(section)
+
+
+def test_code_structure_against_hand_counted_codes(ft):
+    def packed(rows):
+        bits = np.array([[int(c) for c in row] for row in rows])
+        return np.packbits(bits > 0, axis=1)
+
+    # Centres (majority codes): class 0 11000, class 1 00110, class 2 11110 -- 4, 2 and 2
+    # bits apart; the fifth bit is 0 throughout.
+    database = ["11000", "11000", "11100", "00110", "00110", "01110", "11110", "11110", "10110"]
+    queries = ["11000", "11010", "00110"]  # own class, tied between 0 and 2, the wrong class
+    structure = ft.code_structure(
+        {
+            "database_codes": packed(database),
+            "database_labels": np.array([0, 0, 0, 1, 1, 1, 2, 2, 2], np.uint8),
+            "query_codes": packed(queries),
+            "query_labels": np.array([0, 2, 0], np.uint8),
+        },
+        bits=5,
+    )
+    assert structure == {
+        "distinct_codes": 6,
+        "constant_bits": 1,
+        "closest_centres": 2,
+        "mean_centre_distance": pytest.approx(8 / 3),
+        "centre_accuracy": pytest.approx((1 + 0.5 + 0) / 3),
+    }
+    multi_label = {"database_labels": np.ones((2, 3), np.uint8)}
+    assert ft.code_structure(multi_label, bits=5) is None
