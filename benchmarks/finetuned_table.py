@@ -241,13 +241,6 @@ def collect(args, runs):
         if os.path.isfile(path):
             with open(path) as f:
                 records[run] = json.load(f)
-            codes = os.path.join(args.out_dir, "codes", run.name + ".npz")
-            if "structure" not in records[run] and os.path.isfile(codes):
-                # Records written before the column existed get it from their committed codes.
-                with np.load(codes) as packed:
-                    records[run]["structure"] = code_structure(dict(packed), run.bits)
-                with open(path, "w") as f:
-                    json.dump(records[run], f, indent=2)
     return records
 
 
