@@ -17,6 +17,14 @@ from tfhash.errors import UsageError
 from tfhash.training.cluster import multi_worker_chief
 
 _AUGMENTATIONS = ("auto", *data.AUGMENTATIONS)
+# The settings that are arguments of the loss; unset (None) means the loss's own default.
+LOSS_ARGUMENTS = (
+    "margin",
+    "quantization_weight",
+    "isometric_weight",
+    "mining",
+    "quadruplets_per_anchor",
+)
 
 
 def _setting(default, help, choices=None, resumable=False):  # noqa: A002  (the flag's help text)
@@ -407,14 +415,7 @@ class TrainConfig:
     def loss_kwargs(self):
         """The loss's arguments: those set here (the flags, then ``--method_args``); the
         loss's own defaults for the rest. ``seed`` is passed to a loss that takes one."""
-        kwargs = dict(
-            margin=self.margin,
-            quantization_weight=self.quantization_weight,
-            isometric_weight=self.isometric_weight,
-            mining=self.mining,
-            quadruplets_per_anchor=self.quadruplets_per_anchor,
-        )
-        kwargs = {k: v for k, v in kwargs.items() if v is not None}
+        kwargs = {k: getattr(self, k) for k in LOSS_ARGUMENTS if getattr(self, k) is not None}
         kwargs.update(parse_arguments(self.method_args, "method_args"))
         return kwargs
 

@@ -24,7 +24,7 @@ import time
 import zipfile
 
 from tfhash import data, methods
-from tfhash.config import TrainConfig, multi_worker_chief
+from tfhash.config import LOSS_ARGUMENTS, TrainConfig, multi_worker_chief
 from tfhash.errors import UsageError
 from tfhash.tf_import import import_tensorflow
 from tfhash.training.network import model_and_batches
@@ -133,16 +133,6 @@ def _train(config):
         print(f"worker done after {config.epochs} epochs; the chief writes {config.run_dir}")
         return None
     return write_report(config, model, run, best, query_ds, database_ds, split, train_seconds)
-
-
-# The settings that are arguments of the loss (TrainConfig.loss_kwargs); unset means the loss's own.
-LOSS_ARGUMENTS = (
-    "margin",
-    "quantization_weight",
-    "isometric_weight",
-    "mining",
-    "quadruplets_per_anchor",
-)
 
 
 def _with_the_runs_loss_arguments(config, run):
