@@ -33,6 +33,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from tfhash import evaluation  # noqa: E402
 from tfhash.evaluation.conventions import PRESETS  # noqa: E402
+from tfhash.evaluation.distances import Hamming  # noqa: E402
 
 from benchmarks._tables import ROOT, machine, run_logged, write_section  # noqa: E402
 from benchmarks.paper_tables import BITS, LABELS, METHOD_FLAGS, PAPER, best_val_map, flag_value  # noqa: E402
@@ -195,12 +196,9 @@ def code_structure(packed, bits):
     classes = np.unique(labels)
     centres = np.stack([database[labels == c].mean(axis=0) > 0.5 for c in classes])
     centres = centres.astype(np.int32)
-
-    def hamming(a, b):
-        return a @ (1 - b).T + (1 - a) @ b.T
-
-    between = hamming(centres, centres)[np.triu_indices(len(classes), 1)]
-    to_centres = hamming(queries, centres)
+    to_centre = Hamming(centres)
+    between = to_centre(to_centre.prepare(centres, "centres"))[np.triu_indices(len(classes), 1)]
+    to_centres = to_centre(to_centre.prepare(queries, "query_codes"))
     nearest = to_centres == to_centres.min(axis=1, keepdims=True)
     own = np.searchsorted(classes, packed["query_labels"])
     mean_bit = database.mean(axis=0)
