@@ -68,23 +68,27 @@ def test_a_bad_flag_value_is_one_line():
     ]
 
 
+def _train_settings(run_dir, epochs):
+    return dict(
+        dataset="digits",
+        protocol="digits",
+        run_dir=str(run_dir),
+        bits=8,
+        batch_size=16,
+        images_per_class=8,
+        steps_per_epoch=3,
+        epochs=epochs,
+        eval_every=100,
+        head_lr_multiplier=1.0,
+        verbose=2,
+    )
+
+
 def _train_args(run_dir, epochs):
-    return [
-        "--dataset=digits",
-        "--protocol=digits",
-        f"--run_dir={run_dir}",
-        "--bits=8",
-        "--batch_size=16",
-        "--images_per_class=8",
-        "--steps_per_epoch=3",
-        f"--epochs={epochs}",
-        "--eval_every=100",
-        "--head_lr_multiplier=1",
-        "--verbose=2",
-    ]
+    return [f"--{name}={value}" for name, value in _train_settings(run_dir, epochs).items()]
 
 
-def test_ctrl_c_stops_training_at_once_with_one_line_and_the_run_resumes(tmp_path):
+def test_ctrl_c_stops_training_at_once_with_one_line_and_the_run_resumes(tmp_path, capsys):
     run_dir = tmp_path / "run"
     # `python -m tfhash.train`, with Python's Ctrl-C handler installed first: a shell's background
     # job (as under CI) starts with SIGINT ignored, and Python then leaves it ignored. Not a
@@ -119,11 +123,12 @@ def test_ctrl_c_stops_training_at_once_with_one_line_and_the_run_resumes(tmp_pat
     ]
     assert stopped < 5, f"took {stopped:.1f} s to stop"
 
-    resumed = run("tfhash.train", *_train_args(run_dir, 3))  # fewer epochs: a resumable change
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert "resuming" in resumed.stdout and "after epoch 2 of 3" in resumed.stdout, resumed.stdout[
-        -2000:
-    ]
+    # The same command with fewer epochs (a resumable change), in this process: TrainConfig's
+    # defaults are the command's.
+    from tfhash.train import TrainConfig, train
+
+    train(TrainConfig(**_train_settings(run_dir, 3)))
+    assert f"resuming {run_dir} after epoch 2 of 3" in capsys.readouterr().out
     assert (run_dir / "metrics.json").exists()
 
 

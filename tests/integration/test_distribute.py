@@ -111,20 +111,21 @@ def test_a_step_on_two_replicas_is_the_step_on_one():
 
 # The quickstart (configs/quickstart.cfg: digits, LSDH, 12 bits, the small ResNet at 32 px,
 # head learning rate 1x), cut to 2 epochs of 2 steps of 32 images.
-QUICKSTART = [
-    "--dataset=digits",
-    "--protocol=digits",
-    "--method=lsdh",
-    "--bits=12",
-    "--image_size=32",
-    "--batch_size=32",
-    "--images_per_class=4",
-    "--epochs=2",
-    "--steps_per_epoch=2",
-    "--head_lr_multiplier=1",
-    "--eval_every=5",
-    "--verbose=0",
-]
+QUICKSTART = dict(
+    dataset="digits",
+    protocol="digits",
+    method="lsdh",
+    bits=12,
+    image_size=32,
+    batch_size=32,
+    images_per_class=4,
+    epochs=2,
+    steps_per_epoch=2,
+    head_lr_multiplier=1.0,
+    eval_every=5,
+    verbose=0,
+)
+QUICKSTART_FLAGS = [f"--{name}={value}" for name, value in QUICKSTART.items()]
 
 
 def _free_ports(count):
@@ -156,7 +157,7 @@ def _workers(run_dir, tmp):
                     "tfhash.train",
                     f"--run_dir={run_dir}",
                     "--strategy=multi_worker",
-                    *QUICKSTART,
+                    *QUICKSTART_FLAGS,
                 ],
                 env=env,
                 stdout=subprocess.PIPE,
@@ -175,14 +176,12 @@ def _history(run_dir):
 def test_two_workers_train_one_run_directory_and_resume_after_a_kill(tmp_path):
     tmp = tmp_path / "tmp"
     tmp.mkdir()
+    # The same command on one process, the reference (in this process: TrainConfig's defaults
+    # are the command's).
+    from tfhash.train import TrainConfig, train
+
     single = tmp_path / "single"
-    result = subprocess.run(
-        [sys.executable, "-m", "tfhash.train", f"--run_dir={single}", *QUICKSTART],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    train(TrainConfig(run_dir=str(single), **QUICKSTART))
 
     # Two workers; once the first epoch is in the run directory, worker 1 is killed (the chief
     # then waits on its collectives for ever, so it is stopped too), and both are restarted.
