@@ -69,3 +69,21 @@ def version_dir(model, tmp_path_factory):
     from tfhash import serving
 
     return serving.export_model(model, str(tmp_path_factory.mktemp("models") / "tfhash"))
+
+
+# The files that take longest, in that order, run first. Under `-n 2 --dist loadfile` each file
+# runs whole on one worker, taking the next file in collection order when it finishes; a long
+# file collected last (tests/training/ sorts last) kept one worker busy while the other sat
+# idle. Longest first lets the short files even the two workers out at the end.
+LONGEST_FIRST = (
+    "tests/training/test_train.py",
+    "tests/training/test_run_dir.py",
+    "tests/integration/test_distribute.py",
+    "tests/commands/test_cli.py",
+    "tests/commands/test_export.py",
+)
+
+
+def pytest_collection_modifyitems(items):
+    rank = {path: i for i, path in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))
