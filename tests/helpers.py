@@ -66,6 +66,13 @@ def train_config(run_dir, folder, **overrides):
     return TrainConfig(**settings)
 
 
+def as_flags(settings):
+    """``{"bits": 8, ...}`` as the command's flags ``["--bits=8", ...]``: a test states its
+    settings once and runs them as a command or, in-process, as ``TrainConfig(**settings)``
+    (the command's defaults are TrainConfig's)."""
+    return [f"--{name}={value}" for name, value in settings.items()]
+
+
 def run_cli(*args, module="tfhash.train", timeout=300):
     """Run ``python -m <module> <args>`` in a fresh process; the ``CompletedProcess``, text out."""
     return subprocess.run(

@@ -11,6 +11,8 @@ import time
 
 import pytest
 
+from helpers import as_flags
+
 pytestmark = pytest.mark.slow  # trains or exports models, or runs commands in subprocesses
 
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
@@ -84,10 +86,6 @@ def _train_settings(run_dir, epochs):
     )
 
 
-def _train_args(run_dir, epochs):
-    return [f"--{name}={value}" for name, value in _train_settings(run_dir, epochs).items()]
-
-
 def test_ctrl_c_stops_training_at_once_with_one_line_and_the_run_resumes(tmp_path, capsys):
     run_dir = tmp_path / "run"
     # `python -m tfhash.train`, with Python's Ctrl-C handler installed first: a shell's background
@@ -100,7 +98,7 @@ def test_ctrl_c_stops_training_at_once_with_one_line_and_the_run_resumes(tmp_pat
         "sys.argv[0] = 'tfhash.train'; runpy.run_module('tfhash.train', run_name='__main__')"
     )
     process = subprocess.Popen(
-        [sys.executable, "-c", wrapper, *_train_args(run_dir, 500)],
+        [sys.executable, "-c", wrapper, *as_flags(_train_settings(run_dir, 500))],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

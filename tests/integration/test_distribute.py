@@ -16,6 +16,8 @@ import time
 
 import pytest
 
+from helpers import as_flags
+
 pytestmark = pytest.mark.slow  # trains under several strategies and processes
 
 # One step of a small network (convolution with an L2 regulariser, batch normalisation, the
@@ -125,7 +127,6 @@ QUICKSTART = dict(
     eval_every=5,
     verbose=0,
 )
-QUICKSTART_FLAGS = [f"--{name}={value}" for name, value in QUICKSTART.items()]
 
 
 def _free_ports(count):
@@ -157,7 +158,7 @@ def _workers(run_dir, tmp):
                     "tfhash.train",
                     f"--run_dir={run_dir}",
                     "--strategy=multi_worker",
-                    *QUICKSTART_FLAGS,
+                    *as_flags(QUICKSTART),
                 ],
                 env=env,
                 stdout=subprocess.PIPE,

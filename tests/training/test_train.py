@@ -17,6 +17,7 @@ from tfhash.errors import UsageError
 from tfhash.train import TrainConfig, train
 from tfhash.training import callbacks
 
+from helpers import as_flags
 from helpers import map_of as _map_of
 from helpers import run_cli as _cli
 from helpers import train_config as _config
@@ -99,7 +100,7 @@ def test_resume_after_a_kill_continues_from_the_last_epoch(tmp_path, folder):
         verbose=0,
     )
     process = subprocess.Popen(
-        [sys.executable, "-m", "tfhash.train", *(f"--{k}={v}" for k, v in settings.items())],
+        [sys.executable, "-m", "tfhash.train", *as_flags(settings)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -184,7 +185,7 @@ def test_cli_nan_loss_exits_with_a_message_whose_advice_trains(tmp_path, folder)
         steps_per_epoch=3,
         verbose=0,
     )
-    result = _cli(*(f"--{k}={v}" for k, v in settings.items()), "--learning_rate=1e30")
+    result = _cli(*as_flags(settings), "--learning_rate=1e30")
     assert result.returncode == 1
     error = result.stderr.strip().splitlines()[-1]
     assert error.startswith("error: the loss became nan") and "--learning_rate" in error
