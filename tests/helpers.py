@@ -38,13 +38,12 @@ def write_folder(root, per_class=40, size=12):
     return root
 
 
-def train_config(run_dir, folder, **overrides):
-    """A ``TrainConfig`` for a short CPU run on ``folder`` (8 bits, 2 epochs of 3 steps).
+def train_settings(run_dir, folder, **overrides):
+    """The settings of a short CPU run on ``folder`` (8 bits, 2 epochs of 3 steps), as a dict:
+    ``TrainConfig(**settings)`` in-process, ``as_flags(settings)`` for the command.
 
-    ``overrides`` replace any setting, e.g. ``train_config(d, f, epochs=1, bits=12)``.
+    ``overrides`` replace any setting, e.g. ``train_settings(d, f, epochs=1, bits=12)``.
     """
-    from tfhash.train import TrainConfig
-
     settings = dict(
         run_dir=str(run_dir),
         dataset="folder",
@@ -63,7 +62,14 @@ def train_config(run_dir, folder, **overrides):
         augment="none",
     )
     settings.update(overrides)
-    return TrainConfig(**settings)
+    return settings
+
+
+def train_config(run_dir, folder, **overrides):
+    """``train_settings`` as a ``TrainConfig``, e.g. ``train_config(d, f, epochs=1, bits=12)``."""
+    from tfhash.train import TrainConfig
+
+    return TrainConfig(**train_settings(run_dir, folder, **overrides))
 
 
 def as_flags(settings):

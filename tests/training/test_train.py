@@ -17,7 +17,7 @@ from tfhash.errors import UsageError
 from tfhash.train import TrainConfig, train
 from tfhash.training import callbacks
 
-from helpers import as_flags
+from helpers import as_flags, train_settings
 from helpers import map_of as _map_of
 from helpers import run_cli as _cli
 from helpers import train_config as _config
@@ -86,19 +86,7 @@ def test_mixed_bfloat16_run_trains_with_float32_codes(tmp_path, folder):
 
 def test_resume_after_a_kill_continues_from_the_last_epoch(tmp_path, folder):
     run_dir = tmp_path / "run"
-    settings = dict(
-        run_dir=str(run_dir),
-        dataset="folder",
-        data_dir=str(folder),
-        protocol="fraction",
-        bits=8,
-        batch_size=16,
-        images_per_class=4,
-        epochs=6,
-        steps_per_epoch=4,
-        eval_every=100,
-        verbose=0,
-    )
+    settings = train_settings(run_dir, folder, epochs=6, steps_per_epoch=4, eval_every=100)
     process = subprocess.Popen(
         [sys.executable, "-m", "tfhash.train", *as_flags(settings)],
         stdout=subprocess.DEVNULL,
@@ -174,18 +162,8 @@ def test_nan_loss_stops_training_and_keeps_the_last_good_state(tmp_path):
 
 
 def test_cli_nan_loss_exits_with_a_message_whose_advice_trains(tmp_path, folder):
-    settings = dict(
-        run_dir=str(tmp_path / "run"),
-        dataset="folder",
-        data_dir=str(folder),
-        protocol="fraction",
-        batch_size=16,
-        images_per_class=4,
-        epochs=2,
-        steps_per_epoch=3,
-        verbose=0,
-    )
-    result = _cli(*as_flags(settings), "--learning_rate=1e30")
+    settings = train_settings(tmp_path / "run", folder, learning_rate=1e30)
+    result = _cli(*as_flags(settings))
     assert result.returncode == 1
     error = result.stderr.strip().splitlines()[-1]
     assert error.startswith("error: the loss became nan") and "--learning_rate" in error
@@ -194,7 +172,7 @@ def test_cli_nan_loss_exits_with_a_message_whose_advice_trains(tmp_path, folder)
 
     # The advice works: the same settings with the advised learning rate go through (in this
     # process: TrainConfig's defaults are the command's, so this is the corrected command).
-    train(TrainConfig(**settings, learning_rate=advised))
+    train(TrainConfig(**{**settings, "learning_rate": advised}))
     assert (tmp_path / "run" / "metrics.json").exists()
 
 
