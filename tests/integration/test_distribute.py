@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from helpers import as_flags
+from helpers import as_flags, train_settings
 
 pytestmark = pytest.mark.slow  # trains under several strategies and processes
 
@@ -111,22 +111,11 @@ def test_a_step_on_two_replicas_is_the_step_on_one():
     assert half["finite"] and half["change"] > 0 and half["loss"][-1] < half["loss"][0], half
 
 
-# The quickstart (configs/quickstart.cfg: digits, LSDH, 12 bits, the small ResNet at 32 px,
-# head learning rate 1x), cut to 2 epochs of 2 steps of 32 images.
-QUICKSTART = dict(
-    dataset="digits",
-    protocol="digits",
-    method="lsdh",
-    bits=12,
-    image_size=32,
-    batch_size=32,
-    images_per_class=4,
-    epochs=2,
-    steps_per_epoch=2,
-    head_lr_multiplier=1.0,
-    eval_every=5,
-    verbose=0,
-)
+# The run both the cluster and the reference single process train: helpers.train_settings's short
+# run on the four-colour folder (160 images at 32 px: encoding for validation and the report is
+# cheap), LSDH at 12 bits, 2 epochs of 3 steps, validated after the last.
+def _settings(run_dir, folder):
+    return train_settings(run_dir, folder, method="lsdh", bits=12, eval_every=2)
 
 
 def _free_ports(count):
@@ -139,7 +128,7 @@ def _free_ports(count):
     return ports
 
 
-def _workers(run_dir, tmp):
+def _workers(run_dir, tmp, folder):
     """Starts the two workers of a loopback cluster running the same command."""
     ports = _free_ports(2)
     cluster = {"worker": [f"localhost:{port}" for port in ports]}
@@ -156,9 +145,8 @@ def _workers(run_dir, tmp):
                     sys.executable,
                     "-m",
                     "tfhash.train",
-                    f"--run_dir={run_dir}",
                     "--strategy=multi_worker",
-                    *as_flags(QUICKSTART),
+                    *as_flags(_settings(run_dir, folder)),
                 ],
                 env=env,
                 stdout=subprocess.PIPE,
@@ -174,7 +162,7 @@ def _history(run_dir):
         return list(csv.DictReader(f))
 
 
-def test_two_workers_train_one_run_directory_and_resume_after_a_kill(tmp_path):
+def test_two_workers_train_one_run_directory_and_resume_after_a_kill(tmp_path, folder):
     tmp = tmp_path / "tmp"
     tmp.mkdir()
     # The same command on one process, the reference (in this process: TrainConfig's defaults
@@ -182,12 +170,12 @@ def test_two_workers_train_one_run_directory_and_resume_after_a_kill(tmp_path):
     from tfhash.train import TrainConfig, train
 
     single = tmp_path / "single"
-    train(TrainConfig(run_dir=str(single), **QUICKSTART))
+    train(TrainConfig(**_settings(single, folder)))
 
     # Two workers; once the first epoch is in the run directory, worker 1 is killed (the chief
     # then waits on its collectives for ever, so it is stopped too), and both are restarted.
     run_dir = tmp_path / "cluster"
-    workers = _workers(run_dir, tmp)
+    workers = _workers(run_dir, tmp, folder)
     record = run_dir / "checkpoints" / "latest.keras.json"
     deadline = time.time() + 400
     while time.time() < deadline and not record.exists():
@@ -199,7 +187,7 @@ def test_two_workers_train_one_run_directory_and_resume_after_a_kill(tmp_path):
     assert json.loads(record.read_text())["epoch"] == 1
     assert not (run_dir / "metrics.json").exists(), "the run finished before the kill"
 
-    workers = _workers(run_dir, tmp)
+    workers = _workers(run_dir, tmp, folder)
     outputs = [w.communicate(timeout=600)[0] for w in workers]
     assert [w.returncode for w in workers] == [0, 0], outputs[0][-3000:] + outputs[1][-3000:]
     assert "resuming" in outputs[0] and "worker done" in outputs[1]
@@ -209,10 +197,13 @@ def test_two_workers_train_one_run_directory_and_resume_after_a_kill(tmp_path):
     report = json.loads((run_dir / "metrics.json").read_text())
     alone = json.loads((single / "metrics.json").read_text())
     assert abs(report["map"] - alone["map"]) <= 0.05
-    # The first epoch, before the kill, trained as the single process did: the same losses.
-    assert float(_history(run_dir)[0]["loss"]) == pytest.approx(
-        float(_history(single)[0]["loss"]), rel=1e-3
-    )
+    # The first epoch, before the kill, trained as the single process did. Its ranking term is
+    # continuous in the codes: the same to float rounding. The quantization terms use sign(h),
+    # and codes start near 0, where rounding flips a bit (here the total differed by 0.2 %),
+    # so the total is held to 1 % (a loss not scaled by the replicas would double it).
+    first, reference = _history(run_dir)[0], _history(single)[0]
+    assert float(first["semantic"]) == pytest.approx(float(reference["semantic"]), rel=1e-4)
+    assert float(first["loss"]) == pytest.approx(float(reference["loss"]), rel=1e-2)
     # The other worker wrote in its own temporary directory, removed when it finished (the
     # killed one's stays: nothing ran to remove it).
     assert len(list(tmp.glob("tfhash-worker-*"))) == 1

@@ -1,7 +1,7 @@
 """The README's recipe for a user's own images, ``python -m tfhash.train
 --flagfile=configs/images.cfg --data_dir=photos/``, as the command runs it: on a small folder
 of three classes (fewer than its batch has places for) with nothing else set but a shorter
-run, it trains on the pretrained backbone's cached features and exports a model that encodes
+run, it trains on the pretrained backbone's cached features, and the model it exports encodes
 the folder's images as the run's report did."""
 
 import importlib.util
@@ -13,6 +13,9 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
+
+from tfhash.serving.encoding import encode_collection
+from tfhash.serving.export import export_run
 
 from helpers import ROOT
 
@@ -27,17 +30,6 @@ pytestmark = [
 ]
 
 
-def run(module, *args):
-    return subprocess.run(
-        [sys.executable, "-m", module, *args],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=ENV,
-        cwd=ROOT,
-    )
-
-
 def test_the_images_config_trains_a_small_folder_of_three_classes(tmp_path):
     photos = tmp_path / "photos"
     rng = np.random.default_rng(29)
@@ -48,15 +40,24 @@ def test_the_images_config_trains_a_small_folder_of_three_classes(tmp_path):
             pixels = np.clip(rng.normal(colour, 35, (40, 48, 3)), 0, 255).astype(np.uint8)
             (photos / name / f"{i:02d}.jpg").write_bytes(tf.io.encode_jpeg(pixels).numpy())
     run_dir, cache = tmp_path / "run", tmp_path / "cache"
-    result = run(
-        "tfhash.train",
-        "--flagfile=configs/images.cfg",
-        f"--data_dir={photos}",
-        f"--run_dir={run_dir}",
-        f"--feature_cache={cache}",
-        "--epochs=2",
-        "--steps_per_epoch=3",
-        "--eval_every=2",
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tfhash.train",
+            "--flagfile=configs/images.cfg",
+            f"--data_dir={photos}",
+            f"--run_dir={run_dir}",
+            f"--feature_cache={cache}",
+            "--epochs=2",
+            "--steps_per_epoch=3",
+            "--eval_every=2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=ENV,
+        cwd=ROOT,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "folder: 42 images; protocol fraction:query=0.1,train=1:" in result.stdout
@@ -65,17 +66,12 @@ def test_the_images_config_trains_a_small_folder_of_three_classes(tmp_path):
     assert metrics["map"] > 0.6  # colours: separable at once on ImageNet features (chance 1/3)
     assert os.listdir(cache)  # the features are cached for the next run
 
-    models = tmp_path / "models"
-    result = run("tfhash.export", f"--run_dir={run_dir}", f"--export_dir={models}")
-    assert result.returncode == 0, result.stderr[-3000:]
-    result = run(
-        "tfhash.encode",
-        f"--model={models}",
-        f"--data={photos}",
-        f"--indices={run_dir / 'split' / 'query.npy'}",
-        f"--out={tmp_path / 'codes'}",
+    # Exported and encoded by the library the export and encode commands call (their commands
+    # are tests/commands/test_export.py's and test_encode.py's): the folder's query images, as a
+    # served model encodes them, get the report's codes.
+    version = export_run(str(run_dir), str(tmp_path / "models"))
+    encoded = encode_collection(
+        version, str(photos), str(tmp_path / "codes"), indices=str(run_dir / "split" / "query.npy")
     )
-    assert result.returncode == 0, result.stderr[-3000:]
     report_codes = np.load(run_dir / "codes" / "query_codes.npy")
-    encoded = np.unpackbits(np.load(tmp_path / "codes" / "query_codes.npy"), axis=1)[:, :64]
-    np.testing.assert_array_equal(encoded, report_codes > 0)
+    np.testing.assert_array_equal(np.unpackbits(encoded["codes"], axis=1)[:, :64], report_codes > 0)
