@@ -130,6 +130,7 @@ def test_code_structure_against_hand_counted_codes(ft):
         "constant_bits": 1,
         "closest_centres": 2,
         "mean_centre_distance": pytest.approx(8 / 3),
+        "spread": pytest.approx(3 / 9),  # 11100, 01110, 10110: one bit off their centres
         "centre_accuracy": pytest.approx((1 + 0.5 + 0) / 3),
     }
     multi_label = {"database_labels": np.ones((2, 3), np.uint8)}
