@@ -1,6 +1,6 @@
 """The fine-tuned table: every method fine-tuned end to end on CIFAR-10, beside the published figures.
 
-    python benchmarks/finetuned_table.py [--only=lsdh,hashnet] [--protocols=cifar10-1]
+    python benchmarks/finetuned_table.py [--only=lsdh,hashnet] [--protocols=cifar10-1] [--bits=48]
                                          [--learning_rates=1e-4,3e-4]
     python benchmarks/finetuned_table.py --report_only
 
@@ -95,6 +95,9 @@ def parse_args(argv=None):
         help="Protocols to run (comma-separated, e.g. deephash-cifar10,cifar10-1); all: ''.",
     )
     parser.add_argument(
+        "--bits", default="", help="Code lengths to run (comma-separated); all: ''."
+    )
+    parser.add_argument(
         "--learning_rates",
         default="",
         help="Learning rates each method tries (best by validation MAP); '': the base config's.",
@@ -112,6 +115,7 @@ def parse_args(argv=None):
     for flag, value, known in (
         ("only", args.only, {m for m, _, _ in RUNS}),
         ("protocols", args.protocols, {p for _, p, _ in RUNS}),
+        ("bits", args.bits, {str(b) for _, _, b in RUNS}),
     ):
         unknown = sorted(set(filter(None, value.split(","))) - known)
         if unknown:
@@ -124,11 +128,14 @@ def parse_args(argv=None):
 def planned(args):
     methods = set(filter(None, args.only.split(",")))
     protocols = set(filter(None, args.protocols.split(",")))
+    bits = {int(b) for b in filter(None, args.bits.split(","))}
     rates = list(filter(None, args.learning_rates.split(","))) or [""]
     return [
         Run(m, p, b, lr)
         for m, p, b in RUNS
-        if (not methods or m in methods) and (not protocols or p in protocols)
+        if (not methods or m in methods)
+        and (not protocols or p in protocols)
+        and (not bits or b in bits)
         for lr in rates
     ]
 

@@ -34,9 +34,14 @@ def test_the_plan_covers_the_issue_runs_and_each_rate(ft):
         ("dsh", "cifar10-1"),
         ("lcdsh", "cifar10-1"),
     }
-    with pytest.raises(SystemExit) as error:  # a typo is refused, not an empty plan
-        ft.parse_args(["--protocols=cifar10_1"])
-    assert error.value.code == 2
+    only_48 = ft.planned(ft.parse_args(["--only=lsdh", "--bits=48", "--learning_rates=3e-4"]))
+    assert [(r.method, r.protocol, r.bits, r.learning_rate) for r in only_48] == [
+        ("lsdh", "cifar10", 48, "3e-4")
+    ]
+    for typo in ("--protocols=cifar10_1", "--bits=16"):  # refused, not an empty plan
+        with pytest.raises(SystemExit) as error:
+            ft.parse_args([typo])
+        assert error.value.code == 2
     lsdh = ft.Run("lsdh", "cifar10", 48, "")
     command = ft.command(ft.parse_args([]), lsdh)
     assert command[:3] == ["-m", "tfhash.train", "--flagfile=configs/cifar10_e2e_base.cfg"]
