@@ -68,6 +68,10 @@ PUBLISHED.update(
         ("lcdsh", "cifar10-1", 48): (0.798, "DeepHash-pytorch, the run in its LCDSH.py"),
     }
 )
+with open(os.path.join(ROOT, BASE)) as _config:
+    BASE_LEARNING_RATE = next(
+        line.split("=", 1)[1].strip() for line in _config if line.startswith("--learning_rate=")
+    )
 BEGIN, END = "<!-- finetuned-table:begin -->", "<!-- finetuned-table:end -->"
 HEADING = "## CIFAR-10 fine-tuned end to end (issue 25)"
 
@@ -221,37 +225,57 @@ def code_structure(packed, bits):
     }
 
 
-def collect(args, runs):
-    records = {}
+def train(args, runs):
+    """Trains each planned run that has no record yet and records it."""
     for run in runs:
         path = os.path.join(args.out_dir, "records", run.name + ".json")
-        if not args.report_only and not os.path.isfile(path):
-            run_dir = os.path.join(args.runs_dir, run.name)
-            load_before = os.getloadavg()[0]
-            seconds = run_logged([sys.executable, *command(args, run)], run_dir)
-            record, packed = scores(run_dir)
-            record.update(
-                run=dataclasses.asdict(run),
-                val_map=best_val_map(run_dir),
-                command="python " + " ".join(command(args, run)),
-                wall_seconds=round(seconds, 1),
-                machine=machine(),
-                load_before=round(load_before, 2),
-                load_after=round(os.getloadavg()[0], 2),
-                date=time.strftime("%Y-%m-%d"),
-            )
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            os.makedirs(os.path.join(args.out_dir, "codes"), exist_ok=True)
-            np.savez_compressed(os.path.join(args.out_dir, "codes", run.name + ".npz"), **packed)
-            with open(path, "w") as f:
-                json.dump(record, f, indent=2)
         if os.path.isfile(path):
-            with open(path) as f:
-                records[run] = json.load(f)
-            codes = os.path.join(args.out_dir, "codes", run.name + ".npz")
-            if os.path.isfile(codes):  # from the committed codes, as a reader re-scores them
-                records[run]["structure"] = code_structure(np.load(codes), run.bits)
+            continue
+        run_dir = os.path.join(args.runs_dir, run.name)
+        load_before = os.getloadavg()[0]
+        seconds = run_logged([sys.executable, *command(args, run)], run_dir)
+        record, packed = scores(run_dir)
+        record.update(
+            run=dataclasses.asdict(run),
+            val_map=best_val_map(run_dir),
+            command="python " + " ".join(command(args, run)),
+            wall_seconds=round(seconds, 1),
+            machine=machine(),
+            load_before=round(load_before, 2),
+            load_after=round(os.getloadavg()[0], 2),
+            date=time.strftime("%Y-%m-%d"),
+        )
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        os.makedirs(os.path.join(args.out_dir, "codes"), exist_ok=True)
+        np.savez_compressed(os.path.join(args.out_dir, "codes", run.name + ".npz"), **packed)
+        with open(path, "w") as f:
+            json.dump(record, f, indent=2)
+
+
+def load_records(out_dir):
+    """Every recorded run of the plan under ``out_dir`` (whatever a command ran: the report
+    always shows the whole table), with its code structure from the committed codes, as a
+    reader re-scores them."""
+    records = {}
+    folder = os.path.join(out_dir, "records")
+    for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
+        with open(os.path.join(folder, name)) as f:
+            record = json.load(f)
+        run = Run(**record["run"])
+        if (run.method, run.protocol, run.bits) not in RUNS:
+            continue
+        codes = os.path.join(out_dir, "codes", run.name + ".npz")
+        if os.path.isfile(codes):
+            record["structure"] = code_structure(np.load(codes), run.bits)
+        records[run] = record
     return records
+
+
+def rate_label(run):
+    """The run's learning rate as ``1e-4`` (the base config's where the run set none)."""
+    value = float(run.learning_rate or BASE_LEARNING_RATE)
+    mantissa, exponent = f"{value:e}".split("e")
+    return f"{float(mantissa):g}e{int(exponent)}"
 
 
 def report(records):
@@ -278,7 +302,7 @@ def report(records):
         lines.append(
             f"| {LABELS[run.method]} | `{run.protocol}` | {run.bits} | **{r['map']:.3f}** | "
             f"{r['map_deephash']:.3f} | {r['p@r2']:.3f} | {cell} | {r['val_map'] or 0:.3f} | "
-            f"{run.learning_rate or 'config'} | {r['wall_seconds'] / 60:.0f} min | "
+            f"{rate_label(run)} | {r['wall_seconds'] / 60:.0f} min | "
             f"{r['load_before']:.1f} / {r['load_after']:.1f} |"
         )
     structured = [key for key in order if best[key][1].get("structure")]
@@ -301,23 +325,50 @@ def report(records):
             f"{c['constant_bits']} | {c['closest_centres']} | {c['mean_centre_distance']:.1f} | "
             f"{c['spread']:.1f} | {c['centre_accuracy']:.3f} |"
         )
+    searched = {}
+    for run, record in records.items():
+        searched.setdefault((run.method, run.protocol, run.bits), []).append((run, record))
+    searched = {
+        key: sorted(tried, key=lambda t: float(rate_label(t[0])))
+        for key, tried in searched.items()
+        if len(tried) > 1
+    }
+    if searched:
+        lines += [
+            "",
+            "Learning rates searched (validation MAP chooses the row above; the queries' MAP@ALL "
+            "stands beside it and chooses nothing):",
+            "",
+            "| method | protocol | bits | learning rate: validation MAP / MAP@ALL |",
+            "|---|---|---|---|",
+        ]
+    for key in sorted(searched, key=order.index):
+        run = searched[key][0][0]
+        cells = ", ".join(
+            f"{rate_label(r)}: {record['val_map'] or 0:.3f} / {record['map']:.3f}"
+            + (" (chosen)" if r == best[key][0] else "")
+            for r, record in searched[key]
+        )
+        lines.append(f"| {LABELS[run.method]} | `{run.protocol}` | {run.bits} | {cells} |")
     missing = [k for k in RUNS if k not in best]
     if missing:
         lines += [
             "",
             "Not run yet: " + ", ".join(f"{LABELS[m]} `{p}` {b}" for m, p, b in missing) + ".",
         ]
-    commands = sorted({r["command"] for _, r in best.values()})
+    commands = sorted({r["command"] for r in records.values()})
     lines += ["", "Commands (each resumable; `benchmarks/finetuned_table.py` runs them):", ""]
     lines += [f"    {c}" for c in commands]
     notes = [
-        f"{LABELS[run.method]} `{run.protocol}` {run.bits}: {r['note']}"
-        for run, r in best.values()
+        f"{LABELS[run.method]} `{run.protocol}` {run.bits}"
+        + (f" at {rate_label(run)}" if (run.method, run.protocol, run.bits) in searched else "")
+        + f": {r['note']}"
+        for run, r in records.items()
         if r.get("note")
     ]
     if notes:
         lines += [""] + [f"* {note}" for note in notes]
-    machines = sorted({r["machine"] for _, r in best.values()})
+    machines = sorted({r["machine"] for r in records.values()})
     lines += [
         "",
         f"Machine: {'; '.join(machines) or '–'}. Codes of every run: "
@@ -330,7 +381,9 @@ def report(records):
 
 def main(argv=None):
     args = parse_args(argv)
-    records = collect(args, planned(args))
+    if not args.report_only:
+        train(args, planned(args))
+    records = load_records(args.out_dir)
     section = report(records)
     write_section(args.results, BEGIN, END, HEADING, section)
     print(section)

@@ -1,6 +1,7 @@
 """benchmarks/finetuned_table.py: the plan, each run's command, the scores and packed codes of a
 finished run, and the report's choice by validation MAP (fabricated runs, no training)."""
 
+import dataclasses
 import json
 import os
 
@@ -107,9 +108,28 @@ def test_the_report_shows_the_rate_with_the_best_validation_map(ft):
         ft.Run("lsdh", "cifar10", 48, "3e-4"): record(0.85, 0.60, "3e-4"),
     }
     section = ft.report(records)
-    row = next(line for line in section.splitlines() if line.startswith("| LSDH"))
+    row, searched = [line for line in section.splitlines() if line.startswith("| LSDH")]
     assert "**0.600**" in row and "3e-4" in row and "0.782 (LSDH paper" in row
+    assert searched.endswith("| 1e-4: 0.800 / 0.700, 3e-4: 0.850 / 0.600 (chosen) |")
+    assert "--learning_rate=1e-4" in section  # every run's command, not only the chosen one's
     assert "Not run yet:" in section and json.dumps(section)
+
+
+def test_the_report_reads_every_record_on_disk(ft, tmp_path):
+    """``--only=dsh`` must not shrink the table to DSH: the report is built from every record,
+    a base-config run shows the base config's rate, and a record outside the plan is left out."""
+    os.makedirs(tmp_path / "records")
+    for run, val_map in (
+        (ft.Run("dsh", "cifar10", 48, ""), 0.8),
+        (ft.Run("lsdh", "cifar10", 48, "3e-5"), 0.7),
+        (ft.Run("dsh", "cifar10", 24, ""), 0.9),  # no such planned run
+    ):
+        with open(tmp_path / "records" / f"{run.name}.json", "w") as f:
+            json.dump({"run": dataclasses.asdict(run), "val_map": val_map}, f)
+    records = ft.load_records(str(tmp_path))
+    assert sorted(r.name for r in records) == ["cifar10_dsh_e2e_48", "cifar10_lsdh_e2e_48_lr3e-5"]
+    assert [ft.rate_label(r) for r in sorted(records, key=lambda r: r.name)] == ["1e-4", "3e-5"]
+    assert ft.load_records(str(tmp_path / "nothing")) == {}
 
 
 def test_code_structure_against_hand_counted_codes(ft):
