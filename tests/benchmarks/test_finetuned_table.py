@@ -48,11 +48,19 @@ def test_the_plan_covers_the_issue_runs_and_each_rate(ft):
     assert command[:3] == ["-m", "tfhash.train", "--flagfile=configs/cifar10_e2e_base.cfg"]
     assert "--bits=48" in command and command[-1] == "--run_dir=runs/cifar10_lsdh_e2e_48"
     assert not any(f.startswith("--margin") for f in command)  # K/2 is the loss's default
-    # The LSDH row's run directory is the one the README's command of its config writes.
+    # The README's command for the LSDH row, its config, is the table's run at LSDH's chosen
+    # rate, in the same run directory: the table reports a run the README made.
     with open(os.path.join(ft.ROOT, "README.md")) as f:
         assert "--flagfile=configs/cifar10_lsdh_e2e.cfg --bits=48" in f.read()
     with open(os.path.join(ft.ROOT, "configs", "cifar10_lsdh_e2e.cfg")) as f:
-        assert "--run_dir=runs/cifar10_lsdh_e2e_{bits}" in f.read().splitlines()
+        config = dict(line.split("=", 1) for line in f.read().splitlines() if line[:2] == "--")
+    chosen = ft.Run("lsdh", "cifar10", 48, config["--learning_rate"])
+    assert config["--flagfile"] == ft.BASE and config["--method"] == "lsdh"
+    assert set(config) == {"--flagfile", "--method", "--learning_rate", "--run_dir"}
+    assert ft.command(ft.parse_args([]), chosen)[-2:] == [
+        f"--learning_rate={config['--learning_rate']}",
+        "--run_dir=" + config["--run_dir"].format(bits=48),
+    ]
     dsh = ft.Run("dsh", "cifar10-1", 48, "3e-4")
     assert ft.command(ft.parse_args([]), dsh)[-2:] == [
         "--learning_rate=3e-4",
