@@ -100,6 +100,22 @@ def _placed(value, strategy):
         return tf.identity(value)
 
 
+def _skip_together(gradients, context, strategy):
+    """The gradients, made non-finite on every replica when any replica's are.
+
+    A ``LossScaleOptimizer`` skips a step whose gradients overflowed, but it decides on each
+    replica's own gradients before they are summed: with float16 arithmetic one replica's half
+    of the batch can overflow while the other's does not, and the sum then carries the overflow
+    into the weights (seen on a CPU with native float16, AVX512-FP16). Agreeing first makes
+    every replica skip the step and lower its scale together.
+    """
+    finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in gradients])
+    overflowed = context.all_reduce(
+        tf.distribute.ReduceOp.SUM, _placed(1.0 - tf.cast(finite, tf.float32), strategy)
+    )
+    return [tf.where(overflowed > 0, tf.fill(tf.shape(g), float("nan")), g) for g in gradients]
+
+
 def make_step(model, strategy):
     """One training step on a distributed global batch: a ``tf.function`` that takes one
     element of ``strategy.experimental_distribute_dataset(...)`` and returns the global batch's
@@ -121,7 +137,10 @@ def make_step(model, strategy):
             terms = model.loss_terms(y, h)
             loss = optimizer.scale_loss(terms["loss"] / replicas)
         variables = model.trainable_variables
-        optimizer.apply(tape.gradient(loss, variables), variables)
+        gradients = tape.gradient(loss, variables)
+        if replicas > 1 and isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+            gradients = _skip_together(gradients, context, strategy)
+        optimizer.apply(gradients, variables)
         return terms
 
     if model.jit_compile and replicas == 1:  # XLA where the compiled model asks (a GPU), as
