@@ -259,6 +259,8 @@ def load_records(out_dir):
     records = {}
     folder = os.path.join(out_dir, "records")
     for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
+        if not name.endswith(".json"):
+            continue
         with open(os.path.join(folder, name)) as f:
             record = json.load(f)
         run = Run(**record["run"])
