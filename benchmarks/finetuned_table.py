@@ -273,21 +273,24 @@ def load_records(out_dir):
     return records
 
 
+def rate_value(run):
+    """The run's learning rate (the base config's where the run set none)."""
+    return float(run.learning_rate or BASE_LEARNING_RATE)
+
+
 def rate_label(run):
-    """The run's learning rate as ``1e-4`` (the base config's where the run set none)."""
-    value = float(run.learning_rate or BASE_LEARNING_RATE)
-    mantissa, exponent = f"{value:e}".split("e")
+    """The run's learning rate as ``1e-4``."""
+    mantissa, exponent = f"{rate_value(run):e}".split("e")
     return f"{float(mantissa):g}e{int(exponent)}"
 
 
 def report(records):
     """The table: per (method, protocol, bits), the learning rate with the best validation
     MAP, its query scores and the published figure."""
-    best = {}
-    for run, record in records.items():
-        key = (run.method, run.protocol, run.bits)
-        if key not in best or (record["val_map"] or 0) > (best[key][1]["val_map"] or 0):
-            best[key] = (run, record)
+    tried = {}  # (method, protocol, bits) -> its runs, by learning rate
+    for run, record in sorted(records.items(), key=lambda item: rate_value(item[0])):
+        tried.setdefault((run.method, run.protocol, run.bits), []).append((run, record))
+    best = {key: max(runs, key=lambda t: t[1]["val_map"] or 0) for key, runs in tried.items()}
     lines = [
         BEGIN,
         "",
@@ -327,14 +330,7 @@ def report(records):
             f"{c['constant_bits']} | {c['closest_centres']} | {c['mean_centre_distance']:.1f} | "
             f"{c['spread']:.1f} | {c['centre_accuracy']:.3f} |"
         )
-    searched = {}
-    for run, record in records.items():
-        searched.setdefault((run.method, run.protocol, run.bits), []).append((run, record))
-    searched = {
-        key: sorted(tried, key=lambda t: float(rate_label(t[0])))
-        for key, tried in searched.items()
-        if len(tried) > 1
-    }
+    searched = {key: runs for key, runs in tried.items() if len(runs) > 1}
     if searched:
         lines += [
             "",
