@@ -114,7 +114,7 @@ def test_ctrl_c_stops_training_at_once_with_one_line_and_the_run_resumes(tmp_pat
     returncode = process.wait(timeout=60)
     stopped = time.monotonic() - start
     stderr = process.stderr.read()
-    assert returncode == 130
+    assert returncode == 130, stderr[:4000]
     assert stderr.splitlines() == [
         "error: interrupted (Ctrl-C); the run directory keeps every completed epoch: run the "
         "same command again to resume"
