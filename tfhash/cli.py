@@ -130,9 +130,13 @@ def exit_interrupted(message):
     """Prints ``error: <message>`` and ends the process with status 130 at once (through
     Python's shutdown only where Milvus Lite runs: its server process stops there)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the line
-    print(f"error: {message}", file=sys.stderr)
-    sys.stdout.flush()
-    sys.stderr.flush()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, RuntimeError, ValueError):  # interrupted in the middle of a write
+            pass
+    # To the file descriptor: the handler may have interrupted a write to sys.stderr's buffer.
+    os.write(sys.stderr.fileno(), f"error: {message}\n".encode())
     if "milvus_lite" in sys.modules:
         sys.exit(130)
     os._exit(130)
