@@ -72,7 +72,7 @@ def run(main, define_flags, interrupted=INTERRUPTED):
 
     Positional arguments are refused (every setting is a flag), and a
     :class:`~tfhash.errors.UsageError` from the library names its arguments as the command's
-    flags (:func:`as_flags`). Ctrl-C (``KeyboardInterrupt``) prints ``error: <interrupted>`` —
+    flags (:func:`as_flags`). Ctrl-C (SIGINT: :func:`on_ctrl_c`) prints ``error: <interrupted>`` —
     one line, no traceback — and exits at once with status 130, the shell's for SIGINT, without
     Python's shutdown, which waits for TensorFlow's threads for several seconds.
     ``interrupted`` says what to do next (``tfhash.train``: rerun the same command to resume).
