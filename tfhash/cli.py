@@ -72,7 +72,7 @@ def run(main, define_flags, interrupted=INTERRUPTED):
 
     Positional arguments are refused (every setting is a flag), and a
     :class:`~tfhash.errors.UsageError` from the library names its arguments as the command's
-    flags (:func:`as_flags`). Ctrl-C (SIGINT: :func:`on_ctrl_c`) prints ``error: <interrupted>`` —
+    flags (:func:`as_flags`). Ctrl-C (:func:`exit_interrupted`) prints ``error: <interrupted>`` —
     one line, no traceback — and exits at once with status 130, the shell's for SIGINT, without
     Python's shutdown, which waits for TensorFlow's threads for several seconds.
     ``interrupted`` says what to do next (``tfhash.train``: rerun the same command to resume).
@@ -99,36 +99,19 @@ def run(main, define_flags, interrupted=INTERRUPTED):
         except UsageError as e:
             raise UsageError(as_flags(str(e), names)) from None
 
-    guarded = exit_on_usage_error(quiet_main)
-
-    def interruptible(argv):
-        try:
-            return guarded(argv)
-        except KeyboardInterrupt:
-            exit_interrupted(interrupted)
-
-    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not ignored (nohup, &)
-        signal.signal(signal.SIGINT, lambda signum, frame: on_ctrl_c(interrupted))
-    try:
-        app.run(interruptible, flags_parser=parse_flags)
-    except KeyboardInterrupt:  # while the flags are parsed
-        exit_interrupted(interrupted)
-
-
-def on_ctrl_c(message):
-    """The commands' SIGINT handler: exits from the handler itself (:func:`exit_interrupted`)
-    rather than raising ``KeyboardInterrupt`` through TensorFlow. An exception unwinding
-    through an eager op or a Keras callback corrupted the heap now and then (glibc's
-    ``free(): invalid next size``, status -6 instead of 130). Where Milvus Lite runs, whose
-    server process stops only in Python's shutdown, it raises as Python's own handler does."""
-    if "milvus_lite" in sys.modules:
-        raise KeyboardInterrupt
-    exit_interrupted(message)
+    # Ctrl-C exits from the signal handler itself, never as a KeyboardInterrupt unwinding through
+    # TensorFlow: that corrupted the heap now and then (glibc's "free(): invalid next size",
+    # status -6 instead of 130). Not where SIGINT is ignored (nohup, a shell's background job).
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, lambda signum, frame: exit_interrupted(interrupted))
+    app.run(exit_on_usage_error(quiet_main), flags_parser=parse_flags)
 
 
 def exit_interrupted(message):
-    """Prints ``error: <message>`` and ends the process with status 130 at once (through
-    Python's shutdown only where Milvus Lite runs: its server process stops there)."""
+    """Prints ``error: <message>`` and ends the process with status 130 at once: the commands'
+    SIGINT handler. Where Milvus Lite runs, whose server process stops only in Python's
+    shutdown, it raises ``SystemExit`` instead, which unwinds as Python's own handler's
+    ``KeyboardInterrupt`` did."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the line
     for stream in (sys.stdout, sys.stderr):
         try:
