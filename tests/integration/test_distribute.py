@@ -158,6 +158,13 @@ def _workers(run_dir, tmp, folder):
     return processes
 
 
+def _finish(workers):
+    """Waits for the workers; their outputs, once each has succeeded."""
+    outputs = [w.communicate(timeout=600)[0] for w in workers]
+    assert [w.returncode for w in workers] == [0, 0], outputs[0][-3000:] + outputs[1][-3000:]
+    return outputs
+
+
 def _history(run_dir):
     with open(run_dir / "history.csv", newline="") as f:
         return list(csv.DictReader(f))
@@ -172,9 +179,7 @@ def test_two_workers_train_one_run_directory_and_resume_after_a_kill(tmp_path, f
     # benchmarks/RESULTS.md), so one replica against two is test_a_step_on_two_replicas_is_the_
     # step_on_one's to check, on one step.
     reference = tmp_path / "uninterrupted"
-    workers = _workers(reference, tmp_path, folder)
-    outputs = [w.communicate(timeout=600)[0] for w in workers]
-    assert [w.returncode for w in workers] == [0, 0], outputs[0][-3000:] + outputs[1][-3000:]
+    _finish(_workers(reference, tmp_path, folder))
 
     # Two workers; once the first epoch is in the run directory, worker 1 is killed (the chief
     # then waits on its collectives for ever, so it is stopped too), and both are restarted.
@@ -191,9 +196,7 @@ def test_two_workers_train_one_run_directory_and_resume_after_a_kill(tmp_path, f
     assert json.loads(record.read_text())["epoch"] == 1
     assert not (run_dir / "metrics.json").exists(), "the run finished before the kill"
 
-    workers = _workers(run_dir, tmp, folder)
-    outputs = [w.communicate(timeout=600)[0] for w in workers]
-    assert [w.returncode for w in workers] == [0, 0], outputs[0][-3000:] + outputs[1][-3000:]
+    outputs = _finish(_workers(run_dir, tmp, folder))
     assert "resuming" in outputs[0] and "worker done" in outputs[1]
 
     # One run directory, the chief's, with every epoch once and the report: each epoch's loss
