@@ -39,7 +39,18 @@ def test_the_plan_covers_the_issue_runs_and_each_rate(ft):
     assert [(r.method, r.protocol, r.bits, r.learning_rate) for r in only_48] == [
         ("lsdh", "cifar10", 48, "3e-4")
     ]
-    for typo in ("--protocols=cifar10_1", "--bits=16"):  # refused, not an empty plan
+    seeded = ft.planned(ft.parse_args(["--only=lsdh", "--bits=12", "--seeds=0,2"]))
+    assert [(r.seed, r.name) for r in seeded] == [
+        (0, "cifar10_lsdh_e2e_12"),
+        (2, "cifar10_lsdh_e2e_12_seed2"),
+    ]
+    assert ft.command(ft.parse_args([]), seeded[1])[-2:] == [
+        "--seed=2",
+        "--run_dir=runs/cifar10_lsdh_e2e_12_seed2",
+    ]
+    assert not any(f.startswith("--seed") for f in ft.command(ft.parse_args([]), seeded[0]))
+    for typo in ("--protocols=cifar10_1", "--bits=16", "--seeds=one", "--seeds="):
+        # refused, not an empty plan
         with pytest.raises(SystemExit) as error:
             ft.parse_args([typo])
         assert error.value.code == 2
@@ -118,6 +129,7 @@ def test_the_report_shows_the_rate_with_the_best_validation_map(ft):
     section = ft.report(records)
     row, searched = [line for line in section.splitlines() if line.startswith("| LSDH")]
     assert "**0.600**" in row and "3e-4" in row and "0.782 (LSDH paper" in row
+    assert "| **0.600** | – |" in row  # one seed: no spread
     assert searched.endswith("| 1e-4: 0.800 / 0.700, 3e-4: 0.850 / 0.600 (chosen) |")
     assert "--learning_rate=1e-4" in section  # every run's command, not only the chosen one's
     assert "Not run yet:" in section and json.dumps(section)
@@ -168,3 +180,32 @@ def test_code_structure_against_hand_counted_codes(ft):
     }
     multi_label = {"database_labels": np.ones((2, 3), np.uint8)}
     assert ft.code_structure(multi_label, bits=5) is None
+
+
+def test_more_seeds_repeat_the_chosen_rate_and_choose_nothing(ft):
+    """Seed 0 chooses the rate; the other seeds' MAP@ALL at that rate gives the mean and the
+    sample standard deviation beside it, and a seed at a rate not chosen is left out of both."""
+
+    def record(val_map, query_map):
+        return {
+            "map": query_map,
+            "map_deephash": query_map,
+            "p@r2": 0.5,
+            "val_map": val_map,
+            "wall_seconds": 600,
+            "load_before": 2.0,
+            "load_after": 2.1,
+            "machine": "cpu",
+            "command": "python -m tfhash.train",
+        }
+
+    records = {
+        ft.Run("dsh", "cifar10", 48, "1e-4"): record(0.80, 0.70),
+        ft.Run("dsh", "cifar10", 48, "3e-4"): record(0.85, 0.60),
+        ft.Run("dsh", "cifar10", 48, "3e-4", 1): record(0.99, 0.70),  # chooses nothing
+        ft.Run("dsh", "cifar10", 48, "3e-4", 2): record(0.10, 0.80),
+        ft.Run("dsh", "cifar10", 48, "1e-4", 1): record(0.10, 0.10),  # not the chosen rate
+    }
+    row, searched = [line for line in ft.report(records).splitlines() if line.startswith("| DSH")]
+    assert "| **0.600** | 0.700 ± 0.100 (3) |" in row and "| 3e-4 |" in row
+    assert searched.endswith("| 1e-4: 0.800 / 0.700, 3e-4: 0.850 / 0.600 (chosen) |")
