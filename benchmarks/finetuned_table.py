@@ -304,7 +304,9 @@ def report(records):
     MAP, its query scores and the published figure."""
     tried = {}  # (method, protocol, bits) -> its seed-0 runs, by learning rate
     repeats = {}  # (method, protocol, bits, learning rate) -> MAP@ALL of its other seeds
-    for run, record in sorted(records.items(), key=lambda item: (rate_value(item[0]), item[0].seed)):
+    for run, record in sorted(
+        records.items(), key=lambda item: (rate_value(item[0]), item[0].seed)
+    ):
         key = (run.method, run.protocol, run.bits)
         if run.seed:
             repeats.setdefault(key + (run.learning_rate,), []).append(record["map"])
@@ -326,7 +328,9 @@ def report(records):
         cell = f"{published[0]:.3f} ({published[1]})" if published else "–"
         maps = [r["map"]] + repeats.get(key + (run.learning_rate,), [])
         spread = (
-            f"{np.mean(maps):.3f} ± {np.std(maps, ddof=1):.3f} ({len(maps)})" if len(maps) > 1 else "–"
+            f"{np.mean(maps):.3f} ± {np.std(maps, ddof=1):.3f} ({len(maps)})"
+            if len(maps) > 1
+            else "–"
         )
         lines.append(
             f"| {LABELS[run.method]} | `{run.protocol}` | {run.bits} | **{r['map']:.3f}** | "
