@@ -108,20 +108,22 @@ def test_scores_and_packed_codes_of_a_finished_run(ft, tmp_path):
     np.testing.assert_array_equal(packed["query_labels"], arrays["query_labels"])
 
 
-def test_the_report_shows_the_rate_with_the_best_validation_map(ft):
-    def record(val_map, query_map, lr):
-        return {
-            "map": query_map,
-            "map_deephash": query_map,
-            "p@r2": 0.5,
-            "val_map": val_map,
-            "wall_seconds": 600,
-            "load_before": 2.0,
-            "load_after": 2.1,
-            "machine": "cpu",
-            "command": f"python -m tfhash.train --learning_rate={lr}",
-        }
+def record(val_map, query_map, lr=""):
+    """A fabricated finished run's record."""
+    return {
+        "map": query_map,
+        "map_deephash": query_map,
+        "p@r2": 0.5,
+        "val_map": val_map,
+        "wall_seconds": 600,
+        "load_before": 2.0,
+        "load_after": 2.1,
+        "machine": "cpu",
+        "command": f"python -m tfhash.train --learning_rate={lr}",
+    }
 
+
+def test_the_report_shows_the_rate_with_the_best_validation_map(ft):
     records = {
         ft.Run("lsdh", "cifar10", 48, "1e-4"): record(0.80, 0.70, "1e-4"),
         ft.Run("lsdh", "cifar10", 48, "3e-4"): record(0.85, 0.60, "3e-4"),
@@ -185,20 +187,6 @@ def test_code_structure_against_hand_counted_codes(ft):
 def test_more_seeds_repeat_the_chosen_rate_and_choose_nothing(ft):
     """Seed 0 chooses the rate; the other seeds' MAP@ALL at that rate gives the mean and the
     sample standard deviation beside it, and a seed at a rate not chosen is left out of both."""
-
-    def record(val_map, query_map):
-        return {
-            "map": query_map,
-            "map_deephash": query_map,
-            "p@r2": 0.5,
-            "val_map": val_map,
-            "wall_seconds": 600,
-            "load_before": 2.0,
-            "load_after": 2.1,
-            "machine": "cpu",
-            "command": "python -m tfhash.train",
-        }
-
     records = {
         ft.Run("dsh", "cifar10", 48, "1e-4"): record(0.80, 0.70),
         ft.Run("dsh", "cifar10", 48, "3e-4"): record(0.85, 0.60),
