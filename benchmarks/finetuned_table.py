@@ -10,10 +10,10 @@ on augmented images after a head warm-up; the config says why). Every method get
 budget and, with several ``--learning_rates``, the same search: the rate with the best
 *validation* MAP is reported, never one chosen on the queries. More ``--seeds`` (each its own
 split of the protocol, batches and initial weights) repeat a row at its chosen rate: the report
-gives their mean and spread beside seed 0's figure, the one the search chose on. The runs are the LSDH paper's
-protocol (``cifar10``: Table I) and DeepHash-pytorch's (``cifar10-1`` for its DSH and LCDSH
-figures, ``deephash-cifar10`` for HashNet and DHN), each scored with tfhash's conventions
-(ties averaged) and with DeepHash-pytorch's (``--preset=deephash``: ties by index).
+gives their mean and spread beside seed 0's figure, the one the search chose on. The runs are
+the LSDH paper's protocol (``cifar10``: Table I) and DeepHash-pytorch's (``cifar10-1`` for its
+DSH and LCDSH figures, ``deephash-cifar10`` for HashNet and DHN), each scored with tfhash's
+conventions (ties averaged) and with DeepHash-pytorch's (``--preset=deephash``: ties by index).
 
 Resumable: a run directory that finished is reported, not retrained (``tfhash.train`` resumes an
 interrupted one); each finished run leaves ``records/<run>.json`` (its command, wall-clock, the
@@ -300,8 +300,9 @@ def rate_label(run):
 
 
 def report(records):
-    """The table: per (method, protocol, bits), the learning rate with the best validation
-    MAP, its query scores and the published figure."""
+    """The table: per (method, protocol, bits), the learning rate whose seed-0 run has the best
+    validation MAP, that run's query scores, the MAP@ALL of every seed at that rate (mean and
+    sample standard deviation) and the published figure."""
     tried = {}  # (method, protocol, bits) -> its seed-0 runs, by learning rate
     repeats = {}  # (method, protocol, bits, learning rate) -> MAP@ALL of its other seeds
     for run, record in sorted(
