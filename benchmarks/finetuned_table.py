@@ -305,9 +305,7 @@ def report(records):
     sample standard deviation) and the published figure."""
     tried = {}  # (method, protocol, bits) -> its seed-0 runs, by learning rate
     repeats = {}  # (method, protocol, bits, learning rate) -> MAP@ALL of its other seeds
-    for run, record in sorted(
-        records.items(), key=lambda item: (rate_value(item[0]), item[0].seed)
-    ):
+    for run, record in sorted(records.items(), key=lambda item: rate_value(item[0])):
         key = (run.method, run.protocol, run.bits)
         if run.seed:
             repeats.setdefault(key + (run.learning_rate,), []).append(record["map"])
