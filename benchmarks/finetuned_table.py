@@ -1,19 +1,21 @@
 """The fine-tuned table: every method fine-tuned end to end on CIFAR-10, beside the published figures.
 
     python benchmarks/finetuned_table.py [--only=lsdh,hashnet] [--protocols=cifar10-1] [--bits=48]
-                                         [--learning_rates=1e-4,3e-4] [--seeds=0,1,2]
+                                         [--learning_rates=1e-4,3e-4] [--trainable_blocks=8,12]
+                                         [--seeds=0,1,2]
     python benchmarks/finetuned_table.py --report_only
 
 Each run is ``python -m tfhash.train --flagfile=configs/cifar10_e2e_base.cfg`` with the method,
 code length, protocol and learning rate (ImageNet EfficientNet-Lite0, its last blocks fine-tuned
 on augmented images after a head warm-up; the config says why). Every method gets the same
-budget and, with several ``--learning_rates``, the same search: the rate with the best
-*validation* MAP is reported, never one chosen on the queries. More ``--seeds`` (each its own
-split of the protocol, batches and initial weights) repeat a row at its chosen rate: the report
-gives their mean and spread beside seed 0's figure, the one the search chose on. The runs are
-the LSDH paper's protocol (``cifar10``: Table I) and DeepHash-pytorch's (``cifar10-1`` for its
-DSH and LCDSH figures, ``deephash-cifar10`` for HashNet and DHN), each scored with tfhash's
-conventions (ties averaged) and with DeepHash-pytorch's (``--preset=deephash``: ties by index).
+budget and, with several ``--learning_rates`` (or ``--trainable_blocks``), the same search: the
+setting with the best *validation* MAP is reported, never one chosen on the queries. More
+``--seeds`` (each its own split of the protocol, batches and initial weights) repeat a row at its
+chosen setting: the report gives their mean and spread beside seed 0's figure, the one the search
+chose on. The runs are the LSDH paper's protocol (``cifar10``: Table I) and DeepHash-pytorch's
+(``cifar10-1`` for its DSH and LCDSH figures, ``deephash-cifar10`` for HashNet and DHN), each
+scored with tfhash's conventions (ties averaged) and with DeepHash-pytorch's
+(``--preset=deephash``: ties by index).
 
 Resumable: a run directory that finished is reported, not retrained (``tfhash.train`` resumes an
 interrupted one); each finished run leaves ``records/<run>.json`` (its command, wall-clock, the
@@ -71,9 +73,9 @@ PUBLISHED.update(
     }
 )
 with open(os.path.join(ROOT, BASE)) as _config:
-    BASE_LEARNING_RATE = next(
-        line.split("=", 1)[1].strip() for line in _config if line.startswith("--learning_rate=")
-    )
+    _BASE_FLAGS = dict(line.strip()[2:].split("=", 1) for line in _config if line[:2] == "--")
+BASE_LEARNING_RATE = _BASE_FLAGS["learning_rate"]
+BASE_BLOCKS = _BASE_FLAGS["trainable_blocks"]
 BEGIN, END = "<!-- finetuned-table:begin -->", "<!-- finetuned-table:end -->"
 HEADING = "## CIFAR-10 fine-tuned end to end (issue 25)"
 
@@ -85,13 +87,20 @@ class Run:
     bits: int
     learning_rate: str  # "" for the base config's
     seed: int = 0
+    trainable_blocks: str = ""  # "" for the base config's
 
     @property
     def name(self):
         lr = f"_lr{self.learning_rate}" if self.learning_rate else ""
         protocol = "" if self.protocol == "cifar10" else "_" + self.protocol.replace("-", "_")
+        blocks = f"_{self.trainable_blocks}blocks" if self.trainable_blocks else ""
         seed = f"_seed{self.seed}" if self.seed else ""
-        return f"cifar10_{self.method}_e2e_{self.bits}{protocol}{lr}{seed}"
+        return f"cifar10_{self.method}_e2e_{self.bits}{protocol}{lr}{blocks}{seed}"
+
+    @property
+    def setting(self):
+        """What the search chooses between: the learning rate and the trainable blocks."""
+        return self.learning_rate, self.trainable_blocks
 
 
 def parse_args(argv=None):
@@ -109,6 +118,11 @@ def parse_args(argv=None):
         "--learning_rates",
         default="",
         help="Learning rates each method tries (best by validation MAP); '': the base config's.",
+    )
+    parser.add_argument(
+        "--trainable_blocks",
+        default="",
+        help="Trainable blocks each method tries (best by validation MAP); '': the base config's.",
     )
     parser.add_argument(
         "--seeds",
@@ -135,6 +149,12 @@ def parse_args(argv=None):
             parser.error(
                 f"--{flag}: no planned run has {', '.join(unknown)}; one of {', '.join(sorted(known))}"
             )
+    blocks = list(filter(None, args.trainable_blocks.split(",")))
+    if not all(b.isdigit() and int(b) > 0 for b in blocks):
+        parser.error(
+            f"--trainable_blocks: {args.trainable_blocks!r} is not a list of block counts; "
+            "e.g. --trainable_blocks=8,12"
+        )
     seeds = list(filter(None, args.seeds.split(",")))
     if not seeds or not all(s.isdigit() for s in seeds):
         parser.error(f"--seeds: {args.seeds!r} is not a list of seeds; e.g. --seeds=0,1,2")
@@ -147,13 +167,16 @@ def planned(args):
     protocols = set(filter(None, args.protocols.split(",")))
     bits = {int(b) for b in filter(None, args.bits.split(","))}
     rates = list(filter(None, args.learning_rates.split(","))) or [""]
+    # The base config's own count is its run (no suffix), not a second run of the same setting.
+    blocks = [b if b != BASE_BLOCKS else "" for b in filter(None, args.trainable_blocks.split(","))]
     return [
-        Run(m, p, b, lr, seed)
+        Run(m, p, b, lr, seed, n)
         for m, p, b in RUNS
         if (not methods or m in methods)
         and (not protocols or p in protocols)
         and (not bits or b in bits)
         for lr in rates
+        for n in blocks or [""]
         for seed in args.seeds
     ]
 
@@ -162,6 +185,7 @@ def command(args, run):
     """The run's command after ``python`` (paths relative to the repository root)."""
     flags = [f"--{k}={flag_value(v)}" for k, v in METHOD_FLAGS.get(run.method, {}).items()]
     extra = [f"--learning_rate={run.learning_rate}"] if run.learning_rate else []
+    extra += [f"--trainable_blocks={run.trainable_blocks}"] if run.trainable_blocks else []
     extra += [f"--seed={run.seed}"] if run.seed else []
     extra += [f"--epochs={args.epochs}"] if args.epochs else []
     run_dir = os.path.relpath(os.path.join(args.runs_dir, run.name), ROOT)
@@ -299,16 +323,28 @@ def rate_label(run):
     return f"{float(mantissa):g}e{int(exponent)}"
 
 
+def setting_label(run):
+    """The run's setting as ``3e-4``, or ``3e-4, last 12 blocks`` where its trainable blocks
+    are not the base config's."""
+    blocks = run.trainable_blocks
+    if not blocks or blocks == BASE_BLOCKS:
+        return rate_label(run)
+    return f"{rate_label(run)}, last {blocks} blocks"
+
+
 def report(records):
-    """The table: per (method, protocol, bits), the learning rate whose seed-0 run has the best
-    validation MAP, that run's query scores, the MAP@ALL of every seed at that rate (mean and
-    sample standard deviation) and the published figure."""
-    tried = {}  # (method, protocol, bits) -> its seed-0 runs, by learning rate
-    repeats = {}  # (method, protocol, bits, learning rate) -> MAP@ALL of its other seeds
-    for run, record in sorted(records.items(), key=lambda item: rate_value(item[0])):
+    """The table: per (method, protocol, bits), the setting (learning rate, trainable blocks)
+    whose seed-0 run has the best validation MAP, that run's query scores, the MAP@ALL of every
+    seed at that setting (mean and sample standard deviation) and the published figure."""
+    tried = {}  # (method, protocol, bits) -> its seed-0 runs, by setting
+    repeats = {}  # (method, protocol, bits, setting) -> MAP@ALL of its other seeds
+    by_setting = sorted(
+        records.items(), key=lambda item: (rate_value(item[0]), int(item[0].trainable_blocks or 0))
+    )
+    for run, record in by_setting:
         key = (run.method, run.protocol, run.bits)
         if run.seed:
-            repeats.setdefault(key + (run.learning_rate,), []).append(record["map"])
+            repeats.setdefault(key + (run.setting,), []).append(record["map"])
         else:
             tried.setdefault(key, []).append((run, record))
     best = {key: max(runs, key=lambda t: t[1]["val_map"] or 0) for key, runs in tried.items()}
@@ -325,7 +361,7 @@ def report(records):
         run, r = best[key]
         published = PUBLISHED.get(key)
         cell = f"{published[0]:.3f} ({published[1]})" if published else "–"
-        maps = [r["map"]] + repeats.get(key + (run.learning_rate,), [])
+        maps = [r["map"]] + repeats.get(key + (run.setting,), [])
         spread = (
             f"{np.mean(maps):.3f} ± {np.std(maps, ddof=1):.3f} ({len(maps)})"
             if len(maps) > 1
@@ -334,7 +370,7 @@ def report(records):
         lines.append(
             f"| {LABELS[run.method]} | `{run.protocol}` | {run.bits} | **{r['map']:.3f}** | "
             f"{spread} | {r['map_deephash']:.3f} | {r['p@r2']:.3f} | {cell} | {r['val_map'] or 0:.3f} | "
-            f"{rate_label(run)} | {r['wall_seconds'] / 60:.0f} min | "
+            f"{setting_label(run)} | {r['wall_seconds'] / 60:.0f} min | "
             f"{r['load_before']:.1f} / {r['load_after']:.1f} |"
         )
     structured = [key for key in order if best[key][1].get("structure")]
@@ -361,16 +397,17 @@ def report(records):
     if searched:
         lines += [
             "",
-            "Learning rates searched (validation MAP chooses the row above; the queries' MAP@ALL "
-            "stands beside it and chooses nothing):",
+            "Settings searched (validation MAP chooses the row above; the queries' MAP@ALL "
+            f"stands beside it and chooses nothing; the last {BASE_BLOCKS} blocks train unless "
+            "another number is given):",
             "",
-            "| method | protocol | bits | learning rate: validation MAP / MAP@ALL |",
+            "| method | protocol | bits | setting: validation MAP / MAP@ALL |",
             "|---|---|---|---|",
         ]
     for key in sorted(searched, key=order.index):
         run = searched[key][0][0]
         cells = ", ".join(
-            f"{rate_label(r)}: {record['val_map'] or 0:.3f} / {record['map']:.3f}"
+            f"{setting_label(r)}: {record['val_map'] or 0:.3f} / {record['map']:.3f}"
             + (" (chosen)" if r == best[key][0] else "")
             for r, record in searched[key]
         )
@@ -386,7 +423,7 @@ def report(records):
     lines += [f"    {c}" for c in commands]
     notes = [
         f"{LABELS[run.method]} `{run.protocol}` {run.bits}"
-        + (f" at {rate_label(run)}" if (run.method, run.protocol, run.bits) in searched else "")
+        + (f" at {setting_label(run)}" if (run.method, run.protocol, run.bits) in searched else "")
         + (f", seed {run.seed}" if run.seed else "")
         + f": {r['note']}"
         for run, r in records.items()

@@ -49,7 +49,31 @@ def test_the_plan_covers_the_issue_runs_and_each_rate(ft):
         "--run_dir=runs/cifar10_lsdh_e2e_12_seed2",
     ]
     assert not any(f.startswith("--seed") for f in ft.command(ft.parse_args([]), seeded[0]))
-    for typo in ("--protocols=cifar10_1", "--bits=16", "--seeds=one", "--seeds="):
+    # --trainable_blocks widens the search; the base config's own count is its run, not another
+    blocks = ft.planned(
+        ft.parse_args(
+            ["--only=lsdh", "--bits=48", "--learning_rates=3e-4", "--trainable_blocks=8,12"]
+        )
+    )
+    assert ft.BASE_BLOCKS == "8"
+    assert [r.name for r in blocks] == [
+        "cifar10_lsdh_e2e_48_lr3e-4",
+        "cifar10_lsdh_e2e_48_lr3e-4_12blocks",
+    ]
+    assert ft.command(ft.parse_args([]), blocks[1])[-3:] == [
+        "--learning_rate=3e-4",
+        "--trainable_blocks=12",
+        "--run_dir=runs/cifar10_lsdh_e2e_48_lr3e-4_12blocks",
+    ]
+    assert not any("--trainable_blocks" in f for f in ft.command(ft.parse_args([]), blocks[0]))
+    for typo in (
+        "--protocols=cifar10_1",
+        "--bits=16",
+        "--seeds=one",
+        "--seeds=",
+        "--trainable_blocks=0",  # every layer: not a count of last blocks
+        "--trainable_blocks=twelve",
+    ):
         # refused, not an empty plan
         with pytest.raises(SystemExit) as error:
             ft.parse_args([typo])
@@ -197,3 +221,24 @@ def test_more_seeds_repeat_the_chosen_rate_and_choose_nothing(ft):
     row, searched = [line for line in ft.report(records).splitlines() if line.startswith("| DSH")]
     assert "| **0.600** | 0.700 ± 0.100 (3) |" in row and "| 3e-4 |" in row
     assert searched.endswith("| 1e-4: 0.800 / 0.700, 3e-4: 0.850 / 0.600 (chosen) |")
+
+
+def test_the_search_over_trainable_blocks_chooses_on_validation_too(ft):
+    """A run with more trainable blocks is one more setting of the same row: chosen only on
+    validation MAP, its seeds repeat it alone, and its label names the blocks."""
+    more = "12"
+    records = {
+        ft.Run("lsdh", "cifar10", 48, "3e-4"): record(0.878, 0.70),
+        ft.Run("lsdh", "cifar10", 48, "3e-4", 1): record(0.5, 0.68),
+        ft.Run("lsdh", "cifar10", 48, "3e-4", 0, more): record(0.877, 0.80),  # better queries
+        ft.Run("lsdh", "cifar10", 48, "3e-4", 1, more): record(0.9, 0.78),
+    }
+    row, searched = [line for line in ft.report(records).splitlines() if line.startswith("| LSDH")]
+    assert "| **0.700** | 0.690 ± 0.014 (2) |" in row and "| 3e-4 |" in row
+    assert searched.endswith(
+        "| 3e-4: 0.878 / 0.700 (chosen), 3e-4, last 12 blocks: 0.877 / 0.800 |"
+    )
+    records[ft.Run("lsdh", "cifar10", 48, "3e-4", 0, more)] = record(0.879, 0.80)
+    row, searched = [line for line in ft.report(records).splitlines() if line.startswith("| LSDH")]
+    assert "| **0.800** | 0.790 ± 0.014 (2) |" in row and "| 3e-4, last 12 blocks |" in row
+    assert searched.endswith("3e-4, last 12 blocks: 0.879 / 0.800 (chosen) |")
