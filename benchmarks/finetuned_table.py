@@ -373,7 +373,7 @@ def report(records):
         BEGIN,
         "",
         "| method | protocol | bits | MAP@ALL | over seeds: mean ± s.d. (n) | MAP, DeepHash-pytorch's "
-        "conventions | P@r≤2 | published | val MAP | learning rate | wall-clock | load "
+        "conventions | P@r≤2 | published | val MAP | setting | wall-clock | load "
         "before/after |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
