@@ -42,10 +42,13 @@ for name in sys.argv[1:]:
         settings = train.config_from_flags()
         run_dir = settings.run_dir
         dataclasses.replace(settings, run_dir=run_dir or "runs/x").validate()
-        own_rate = any(line.startswith("--learning_rate=") for line in open(f"configs/{name}"))
+        lines = open(f"configs/{name}").read().splitlines()
+        own_rate = any(line.startswith("--learning_rate=") for line in lines)
+        own_blocks = any(line.startswith("--trainable_blocks=") for line in lines)
         out[name] = dict(bits=settings.bits, method=settings.method, run_dir=run_dir,
                          margin=settings.margin,
-                         own_rate=f"{settings.learning_rate:.0e}".replace("e-0", "e-") if own_rate else None)
+                         own_rate=f"{settings.learning_rate:.0e}".replace("e-0", "e-") if own_rate else None,
+                         own_blocks=settings.trainable_blocks if own_blocks else None)
     except Exception as e:
         out[name] = dict(error=f"{type(e).__name__}: {e}")
 print(json.dumps(out))
@@ -84,10 +87,12 @@ def test_every_config_parses_and_validates_with_bits_on_the_command_line(parsed)
         else:
             # A method's config names its run directory after itself and the code length
             # (runs/<config>_{bits}): two lengths never share one, and --bits alone suffices.
-            # One that sets its own learning rate adds it as the fine-tuned table names its
-            # runs (_lr3e-4), so the table reports that run rather than train it again.
+            # One that sets its own learning rate (or trainable blocks) adds it as the fine-tuned
+            # table names its runs (_lr3e-4_12blocks), so the table reports that run rather than
+            # train it again.
             rate = f"_lr{result['own_rate']}" if result["own_rate"] else ""
-            assert result["run_dir"] == f"runs/{name[:-4]}_24{rate}", name
+            blocks = f"_{result['own_blocks']}blocks" if result["own_blocks"] else ""
+            assert result["run_dir"] == f"runs/{name[:-4]}_24{rate}{blocks}", name
 
 
 def test_the_run_directory_follows_bits_and_an_explicit_one_wins():
