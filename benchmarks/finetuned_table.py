@@ -155,6 +155,8 @@ def parse_args(argv=None):
             f"--trainable_blocks: {args.trainable_blocks!r} is not a list of block counts; "
             "e.g. --trainable_blocks=8,12"
         )
+    # The base config's own count is its run (no suffix), not a second run of the same setting.
+    args.trainable_blocks = [b if b != BASE_BLOCKS else "" for b in blocks] or [""]
     seeds = list(filter(None, args.seeds.split(",")))
     if not seeds or not all(s.isdigit() for s in seeds):
         parser.error(f"--seeds: {args.seeds!r} is not a list of seeds; e.g. --seeds=0,1,2")
@@ -167,8 +169,6 @@ def planned(args):
     protocols = set(filter(None, args.protocols.split(",")))
     bits = {int(b) for b in filter(None, args.bits.split(","))}
     rates = list(filter(None, args.learning_rates.split(","))) or [""]
-    # The base config's own count is its run (no suffix), not a second run of the same setting.
-    blocks = [b if b != BASE_BLOCKS else "" for b in filter(None, args.trainable_blocks.split(","))]
     return [
         Run(m, p, b, lr, seed, n)
         for m, p, b in RUNS
@@ -176,7 +176,7 @@ def planned(args):
         and (not protocols or p in protocols)
         and (not bits or b in bits)
         for lr in rates
-        for n in blocks or [""]
+        for n in args.trainable_blocks
         for seed in args.seeds
     ]
 
@@ -326,10 +326,9 @@ def rate_label(run):
 def setting_label(run):
     """The run's setting as ``3e-4``, or ``3e-4, last 12 blocks`` where its trainable blocks
     are not the base config's."""
-    blocks = run.trainable_blocks
-    if not blocks or blocks == BASE_BLOCKS:
+    if not run.trainable_blocks:
         return rate_label(run)
-    return f"{rate_label(run)}, last {blocks} blocks"
+    return f"{rate_label(run)}, last {run.trainable_blocks} blocks"
 
 
 def searched(records):
