@@ -2,14 +2,15 @@
 
     python benchmarks/finetuned_table.py [--only=lsdh,hashnet] [--protocols=cifar10-1] [--bits=48]
                                          [--learning_rates=1e-4,3e-4] [--trainable_blocks=8,12]
-                                         [--seeds=0,1,2]
+                                         [--quantization_weights=0.2] [--seeds=0,1,2]
     python benchmarks/finetuned_table.py --report_only
 
 Each run is ``python -m tfhash.train --flagfile=configs/cifar10_e2e_base.cfg`` with the method,
 code length, protocol and learning rate (ImageNet EfficientNet-Lite0, its last blocks fine-tuned
 on augmented images after a head warm-up; the config says why). Every method gets the same
-budget and, with several ``--learning_rates`` (or ``--trainable_blocks``), the same search: the
-setting with the best *validation* MAP is reported, never one chosen on the queries. More
+budget and, with several ``--learning_rates`` (or ``--trainable_blocks``, or for a loss with a
+quantization weight ``--quantization_weights``, λ), the same search: the setting with the best
+*validation* MAP is reported, never one chosen on the queries. More
 ``--seeds`` (each its own split of the protocol, batches and initial weights) repeat a row at its
 chosen setting: the report gives their mean and spread beside seed 0's figure, the one the search
 chose on. The runs are the LSDH paper's protocol (``cifar10``: Table I) and DeepHash-pytorch's
@@ -88,19 +89,21 @@ class Run:
     learning_rate: str  # "" for the base config's
     seed: int = 0
     trainable_blocks: str = ""  # "" for the base config's
+    quantization_weight: str = ""  # λ; "" for the loss's own
 
     @property
     def name(self):
         lr = f"_lr{self.learning_rate}" if self.learning_rate else ""
         protocol = "" if self.protocol == "cifar10" else "_" + self.protocol.replace("-", "_")
         blocks = f"_{self.trainable_blocks}blocks" if self.trainable_blocks else ""
+        weight = f"_lambda{self.quantization_weight}" if self.quantization_weight else ""
         seed = f"_seed{self.seed}" if self.seed else ""
-        return f"cifar10_{self.method}_e2e_{self.bits}{protocol}{lr}{blocks}{seed}"
+        return f"cifar10_{self.method}_e2e_{self.bits}{protocol}{lr}{blocks}{weight}{seed}"
 
     @property
     def setting(self):
-        """What the search chooses between: the learning rate and the trainable blocks."""
-        return self.learning_rate, self.trainable_blocks
+        """What the search chooses between: the learning rate, the trainable blocks and λ."""
+        return self.learning_rate, self.trainable_blocks, self.quantization_weight
 
 
 def parse_args(argv=None):
@@ -123,6 +126,12 @@ def parse_args(argv=None):
         "--trainable_blocks",
         default="",
         help="Trainable blocks each method tries (best by validation MAP); '': the base config's.",
+    )
+    parser.add_argument(
+        "--quantization_weights",
+        default="",
+        help="Quantization weights (λ) each method tries (best by validation MAP); '': the "
+        "loss's own.",
     )
     parser.add_argument(
         "--seeds",
@@ -157,11 +166,25 @@ def parse_args(argv=None):
         )
     # The base config's own count is its run (no suffix), not a second run of the same setting.
     args.trainable_blocks = [b if b != BASE_BLOCKS else "" for b in blocks] or [""]
+    weights = list(filter(None, args.quantization_weights.split(",")))
+    if not all(_non_negative(w) for w in weights):
+        parser.error(
+            f"--quantization_weights: {args.quantization_weights!r} is not a list of weights "
+            ">= 0; e.g. --quantization_weights=0.2,0.8"
+        )
+    args.quantization_weights = weights or [""]
     seeds = list(filter(None, args.seeds.split(",")))
     if not seeds or not all(s.isdigit() for s in seeds):
         parser.error(f"--seeds: {args.seeds!r} is not a list of seeds; e.g. --seeds=0,1,2")
     args.seeds = [int(s) for s in seeds]
     return args
+
+
+def _non_negative(text):
+    try:
+        return float(text) >= 0
+    except ValueError:
+        return False
 
 
 def planned(args):
@@ -170,13 +193,14 @@ def planned(args):
     bits = {int(b) for b in filter(None, args.bits.split(","))}
     rates = list(filter(None, args.learning_rates.split(","))) or [""]
     return [
-        Run(m, p, b, lr, seed, n)
+        Run(m, p, b, lr, seed, n, q)
         for m, p, b in RUNS
         if (not methods or m in methods)
         and (not protocols or p in protocols)
         and (not bits or b in bits)
         for lr in rates
         for n in args.trainable_blocks
+        for q in args.quantization_weights
         for seed in args.seeds
     ]
 
@@ -186,6 +210,8 @@ def command(args, run):
     flags = [f"--{k}={flag_value(v)}" for k, v in METHOD_FLAGS.get(run.method, {}).items()]
     extra = [f"--learning_rate={run.learning_rate}"] if run.learning_rate else []
     extra += [f"--trainable_blocks={run.trainable_blocks}"] if run.trainable_blocks else []
+    if run.quantization_weight:
+        extra += [f"--quantization_weight={run.quantization_weight}"]
     extra += [f"--seed={run.seed}"] if run.seed else []
     extra += [f"--epochs={args.epochs}"] if args.epochs else []
     run_dir = os.path.relpath(os.path.join(args.runs_dir, run.name), ROOT)
@@ -324,15 +350,15 @@ def rate_label(run):
 
 
 def setting_label(run):
-    """The run's setting as ``3e-4``, or ``3e-4, last 12 blocks`` where its trainable blocks
-    are not the base config's."""
-    if not run.trainable_blocks:
-        return rate_label(run)
-    return f"{rate_label(run)}, last {run.trainable_blocks} blocks"
+    """The run's setting as ``3e-4``, with ``, last 12 blocks`` where its trainable blocks are
+    not the base config's and ``, λ = 0.2`` where its quantization weight is not the loss's."""
+    blocks = f", last {run.trainable_blocks} blocks" if run.trainable_blocks else ""
+    weight = f", λ = {run.quantization_weight}" if run.quantization_weight else ""
+    return rate_label(run) + blocks + weight
 
 
 def searched(records):
-    """Per (method, protocol, bits), its settings' seed-0 runs (by learning rate, then blocks),
+    """Per (method, protocol, bits), its settings' seed-0 runs (by learning rate, blocks, λ),
     each with the validation MAPs and MAP@ALLs of all its seeds (seed 0 first), and the setting
     chosen: the best validation MAP averaged over the seeds it was run with (one seed's
     validation MAP on 500 images moves by about 0.01, more than two settings may differ by).
@@ -342,7 +368,12 @@ def searched(records):
     """
     by_setting = sorted(
         records.items(),
-        key=lambda item: (rate_value(item[0]), int(item[0].trainable_blocks or 0), item[0].seed),
+        key=lambda item: (
+            rate_value(item[0]),
+            int(item[0].trainable_blocks or 0),
+            float(item[0].quantization_weight or -1),
+            item[0].seed,
+        ),
     )
     seeds = {}  # (method, protocol, bits, setting) -> validation MAPs and MAP@ALLs by seed
     tried = {}  # (method, protocol, bits) -> its settings' seed-0 runs
@@ -418,7 +449,8 @@ def report(records):
             "",
             "Settings searched (validation MAP chooses the row above, averaged over a setting's "
             "seeds where it has several; the queries' MAP@ALL stands beside it and chooses "
-            f"nothing; the last {BASE_BLOCKS} blocks train unless another number is given):",
+            f"nothing; the last {BASE_BLOCKS} blocks train unless another number is given, and λ "
+            "is the loss's own unless given):",
             "",
             "| method | protocol | bits | setting: validation MAP / MAP@ALL |",
             "|---|---|---|---|",

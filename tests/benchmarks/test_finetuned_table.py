@@ -66,6 +66,19 @@ def test_the_plan_covers_the_issue_runs_and_each_rate(ft):
         "--run_dir=runs/cifar10_lsdh_e2e_48_lr3e-4_12blocks",
     ]
     assert not any("--trainable_blocks" in f for f in ft.command(ft.parse_args([]), blocks[0]))
+    # --quantization_weights searches λ beside them; unset, the loss's own
+    weights = ft.planned(
+        ft.parse_args(
+            ["--only=lsdh", "--bits=12", "--trainable_blocks=12", "--quantization_weights=0.2"]
+        )
+    )
+    assert [r.name for r in weights] == ["cifar10_lsdh_e2e_12_12blocks_lambda0.2"]
+    assert ft.command(ft.parse_args([]), weights[0])[-3:] == [
+        "--trainable_blocks=12",
+        "--quantization_weight=0.2",
+        "--run_dir=runs/cifar10_lsdh_e2e_12_12blocks_lambda0.2",
+    ]
+    assert not any("--quantization_weight" in f for f in ft.command(ft.parse_args([]), blocks[1]))
     for typo in (
         "--protocols=cifar10_1",
         "--bits=16",
@@ -73,6 +86,8 @@ def test_the_plan_covers_the_issue_runs_and_each_rate(ft):
         "--seeds=",
         "--trainable_blocks=0",  # every layer: not a count of last blocks
         "--trainable_blocks=twelve",
+        "--quantization_weights=-0.2",
+        "--quantization_weights=low",
     ):
         # refused, not an empty plan
         with pytest.raises(SystemExit) as error:
@@ -257,3 +272,20 @@ def test_the_search_over_trainable_blocks_chooses_on_validation_too(ft):
     row, searched = [line for line in ft.report(records).splitlines() if line.startswith("| LSDH")]
     assert "| **0.800** | 0.790 ± 0.014 (2) |" in row and "| 3e-4, last 12 blocks |" in row
     assert searched.endswith("(mean of 2 seeds: 0.873 / 0.790) (chosen) |")
+
+
+def test_the_search_over_the_quantization_weight_chooses_on_validation_too(ft):
+    """λ is one more setting of the same row: the run whose loss kept its own λ and the one that
+    set it are told apart by name and label, and validation MAP chooses between them."""
+    records = {
+        ft.Run("lsdh", "cifar10", 12, ""): record(0.786, 0.70),
+        ft.Run("lsdh", "cifar10", 12, "", 0, "", "0.2"): record(0.80, 0.60),  # worse queries
+        ft.Run("lsdh", "cifar10", 12, "", 0, "12", "0.2"): record(0.79, 0.80),
+    }
+    assert len({run.name for run in records}) == 3
+    row, searched = [line for line in ft.report(records).splitlines() if line.startswith("| LSDH")]
+    assert "| **0.600** | – |" in row and "| 1e-4, λ = 0.2 |" in row
+    assert searched.endswith(
+        "| 1e-4: 0.786 / 0.700, 1e-4, λ = 0.2: 0.800 / 0.600 (chosen), "
+        "1e-4, last 12 blocks, λ = 0.2: 0.790 / 0.800 |"
+    )
