@@ -127,6 +127,35 @@ def test_the_readme_command_is_the_lsdh_row_the_table_chose(ft):
     assert rows[index][0] == chosen
 
 
+def test_the_configs_12_bit_command_is_the_lsdh_row_the_table_chose(ft):
+    """The 12-bit command that configs/cifar10_lsdh_e2e.cfg gives in its comment is the table's
+    run at the setting the committed records choose at 12 bits, in the table's run directory."""
+    with open(os.path.join(ft.ROOT, "configs", "cifar10_lsdh_e2e.cfg")) as f:
+        comment = " ".join(line.lstrip("# ").rstrip(" \\\n") for line in f if line[:1] == "#")
+    start = comment.index(
+        "python -m tfhash.train --flagfile=configs/cifar10_e2e_base.cfg --method=lsdh --bits=12"
+    )
+    words = comment[start:].split()
+    end = next(i for i, word in enumerate(words) if word.startswith("--run_dir=")) + 1
+    flags = dict(word[2:].split("=", 1) for word in words[3:end])
+    rows, index = ft.searched(ft.load_records(ft.parse_args([]).out_dir))[("lsdh", "cifar10", 12)]
+    chosen = rows[index][0]
+    assert flags.pop("run_dir") == f"runs/{chosen.name}"
+    assert (
+        ft.Run(
+            flags.pop("method"),
+            "cifar10",
+            int(flags.pop("bits")),
+            flags.pop("learning_rate", ""),
+            0,
+            flags.pop("trainable_blocks", ""),
+            flags.pop("quantization_weight", ""),
+        )
+        == chosen
+    )
+    assert flags == {"flagfile": ft.BASE}
+
+
 def test_scores_and_packed_codes_of_a_finished_run(ft, tmp_path):
     rng = np.random.default_rng(0)
     arrays = {
