@@ -173,6 +173,16 @@ def parse_args(argv=None):
             ">= 0; e.g. --quantization_weights=0.2,0.8"
         )
     args.quantization_weights = weights or [""]
+    if weights:
+        from tfhash import losses  # TensorFlow: imported only where a λ is to be checked
+
+        methods = {m for m, p, b in RUNS if _selected(args, m, p, b)}
+        without = sorted(m for m in methods if "quantization_weight" not in losses.arguments(m))
+        if without:
+            parser.error(
+                f"--quantization_weights: the loss of {', '.join(without)} has no quantization "
+                "weight; choose the methods that have one with --only, e.g. --only=lsdh"
+            )
     seeds = list(filter(None, args.seeds.split(",")))
     if not seeds or not all(s.isdigit() for s in seeds):
         parser.error(f"--seeds: {args.seeds!r} is not a list of seeds; e.g. --seeds=0,1,2")
@@ -187,17 +197,24 @@ def _non_negative(text):
         return False
 
 
+def _selected(args, method, protocol, bits):
+    """Whether ``--only``, ``--protocols`` and ``--bits`` select this row of the plan."""
+    return all(
+        not wanted or value in wanted
+        for value, wanted in (
+            (method, set(filter(None, args.only.split(",")))),
+            (protocol, set(filter(None, args.protocols.split(",")))),
+            (str(bits), set(filter(None, args.bits.split(",")))),
+        )
+    )
+
+
 def planned(args):
-    methods = set(filter(None, args.only.split(",")))
-    protocols = set(filter(None, args.protocols.split(",")))
-    bits = {int(b) for b in filter(None, args.bits.split(","))}
     rates = list(filter(None, args.learning_rates.split(","))) or [""]
     return [
         Run(m, p, b, lr, seed, n, q)
         for m, p, b in RUNS
-        if (not methods or m in methods)
-        and (not protocols or p in protocols)
-        and (not bits or b in bits)
+        if _selected(args, m, p, b)
         for lr in rates
         for n in args.trainable_blocks
         for q in args.quantization_weights

@@ -18,7 +18,7 @@ def ft():
     return load_benchmark("finetuned_table")
 
 
-def test_the_plan_covers_the_issue_runs_and_each_rate(ft):
+def test_the_plan_covers_the_issue_runs_and_each_rate(ft, capsys):
     args = ft.parse_args(["--only=lsdh,dsh", "--learning_rates=1e-4,3e-4"])
     runs = ft.planned(args)
     assert {(r.method, r.protocol, r.bits) for r in runs} == {
@@ -88,11 +88,13 @@ def test_the_plan_covers_the_issue_runs_and_each_rate(ft):
         "--trainable_blocks=twelve",
         "--quantization_weights=-0.2",
         "--quantization_weights=low",
+        "--bits=12 --quantization_weights=0.2",  # HashNet at 12 bits has no λ
     ):
         # refused, not an empty plan
         with pytest.raises(SystemExit) as error:
-            ft.parse_args([typo])
+            ft.parse_args(typo.split())
         assert error.value.code == 2
+    assert "the loss of hashnet has no quantization weight" in capsys.readouterr().err
     lsdh = ft.Run("lsdh", "cifar10", 48, "")
     command = ft.command(ft.parse_args([]), lsdh)
     assert command[:3] == ["-m", "tfhash.train", "--flagfile=configs/cifar10_e2e_base.cfg"]
