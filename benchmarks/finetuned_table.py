@@ -148,17 +148,21 @@ def parse_args(argv=None):
     parser.add_argument("--out_dir", default=os.path.join(ROOT, "benchmarks", "finetuned_table"))
     parser.add_argument("--results", default=os.path.join(ROOT, "benchmarks", "RESULTS.md"))
     args = parser.parse_args(argv)
-    for flag, value, known in (
-        ("only", args.only, {m for m, _, _ in RUNS}),
-        ("protocols", args.protocols, {p for _, p, _ in RUNS}),
-        ("bits", args.bits, {str(b) for _, _, b in RUNS}),
+    # Each list is parsed once here; planned() and the checks below read the parsed values.
+    for flag, known in (
+        ("only", {m for m, _, _ in RUNS}),
+        ("protocols", {p for _, p, _ in RUNS}),
+        ("bits", {str(b) for _, _, b in RUNS}),
     ):
-        unknown = sorted(set(filter(None, value.split(","))) - known)
+        wanted = set(_items(getattr(args, flag)))
+        unknown = sorted(wanted - known)
         if unknown:
             parser.error(
                 f"--{flag}: no planned run has {', '.join(unknown)}; one of {', '.join(sorted(known))}"
             )
-    blocks = list(filter(None, args.trainable_blocks.split(",")))
+        setattr(args, flag, wanted)  # empty: every one
+    args.learning_rates = _items(args.learning_rates) or [""]
+    blocks = _items(args.trainable_blocks)
     if not all(b.isdigit() and int(b) > 0 for b in blocks):
         parser.error(
             f"--trainable_blocks: {args.trainable_blocks!r} is not a list of block counts; "
@@ -166,7 +170,7 @@ def parse_args(argv=None):
         )
     # The base config's own count is its run (no suffix), not a second run of the same setting.
     args.trainable_blocks = [b if b != BASE_BLOCKS else "" for b in blocks] or [""]
-    weights = list(filter(None, args.quantization_weights.split(",")))
+    weights = _items(args.quantization_weights)
     if not all(_non_negative(w) for w in weights):
         parser.error(
             f"--quantization_weights: {args.quantization_weights!r} is not a list of weights "
@@ -183,11 +187,16 @@ def parse_args(argv=None):
                 f"--quantization_weights: the loss of {', '.join(without)} has no quantization "
                 "weight; choose the methods that have one with --only, e.g. --only=lsdh"
             )
-    seeds = list(filter(None, args.seeds.split(",")))
+    seeds = _items(args.seeds)
     if not seeds or not all(s.isdigit() for s in seeds):
         parser.error(f"--seeds: {args.seeds!r} is not a list of seeds; e.g. --seeds=0,1,2")
     args.seeds = [int(s) for s in seeds]
     return args
+
+
+def _items(text):
+    """A comma-separated flag's items, empty ones dropped."""
+    return [item for item in text.split(",") if item]
 
 
 def _non_negative(text):
@@ -198,24 +207,23 @@ def _non_negative(text):
 
 
 def _selected(args, method, protocol, bits):
-    """Whether ``--only``, ``--protocols`` and ``--bits`` select this row of the plan."""
+    """Whether ``--only``, ``--protocols`` and ``--bits`` (parsed) select this row of the plan."""
     return all(
         not wanted or value in wanted
         for value, wanted in (
-            (method, set(filter(None, args.only.split(",")))),
-            (protocol, set(filter(None, args.protocols.split(",")))),
-            (str(bits), set(filter(None, args.bits.split(",")))),
+            (method, args.only),
+            (protocol, args.protocols),
+            (str(bits), args.bits),
         )
     )
 
 
 def planned(args):
-    rates = list(filter(None, args.learning_rates.split(","))) or [""]
     return [
         Run(m, p, b, lr, seed, n, q)
         for m, p, b in RUNS
         if _selected(args, m, p, b)
-        for lr in rates
+        for lr in args.learning_rates
         for n in args.trainable_blocks
         for q in args.quantization_weights
         for seed in args.seeds
