@@ -2,15 +2,16 @@
 
     python benchmarks/finetuned_table.py [--only=lsdh,hashnet] [--protocols=cifar10-1] [--bits=48]
                                          [--learning_rates=1e-4,3e-4] [--trainable_blocks=8,12]
-                                         [--quantization_weights=0.2] [--seeds=0,1,2]
+                                         [--quantization_weights=0.2] [--margins=12]
+                                         [--seeds=0,1,2]
     python benchmarks/finetuned_table.py --report_only
 
 Each run is ``python -m tfhash.train --flagfile=configs/cifar10_e2e_base.cfg`` with the method,
 code length, protocol and learning rate (ImageNet EfficientNet-Lite0, its last blocks fine-tuned
 on augmented images after a head warm-up; the config says why). Every method gets the same
-budget and, with several ``--learning_rates`` (or ``--trainable_blocks``, or for a loss with a
-quantization weight ``--quantization_weights``, λ), the same search: the setting with the best
-*validation* MAP is reported, never one chosen on the queries. More
+budget and, with several ``--learning_rates`` (or ``--trainable_blocks``, or for a loss that has
+them ``--quantization_weights``, λ, and ``--margins``, m), the same search: the setting with the
+best *validation* MAP is reported, never one chosen on the queries. More
 ``--seeds`` (each its own split of the protocol, batches and initial weights) repeat a row at its
 chosen setting: the report gives their mean and spread beside seed 0's figure, the one the search
 chose on. The runs are the LSDH paper's protocol (``cifar10``: Table I) and DeepHash-pytorch's
@@ -90,6 +91,7 @@ class Run:
     seed: int = 0
     trainable_blocks: str = ""  # "" for the base config's
     quantization_weight: str = ""  # λ; "" for the loss's own
+    margin: str = ""  # m; "" for the loss's own
 
     @property
     def name(self):
@@ -97,13 +99,14 @@ class Run:
         protocol = "" if self.protocol == "cifar10" else "_" + self.protocol.replace("-", "_")
         blocks = f"_{self.trainable_blocks}blocks" if self.trainable_blocks else ""
         weight = f"_lambda{self.quantization_weight}" if self.quantization_weight else ""
+        margin = f"_m{self.margin}" if self.margin else ""
         seed = f"_seed{self.seed}" if self.seed else ""
-        return f"cifar10_{self.method}_e2e_{self.bits}{protocol}{lr}{blocks}{weight}{seed}"
+        return f"cifar10_{self.method}_e2e_{self.bits}{protocol}{lr}{blocks}{weight}{margin}{seed}"
 
     @property
     def setting(self):
-        """What the search chooses between: the learning rate, the trainable blocks and λ."""
-        return self.learning_rate, self.trainable_blocks, self.quantization_weight
+        """What the search chooses between: the learning rate, the trainable blocks, λ and m."""
+        return self.learning_rate, self.trainable_blocks, self.quantization_weight, self.margin
 
 
 def parse_args(argv=None):
@@ -132,6 +135,11 @@ def parse_args(argv=None):
         default="",
         help="Quantization weights (λ) each method tries (best by validation MAP); '': the "
         "loss's own.",
+    )
+    parser.add_argument(
+        "--margins",
+        default="",
+        help="Margins (m) each method tries (best by validation MAP); '': the loss's own.",
     )
     parser.add_argument(
         "--seeds",
@@ -170,23 +178,30 @@ def parse_args(argv=None):
         )
     # The base config's own count is its run (no suffix), not a second run of the same setting.
     args.trainable_blocks = [b if b != BASE_BLOCKS else "" for b in blocks] or [""]
-    weights = _items(args.quantization_weights)
-    if not all(_non_negative(w) for w in weights):
-        parser.error(
-            f"--quantization_weights: {args.quantization_weights!r} is not a list of weights "
-            ">= 0; e.g. --quantization_weights=0.2,0.8"
-        )
-    args.quantization_weights = weights or [""]
-    if weights:
-        from tfhash import losses  # TensorFlow: imported only where a λ is to be checked
-
-        methods = {m for m, p, b in RUNS if _selected(args, m, p, b)}
-        without = sorted(m for m in methods if "quantization_weight" not in losses.arguments(m))
-        if without:
+    # The loss's own arguments a search may set: (flag, the loss's argument, values, what they are)
+    searched_arguments = (
+        ("quantization_weights", "quantization_weight", ">= 0", "0.2,0.8", lambda w: w >= 0),
+        ("margins", "margin", "> 0", "6,12", lambda m: m > 0),
+    )
+    for flag, argument, bound, example, valid in searched_arguments:
+        values = _items(getattr(args, flag))
+        if not all(valid(_number(v)) for v in values):
             parser.error(
-                f"--quantization_weights: the loss of {', '.join(without)} has no quantization "
-                "weight; choose the methods that have one with --only, e.g. --only=lsdh"
+                f"--{flag}: {getattr(args, flag)!r} is not a list of numbers {bound}; "
+                f"e.g. --{flag}={example}"
             )
+        setattr(args, flag, values or [""])
+        if values:
+            from tfhash import losses  # TensorFlow: imported only where an argument is checked
+
+            methods = {m for m, p, b in RUNS if _selected(args, m, p, b)}
+            without = sorted(m for m in methods if argument not in losses.arguments(m))
+            if without:
+                parser.error(
+                    f"--{flag}: the loss of {', '.join(without)} has no "
+                    f"{argument.replace('_', ' ')}; choose the methods that have one with "
+                    "--only, e.g. --only=lsdh"
+                )
     seeds = _items(args.seeds)
     if not seeds or not all(s.isdigit() for s in seeds):
         parser.error(f"--seeds: {args.seeds!r} is not a list of seeds; e.g. --seeds=0,1,2")
@@ -199,11 +214,12 @@ def _items(text):
     return [item for item in text.split(",") if item]
 
 
-def _non_negative(text):
+def _number(text):
+    """``text`` as a float; NaN (which no bound admits) where it is not a number."""
     try:
-        return float(text) >= 0
+        return float(text)
     except ValueError:
-        return False
+        return float("nan")
 
 
 def _selected(args, method, protocol, bits):
@@ -220,12 +236,13 @@ def _selected(args, method, protocol, bits):
 
 def planned(args):
     return [
-        Run(m, p, b, lr, seed, n, q)
+        Run(m, p, b, lr, seed, n, q, margin)
         for m, p, b in RUNS
         if _selected(args, m, p, b)
         for lr in args.learning_rates
         for n in args.trainable_blocks
         for q in args.quantization_weights
+        for margin in args.margins
         for seed in args.seeds
     ]
 
@@ -237,6 +254,7 @@ def command(args, run):
     extra += [f"--trainable_blocks={run.trainable_blocks}"] if run.trainable_blocks else []
     if run.quantization_weight:
         extra += [f"--quantization_weight={run.quantization_weight}"]
+    extra += [f"--margin={run.margin}"] if run.margin else []
     extra += [f"--seed={run.seed}"] if run.seed else []
     extra += [f"--epochs={args.epochs}"] if args.epochs else []
     run_dir = os.path.relpath(os.path.join(args.runs_dir, run.name), ROOT)
@@ -376,14 +394,16 @@ def rate_label(run):
 
 def setting_label(run):
     """The run's setting as ``3e-4``, with ``, last 12 blocks`` where its trainable blocks are
-    not the base config's and ``, λ = 0.2`` where its quantization weight is not the loss's."""
+    not the base config's and ``, λ = 0.2`` or ``, m = 12`` where its quantization weight or
+    margin is not the loss's."""
     blocks = f", last {run.trainable_blocks} blocks" if run.trainable_blocks else ""
     weight = f", λ = {run.quantization_weight}" if run.quantization_weight else ""
-    return rate_label(run) + blocks + weight
+    margin = f", m = {run.margin}" if run.margin else ""
+    return rate_label(run) + blocks + weight + margin
 
 
 def searched(records):
-    """Per (method, protocol, bits), its settings' seed-0 runs (by learning rate, blocks, λ),
+    """Per (method, protocol, bits), its settings' seed-0 runs (by learning rate, blocks, λ, m),
     each with the validation MAPs and MAP@ALLs of all its seeds (seed 0 first), and the setting
     chosen: the best validation MAP averaged over the seeds it was run with (one seed's
     validation MAP on 500 images moves by about 0.01, more than two settings may differ by).
@@ -397,6 +417,7 @@ def searched(records):
             rate_value(item[0]),
             int(item[0].trainable_blocks or 0),
             float(item[0].quantization_weight or -1),
+            float(item[0].margin or -1),
             item[0].seed,
         ),
     )
@@ -475,7 +496,7 @@ def report(records):
             "Settings searched (validation MAP chooses the row above, averaged over a setting's "
             "seeds where it has several; the queries' MAP@ALL stands beside it and chooses "
             f"nothing; the last {BASE_BLOCKS} blocks train unless another number is given, and λ "
-            "is the loss's own unless given):",
+            "and m are the loss's own unless given):",
             "",
             "| method | protocol | bits | setting: validation MAP / MAP@ALL |",
             "|---|---|---|---|",

@@ -79,6 +79,19 @@ def test_the_plan_covers_the_issue_runs_and_each_rate(ft, capsys):
         "--run_dir=runs/cifar10_lsdh_e2e_12_12blocks_lambda0.2",
     ]
     assert not any("--quantization_weight" in f for f in ft.command(ft.parse_args([]), blocks[1]))
+    # and --margins the margin, each pair of values one run
+    margins = ft.planned(
+        ft.parse_args(["--only=lsdh", "--bits=12", "--quantization_weights=0.05", "--margins=6,12"])
+    )
+    assert [r.name for r in margins] == [
+        "cifar10_lsdh_e2e_12_lambda0.05_m6",
+        "cifar10_lsdh_e2e_12_lambda0.05_m12",
+    ]
+    assert ft.command(ft.parse_args([]), margins[1])[-3:] == [
+        "--quantization_weight=0.05",
+        "--margin=12",
+        "--run_dir=runs/cifar10_lsdh_e2e_12_lambda0.05_m12",
+    ]
     for typo in (
         "--protocols=cifar10_1",
         "--bits=16",
@@ -89,12 +102,18 @@ def test_the_plan_covers_the_issue_runs_and_each_rate(ft, capsys):
         "--quantization_weights=-0.2",
         "--quantization_weights=low",
         "--bits=12 --quantization_weights=0.2",  # HashNet at 12 bits has no λ
+        "--only=lsdh --margins=0",
+        "--only=lsdh --margins=wide",
+        "--only=lsdh,dhn --margins=12",  # DHN's loss has no margin
     ):
         # refused, not an empty plan
         with pytest.raises(SystemExit) as error:
             ft.parse_args(typo.split())
         assert error.value.code == 2
-    assert "the loss of hashnet has no quantization weight" in capsys.readouterr().err
+    refusals = capsys.readouterr().err
+    assert "the loss of hashnet has no quantization weight" in refusals
+    assert "--margins: 'wide' is not a list of numbers > 0; e.g. --margins=6,12" in refusals
+    assert "--margins: the loss of dhn has no margin; choose the methods" in refusals
     lsdh = ft.Run("lsdh", "cifar10", 48, "")
     command = ft.command(ft.parse_args([]), lsdh)
     assert command[:3] == ["-m", "tfhash.train", "--flagfile=configs/cifar10_e2e_base.cfg"]
@@ -152,6 +171,7 @@ def test_the_configs_12_bit_command_is_the_lsdh_row_the_table_chose(ft):
             0,
             flags.pop("trainable_blocks", ""),
             flags.pop("quantization_weight", ""),
+            flags.pop("margin", ""),
         )
         == chosen
     )
@@ -319,4 +339,23 @@ def test_the_search_over_the_quantization_weight_chooses_on_validation_too(ft):
     assert searched.endswith(
         "| 1e-4: 0.786 / 0.700, 1e-4, λ = 0.2: 0.800 / 0.600 (chosen), "
         "1e-4, last 12 blocks, λ = 0.2: 0.790 / 0.800 |"
+    )
+
+
+def test_the_search_over_the_margin_chooses_on_validation_too(ft):
+    """m is one more setting of the same row, beside λ: named and labelled after both, and chosen
+    on validation MAP."""
+    records = {
+        ft.Run("lsdh", "cifar10", 12, "", 0, "12", "0.05"): record(0.859, 0.735),
+        ft.Run("lsdh", "cifar10", 12, "", 0, "12", "0.05", "16"): record(0.87, 0.70),
+    }
+    assert sorted(run.name for run in records) == [
+        "cifar10_lsdh_e2e_12_12blocks_lambda0.05",
+        "cifar10_lsdh_e2e_12_12blocks_lambda0.05_m16",
+    ]
+    row, searched = [line for line in ft.report(records).splitlines() if line.startswith("| LSDH")]
+    assert "| **0.700** | – |" in row and "| 1e-4, last 12 blocks, λ = 0.05, m = 16 |" in row
+    assert searched.endswith(
+        "| 1e-4, last 12 blocks, λ = 0.05: 0.859 / 0.735, "
+        "1e-4, last 12 blocks, λ = 0.05, m = 16: 0.870 / 0.700 (chosen) |"
     )
