@@ -178,11 +178,13 @@ def parse_args(argv=None):
         )
     # The base config's own count is its run (no suffix), not a second run of the same setting.
     args.trainable_blocks = [b if b != BASE_BLOCKS else "" for b in blocks] or [""]
-    # The loss's own arguments a search may set: (flag, the loss's argument, values, what they are)
+    # The loss's own arguments a search may set: (flag, the loss's argument, the bound its values
+    # keep, an example, the check of one value)
     searched_arguments = (
         ("quantization_weights", "quantization_weight", ">= 0", "0.2,0.8", lambda w: w >= 0),
         ("margins", "margin", "> 0", "6,12", lambda m: m > 0),
     )
+    methods = {m for m, p, b in RUNS if _selected(args, m, p, b)}
     for flag, argument, bound, example, valid in searched_arguments:
         values = _items(getattr(args, flag))
         if not all(valid(_number(v)) for v in values):
@@ -194,7 +196,6 @@ def parse_args(argv=None):
         if values:
             from tfhash import losses  # TensorFlow: imported only where an argument is checked
 
-            methods = {m for m, p, b in RUNS if _selected(args, m, p, b)}
             without = sorted(m for m in methods if argument not in losses.arguments(m))
             if without:
                 parser.error(
@@ -252,8 +253,7 @@ def command(args, run):
     flags = [f"--{k}={flag_value(v)}" for k, v in METHOD_FLAGS.get(run.method, {}).items()]
     extra = [f"--learning_rate={run.learning_rate}"] if run.learning_rate else []
     extra += [f"--trainable_blocks={run.trainable_blocks}"] if run.trainable_blocks else []
-    if run.quantization_weight:
-        extra += [f"--quantization_weight={run.quantization_weight}"]
+    extra += [f"--quantization_weight={run.quantization_weight}"] if run.quantization_weight else []
     extra += [f"--margin={run.margin}"] if run.margin else []
     extra += [f"--seed={run.seed}"] if run.seed else []
     extra += [f"--epochs={args.epochs}"] if args.epochs else []
